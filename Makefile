@@ -1,0 +1,36 @@
+# gibench: `make demo` runs the embedded default pipeline, `make test` the test suite.
+# Both bootstrap .venv idempotently: torch==2.13.0 first (the CPU wheel on this kind of
+# machine; any other torch spec would pull CUDA packages), then gibench with its test extras.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.gibench-installed
+CORES  ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-fast bench clean-results slurm-up slurm-down
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakemake --cores $(CORES) --printshellcmds
+	@$(PY) -m gibench.cli where
+
+test: venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -m "not gpu" -v $(PYTEST_ARGS)
+
+test-fast: venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -m "not gpu and not slow and not slurm" $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) benchmarks/run.py
+
+clean-results:
+	rm -rf results .snakemake/metadata .snakemake/incomplete

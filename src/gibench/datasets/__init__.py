@@ -1,0 +1,16 @@
+"""Dataset registry: a name in the config maps to one :class:`ImageDataset`.
+
+Two sources per dataset: ``bundled`` (small real slices under ``resources/data``, read
+with readers for the original formats) and ``hub`` (the full split from the Hugging Face
+hub, fetched once by the download rule and read back from disk).
+"""
+from __future__ import annotations
+
+from ..registry import Registry
+from .base import ImageDataset, ImageSplit, choose_victims, DatasetUnavailable
+
+DATASETS: Registry[ImageDataset] = Registry("dataset")
+
+from . import vision as _vision  # noqa: E402,F401  (registers the entries)
+
+__all__ = ["DATASETS", "ImageDataset", "ImageSplit", "choose_victims", "DatasetUnavailable"]

@@ -1,0 +1,72 @@
+"""The real download path for cluster runs: Hugging Face ``datasets``.
+
+``download_split`` runs in the download rule (a ``localrule``: the login node has
+internet) and saves the split with ``save_to_disk`` under ``resources/hub/``;
+``load_hub_split`` reads that copy back in the data rule, so compute nodes never need the
+network.  ``hub_id`` may also be a local directory of data files (how the tests exercise
+this path offline).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import DatasetUnavailable, ImageDataset, ImageSplit
+
+
+def hub_split_dir(hub_dir: str | Path, ds: ImageDataset, split: str) -> Path:
+    return Path(hub_dir) / ds.name / split
+
+
+def download_split(ds: ImageDataset, split: str, hub_dir: str | Path, hub_id: str | None = None) -> Path:
+    try:
+        import datasets as hf
+    except ImportError as e:
+        raise DatasetUnavailable("source: hub needs the `datasets` package (pip install 'gibench[hub]')") from e
+    if split not in ds.hub_splits:
+        raise DatasetUnavailable(f"dataset {ds.name!r} has hub splits {sorted(ds.hub_splits)}, not {split!r}")
+    repo = hub_id or ds.hub_id
+    try:
+        d = hf.load_dataset(repo, split=ds.hub_splits[split])
+    except Exception as e:  # network errors come in many types
+        raise DatasetUnavailable(
+            f"could not fetch {repo!r} split {ds.hub_splits[split]!r} from the Hugging Face hub: "
+            f"{type(e).__name__}: {e}. Run the download rule on a machine with internet "
+            f"(snakemake --cores 1 {hub_split_dir(hub_dir, ds, split)}/dataset_info.json) "
+            f"or use `source: bundled` for this dataset.") from e
+    out = hub_split_dir(hub_dir, ds, split)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    d.save_to_disk(str(tmp))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def load_hub_split(ds: ImageDataset, split: str, hub_dir: str | Path | None) -> ImageSplit:
+    if hub_dir is None:
+        raise DatasetUnavailable(f"dataset {ds.name!r}: source hub needs a hub_dir")
+    path = hub_split_dir(hub_dir, ds, split)
+    if not (path / "dataset_info.json").exists():
+        raise DatasetUnavailable(
+            f"{path}: the hub copy of {ds.name!r}/{split} is not on disk. Run the download rule "
+            f"on a machine with internet: snakemake --cores 1 {path}/dataset_info.json")
+    import datasets as hf
+
+    d = hf.load_from_disk(str(path))
+    return split_from_hf(ds, d, source=f"hub: {ds.hub_id} split {ds.hub_splits.get(split, split)}")
+
+
+def split_from_hf(ds: ImageDataset, d, source: str) -> ImageSplit:
+    images = []
+    for im in d[ds.hub_image_column]:
+        arr = np.asarray(im.convert("RGB" if ds.shape[0] == 3 else "L"), dtype=np.uint8)
+        images.append(arr if arr.ndim == 3 else arr[..., None])
+    labels = np.asarray(d[ds.hub_label_column], dtype=np.int64)
+    feat = d.features.get(ds.hub_label_column)
+    names = list(getattr(feat, "names", None) or [str(i) for i in range(ds.num_classes)])
+    return ImageSplit(np.stack(images), labels, np.arange(len(labels)), names, source=source)

@@ -1,0 +1,157 @@
+"""Atomic artifact I/O with the provenance record embedded.
+
+* tensors: safetensors, record as JSON under the single metadata key ``gibench`` (one key:
+  safetensors serialises its metadata map in arbitrary order, so several keys would make
+  the bytes differ between runs);
+* rows: Parquet via pyarrow, record in the schema metadata under ``gibench``;
+* text (tables, JSON): written atomically as is.
+
+Every writer goes through :func:`atomic_path`: the data is written to a temporary file in
+the same directory, fsynced and renamed over the target, so an interrupted job leaves no
+half-written artifact behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as st_save
+
+META_KEY = "gibench"
+
+
+class ArtifactError(RuntimeError):
+    """A file is missing, malformed or lacks its provenance record."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# ---------------------------------------------------------------- tensors (safetensors)
+
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
+                 record: Mapping[str, Any]) -> None:
+    clean = {}
+    for k, v in tensors.items():
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"save_tensors({path}): {k!r} is {type(v).__name__}, not a tensor")
+        clean[k] = v.detach().to("cpu").contiguous()
+    meta = {META_KEY: json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)}
+    data = st_save(clean, metadata=meta)
+    write_bytes(path, data)
+
+
+def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu"
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such file")
+    try:
+        with safe_open(os.fspath(path), framework="pt", device=str(device)) as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types
+        raise ArtifactError(f"{path}: not a readable safetensors file ({e})") from e
+    return tensors, _parse_record(path, meta.get(META_KEY))
+
+
+def tensor_names_in_file_order(path: str | os.PathLike) -> list[str]:
+    with safe_open(os.fspath(path), framework="pt") as f:
+        return list(f.keys())
+
+
+# ---------------------------------------------------------------- rows (parquet)
+
+def save_table(path: str | os.PathLike, table: pa.Table | Mapping[str, list] | list[dict],
+               record: Mapping[str, Any]) -> None:
+    if isinstance(table, list):
+        table = pa.Table.from_pylist(table)
+    elif not isinstance(table, pa.Table):
+        table = pa.table(dict(table))
+    meta = dict(table.schema.metadata or {})
+    meta[META_KEY.encode()] = json.dumps(record, sort_keys=True, separators=(",", ":"),
+                                         default=str).encode()
+    table = table.replace_schema_metadata(meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def load_table(path: str | os.PathLike) -> tuple[pa.Table, dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such file")
+    try:
+        table = pq.read_table(path)
+    except Exception as e:
+        raise ArtifactError(f"{path}: not a readable Parquet file ({e})") from e
+    raw = (table.schema.metadata or {}).get(META_KEY.encode())
+    rec = _parse_record(path, raw.decode() if raw is not None else None)
+    table = table.replace_schema_metadata(
+        {k: v for k, v in (table.schema.metadata or {}).items() if k != META_KEY.encode()})
+    return table, rec
+
+
+# ---------------------------------------------------------------- generic
+
+def _parse_record(path: Path, raw: str | None) -> dict[str, Any]:
+    if raw is None:
+        raise ArtifactError(f"{path}: has no embedded gibench provenance record")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: provenance record is not valid JSON ({e})") from e
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The provenance record of any gibench artifact, by file type."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        with safe_open(os.fspath(path), framework="pt") as f:
+            return _parse_record(path, (f.metadata() or {}).get(META_KEY))
+    if path.suffix == ".parquet":
+        raw = (pq.read_schema(path).metadata or {}).get(META_KEY.encode())
+        return _parse_record(path, raw.decode() if raw is not None else None)
+    if path.suffix == ".json":
+        obj = json.loads(path.read_text())
+        if isinstance(obj, dict) and "provenance" in obj:
+            return obj["provenance"]
+    sidecar = path.with_name(path.name + ".prov.json")
+    if sidecar.exists():
+        return json.loads(sidecar.read_text())
+    raise ArtifactError(f"{path}: no provenance record (not a gibench artifact type)")
