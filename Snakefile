@@ -1,0 +1,36 @@
+# gibench: gradient inversion attacks vs defenses, reproducibly.
+# Embedded default: `snakemake --cores 2` (config/config.yaml, CPU scale, bundled data).
+# A paper-scale study: `snakemake --configfile config/studies/selective_encryption.yaml`.
+# On SLURM: `snakemake --profile slurm [--configfile ...]`.
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# Prefer the source tree next to this Snakefile over any installed copy.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from gibench import config as gconfig
+from gibench.pipeline import paths as P
+from gibench.pipeline import targets as T
+
+
+configfile: "config/config.yaml"
+
+
+try:
+    gconfig.validate(config, os.path.join(workflow.basedir, "config/schema/config.schema.yaml"))
+except gconfig.ConfigError as e:
+    raise WorkflowError(str(e))
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/gradient.smk"
+
+
+rule all:
+    input:
+        T.all_targets(config),
+    default_target: True

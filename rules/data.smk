@@ -1,0 +1,39 @@
+# datasets -> victims; model spec -> seeded initial weights.
+
+
+def _victim_inputs(wildcards):
+    return T.dataset_inputs(config, wildcards.dataset)
+
+
+rule download_dataset:
+    # localrule: the login node has internet, compute nodes may not.
+    output:
+        config["hub_dir"] + "/{dataset}/{split}/dataset_info.json",
+    log:
+        "logs/download_dataset/{dataset}/{split}.json",
+    script:
+        "../workflow/scripts/download_dataset.py"
+
+
+rule data:
+    input:
+        _victim_inputs,
+    output:
+        P.VICTIMS,
+    log:
+        "logs/data/{dataset}.json",
+    script:
+        "../workflow/scripts/data.py"
+
+
+rule model:
+    output:
+        P.WEIGHTS,
+    log:
+        "logs/model/{study}/{dataset}/{model}.json",
+    script:
+        "../workflow/scripts/model.py"
+
+
+localrules:
+    download_dataset,

@@ -1,0 +1,14 @@
+# victims + weights -> the client's shared update (and what the attacker is told).
+
+
+rule gradient:
+    input:
+        victims=P.VICTIMS,
+        weights=P.WEIGHTS,
+    output:
+        gradient=P.GRADIENT,
+        knowledge=P.KNOWLEDGE,
+    log:
+        "logs/gradient/{study}/{dataset}/{model}/{slot}.json",
+    script:
+        "../workflow/scripts/gradient.py"

@@ -1,0 +1,185 @@
+"""Load and validate a gibench config: JSON schema first (unknown keys, types, ranges),
+then names against the registries.  Errors name the key and what is allowed."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
+
+# defaults that depend on other keys (not expressible as plain schema defaults)
+DEFAULT_PROTECTION = {"image": {"metric": "lpips", "op": ">=", "threshold": 0.3}}
+DEFAULT_TABLE5_RATIO = 0.3
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run; the message names the key and what is allowed."""
+
+
+def _path_str(path: Iterable[Any]) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<top level>"
+
+
+def _describe(schema: dict) -> str:
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"])
+    t = schema.get("type")
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    if t in ("number", "integer") and lo is not None and hi is not None:
+        return f"{'an integer' if t == 'integer' else 'a number'} in [{lo}, {hi}]"
+    if t in ("number", "integer") and lo is not None:
+        return f"{'an integer' if t == 'integer' else 'a number'} >= {lo}"
+    if t:
+        return f"a value of type {t}"
+    return "a value matching the schema"
+
+
+def _format_error(err: jsonschema.ValidationError) -> str:
+    where = _path_str(err.absolute_path)
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in err.schema.get("properties", {})]
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return f"config error at {where}: unknown key(s) {', '.join(map(repr, extra))}{hint}"
+    if err.validator == "required":
+        return f"config error at {where}: {err.message}"
+    return (f"config error at {where}: {err.instance!r} is not allowed ({err.message}); "
+            f"expected {_describe(err.schema)}")
+
+
+def _fill_defaults(validator_cls):
+    validate_props = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+
+
+def load_schema(path: str | Path = DEFAULT_SCHEMA) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def validate(config: dict, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
+    """Validate ``config`` in place (filling defaults) and return it; raise ConfigError."""
+    if not isinstance(config, dict) or not config:
+        raise ConfigError("config is empty: give a config file (--configfile) with datasets and studies")
+    schema = load_schema(schema_path)
+    cls = _fill_defaults(jsonschema.Draft202012Validator)
+    validator = cls(schema)
+    # defaults are filled top-down; run twice so defaults inside filled defaults are set too
+    for _ in range(2):
+        errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+        if errors:
+            raise ConfigError("\n".join(_format_error(e) for e in errors[:5]))
+    _check_semantics(config)
+    return config
+
+
+def _check_semantics(config: dict) -> None:
+    from .datasets import DATASETS
+
+    errs: list[str] = []
+    for name, ds in config["datasets"].items():
+        if name not in DATASETS:
+            errs.append(f"config error at datasets.{name}: unknown dataset {name!r}; known: {', '.join(DATASETS.names())}")
+    se = config["studies"].get("selective_encryption")
+    if se is not None:
+        errs += _check_selective_encryption(config, se)
+    if errs:
+        raise ConfigError("\n".join(errs))
+
+
+def _check_selective_encryption(config: dict, se: dict) -> list[str]:
+    from .datasets import DATASETS
+    from .models import MODELS
+
+    pre = "studies.selective_encryption"
+    errs = []
+    for i, case in enumerate(se["cases"]):
+        d, m = case["dataset"], case["model"]
+        if d not in DATASETS:
+            errs.append(f"config error at {pre}.cases[{i}].dataset: unknown dataset {d!r}; known: {', '.join(DATASETS.names())}")
+        elif d not in config["datasets"]:
+            errs.append(f"config error at {pre}.cases[{i}].dataset: {d!r} has no entry under datasets: (add datasets.{d}.victims)")
+        elif config["datasets"][d]["victims"] < se["victims"] * se["gradient"]["batch_size"]:
+            errs.append(f"config error at {pre}.victims: {se['victims']} slots x batch {se['gradient']['batch_size']} "
+                        f"need more victims than datasets.{d}.victims = {config['datasets'][d]['victims']}")
+        if m not in MODELS:
+            errs.append(f"config error at {pre}.cases[{i}].model: unknown model {m!r}; known: {', '.join(MODELS.names())}")
+    for m in se.get("models", {}):
+        if m not in MODELS:
+            errs.append(f"config error at {pre}.models.{m}: unknown model {m!r}; known: {', '.join(MODELS.names())}")
+    sig = se["significance"]
+    for i, r in enumerate(sig["ratios"]):
+        if abs(round(r * 1000) - r * 1000) > 1e-6:
+            errs.append(f"config error at {pre}.significance.ratios[{i}]: {r} has more than 3 decimals (file names use r0.000)")
+    if len(set(sig["ratios"])) != len(sig["ratios"]):
+        errs.append(f"config error at {pre}.significance.ratios: duplicate ratios {sig['ratios']}")
+    try:
+        from .significance import METRICS
+    except ImportError:  # significance module not built yet
+        METRICS = None
+    if METRICS is not None:
+        for key in ("metrics", "cost_metrics"):
+            for i, name in enumerate(sig[key]):
+                if name not in METRICS:
+                    errs.append(f"config error at {pre}.significance.{key}[{i}]: unknown significance metric "
+                                f"{name!r}; known: {', '.join(METRICS.names())}")
+        for name in sig["params"]:
+            if name not in METRICS:
+                errs.append(f"config error at {pre}.significance.params.{name}: unknown significance metric {name!r}")
+    try:
+        from .attacks import ATTACKS
+    except ImportError:
+        ATTACKS = None
+    if ATTACKS is not None:
+        for name in se.get("attacks", {}):
+            if name not in ATTACKS:
+                errs.append(f"config error at {pre}.attacks.{name}: unknown attack {name!r}; known: {', '.join(ATTACKS.names())}")
+    ev = se["evaluation"]
+    ev.setdefault("protection", {})
+    ev["protection"].setdefault("image", dict(DEFAULT_PROTECTION["image"]))
+    ev.setdefault("table5_ratio", DEFAULT_TABLE5_RATIO)
+    return errs
+
+
+def load(path: str | Path, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
+    path = Path(path)
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    return validate(cfg or {}, schema_path)
+
+
+def fmt_ratio(r: float) -> str:
+    return f"r{r:.3f}"
+
+
+def parse_ratio(s: str) -> float:
+    if not s.startswith("r"):
+        raise ValueError(f"ratio wildcard {s!r} must look like r0.300")
+    return round(float(s[1:]), 3)
+
+
+def fmt_slot(i: int) -> str:
+    return f"s{i:03d}"
+
+
+def parse_slot(s: str) -> int:
+    return int(s[1:])

@@ -1,0 +1,140 @@
+"""Jobs of the first half of the data flow: victims, model weights, client gradients."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from .. import io
+from ..config import parse_slot
+from ..datasets import DATASETS, choose_victims
+from ..gradient import client_gradient
+from ..models import build_model, count_parameters
+from ..provenance import make_record
+from ..seeds import derive_seed
+from .runner import say
+
+
+# ----------------------------------------------------------------- victims
+
+def make_victims(config: dict, dataset: str) -> tuple[pa.Table, dict]:
+    spec = config["datasets"][dataset]
+    ds = DATASETS.get(dataset)
+    split = ds.load(spec["source"], spec["split"], config["resources_dir"], config["hub_dir"])
+    seed = derive_seed(config["seed"], "victims", dataset=dataset)
+    pos = choose_victims(split, spec["victims"], seed)
+    imgs = split.images[pos]
+    table = pa.table({
+        "victim": pa.array(np.arange(len(pos)), pa.int32()),
+        "source_index": pa.array(split.indices[pos], pa.int64()),
+        "label": pa.array(split.labels[pos], pa.int64()),
+        "class_name": pa.array([split.class_names[int(c)] for c in split.labels[pos]]),
+        "height": pa.array([imgs.shape[1]] * len(pos), pa.int32()),
+        "width": pa.array([imgs.shape[2]] * len(pos), pa.int32()),
+        "channels": pa.array([imgs.shape[3]] * len(pos), pa.int32()),
+        "image": pa.array([im.tobytes() for im in imgs], pa.binary()),
+    })
+    info = {"source": split.source, "split": spec["split"], "pool": spec["victims"], "split_size": len(split.labels)}
+    return table, {"seed": seed, **info}
+
+
+def victims_job(smk: Any, device: torch.device) -> dict:
+    dataset = smk.wildcards.dataset
+    table, info = make_victims(smk.config, dataset)
+    rec = make_record(rule="data", wildcards={"dataset": dataset}, params=dict(smk.config["datasets"][dataset]),
+                      config=smk.config, inputs=list(smk.input), seed=info["seed"], device="cpu",
+                      extra={"data": info})
+    io.save_table(smk.output[0], table, rec)
+    say(f"victims for {dataset}: {table.num_rows} from {info['source']}")
+    return {"victims": table.num_rows}
+
+
+def read_victims(path: str | Path, rows: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images uint8 NHWC, labels, source indices) for the given victim rows (all if None)."""
+    table, _ = io.load_table(path)
+    d = table.to_pydict()
+    idx = range(table.num_rows) if rows is None else rows
+    imgs = []
+    for i in idx:
+        if i >= table.num_rows:
+            raise IndexError(f"{path}: victim {i} requested but the pool has {table.num_rows}; raise datasets.<name>.victims")
+        h, w, c = d["height"][i], d["width"][i], d["channels"][i]
+        imgs.append(np.frombuffer(d["image"][i], dtype=np.uint8).reshape(h, w, c))
+    return (np.stack(imgs), np.asarray([d["label"][i] for i in idx], np.int64),
+            np.asarray([d["source_index"][i] for i in idx], np.int64))
+
+
+def slot_rows(slot: str, batch_size: int) -> list[int]:
+    s = parse_slot(slot)
+    return list(range(s * batch_size, (s + 1) * batch_size))
+
+
+# ----------------------------------------------------------------- model weights
+
+def model_options(study_cfg: dict, model: str) -> dict:
+    return dict(study_cfg.get("models", {}).get(model, {}))
+
+
+def model_for(config: dict, study: str, dataset: str, model: str, weights: str | Path | None = None,
+              device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Build the study's model; load ``weights`` if given (the artifact of the model rule)."""
+    ds = DATASETS.get(dataset)
+    study_cfg = config["studies"][study]
+    seed = derive_seed(config["seed"], "model", study=study, dataset=dataset, model=model)
+    net = build_model(model, ds.num_classes, ds.shape, seed, **model_options(study_cfg, model))
+    if weights is not None:
+        state, _ = io.load_tensors(weights)
+        missing = set(dict(net.named_parameters())) - set(state)
+        if missing:
+            raise io.ArtifactError(f"{weights}: lacks parameters {sorted(missing)[:5]} of model {model!r}")
+        net.load_state_dict(state, strict=False)
+    return net.to(device)
+
+
+def model_job(smk: Any, device: torch.device) -> dict:
+    wc = dict(smk.wildcards)
+    net = model_for(smk.config, wc["study"], wc["dataset"], wc["model"])
+    seed = derive_seed(smk.config["seed"], "model", **wc)
+    rec = make_record(rule="model", wildcards=wc, params=model_options(smk.config["studies"][wc["study"]], wc["model"]),
+                      config=smk.config, seed=seed, device="cpu",
+                      extra={"model": {"name": wc["model"], "parameters": count_parameters(net),
+                                       "tensors": [n for n, _ in net.named_parameters()]}})
+    io.save_tensors(smk.output[0], dict(net.state_dict()), rec)
+    say(f"model {wc['model']} for {wc['dataset']}: {count_parameters(net):,} parameters")
+    return {"parameters": count_parameters(net)}
+
+
+# ----------------------------------------------------------------- client gradient
+
+def gradient_job(smk: Any, device: torch.device) -> dict:
+    wc = dict(smk.wildcards)
+    cfg = smk.config
+    study_cfg = cfg["studies"][wc["study"]]
+    gcfg = study_cfg["gradient"]
+    ds = DATASETS.get(wc["dataset"])
+    rows = slot_rows(wc["slot"], gcfg["batch_size"])
+    imgs, labels, src_idx = read_victims(smk.input.victims, rows)
+    net = model_for(cfg, wc["study"], wc["dataset"], wc["model"], smk.input.weights, device)
+    x = ds.normalize(imgs).to(device)
+    y = torch.as_tensor(labels, device=device)
+    grads = client_gradient(net, x, y, loss=gcfg["loss"], mode=gcfg["model_mode"])
+    rec = make_record(rule="gradient", wildcards=wc, params=gcfg, config=cfg, inputs=list(smk.input),
+                      seed=None, device=device,
+                      extra={"victims": rows, "source_indices": src_idx.tolist(),
+                             "tensor_order": list(grads)})
+    io.save_tensors(smk.output.gradient, grads, rec)
+    knows = study_cfg.get("threat_model", {})
+    knowledge = {
+        "provenance": make_record(rule="gradient", wildcards=wc, params=knows, config=cfg, device=device),
+        "batch_size": gcfg["batch_size"],
+        "input_shape": list(ds.shape),
+        "dataset": wc["dataset"],
+        "labels": labels.tolist() if knows.get("labels_known", True) else None,
+    }
+    io.write_json(smk.output.knowledge, knowledge)
+    say(f"gradient {wc['study']}/{wc['dataset']}/{wc['model']}/{wc['slot']}: victims {rows}")
+    return {"victims": rows}

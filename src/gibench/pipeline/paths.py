@@ -1,0 +1,38 @@
+"""Artifact paths.  A case name spells out its wildcards in a fixed order
+(study/dataset/model/slot/metric/ratio/attack/rep); ratios use three decimals (r0.300) and
+slots three digits (s003) so file names are stable."""
+from __future__ import annotations
+
+from ..config import fmt_ratio, fmt_slot
+
+R = "results"
+
+VICTIMS = R + "/data/{dataset}/victims.parquet"
+WEIGHTS = R + "/models/{study}/{dataset}/{model}/init.safetensors"
+GRADIENT = R + "/gradients/{study}/{dataset}/{model}/{slot}.safetensors"
+KNOWLEDGE = R + "/gradients/{study}/{dataset}/{model}/{slot}.knowledge.json"
+SCORES = R + "/significance/{study}/{dataset}/{model}/{slot}/{metric}.safetensors"
+MASK = R + "/masks/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}.safetensors"
+ATTACK = R + "/attacks/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.safetensors"
+TRACE = R + "/attacks/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.trace.parquet"
+METRICS = R + "/metrics/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}.parquet"
+ALL_METRICS = R + "/metrics/{study}/metrics.parquet"
+COST = R + "/cost/{study}/significance_cost.parquet"
+TABLE = R + "/tables/{study}/{table}.{ext}"
+FIGURE = R + "/figures/{study}/{figure}.{ext}"
+
+# Ratio 0 (nothing encrypted) and 1 (everything encrypted) give the same mask whatever the
+# metric: those cases are computed once under this metric name and shared by every curve.
+ANY_METRIC = "any"
+
+
+def metric_for_ratio(metric: str, ratio: float) -> str:
+    return ANY_METRIC if ratio in (0.0, 1.0) else metric
+
+
+def fmt(path: str, **wc) -> str:
+    if "ratio" in wc and not isinstance(wc["ratio"], str):
+        wc["ratio"] = fmt_ratio(wc["ratio"])
+    if "slot" in wc and not isinstance(wc["slot"], str):
+        wc["slot"] = fmt_slot(wc["slot"])
+    return path.format(**wc)
