@@ -28,6 +28,8 @@ except gconfig.ConfigError as e:
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/gradient.smk"
+include: "rules/significance.smk"
+include: "rules/attack.smk"
 
 
 rule all:

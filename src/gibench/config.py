@@ -146,9 +146,10 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     except ImportError:
         ATTACKS = None
     if ATTACKS is not None:
-        for name in se.get("attacks", {}):
-            if name not in ATTACKS:
-                errs.append(f"config error at {pre}.attacks.{name}: unknown attack {name!r}; known: {', '.join(ATTACKS.names())}")
+        for name, entry in se.get("attacks", {}).items():
+            kind = entry.get("type", name)
+            if kind not in ATTACKS:
+                errs.append(f"config error at {pre}.attacks.{name}: unknown attack {kind!r}; known: {', '.join(ATTACKS.names())}")
     ev = se["evaluation"]
     ev.setdefault("protection", {})
     ev["protection"].setdefault("image", dict(DEFAULT_PROTECTION["image"]))

@@ -36,3 +36,5 @@ def fmt(path: str, **wc) -> str:
     if "slot" in wc and not isinstance(wc["slot"], str):
         wc["slot"] = fmt_slot(wc["slot"])
     return path.format(**wc)
+SCORE_COST = R + "/significance/{study}/{dataset}/{model}/{slot}/{metric}.cost.parquet"
+BACKBONE = "{hub_dir}/torch/{file}"

@@ -41,9 +41,96 @@ def se_gradient_targets(config: dict) -> list[str]:
     return out
 
 
+def _se(config: dict) -> dict | None:
+    return config["studies"].get("selective_encryption")
+
+
+def interior_ratios(config: dict) -> list[str]:
+    """Formatted ratios strictly between 0 and 1 (their masks depend on the metric)."""
+    se = _se(config)
+    if not se:
+        return []
+    return [fmt_ratio(r) for r in sorted(se["significance"]["ratios"]) if 0.0 < r < 1.0]
+
+
+def attack_params(config: dict, study: str, attack: str) -> dict:
+    return dict(config["studies"][study]["attacks"][attack])
+
+
+def se_attack_cases(config: dict):
+    """(study, dataset, model, slot, metric, ratio) with ratios 0/1 shared under metric 'any'."""
+    se = _se(config)
+    if not se or not se.get("attacks"):
+        return
+    sig = se["significance"]
+    for study, dataset, model, slot in se_cases(config):
+        seen = set()
+        for metric in sig["metrics"]:
+            for r in sorted(sig["ratios"]):
+                key = (P.metric_for_ratio(metric, r), fmt_ratio(r))
+                if key not in seen:
+                    seen.add(key)
+                    yield study, dataset, model, slot, key[0], key[1]
+
+
+def restart_paths(config: dict, wc) -> list[str]:
+    entry = config["studies"][wc.study]["attacks"][wc.attack]
+    return [P.fmt(P.ATTACK, study=wc.study, dataset=wc.dataset, model=wc.model, slot=wc.slot,
+                  metric=wc.metric, ratio=wc.ratio, attack=wc.attack, rep=rep)
+            for rep in range(int(entry.get("restarts", 1)))]
+
+
+def lpips_backbone_file(config: dict, study: str) -> str | None:
+    """The torchvision backbone file LPIPS needs, if it is on disk (LPIPS is reported as
+    unavailable otherwise; the download rule fetches it on a machine with internet)."""
+    ev = config["studies"][study].get("evaluation", {})
+    if "lpips" not in ev.get("image_metrics", []):
+        return None
+    from ..metrics.lpips import BACKBONE_FILES
+
+    path = P.BACKBONE.format(hub_dir=config["hub_dir"], file=BACKBONE_FILES[ev["lpips"]["backbone"]])
+    return path if Path(path).exists() else None
+
+
+def metric_files(config: dict, study: str) -> list[str]:
+    if study != "selective_encryption":
+        return []
+    out = []
+    for st, dataset, model, slot, metric, ratio in se_attack_cases(config):
+        for attack in _se(config)["attacks"]:
+            out.append(P.fmt(P.METRICS, study=st, dataset=dataset, model=model, slot=slot, metric=metric,
+                             ratio=ratio, attack=attack))
+    return out
+
+
+def cost_files(config: dict, study: str) -> list[str]:
+    se = _se(config)
+    if study != "selective_encryption" or not se:
+        return []
+    out = []
+    for st, dataset, model, slot in se_cases(config):
+        for metric in se["significance"]["cost_metrics"]:
+            out.append(P.fmt(P.SCORE_COST, study=st, dataset=dataset, model=model, slot=slot, metric=metric))
+    return out
+
+
+SE_TABLES = ("table2", "table4", "table5", "table6")
+
+
+def se_table_targets(config: dict) -> list[str]:
+    se = _se(config)
+    if not se:
+        return []
+    names = ["table6"] if not se.get("attacks") else list(SE_TABLES)
+    return [P.fmt(P.TABLE, study="selective_encryption", table=t, ext=ext) for t in names for ext in ("csv", "md")]
+
+
 def all_targets(config: dict) -> list[str]:
     targets: list[str] = []
     for d in config["datasets"]:
         targets.append(P.fmt(P.VICTIMS, dataset=d))
     targets += se_gradient_targets(config)
+    if _se(config):
+        targets += cost_files(config, "selective_encryption")
+        targets += metric_files(config, "selective_encryption")
     return sorted(dict.fromkeys(targets))

@@ -1,0 +1,65 @@
+# server side: one job per restart (a GPU job on clusters), then evaluation against ground truth.
+
+
+rule attack:
+    input:
+        weights=P.WEIGHTS,
+        gradient=P.GRADIENT,
+        knowledge=P.KNOWLEDGE,
+        mask=P.MASK,
+    output:
+        recon=P.ATTACK,
+        trace=P.TRACE,
+    params:
+        # hyperparameters enter the job's params so changing one re-runs only its jobs
+        attack=lambda wc: T.attack_params(config, wc.study, wc.attack),
+    log:
+        "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.json",
+    script:
+        "../workflow/scripts/attack.py"
+
+
+def _metrics_inputs(wc):
+    inputs = {
+        "victims": P.fmt(P.VICTIMS, dataset=wc.dataset),
+        "recons": T.restart_paths(config, wc),
+    }
+    backbone = T.lpips_backbone_file(config, wc.study)
+    if backbone is not None:
+        inputs["backbone"] = backbone
+    return inputs
+
+
+rule metrics:
+    input:
+        unpack(_metrics_inputs),
+    output:
+        P.METRICS,
+    params:
+        evaluation=lambda wc: config["studies"][wc.study]["evaluation"],
+    log:
+        "logs/metrics/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}.json",
+    script:
+        "../workflow/scripts/metrics.py"
+
+
+rule gather_metrics:
+    input:
+        lambda wc: T.metric_files(config, wc.study),
+    output:
+        P.ALL_METRICS,
+    log:
+        "logs/gather_metrics/{study}.json",
+    script:
+        "../workflow/scripts/gather.py"
+
+
+rule gather_cost:
+    input:
+        lambda wc: T.cost_files(config, wc.study),
+    output:
+        P.COST,
+    log:
+        "logs/gather_cost/{study}.json",
+    script:
+        "../workflow/scripts/gather.py"

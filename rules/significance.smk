@@ -1,0 +1,47 @@
+# client side: significance scores per gradient entry (+ their cost), then masks per ratio.
+
+
+rule significance:
+    # a GPU job on clusters (profiles/default sets gpu: 1)
+    input:
+        victims=P.VICTIMS,
+        weights=P.WEIGHTS,
+        gradient=P.GRADIENT,
+    output:
+        scores=P.SCORES,
+        cost=P.SCORE_COST,
+    log:
+        "logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.json",
+    script:
+        "../workflow/scripts/significance.py"
+
+
+# One job per (slot, metric) writes the masks of every ratio strictly between 0 and 1.
+_INTERIOR = T.interior_ratios(config)
+if _INTERIOR:
+
+    rule masks:
+        input:
+            scores=P.SCORES,
+        output:
+            [P.MASK.replace("{ratio}", r) for r in _INTERIOR],
+        wildcard_constraints:
+            metric="(?!any$)[a-z0-9_]+",
+        log:
+            "logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.json",
+        script:
+            "../workflow/scripts/masks.py"
+
+
+# Ratios 0 and 1 do not depend on the metric: one shared mask under metric "any".
+rule masks_any:
+    input:
+        gradient=P.GRADIENT,
+    output:
+        P.MASK.replace("{metric}", P.ANY_METRIC),
+    wildcard_constraints:
+        ratio="r0[.]000|r1[.]000",
+    log:
+        "logs/masks/{study}/{dataset}/{model}/{slot}/any_{ratio}.json",
+    script:
+        "../workflow/scripts/masks.py"

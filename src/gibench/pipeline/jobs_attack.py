@@ -1,0 +1,128 @@
+"""Attack and evaluation jobs.
+
+The attack job sees only what the threat model gives the server: the model spec and
+weights, the shared update, which entries are encrypted, and the study's attacker
+knowledge file.  Ground truth (the victims table) reaches only the metrics job."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import torch
+
+from .. import io
+from ..datasets import DATASETS
+from ..provenance import make_record
+from ..seeds import derive_seed
+from .jobs_data import model_for, read_victims, slot_rows
+from .runner import say
+
+
+def attack_settings(study_cfg: dict, attack: str) -> tuple[str, dict, int]:
+    """(registry name, hyperparameters, restarts) of a configured attack entry."""
+    entry = study_cfg["attacks"][attack]
+    return entry.get("type", attack), dict(entry.get("params", {})), int(entry.get("restarts", 1))
+
+
+def visible_from_mask(mask, shared: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The attacker's view: True where an entry is sent in plaintext."""
+    missing = set(shared) - set(mask.bits)
+    if missing:
+        raise ValueError(f"mask lacks tensors {sorted(missing)[:3]}… of the shared update")
+    return {n: ~mask.bits[n].to(torch.bool).reshape(shared[n].shape) for n in shared}
+
+
+def attack_job(smk: Any, device: torch.device) -> dict:
+    from ..attacks import ATTACKS
+    from ..masks import load_mask
+
+    wc = dict(smk.wildcards)
+    cfg = smk.config
+    study_cfg = cfg["studies"][wc["study"]]
+    kind, params, _ = attack_settings(study_cfg, wc["attack"])
+    knowledge = json.loads(open(smk.input.knowledge).read())
+    ds = DATASETS.get(wc["dataset"])
+    net = model_for(cfg, wc["study"], wc["dataset"], wc["model"], smk.input.weights, device)
+    shared, _ = io.load_tensors(smk.input.gradient, device=device)
+    mask, _ = load_mask(smk.input.mask)
+    visible = {n: v.to(device) for n, v in visible_from_mask(mask, shared).items()}
+    # the server sees the plaintext part only: encrypted entries are not available to it
+    shared = {n: torch.where(visible[n], g, torch.zeros_like(g)) for n, g in shared.items()}
+    labels = knowledge.get("labels")
+    labels_t = torch.as_tensor(labels, device=device) if labels is not None else None
+    seed = derive_seed(cfg["seed"], "attack", **wc)
+    shape = (knowledge["batch_size"], *knowledge["input_shape"])
+    t0 = time.time()
+    every = max(1, int(params.get("iterations", 1000)) // 10)
+
+    def progress(it: int, loss: float) -> None:
+        if it % every == 0:
+            say(f"attack {wc['attack']} {wc['model']}/{wc['slot']}/{wc['metric']}/{wc['ratio']}/rep{wc['rep']}: "
+                f"iteration {it}, loss {loss:.4g}, {time.time() - t0:.0f} s")
+
+    result = ATTACKS.get(kind)(net, shared, visible, input_shape=shape, mean=ds.mean, std=ds.std,
+                               labels=labels_t, cfg=params, seed=seed, device=device, progress=progress)
+    info = dict(result.info or {})
+    info.update({"status": result.status, "message": result.message, "final_loss": result.final_loss,
+                 "encrypted_fraction": float(mask.encrypted_fraction())})
+    rec = make_record(rule="attack", wildcards=wc, params={"type": kind, **params}, config=cfg,
+                      inputs=list(smk.input), seed=seed, device=device, extra={"attack": info})
+    io.save_tensors(smk.output.recon, {"x": result.x.float().cpu(), "labels": result.labels.cpu()}, rec)
+    trace = result.trace or [{"iteration": 0, "loss": float("nan"), "grad_distance": float("nan"),
+                              "tv": float("nan"), "lr": float("nan")}]
+    io.save_table(smk.output.trace, trace, rec)
+    say(f"attack {wc['attack']} done: {result.status}, loss {result.final_loss:.4g} ({result.message})")
+    return {"status": result.status, "final_loss": result.final_loss}
+
+
+# ------------------------------------------------------------------ evaluation
+
+def lpips_for(cfg: dict, study_cfg: dict, backbone_path: str | None, device: torch.device):
+    """(LPIPS model or None, status string)."""
+    from ..metrics.lpips import LPIPSUnavailable, load_lpips
+
+    lp = study_cfg["evaluation"]["lpips"]
+    heads = f"{cfg['resources_dir']}/lpips/weights/v{lp['version']}"
+    try:
+        model = load_lpips(backbone=lp["backbone"], version=lp["version"], heads_dir=heads,
+                           backbone_path=backbone_path)
+        return model.to(device), f"ok ({lp['backbone']}, v{lp['version']})"
+    except LPIPSUnavailable as e:
+        return None, f"unavailable: {e}"
+
+
+def metrics_job(smk: Any, device: torch.device) -> dict:
+    from ..metrics.image import image_metrics
+
+    wc = dict(smk.wildcards)
+    cfg = smk.config
+    study_cfg = cfg["studies"][wc["study"]]
+    ev = study_cfg["evaluation"]
+    ds = DATASETS.get(wc["dataset"])
+    imgs, labels, _ = read_victims(smk.input.victims, slot_rows(wc["slot"], study_cfg["gradient"]["batch_size"]))
+    gt = ds.denormalize(ds.normalize(imgs)).clamp(0, 1).to(device)
+    backbone = smk.input.get("backbone") if hasattr(smk.input, "get") else None
+    lp_model, lp_status = (None, "not requested")
+    if "lpips" in ev["image_metrics"]:
+        lp_model, lp_status = lpips_for(cfg, study_cfg, backbone, device)
+    rows = []
+    for path in smk.input.recons:
+        tensors, rec = io.load_tensors(path, device=device)
+        info = rec.get("attack", {})
+        x = ds.denormalize(tensors["x"].to(device)).clamp(0, 1)
+        m = image_metrics(x, gt, lpips_model=lp_model, lpips_status=lp_status, names=tuple(ev["image_metrics"]))
+        row = {"study": wc["study"], "dataset": wc["dataset"], "model": wc["model"], "slot": wc["slot"],
+               "metric": wc["metric"], "ratio": float(wc["ratio"][1:]), "attack": wc["attack"],
+               "restart": int(rec["wildcards"]["rep"]), "status": info.get("status", "unknown"),
+               "attacker_loss": float(info.get("final_loss", float("nan"))),
+               "encrypted_fraction": float(info.get("encrypted_fraction", float("nan"))),
+               "iterations": int(info.get("iterations", 0)), "seconds": float(info.get("seconds", float("nan")))}
+        for name in ("mse", "psnr", "ssim", "lpips"):
+            vals = m.get(name)
+            row[name] = None if vals is None or any(v is None for v in vals) else float(sum(vals) / len(vals))
+        row["lpips_status"] = m.get("lpips_status", lp_status)
+        rows.append(row)
+    rec = make_record(rule="metrics", wildcards=wc, params=ev, config=cfg, inputs=list(smk.input), device=device)
+    io.save_table(smk.output[0], rows, rec)
+    return {"rows": len(rows)}

@@ -1,0 +1,79 @@
+"""Jobs of the significance stage: per-entry scores (with their cost) and encryption masks."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .. import io
+from ..config import parse_ratio
+from ..datasets import DATASETS
+from ..provenance import make_record
+from ..seeds import derive_seed
+from . import paths as P
+from .jobs_data import model_for, read_victims, slot_rows
+from .runner import say
+
+
+def significance_job(smk: Any, device: torch.device) -> dict:
+    from ..significance import compute_scores
+    from ..significance.cost import measure
+
+    wc = dict(smk.wildcards)
+    cfg = smk.config
+    study_cfg = cfg["studies"][wc["study"]]
+    gcfg = study_cfg["gradient"]
+    sig = study_cfg["significance"]
+    params = dict(sig["params"].get(wc["metric"], {}))
+    ds = DATASETS.get(wc["dataset"])
+    imgs, labels, _ = read_victims(smk.input.victims, slot_rows(wc["slot"], gcfg["batch_size"]))
+    net = model_for(cfg, wc["study"], wc["dataset"], wc["model"], smk.input.weights, device)
+    grads, _ = io.load_tensors(smk.input.gradient, device=device)
+    x = ds.normalize(imgs).to(device)
+    y = torch.as_tensor(labels, device=device)
+    seed = derive_seed(cfg["seed"], "significance", **wc)
+    result, seconds, peak = measure(lambda: compute_scores(
+        wc["metric"], net, x, y, grads, seed=seed, params=params, loss=gcfg["loss"], mode=gcfg["model_mode"]))
+    cost = {"seconds": seconds, "peak_bytes": int(peak), "num_tensors": len(grads),
+            "num_parameters": int(sum(g.numel() for g in grads.values()))}
+    rec = make_record(rule="significance", wildcards=wc, params=params, config=cfg, inputs=list(smk.input),
+                      seed=seed, device=device, extra={"significance": result.info})
+    # the cost is a measurement of this run: it goes to the log and the cost row, not the scores file
+    io.save_tensors(smk.output.scores, result.scores, rec)
+    io.save_table(smk.output.cost, [{
+        "study": wc["study"], "dataset": wc["dataset"], "model": wc["model"], "slot": wc["slot"],
+        "metric": wc["metric"], "device": rec["device"], **cost}],
+        make_record(rule="significance", wildcards=wc, config=cfg, device=device))
+    say(f"significance {wc['metric']} {wc['model']}/{wc['slot']}: {seconds:.2f} s, peak {peak / 2**20:.0f} MiB")
+    return cost
+
+
+def masks_job(smk: Any, device: torch.device) -> dict:
+    from ..masks import Mask, make_mask, save_mask
+
+    wc = dict(smk.wildcards)
+    cfg = smk.config
+    sig = cfg["studies"][wc["study"]]["significance"]
+    if wc["metric"] == P.ANY_METRIC:
+        # ratio 0 / 1: the mask does not depend on a metric; constant scores give exact k
+        grads, _ = io.load_tensors(smk.input.gradient)
+        scores = {n: torch.zeros_like(g) for n, g in grads.items()}
+        score_rec = None
+    else:
+        scores, score_rec = io.load_tensors(smk.input.scores)
+    info = (score_rec or {}).get("significance", {})
+    n = 0
+    for out in smk.output:
+        ratio = parse_ratio(out.rsplit("/", 1)[1].removesuffix(".safetensors"))
+        if info.get("selector"):
+            from ..masks import mask_from_selector
+
+            mask = mask_from_selector(scores)
+        else:
+            mask = make_mask(scores, ratio, sig["selection"])
+        rec = make_record(rule="masks", wildcards={**wc, "ratio": ratio}, params={"selection": sig["selection"]},
+                          config=cfg, inputs=list(smk.input), device="cpu")
+        save_mask(out, mask, rec)
+        n += 1
+    say(f"masks {wc['metric']} {wc['model']}/{wc['slot']}: {n} ratios")
+    return {"masks": n}
