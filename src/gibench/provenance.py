@@ -109,10 +109,44 @@ def device_description(device: Any) -> str:
     return f"cpu:{platform.machine()}"
 
 
+def named_files(files: Any) -> dict[str, Any]:
+    """{name: path or [paths]} of a Snakemake Namedlist (or dict/list); unnamed entries get
+    their position ("_0", ...).  Lets a job be replayed from its record (gibench verify)."""
+    if files is None:
+        return {}
+    if isinstance(files, dict):
+        return {k: (os.fspath(v) if isinstance(v, (str, os.PathLike)) else [os.fspath(x) for x in v])
+                for k, v in files.items()}
+    out: dict[str, Any] = {}
+    covered: set[int] = set()
+    for name, (i, end) in getattr(files, "_names", {}).items():
+        covered.update(range(i, end) if end is not None else [i])
+        v = getattr(files, name)
+        out[name] = os.fspath(v) if isinstance(v, (str, os.PathLike)) else [os.fspath(x) for x in v]
+    for i, v in enumerate(files):
+        if i not in covered and isinstance(v, (str, os.PathLike)):
+            out[f"_{i}"] = os.fspath(v)
+    return out
+
+
+def _flat(files: Any) -> list[str]:
+    if files is None:
+        return []
+    if isinstance(files, dict):
+        out = []
+        for v in files.values():
+            out += [os.fspath(v)] if isinstance(v, (str, os.PathLike)) else [os.fspath(x) for x in v]
+        return out
+    out = []
+    for f in files:
+        out += [os.fspath(f)] if isinstance(f, (str, os.PathLike)) else [os.fspath(x) for x in f]
+    return out
+
+
 def make_record(*, rule: str, wildcards: dict | None = None, params: dict | None = None,
-                config: dict | None = None, inputs: Iterable[str | os.PathLike] = (),
+                config: dict | None = None, inputs: Any = (),
                 seed: int | None = None, device: Any = "cpu",
-                extra: dict | None = None) -> dict[str, Any]:
+                extra: dict | None = None, outputs: Any = None) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "format": RECORD_FORMAT,
         "rule": rule,
@@ -123,7 +157,9 @@ def make_record(*, rule: str, wildcards: dict | None = None, params: dict | None
         "versions": library_versions(),
         "device": device_description(device),
         "seed": seed,
-        "inputs": {os.fspath(p): file_digest(p) for p in inputs},
+        "inputs": {p: file_digest(p) for p in _flat(inputs)},
+        "input_files": named_files(inputs),
+        "output_files": named_files(outputs),
     }
     if extra:
         rec.update(extra)

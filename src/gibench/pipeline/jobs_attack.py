@@ -67,7 +67,7 @@ def attack_job(smk: Any, device: torch.device) -> dict:
     info.update({"status": result.status, "message": result.message, "final_loss": result.final_loss,
                  "encrypted_fraction": float(mask.encrypted_fraction())})
     rec = make_record(rule="attack", wildcards=wc, params={"type": kind, **params}, config=cfg,
-                      inputs=list(smk.input), seed=seed, device=device, extra={"attack": info})
+                      inputs=smk.input, outputs=smk.output, seed=seed, device=device, extra={"attack": info})
     io.save_tensors(smk.output.recon, {"x": result.x.float().cpu(), "labels": result.labels.cpu()}, rec)
     trace = result.trace or [{"iteration": 0, "loss": float("nan"), "grad_distance": float("nan"),
                               "tv": float("nan"), "lr": float("nan")}]
@@ -123,6 +123,6 @@ def metrics_job(smk: Any, device: torch.device) -> dict:
             row[name] = None if vals is None or any(v is None for v in vals) else float(sum(vals) / len(vals))
         row["lpips_status"] = m.get("lpips_status", lp_status)
         rows.append(row)
-    rec = make_record(rule="metrics", wildcards=wc, params=ev, config=cfg, inputs=list(smk.input), device=device)
+    rec = make_record(rule="metrics", wildcards=wc, params=ev, config=cfg, inputs=smk.input, outputs=smk.output, device=device)
     io.save_table(smk.output[0], rows, rec)
     return {"rows": len(rows)}

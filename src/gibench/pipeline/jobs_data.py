@@ -46,7 +46,7 @@ def victims_job(smk: Any, device: torch.device) -> dict:
     dataset = smk.wildcards.dataset
     table, info = make_victims(smk.config, dataset)
     rec = make_record(rule="data", wildcards={"dataset": dataset}, params=dict(smk.config["datasets"][dataset]),
-                      config=smk.config, inputs=list(smk.input), seed=info["seed"], device="cpu",
+                      config=smk.config, inputs=smk.input, outputs=smk.output, seed=info["seed"], device="cpu",
                       extra={"data": info})
     io.save_table(smk.output[0], table, rec)
     say(f"victims for {dataset}: {table.num_rows} from {info['source']}")
@@ -100,7 +100,7 @@ def model_job(smk: Any, device: torch.device) -> dict:
     net = model_for(smk.config, wc["study"], wc["dataset"], wc["model"])
     seed = derive_seed(smk.config["seed"], "model", **wc)
     rec = make_record(rule="model", wildcards=wc, params=model_options(smk.config["studies"][wc["study"]], wc["model"]),
-                      config=smk.config, seed=seed, device="cpu",
+                      config=smk.config, seed=seed, device="cpu", outputs=smk.output,
                       extra={"model": {"name": wc["model"], "parameters": count_parameters(net),
                                        "tensors": [n for n, _ in net.named_parameters()]}})
     io.save_tensors(smk.output[0], dict(net.state_dict()), rec)
@@ -122,7 +122,7 @@ def gradient_job(smk: Any, device: torch.device) -> dict:
     x = ds.normalize(imgs).to(device)
     y = torch.as_tensor(labels, device=device)
     grads = client_gradient(net, x, y, loss=gcfg["loss"], mode=gcfg["model_mode"])
-    rec = make_record(rule="gradient", wildcards=wc, params=gcfg, config=cfg, inputs=list(smk.input),
+    rec = make_record(rule="gradient", wildcards=wc, params=gcfg, config=cfg, inputs=smk.input, outputs=smk.output,
                       seed=None, device=device,
                       extra={"victims": rows, "source_indices": src_idx.tolist(),
                              "tensor_order": list(grads)})

@@ -36,7 +36,7 @@ def significance_job(smk: Any, device: torch.device) -> dict:
         wc["metric"], net, x, y, grads, seed=seed, params=params, loss=gcfg["loss"], mode=gcfg["model_mode"]))
     cost = {"seconds": seconds, "peak_bytes": int(peak), "num_tensors": len(grads),
             "num_parameters": int(sum(g.numel() for g in grads.values()))}
-    rec = make_record(rule="significance", wildcards=wc, params=params, config=cfg, inputs=list(smk.input),
+    rec = make_record(rule="significance", wildcards=wc, params=params, config=cfg, inputs=smk.input, outputs=smk.output,
                       seed=seed, device=device, extra={"significance": result.info})
     # the cost is a measurement of this run: it goes to the log and the cost row, not the scores file
     io.save_tensors(smk.output.scores, result.scores, rec)
@@ -71,8 +71,9 @@ def masks_job(smk: Any, device: torch.device) -> dict:
             mask = mask_from_selector(scores)
         else:
             mask = make_mask(scores, ratio, sig["selection"])
-        rec = make_record(rule="masks", wildcards={**wc, "ratio": ratio}, params={"selection": sig["selection"]},
-                          config=cfg, inputs=list(smk.input), device="cpu")
+        rec = make_record(rule=smk.rule, wildcards=wc, params={"selection": sig["selection"]},
+                          config=cfg, inputs=smk.input, outputs=smk.output, device="cpu",
+                          extra={"mask_ratio": ratio})
         save_mask(out, mask, rec)
         n += 1
     say(f"masks {wc['metric']} {wc['model']}/{wc['slot']}: {n} ratios")

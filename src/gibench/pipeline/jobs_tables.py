@@ -20,7 +20,7 @@ def concat_rows(paths: list[str]) -> pa.Table:
 
 def gather_job(smk: Any, device: torch.device) -> dict:
     table = concat_rows(list(smk.input))
-    rec = make_record(rule=smk.rule, wildcards=dict(smk.wildcards), config=smk.config, inputs=list(smk.input))
+    rec = make_record(rule=smk.rule, wildcards=dict(smk.wildcards), config=smk.config, inputs=smk.input, outputs=smk.output)
     io.save_table(smk.output[0], table, rec)
     say(f"{smk.rule}: {table.num_rows} rows from {len(smk.input)} files")
     return {"rows": table.num_rows}
