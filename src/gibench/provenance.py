@@ -143,6 +143,12 @@ def _flat(files: Any) -> list[str]:
     return out
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def make_record(*, rule: str, wildcards: dict | None = None, params: dict | None = None,
                 config: dict | None = None, inputs: Any = (),
                 seed: int | None = None, device: Any = "cpu",
@@ -156,6 +162,8 @@ def make_record(*, rule: str, wildcards: dict | None = None, params: dict | None
         "code": code_version(),
         "versions": library_versions(),
         "device": device_description(device),
+        # CPU reductions depend on the thread count: part of what makes the bytes
+        "torch_threads": _torch_threads(),
         "seed": seed,
         "inputs": {p: file_digest(p) for p in _flat(inputs)},
         "input_files": named_files(inputs),
