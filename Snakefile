@@ -30,6 +30,7 @@ include: "rules/data.smk"
 include: "rules/gradient.smk"
 include: "rules/significance.smk"
 include: "rules/attack.smk"
+include: "rules/tables.smk"
 
 
 rule all:

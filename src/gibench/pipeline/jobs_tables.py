@@ -24,3 +24,40 @@ def gather_job(smk: Any, device: torch.device) -> dict:
     io.save_table(smk.output[0], table, rec)
     say(f"{smk.rule}: {table.num_rows} rows from {len(smk.input)} files")
     return {"rows": table.num_rows}
+
+
+def _study_cfg(smk: Any) -> dict:
+    return smk.config["studies"][smk.wildcards.study]
+
+
+def table_job(smk: Any, device: torch.device) -> dict:
+    from ..tables import TABLES
+    from pathlib import Path
+
+    out_dir = Path(smk.output.csv).parent
+    written = TABLES.get(smk.wildcards.table)(
+        metrics_path=smk.input.get("metrics"), cost_path=smk.input.get("cost"),
+        config=_study_cfg(smk), out_dir=out_dir, formats=("csv", "md"))
+    say(f"table {smk.wildcards.study}/{smk.wildcards.table}: {', '.join(str(p) for p in written)}")
+    return {"written": [str(p) for p in written]}
+
+
+def figure_job(smk: Any, device: torch.device) -> dict:
+    from pathlib import Path
+
+    from ..tables import FIGURES, figure_specs, file_recon_provider, victims_truth_provider
+
+    cfg = _study_cfg(smk)
+    spec = next((s for s in figure_specs(cfg) if s["name"] == smk.wildcards.figure), None)
+    if spec is None:
+        raise ValueError(f"figure {smk.wildcards.figure!r} is not one this config asks for")
+    root = str(Path(smk.input.metrics).parents[2])      # results/
+    wc = {k: spec[k] for k in ("model", "dataset", "attack")}
+    kw = dict(metrics_path=smk.input.metrics, config=cfg, out_dir=Path(smk.output.png).parent, **wc)
+    if spec["kind"] == "traces":
+        kw.update(slot=spec["slot"], trace_paths=list(smk.input.traces), root=root)
+    elif spec["kind"] == "grid":
+        kw.update(recon_provider=file_recon_provider(root), truth_provider=victims_truth_provider(smk.config, root))
+    written = FIGURES.get(spec["kind"])(**kw)
+    say(f"figure {smk.wildcards.figure}: {len(written)} files")
+    return {"written": [str(p) for p in written]}

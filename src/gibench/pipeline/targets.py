@@ -125,12 +125,66 @@ def se_table_targets(config: dict) -> list[str]:
     return [P.fmt(P.TABLE, study="selective_encryption", table=t, ext=ext) for t in names for ext in ("csv", "md")]
 
 
+def table_inputs(config: dict, study: str, table: str) -> dict:
+    if table == "table6":
+        return {"cost": P.fmt(P.COST, study=study)}
+    return {"metrics": P.fmt(P.ALL_METRICS, study=study)}
+
+
+def table_settings(config: dict, study: str, table: str) -> dict:
+    """The part of the config a table (or the figures) depends on."""
+    st = config["studies"][study]
+    out = {"evaluation": st.get("evaluation", {}), "cases": st.get("cases")}
+    if table in ("table6",):
+        out["cost_metrics"] = st["significance"]["cost_metrics"]
+    else:
+        out["metrics"] = st["significance"]["metrics"]
+        out["ratios"] = st["significance"]["ratios"]
+    return out
+
+
+def _attack_files(config: dict, pattern: str, model: str, dataset: str, attack: str, slot: str | None = None) -> list[str]:
+    out = []
+    for st, d, m, s, metric, ratio in se_attack_cases(config):
+        if (d, m) != (dataset, model) or (slot is not None and s != slot):
+            continue
+        for rep in range(int(_se(config)["attacks"][attack].get("restarts", 1))):
+            out.append(P.fmt(pattern, study=st, dataset=d, model=m, slot=s, metric=metric, ratio=ratio,
+                             attack=attack, rep=rep))
+    return out
+
+
+def figure_inputs(config: dict, study: str, figure: str) -> dict:
+    from ..tables import figure_specs
+
+    spec = next((s for s in figure_specs(config["studies"][study]) if s["name"] == figure), None)
+    if spec is None:
+        raise ValueError(f"unknown figure {figure!r} for study {study!r}")
+    inputs: dict = {"metrics": P.fmt(P.ALL_METRICS, study=study)}
+    if spec["kind"] == "traces":
+        inputs["traces"] = _attack_files(config, P.TRACE, spec["model"], spec["dataset"], spec["attack"], spec["slot"])
+    elif spec["kind"] == "grid":
+        inputs["recons"] = _attack_files(config, P.ATTACK, spec["model"], spec["dataset"], spec["attack"])
+        inputs["victims"] = P.fmt(P.VICTIMS, dataset=spec["dataset"])
+    return inputs
+
+
+def se_figure_targets(config: dict) -> list[str]:
+    se = _se(config)
+    if not se or not se.get("attacks"):
+        return []
+    from ..tables import figure_specs
+
+    return [P.fmt(P.FIGURE, study="selective_encryption", figure=s["name"], ext=ext)
+            for s in figure_specs(se) for ext in ("png", "pdf")]
+
+
 def all_targets(config: dict) -> list[str]:
     targets: list[str] = []
     for d in config["datasets"]:
         targets.append(P.fmt(P.VICTIMS, dataset=d))
     targets += se_gradient_targets(config)
     if _se(config):
-        targets += cost_files(config, "selective_encryption")
-        targets += metric_files(config, "selective_encryption")
+        targets += se_table_targets(config)
+        targets += se_figure_targets(config)
     return sorted(dict.fromkeys(targets))

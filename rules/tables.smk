@@ -1,0 +1,33 @@
+# rows -> tables (CSV + Markdown) and figures (PNG + PDF). One rule per table, so that
+# changing one table's formatting re-runs only that table.
+
+
+rule table:
+    input:
+        unpack(lambda wc: T.table_inputs(config, wc.study, wc.table)),
+    output:
+        csv=P.TABLE.replace("{ext}", "csv"),
+        md=P.TABLE.replace("{ext}", "md"),
+    wildcard_constraints:
+        table="table[0-9]+",
+    params:
+        # what the table depends on in the config: a change re-runs only the affected tables
+        settings=lambda wc: T.table_settings(config, wc.study, wc.table),
+    log:
+        "logs/tables/{study}/{table}.json",
+    script:
+        "../workflow/scripts/table.py"
+
+
+rule figure:
+    input:
+        unpack(lambda wc: T.figure_inputs(config, wc.study, wc.figure)),
+    output:
+        png=P.FIGURE.replace("{ext}", "png"),
+        pdf=P.FIGURE.replace("{ext}", "pdf"),
+    params:
+        settings=lambda wc: T.table_settings(config, wc.study, "figures"),
+    log:
+        "logs/figures/{study}/{figure}.json",
+    script:
+        "../workflow/scripts/figure.py"

@@ -1,0 +1,427 @@
+"""Figures of the selective-encryption study (paper Figures 3-6 and 15-33), PNG and PDF.
+
+* ``curves_<model>_<dataset>_<attack>`` (Figs. 4-5): one panel per evaluation metric
+  (LPIPS when available, MSE, PSNR, SSIM), one line per significance metric: the mean over
+  samples of the best restart, with a band of ± one standard error of the mean; x is the
+  encryption ratio (fraction of all gradient entries).  The protection threshold is drawn
+  on its metric's panel.
+* ``traces_<model>_<dataset>_<attack>_<slot>`` (Figs. 3, 15-33): the attacker's
+  reconstruction loss against the iteration, one panel per significance metric, one line
+  per ratio (log y axis; symlog if a loss is <= 0), for the restart the tables keep.
+* ``grid_<model>_<dataset>_<attack>`` (Fig. 6): reconstructions; the first row is the
+  ground truth, then (if ratio 0 was run) the unencrypted attack, then one row per
+  significance metric x selected ratio; one column per victim.
+
+Figures are drawn on a plain :class:`matplotlib.figure.Figure` (Agg canvas, no pyplot
+state) and saved atomically with fixed metadata, so re-runs give the same bytes.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .. import io
+from .render import display, fmt_ratio
+from .select import SHARED_METRIC, as_records, best_of_restarts, is_missing, modality_of, ratio_key
+from .selective_encryption import (DEFAULT_PANELS, STUDY, case_order, curve_means, evaluation,
+                                   load_metric_rows, ratio_grid, selected_rows, significance_metrics,
+                                   study_config)
+
+FORMATS = ("png", "pdf")
+DEFAULT_GRID_RATIOS = (0.1, 0.2, 0.3, 0.5)
+
+
+# ------------------------------------------------------------------ saving
+
+def _figure(width: float, height: float, layout: str | None = "constrained"):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout=layout)
+    FigureCanvasAgg(fig)                     # the Agg canvas; no pyplot, no global backend switch
+    return fig
+
+
+def save_figure(fig: Any, out_dir: str | Path, name: str, formats: Sequence[str] = FORMATS,
+                dpi: int = 150) -> list[Path]:
+    """``<out_dir>/<name>.<ext>`` for each format, written atomically."""
+    meta = {"png": {"Software": None}, "pdf": {"CreationDate": None, "ModDate": None},
+            "svg": {"Date": None}}
+    paths = []
+    for ext in formats:
+        p = Path(out_dir) / f"{name}.{ext}"
+        with io.atomic_path(p) as tmp:
+            fig.savefig(tmp, format=ext, dpi=dpi, metadata=meta.get(ext))
+        paths.append(p)
+    return paths
+
+
+def _colors(n: int, cmap: str = "tab10") -> list:
+    import matplotlib
+
+    cm = matplotlib.colormaps[cmap]
+    if cmap == "tab10":
+        return [cm(i % 10) for i in range(n)]
+    return [cm(x) for x in (np.linspace(0.05, 0.9, n) if n > 1 else [0.5])]
+
+
+# ------------------------------------------------------------------ curves (Figs. 4-5)
+
+def panel_metrics(rows: list[dict], config: Mapping[str, Any], model: str) -> list[str]:
+    """Evaluation metrics to draw: the configured ones, in the paper's order, that have values."""
+    cfg = study_config(config)
+    ev = evaluation(cfg)
+    modality = modality_of(model)
+    configured = ev.get("image_metrics") if modality == "image" else ev.get("text_metrics")
+    order = list(DEFAULT_PANELS[modality])
+    names = [m for m in order if configured is None or m in configured]
+    names += [m for m in (configured or []) if m not in names]
+    return [m for m in names if any(not is_missing(r.get(m)) for r in rows)]
+
+
+def plot_curves(rows: Any, config: Mapping[str, Any], *, model: str, dataset: str, attack: str,
+                out_dir: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Metric-vs-ratio curves of one (model, dataset, attack) from raw metric rows."""
+    cfg = study_config(config)
+    ev = evaluation(cfg)
+    raw = as_records(rows)
+    sel = [r for r in selected_rows(raw, cfg)
+           if r["model"] == model and r["dataset"] == dataset and r["attack"] == attack]
+    metrics = significance_metrics(cfg, raw)
+    panels = panel_metrics(sel, cfg, model)
+    crit = ev["protection"][modality_of(model)]
+    missing_note = ""
+    if crit["metric"] not in panels:
+        reasons = sorted({str(r.get(f"{crit['metric']}_status")) for r in sel
+                          if r.get(f"{crit['metric']}_status") and not str(r.get(f"{crit['metric']}_status")).startswith("ok")})
+        missing_note = f"\n{display(crit['metric'])} unavailable" + (f": {'; '.join(reasons)}" if reasons else "")
+    n = max(1, len(panels))
+    fig = _figure(3.4 * n, 3.2)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    colors = _colors(len(metrics))
+    n_samples = len({r["slot"] for r in sel})
+    for ax, col in zip(axes, panels):
+        for color, m in zip(colors, metrics):
+            curve = curve_means([r for r in sel if r["metric"] == m], col)
+            xs = [x for x in curve if curve[x]["n"] and math.isfinite(curve[x]["mean"])]
+            if not xs:
+                continue
+            y = np.array([curve[x]["mean"] for x in xs])
+            e = np.array([curve[x]["sem"] for x in xs])
+            ax.plot(xs, y, marker="o", ms=3, lw=1.4, color=color, label=display(m))
+            ax.fill_between(xs, y - e, y + e, color=color, alpha=0.18, lw=0)
+        if col == crit["metric"]:
+            ax.axhline(float(crit["threshold"]), color="k", ls="--", lw=0.8,
+                       label=f"{'≥' if crit['op'] == '>=' else '≤'} {float(crit['threshold']):g}")
+        ax.set_xlabel("encryption ratio")
+        ax.set_ylabel(display(col))
+        ax.grid(alpha=0.3)
+    if not panels:
+        axes[0].text(0.5, 0.5, "no metric values", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].set_axis_off()
+    else:
+        axes[0].legend(fontsize=7, frameon=False)
+    fig.suptitle(f"{display(attack)} on {display(model)} ({display(dataset)}): mean over {n_samples} samples "
+                 f"± s.e.m.; best restart by {ev['best_of_restarts']}{missing_note}", fontsize=9)
+    return save_figure(fig, out_dir, f"curves_{model}_{dataset}_{attack}", formats)
+
+
+# ------------------------------------------------------------------ traces (Figs. 3, 15-33)
+
+def parse_trace_path(path: str | Path) -> dict:
+    """Wildcards of ``.../{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.trace.parquet``."""
+    p = Path(path)
+    name = p.name
+    if not (name.startswith("rep") and name.endswith(".trace.parquet")):
+        raise ValueError(f"{path}: not a trace file name (rep<k>.trace.parquet)")
+    parts = p.parts
+    study, dataset, model, slot, metric, ratio, attack = parts[-8:-1]
+    return {"study": study, "dataset": dataset, "model": model, "slot": slot, "metric": metric,
+            "ratio": ratio_key(float(ratio.lstrip("r"))), "attack": attack,
+            "restart": int(name[3:-len(".trace.parquet")])}
+
+
+def default_trace_path(row: Mapping[str, Any], root: str | Path = "results") -> Path:
+    return (Path(root) / "attacks" / str(row.get("study") or STUDY) / row["dataset"] / row["model"] / row["slot"]
+            / row["metric"] / f"r{float(row['ratio']):.3f}" / row["attack"] / f"rep{int(row['restart'])}.trace.parquet")
+
+
+def _trace_locator(trace_paths: Any, root: str | Path) -> Callable[[Mapping[str, Any]], Path | None]:
+    if trace_paths is None:
+        return lambda row: default_trace_path(row, root)
+    if callable(trace_paths):
+        return trace_paths
+    index = {}
+    for p in trace_paths:
+        k = parse_trace_path(p)
+        index[(k["dataset"], k["model"], k["slot"], k["metric"], k["ratio"], k["attack"], k["restart"])] = Path(p)
+    return lambda row: index.get((row["dataset"], row["model"], row["slot"], row["metric"],
+                                  ratio_key(row["ratio"]), row["attack"], int(row["restart"])))
+
+
+def chosen_rows(rows: Any, config: Mapping[str, Any], *, model: str, dataset: str, attack: str,
+                slot: str | None = None) -> dict[tuple[str, float, str], dict]:
+    """(significance metric, ratio, slot) -> the kept restart's row, keeping the row's own
+    metric name (``any`` for ratios 0/1) so its files can be found."""
+    cfg = study_config(config)
+    ev = evaluation(cfg)
+    raw = [r for r in as_records(rows) if r["model"] == model and r["dataset"] == dataset and r["attack"] == attack
+           and (slot is None or r["slot"] == slot)]
+    best = best_of_restarts(raw, criterion=ev["best_of_restarts"], protection=ev["protection"])
+    out = {}
+    metrics = significance_metrics(cfg, raw)
+    for r in best:
+        targets = metrics if r["metric"] == SHARED_METRIC else [r["metric"]]
+        for m in targets:
+            out[(m, ratio_key(r["ratio"]), r["slot"])] = r
+    return out
+
+
+def load_trace(path: str | Path) -> dict[str, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    return {c: np.asarray(t.column(c).to_numpy(zero_copy_only=False), dtype=float) for c in t.column_names}
+
+
+def plot_traces(traces: Mapping[tuple[str, float], Mapping[str, Any]], *, model: str, dataset: str, attack: str,
+                slot: str, out_dir: str | Path, metrics: Sequence[str] | None = None,
+                y: str = "loss", note: str = "", formats: Sequence[str] = FORMATS) -> list[Path]:
+    """``traces``: (significance metric, ratio) -> {"iteration": array, "loss": array, ...}."""
+    metrics = list(metrics) if metrics is not None else list(dict.fromkeys(k[0] for k in traces))
+    ratios = sorted({ratio_key(k[1]) for k in traces})
+    colors = dict(zip(ratios, _colors(len(ratios), "viridis")))
+    n = max(1, len(metrics))
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig = _figure(3.6 * ncols, 2.9 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
+    all_vals = [np.asarray(t[y], float) for t in traces.values() if y in t]
+    finite = np.concatenate([v[np.isfinite(v)] for v in all_vals]) if all_vals else np.array([])
+    scale = "log" if finite.size and finite.min() > 0 else "symlog"
+    for ax, m in zip(axes, metrics):
+        drawn = False
+        for r in ratios:
+            t = traces.get((m, r))
+            if t is None or y not in t:
+                continue
+            it = np.asarray(t.get("iteration", np.arange(len(t[y]))), float)
+            v = np.asarray(t[y], float)
+            ok = np.isfinite(v)
+            if not ok.any():
+                continue
+            ax.plot(it[ok], v[ok], lw=1.0, color=colors[r], label=f"r = {fmt_ratio(r)}")
+            drawn = True
+        ax.set_title(display(m), fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(f"reconstruction {y}")
+        if drawn:
+            ax.set_yscale(scale)
+        else:
+            ax.text(0.5, 0.5, "no trace", ha="center", va="center", transform=ax.transAxes)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(metrics):]:
+        ax.set_axis_off()
+    handles, labels = [], []
+    for ax in axes[:len(metrics)]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside right center", fontsize=7, frameon=False)
+    fig.suptitle(f"{display(attack)} on {display(model)} ({display(dataset)}), victim {slot}: "
+                 f"reconstruction loss during the attack{'; ' + note if note else ''}", fontsize=9)
+    return save_figure(fig, out_dir, f"traces_{model}_{dataset}_{attack}_{slot}", formats)
+
+
+# ------------------------------------------------------------------ grid (Fig. 6)
+
+def grid_ratios(config: Mapping[str, Any], rows: Iterable[dict] = (),
+                wanted: Sequence[float] = DEFAULT_GRID_RATIOS) -> list[float]:
+    """Ratios shown in the grid: those of ``wanted`` in the grid, else every interior ratio."""
+    grid = ratio_grid(study_config(config), list(rows))
+    chosen = [r for r in grid if any(abs(r - w) < 1e-9 for w in wanted)]
+    return chosen or [r for r in grid if 0.0 < r < 1.0]
+
+
+def _as_image(a: Any) -> np.ndarray:
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = np.transpose(a, (1, 2, 0))          # CHW -> HWC
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    return np.clip(a, 0.0, 1.0)
+
+
+def _as_rgb(a: Any) -> np.ndarray:
+    a = _as_image(a)
+    return np.repeat(a[..., None], 3, axis=-1) if a.ndim == 2 else a[..., :3]
+
+
+def plot_grid(truth: Mapping[str, Any], recons: Mapping[tuple[str, float, str], Any], *, model: str,
+              dataset: str, attack: str, out_dir: str | Path, metrics: Sequence[str],
+              ratios: Sequence[float], slots: Sequence[str] | None = None, unencrypted: bool = True,
+              formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Reconstruction grid. ``truth``: slot -> HWC array in [0, 1]; ``recons``:
+    (significance metric, ratio, slot) -> HWC array in [0, 1] (ratio 0 under any metric
+    or ``any``).  Missing cells are left blank and labelled."""
+    slots = list(slots) if slots is not None else sorted(truth)
+    row_specs: list[tuple[str, Callable[[str], Any]]] = [("ground truth", lambda s: truth.get(s))]
+    if unencrypted:
+        zero = {k[2]: v for k, v in recons.items() if ratio_key(k[1]) == 0.0}
+        if zero:
+            row_specs.append(("no encryption", lambda s: zero.get(s)))
+    for m in metrics:
+        for r in ratios:
+            row_specs.append((f"{display(m)} {fmt_ratio(r)}",
+                              lambda s, m=m, r=ratio_key(r): recons.get((m, r, s))))
+    nr, nc = len(row_specs), max(1, len(slots))
+    cells = [[get(slots[j]) if j < len(slots) else None for j in range(nc)] for _, get in row_specs]
+    imgs = [_as_rgb(c) for row in cells for c in row if c is not None]
+    h = max((a.shape[0] for a in imgs), default=32)
+    w = max((a.shape[1] for a in imgs), default=32)
+    pad = max(1, round(max(h, w) / 16))
+    # one montage image (one imshow instead of nr x nc axes: fast, and crisp at any size)
+    mont = np.ones((nr * (h + pad) - pad, nc * (w + pad) - pad, 3))
+    missing = []
+    for i in range(nr):
+        for j in range(nc):
+            y0, x0 = i * (h + pad), j * (w + pad)
+            if cells[i][j] is None:
+                mont[y0:y0 + h, x0:x0 + w] = 0.85
+                missing.append((x0 + w / 2, y0 + h / 2))
+            else:
+                a = _as_rgb(cells[i][j])
+                mont[y0:y0 + a.shape[0], x0:x0 + a.shape[1]] = a
+    cell, left, top = 0.8, 1.3, 0.6                          # inches
+    width, height = cell * nc + left + 0.1, cell * nr * (h + pad) / (w + pad) + top + 0.1
+    fig = _figure(width, height, layout=None)
+    ax = fig.add_axes((left / width, 0.1 / height, 1 - (left + 0.1) / width, 1 - (top + 0.1) / height))
+    ax.imshow(mont, vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+    ax.set_xticks([j * (w + pad) + w / 2 for j in range(len(slots))], slots, fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_yticks([i * (h + pad) + h / 2 for i in range(nr)], [label for label, _ in row_specs], fontsize=7)
+    ax.tick_params(length=0)
+    for sp in ax.spines.values():
+        sp.set_visible(False)
+    for x, y in missing:
+        ax.text(x, y, "missing", ha="center", va="center", fontsize=6)
+    fig.suptitle(f"{display(attack)} on {display(model)} ({display(dataset)}): reconstructions "
+                 f"(rows: significance metric and encryption ratio)", fontsize=9, y=1 - 0.08 / height, va="top")
+    return save_figure(fig, out_dir, f"grid_{model}_{dataset}_{attack}", formats)
+
+
+# ------------------------------------------------------------------ providers (files -> arrays)
+
+def file_recon_provider(root: str | Path = "results", study: str = STUDY) -> Callable[[Mapping[str, Any]], np.ndarray]:
+    """row -> the reconstruction of that restart, de-normalised to [0, 1] HWC (first image)."""
+    def provide(row: Mapping[str, Any]) -> np.ndarray:
+        from ..datasets import DATASETS
+
+        p = (Path(root) / "attacks" / str(row.get("study") or study) / row["dataset"] / row["model"] / row["slot"]
+             / row["metric"] / f"r{float(row['ratio']):.3f}" / row["attack"] / f"rep{int(row['restart'])}.safetensors")
+        tensors, _ = io.load_tensors(p)
+        x = DATASETS.get(row["dataset"]).denormalize(tensors["x"].float()).clamp(0, 1)
+        return x[0].permute(1, 2, 0).numpy()
+    return provide
+
+
+def victims_truth_provider(config: Mapping[str, Any], root: str | Path = "results",
+                           study: str = STUDY) -> Callable[[str, str], np.ndarray]:
+    """(dataset, slot) -> the victim image as the model sees it, in [0, 1] HWC (first image)."""
+    def provide(dataset: str, slot: str) -> np.ndarray:
+        from ..datasets import DATASETS
+        from ..pipeline.jobs_data import read_victims, slot_rows
+
+        batch = int(study_config(config, study).get("gradient", {}).get("batch_size", 1))
+        imgs, _, _ = read_victims(Path(root) / "data" / dataset / "victims.parquet", slot_rows(slot, batch))
+        ds = DATASETS.get(dataset)
+        x = ds.denormalize(ds.normalize(imgs)).clamp(0, 1)
+        return x[0].permute(1, 2, 0).numpy()
+    return provide
+
+
+# ------------------------------------------------------------------ builders (one per figure)
+
+def _rows(metrics_path: Any) -> list[dict]:
+    if isinstance(metrics_path, (str, Path)):
+        return load_metric_rows(metrics_path)
+    return as_records(metrics_path)
+
+
+def build_curves_figure(*, metrics_path: Any, config: Mapping[str, Any], model: str, dataset: str, attack: str,
+                        out_dir: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    return plot_curves(_rows(metrics_path), config, model=model, dataset=dataset, attack=attack,
+                       out_dir=out_dir, formats=formats)
+
+
+def build_traces_figure(*, metrics_path: Any, config: Mapping[str, Any], model: str, dataset: str, attack: str,
+                        slot: str, out_dir: str | Path, trace_paths: Any = None, root: str | Path = "results",
+                        formats: Sequence[str] = FORMATS) -> list[Path]:
+    """``trace_paths``: None (the pipeline's layout under ``root``), an iterable of trace
+    files (matched by their path), or a callable row -> path."""
+    cfg = study_config(config)
+    rows = _rows(metrics_path)
+    locate = _trace_locator(trace_paths, root)
+    traces = {}
+    for (m, r, _s), row in chosen_rows(rows, cfg, model=model, dataset=dataset, attack=attack, slot=slot).items():
+        p = locate(row)
+        if p is not None and Path(p).exists():
+            traces[(m, r)] = load_trace(p)
+    return plot_traces(traces, model=model, dataset=dataset, attack=attack, slot=slot, out_dir=out_dir,
+                       metrics=significance_metrics(cfg, rows), formats=formats,
+                       note=f"restart kept by {evaluation(cfg)['best_of_restarts']}")
+
+
+def build_grid_figure(*, metrics_path: Any, config: Mapping[str, Any], model: str, dataset: str, attack: str,
+                      out_dir: str | Path, recon_provider: Callable[[Mapping[str, Any]], Any],
+                      truth_provider: Callable[[str, str], Any], ratios: Sequence[float] | None = None,
+                      slots: Sequence[str] | None = None, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """``recon_provider(row)`` -> HWC array for the kept restart's row (its own metric
+    name, ``any`` at ratios 0/1); ``truth_provider(dataset, slot)`` -> HWC array."""
+    cfg = study_config(config)
+    rows = _rows(metrics_path)
+    chosen = chosen_rows(rows, cfg, model=model, dataset=dataset, attack=attack)
+    ratios = [ratio_key(r) for r in (ratios if ratios is not None else grid_ratios(cfg, rows))]
+    slots = list(slots) if slots is not None else sorted({k[2] for k in chosen})
+    metrics = significance_metrics(cfg, rows)
+    recons: dict[tuple[str, float, str], Any] = {}
+    for (m, r, s), row in chosen.items():
+        if s in slots and (r in ratios or r == 0.0):
+            if r == 0.0 and (metrics and m != metrics[0]):
+                continue                          # ratio 0 is one shared row
+            recons[(m, r, s)] = recon_provider(row)
+    truth = {s: truth_provider(dataset, s) for s in slots}
+    return plot_grid(truth, recons, model=model, dataset=dataset, attack=attack, out_dir=out_dir,
+                     metrics=metrics, ratios=ratios, slots=slots, formats=formats)
+
+
+def figure_specs(config: Mapping[str, Any], rows: Any = None, study: str = STUDY) -> list[dict]:
+    """The figures a config asks for: {kind, name, model, dataset, attack[, slot]}.
+
+    From the config alone (cases x attacks x victim slots) unless ``rows`` are given."""
+    cfg = study_config(config, study)
+    if rows is not None:
+        combos = case_order(cfg, as_records(rows))
+        slots_of = {}
+        for r in as_records(rows):
+            slots_of.setdefault((r["model"], r["dataset"]), set()).add(r["slot"])
+    else:
+        combos = [(a, c["model"], c["dataset"]) for a in (cfg.get("attacks") or {}) for c in cfg.get("cases") or []]
+        n = int(cfg.get("victims", 0))
+        slots_of = {(c["model"], c["dataset"]): {f"s{i:03d}" for i in range(n)} for c in cfg.get("cases") or []}
+    specs = []
+    for a, m, d in combos:
+        wc = {"model": m, "dataset": d, "attack": a}
+        specs.append({"kind": "curves", "name": f"curves_{m}_{d}_{a}", **wc})
+        if modality_of(m) == "image":
+            specs.append({"kind": "grid", "name": f"grid_{m}_{d}_{a}", **wc})
+        for s in sorted(slots_of.get((m, d), ())):
+            specs.append({"kind": "traces", "name": f"traces_{m}_{d}_{a}_{s}", "slot": s, **wc})
+    return specs

@@ -1,0 +1,161 @@
+"""A small table document and its writers (CSV, Markdown, LaTeX), all atomic.
+
+A :class:`TableDoc` holds two views of one table:
+
+* the *display* view (``header`` + ``body``: strings, laid out like the paper's table),
+  rendered to Markdown (a bold caption line first, then the table, then notes) and LaTeX;
+* the *tidy* view (``tidy_columns`` + ``tidy``: one record per cell, numbers as numbers),
+  written as the CSV, so the CSV is machine-readable: numeric ``mean`` / ``std`` / ``n``
+  columns and a ``status`` column instead of formatted strings.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .. import io
+
+DISPLAY = {
+    # significance metrics
+    "grad": "Grad", "prodsig": "ProdSig", "sens": "Sens", "param": "Param", "random": "Random",
+    "sens_discrete": "Sens (Discrete)", "sens_probe": "Sens (Probe)", "attn": "Attn",
+    # models
+    "lenet": "LeNet", "cnn": "CNN", "bert": "BERT", "gpt2": "GPT-2", "resnet18": "ResNet-18",
+    # datasets
+    "cifar100": "CIFAR-100", "cifar10": "CIFAR-10", "mnist": "MNIST", "tiny_imagenet": "Tiny ImageNet",
+    "cola": "CoLA", "sst2": "SST-2", "rotten_tomatoes": "Rotten Tomatoes",
+    # attacks
+    "ig": "IG", "lamp": "LAMP", "dager": "DAGER", "dlg": "DLG",
+    # evaluation metrics
+    "lpips": "LPIPS", "mse": "MSE", "psnr": "PSNR", "ssim": "SSIM", "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "embed_dist": "EmbedDist",
+}
+
+
+def display(name: Any) -> str:
+    return DISPLAY.get(str(name), str(name))
+
+
+# ------------------------------------------------------------------ number formatting
+
+def decimals_for(x: float, sig: int) -> int:
+    """Decimals that show ``sig`` significant figures of ``x`` (0 for |x| >= 10**(sig-1))."""
+    if x == 0 or not math.isfinite(x):
+        return 0
+    return max(0, sig - 1 - math.floor(math.log10(abs(x))))
+
+
+def fmt_mean_std(mean: float, std: float, sig: int = 2, min_decimals: int = 2, max_decimals: int = 8) -> str:
+    """``mean ± std`` like the paper: the std shown to ``sig`` significant figures, the
+    mean to the same decimals, never fewer than ``min_decimals``
+    (0.063 ± 0.049, 10.06 ± 6.20, 0.140 ± 0.070, 0.000900 ± 0.000060)."""
+    if mean is None or not math.isfinite(mean):
+        return "nan" if mean is None else str(mean)
+    ref = std if std is not None and math.isfinite(std) and std != 0 else mean
+    d = min(max(decimals_for(ref, sig), min_decimals), max_decimals)
+    s = "nan" if std is None or not math.isfinite(std) else f"{std:.{d}f}"
+    return f"{mean:.{d}f} ± {s}"
+
+
+def fmt_ratio(r: float | None) -> str:
+    """An encryption ratio as in the paper's Table 4 (0.3, 0.05, 0.002)."""
+    if r is None:
+        return "NA"
+    return f"{r:.3f}".rstrip("0").rstrip(".") or "0"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "$": r"\$", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+        "±": r"$\pm$", "★": r"$\star$", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$",
+        "…": r"\dots{}", "–": "--", "μ": r"$\mu$"}
+
+
+def _csv_value(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)        # shortest text that reads back exactly
+    return str(v)
+
+
+# ------------------------------------------------------------------ the document
+
+@dataclass
+class TableDoc:
+    name: str                       # file stem: table4
+    title: str                      # "Table 4: ..." (bold first line of the Markdown)
+    header: list[str]
+    body: list[list[str]]
+    tidy_columns: list[str]
+    tidy: list[dict]
+    notes: list[str] = field(default_factory=list)   # lines after the table (legend, reasons)
+    group_columns: int = 0          # leading display columns whose repeats are blanked
+
+    # -- renderers
+    def to_csv(self) -> str:
+        buf = _io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(self.tidy_columns)
+        for rec in self.tidy:
+            w.writerow([_csv_value(rec.get(c)) for c in self.tidy_columns])
+        return buf.getvalue()
+
+    def _display_rows(self) -> list[list[str]]:
+        rows, prev = [], [None] * self.group_columns
+        for row in self.body:
+            shown = list(row)
+            for i in range(self.group_columns):
+                if row[:i + 1] == prev[:i + 1]:
+                    shown[i] = ""
+            prev = list(row[:self.group_columns]) + prev[self.group_columns:]
+            rows.append(shown)
+        return rows
+
+    def to_markdown(self) -> str:
+        def cell(s: Any) -> str:
+            return str(s).replace("|", "\\|").replace("\n", " ")
+
+        lines = [f"**{cell(self.title)}**", ""]
+        lines.append("| " + " | ".join(cell(h) for h in self.header) + " |")
+        lines.append("|" + "|".join("---" for _ in self.header) + "|")
+        for row in self._display_rows():
+            lines.append("| " + " | ".join(cell(c) for c in row) + " |")
+        if self.notes:
+            lines.append("")
+            lines += [n for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def to_latex(self) -> str:
+        def tex(s: Any) -> str:
+            return "".join(_TEX.get(ch, ch) for ch in str(s))
+
+        cols = "l" * self.group_columns + "c" * (len(self.header) - self.group_columns)
+        lines = [r"\begin{table}[t]", r"\centering", r"\caption{" + tex(self.title) + "}",
+                 r"\begin{tabular}{" + cols + "}", r"\hline",
+                 " & ".join(tex(h) for h in self.header) + r" \\", r"\hline"]
+        for row in self._display_rows():
+            lines.append(" & ".join(tex(c) for c in row) + r" \\")
+        lines += [r"\hline", r"\end{tabular}"]
+        if self.notes:
+            lines.append(r"\par\footnotesize " + " ".join(tex(n) for n in self.notes))
+        lines.append(r"\end{table}")
+        return "\n".join(lines) + "\n"
+
+    # -- writer
+    def write(self, out_dir: str | Path, formats: Sequence[str] = ("csv", "md")) -> list[Path]:
+        """Write ``<out_dir>/<name>.<ext>`` for each format, each atomically."""
+        render = {"csv": self.to_csv, "md": self.to_markdown, "tex": self.to_latex}
+        paths = []
+        for ext in formats:
+            if ext not in render:
+                raise ValueError(f"unknown table format {ext!r}; known: {', '.join(render)}")
+            p = Path(out_dir) / f"{self.name}.{ext}"
+            io.write_text(p, render[ext]())
+            paths.append(p)
+        return paths

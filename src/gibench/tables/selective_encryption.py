@@ -1,0 +1,549 @@
+"""Tables 2, 4, 5, 6 of the selective-encryption study (paper sections 5.2-5.3).
+
+Each table has a pure function from rows to a :class:`~gibench.tables.render.TableDoc`
+(``table4(rows, config)``) and a builder that reads the rows file and writes the outputs
+(``build_table4(metrics_path=..., config=..., out_dir=...)``), so each table can be its
+own Snakemake rule.  ``config`` is either the whole gibench config or the
+``studies.selective_encryption`` section.
+
+Definitions (kept in the captions of the outputs too):
+
+* Rows are reduced to one per (sample, significance metric, ratio, attack) with
+  :func:`~gibench.tables.select.best_of_restarts` (``evaluation.best_of_restarts``), and
+  the ratio-0/1 rows (metric ``any``) join every significance metric's curve.
+* **Table 4**: for each (attack, model, dataset) and significance metric, the smallest
+  ratio of the grid at which the *mean over samples* of the protection metric satisfies
+  the criterion (LPIPS >= 0.3 for images, ROUGE-1 <= 0.2 for text).  ``NA``: no ratio of
+  the grid does; ``unavailable``: the protection metric is missing (null) in every row of
+  that curve (the reason, from ``lpips_status``, goes in the caption); ``missing``: the
+  curve has no rows.  The ratio is the fraction of *all* gradient entries encrypted.
+* **Table 5**: the distance (MSE for images, embedding distance for text) at ratio
+  ``evaluation.table5_ratio``: mean ± std over samples (population std, ddof = 0).
+* **Table 2**: stars from Table 4.  For an (attack, model) and significance metric the
+  *average* is the mean over the model's datasets of its Table 4 ratios; any ``NA``
+  makes the cell Poor.  Boundaries (after rounding the average to 6 decimals):
+  average <= 0.1 -> ★★★ Excellent; 0.1 < average <= 0.5 -> ★★ Good;
+  0.5 < average <= 0.6 -> ★ Moderate; average > 0.6 or any NA -> × Poor.
+* **Table 6**: per (model, dataset): the number of parameter tensors ("Layer Num."), the
+  parameter count, mean ± std seconds (ddof = 0) of each cost metric over the samples,
+  and the peak memory (MiB = 2**20 bytes, largest over the samples).
+
+CSV layout (one decision for all tables): *tidy*, one line per table cell, with the cell's
+keys as columns (``attack, model, dataset, significance_metric`` ...), the numbers as plain
+numbers (``min_ratio``; ``mean, std, n``; ``seconds_mean, seconds_std`` ...), and a
+``status`` column (``ok``/``reached``, ``NA``, ``unavailable``, ``missing``) instead of
+formatted strings.  The Markdown (and optional LaTeX) hold the paper-style layout.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .. import io
+from .render import TableDoc, display, fmt_mean_std, fmt_ratio
+from .select import (SHARED_METRIC, as_records, best_of_restarts, expand_shared, is_missing,
+                     modality_of, ratio_key, satisfies)
+
+STUDY = "selective_encryption"
+DEFAULT_PROTECTION = {"image": {"metric": "lpips", "op": ">=", "threshold": 0.3},
+                      "text": {"metric": "rouge1", "op": "<=", "threshold": 0.2}}
+DEFAULT_TABLE5_METRIC = {"image": "mse", "text": "embed_dist"}
+DEFAULT_PANELS = {"image": ["lpips", "mse", "psnr", "ssim"],
+                  "text": ["rouge1", "rouge2", "rougeL", "embed_dist"]}
+DEFAULT_TABLE5_RATIO = 0.3
+MIB = 2 ** 20
+
+STARS = {"excellent": "★★★", "good": "★★", "moderate": "★", "poor": "×"}
+STAR_LEGEND = "× Poor (fails to reach the protection level with an average ≤ 60% encryption), " \
+              "★ Moderate (average in (50%, 60%]), ★★ Good (average in (10%, 50%]), " \
+              "★★★ Excellent (average ≤ 10%)."
+
+
+# ------------------------------------------------------------------ config access
+
+def study_config(config: Mapping[str, Any], study: str = STUDY) -> dict:
+    """The study section, from either the whole config or the section itself."""
+    if "studies" in config:
+        return dict(config["studies"][study])
+    return dict(config)
+
+
+def evaluation(cfg: Mapping[str, Any]) -> dict:
+    ev = dict(cfg.get("evaluation") or {})
+    prot = {k: dict(v) for k, v in DEFAULT_PROTECTION.items()}
+    prot.update({k: dict(v) for k, v in (ev.get("protection") or {}).items()})
+    ev["protection"] = prot
+    ev.setdefault("best_of_restarts", "attacker_loss")
+    ev.setdefault("table5_ratio", DEFAULT_TABLE5_RATIO)
+    return ev
+
+
+def significance_metrics(cfg: Mapping[str, Any], records: Iterable[dict] = ()) -> list[str]:
+    names = list((cfg.get("significance") or {}).get("metrics") or [])
+    for r in records:
+        m = r.get("metric")
+        if m not in names and m != SHARED_METRIC:
+            names.append(m)
+    return names
+
+
+def ratio_grid(cfg: Mapping[str, Any], records: Iterable[dict] = ()) -> list[float]:
+    grid = (cfg.get("significance") or {}).get("ratios")
+    if grid:
+        return sorted({ratio_key(r) for r in grid})
+    return sorted({ratio_key(r["ratio"]) for r in records})
+
+
+def case_order(cfg: Mapping[str, Any], records: Iterable[dict]) -> list[tuple[str, str, str]]:
+    """(attack, model, dataset) in config order (attacks, then cases), then any others."""
+    attacks = list(cfg.get("attacks") or {})
+    cases = [(c["model"], c["dataset"]) for c in cfg.get("cases") or []]
+    seen = {(r["attack"], r["model"], r["dataset"]) for r in records}
+    for a in sorted({k[0] for k in seen}):
+        if a not in attacks:
+            attacks.append(a)
+    for m, d in sorted({(k[1], k[2]) for k in seen}):
+        if (m, d) not in cases:
+            cases.append((m, d))
+    return [(a, m, d) for a in attacks for m, d in cases if (a, m, d) in seen]
+
+
+def restart_rule(ev: Mapping[str, Any], modality: str = "image") -> str:
+    if ev["best_of_restarts"] == "oracle":
+        crit = ev["protection"][modality]
+        best = "lowest" if crit["op"] == ">=" else "highest"
+        return (f"the restart with the {best} {display(crit['metric'])} against the ground truth "
+                f"(oracle: the paper's \"best recovery results\")")
+    return "the restart with the lowest attacker loss (the attacker's own objective; no ground truth)"
+
+
+# ------------------------------------------------------------------ rows
+
+def load_metric_rows(path: str | Path) -> list[dict]:
+    table, _ = io.load_table(path)
+    return table.to_pylist()
+
+
+def selected_rows(rows: Any, config: Mapping[str, Any]) -> list[dict]:
+    """Best restart per case (``evaluation.best_of_restarts``), ``any`` rows shared."""
+    cfg = study_config(config)
+    ev = evaluation(cfg)
+    records = as_records(rows)
+    best = best_of_restarts(records, criterion=ev["best_of_restarts"], protection=ev["protection"])
+    return expand_shared(best, significance_metrics(cfg, records))
+
+
+def _rows_for(records: list[dict], attack: str, model: str, dataset: str) -> list[dict]:
+    return [r for r in records if r["attack"] == attack and r["model"] == model and r["dataset"] == dataset]
+
+
+def _unavailable_reasons(rows: Iterable[dict], metric: str) -> list[str]:
+    reasons = set()
+    for r in rows:
+        st = r.get(f"{metric}_status")
+        if st and not str(st).startswith("ok"):
+            reasons.add(str(st))
+    return sorted(reasons)
+
+
+# ------------------------------------------------------------------ Table 4
+
+def curve_means(rows: list[dict], column: str) -> dict[float, dict]:
+    """ratio -> {mean, std, sem, n, n_missing, values} of ``column`` over samples."""
+    by_ratio: dict[float, list[Any]] = {}
+    for r in rows:
+        by_ratio.setdefault(ratio_key(r["ratio"]), []).append(r.get(column))
+    out = {}
+    for ratio in sorted(by_ratio):
+        vals = [float(v) for v in by_ratio[ratio] if not is_missing(v)]
+        arr = np.asarray(vals, dtype=float)
+        n = len(vals)
+        out[ratio] = {"mean": float(arr.mean()) if n else None,
+                      "std": float(arr.std()) if n else None,
+                      "sem": float(arr.std(ddof=1) / math.sqrt(n)) if n > 1 else (0.0 if n else None),
+                      "n": n, "n_missing": len(by_ratio[ratio]) - n, "values": vals}
+    return out
+
+
+def table4_cells(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None) -> list[dict]:
+    """The Table 4 result per (attack, model, dataset, significance metric).
+
+    ``rows``: raw metric rows (restarts are chosen here).  ``max_ratio`` optionally limits
+    the search range (the paper's "range we choose"); by default the whole grid."""
+    cfg = study_config(config)
+    ev = evaluation(cfg)
+    raw = as_records(rows)
+    sel = selected_rows(raw, cfg)
+    metrics = significance_metrics(cfg, raw)
+    if max_ratio is None:
+        max_ratio = ev.get("table4_max_ratio")
+    grid = [r for r in ratio_grid(cfg, raw) if max_ratio is None or r <= max_ratio + 1e-9]
+    cells = []
+    for attack, model, dataset in case_order(cfg, raw):
+        modality = modality_of(model)
+        crit = ev["protection"][modality]
+        col, op, thr = crit["metric"], crit["op"], float(crit["threshold"])
+        case_rows = _rows_for(sel, attack, model, dataset)
+        for m in metrics:
+            curve_rows = [r for r in case_rows if r["metric"] == m and ratio_key(r["ratio"]) in grid]
+            cell = {"attack": attack, "model": model, "dataset": dataset, "significance_metric": m,
+                    "criterion_metric": col, "op": op, "threshold": thr, "min_ratio": None,
+                    "mean_at_min_ratio": None, "n_samples": len({r["slot"] for r in curve_rows}),
+                    "n_missing_values": 0, "grid_max": max(grid) if grid else None, "reason": "",
+                    "best_of_restarts": ev["best_of_restarts"], "modality": modality}
+            if not curve_rows:
+                cell["status"] = "missing"
+            else:
+                curve = curve_means(curve_rows, col)
+                cell["n_missing_values"] = sum(c["n_missing"] for c in curve.values())
+                if all(c["n"] == 0 for c in curve.values()):
+                    cell["status"] = "unavailable"
+                    cell["reason"] = "; ".join(_unavailable_reasons(curve_rows, col)) or f"{col} is null in every row"
+                else:
+                    cell["status"] = "NA"
+                    for ratio in sorted(curve):
+                        if curve[ratio]["n"] and satisfies(curve[ratio]["mean"], op, thr):
+                            cell.update(status="reached", min_ratio=ratio, mean_at_min_ratio=curve[ratio]["mean"])
+                            break
+            cells.append(cell)
+    return cells
+
+
+def _cell_text(cell: dict) -> str:
+    if cell["status"] == "reached":
+        return fmt_ratio(cell["min_ratio"])
+    return cell["status"]
+
+
+def _pivot(cells: list[dict], keys: Sequence[str], metrics: list[str], text: Callable[[dict], str]
+           ) -> list[list[str]]:
+    rows: dict[tuple, dict] = {}
+    for c in cells:
+        rows.setdefault(tuple(c[k] for k in keys), {})[c["significance_metric"]] = c
+    return [[display(k) for k in key] + [text(row[m]) if m in row else "missing" for m in metrics]
+            for key, row in rows.items()]
+
+
+def _samples_text(cells: list[dict]) -> str:
+    ns = sorted({c["n_samples"] for c in cells if c["status"] != "missing"})
+    if not ns:
+        return "no samples"
+    return f"{ns[0]} samples per case" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} samples per case"
+
+
+def _restarts_text(rows: list[dict]) -> str:
+    per_case: dict[tuple, set] = {}
+    for r in rows:
+        per_case.setdefault((r.get("dataset"), r.get("model"), r.get("slot"), r.get("metric"),
+                             ratio_key(r["ratio"]), r.get("attack")), set()).add(r.get("restart"))
+    ns = sorted({len(v) for v in per_case.values()})
+    if not ns:
+        return "0"
+    return str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+
+
+def _criteria_text(cells: list[dict]) -> str:
+    seen: dict[str, str] = {}
+    for c in cells:
+        t = f"{display(c['criterion_metric'])} {'≥' if c['op'] == '>=' else '≤'} {c['threshold']:g}"
+        seen.setdefault(t, c.get("modality") or modality_of(c["model"]))
+    if not seen:
+        return "the protection level"
+    if len(seen) == 1:
+        return next(iter(seen))
+    return " / ".join(f"{t} ({mod})" for t, mod in seen.items())
+
+
+def table4(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None) -> TableDoc:
+    cfg = study_config(config)
+    ev = evaluation(cfg)
+    if max_ratio is None:
+        max_ratio = ev.get("table4_max_ratio")
+    raw = as_records(rows)
+    cells = table4_cells(raw, cfg, max_ratio=max_ratio)
+    metrics = significance_metrics(cfg, raw)
+    grid = [r for r in ratio_grid(cfg, raw) if max_ratio is None or r <= max_ratio + 1e-9]
+    modality = modality_of(cells[0]["model"]) if cells else "image"
+    title = (f"Table 4: Minimal encryption ratio at which the mean over samples of "
+             f"{_criteria_text(cells)} is reached ({_samples_text(cells)}). The ratio is the fraction of all "
+             f"gradient entries (every parameter tensor) that is encrypted, searched over the grid "
+             f"{{{', '.join(fmt_ratio(r) for r in grid)}}}; NA: no ratio in the grid reaches the level. "
+             f"Per sample the best of {_restarts_text(raw)} restarts is kept: {restart_rule(ev, modality)}.")
+    computed = sorted({str(r.get(f"{c}_status")) for c in {x["criterion_metric"] for x in cells} for r in raw
+                       if str(r.get(f"{c}_status") or "").startswith("ok")})
+    if computed:
+        title += f" {display(cells[0]['criterion_metric'])}: {'; '.join(computed)}."
+    notes = []
+    unavailable = [c for c in cells if c["status"] == "unavailable"]
+    if unavailable:
+        reasons = sorted({c["reason"] for c in unavailable})
+        title += (f" unavailable: {display(unavailable[0]['criterion_metric'])} could not be computed "
+                  f"({'; '.join(reasons)}), so no ratio is reported.")
+    partial = [c for c in cells if c["status"] != "unavailable" and c["n_missing_values"]]
+    if partial:
+        notes.append(f"{len(partial)} curve(s) lack the protection metric for some samples; "
+                     f"their means are over the available samples (see n_missing_values in the CSV).")
+    if any(c["status"] == "missing" for c in cells):
+        notes.append("missing: no metric rows for that curve.")
+    cols = ["attack", "model", "dataset", "significance_metric", "status", "min_ratio", "mean_at_min_ratio",
+            "criterion_metric", "op", "threshold", "n_samples", "n_missing_values", "grid_max",
+            "best_of_restarts", "reason"]
+    return TableDoc(name="table4", title=title,
+                    header=["Attack", "Model", "Dataset"] + [display(m) for m in metrics],
+                    body=_pivot(cells, ("attack", "model", "dataset"), metrics, _cell_text),
+                    tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
+
+
+# ------------------------------------------------------------------ Table 5
+
+def table5_cells(rows: Any, config: Mapping[str, Any]) -> list[dict]:
+    cfg = study_config(config)
+    ev = evaluation(cfg)
+    raw = as_records(rows)
+    sel = selected_rows(raw, cfg)
+    metrics = significance_metrics(cfg, raw)
+    ratio = ratio_key(ev["table5_ratio"])
+    overrides = ev.get("table5_metric") or {}
+    cells = []
+    for attack, model, dataset in case_order(cfg, raw):
+        modality = modality_of(model)
+        col = overrides.get(modality, DEFAULT_TABLE5_METRIC[modality]) if isinstance(overrides, Mapping) \
+            else str(overrides)
+        case_rows = [r for r in _rows_for(sel, attack, model, dataset) if ratio_key(r["ratio"]) == ratio]
+        for m in metrics:
+            rs = [r for r in case_rows if r["metric"] == m]
+            vals = np.asarray([float(r[col]) for r in rs if not is_missing(r.get(col))], dtype=float)
+            cell = {"attack": attack, "model": model, "dataset": dataset, "significance_metric": m,
+                    "ratio": ratio, "value_metric": col, "mean": None, "std": None, "n": int(vals.size),
+                    "n_missing_values": len(rs) - int(vals.size), "best_of_restarts": ev["best_of_restarts"],
+                    "reason": ""}
+            if not rs:
+                cell["status"] = "missing"
+            elif vals.size == 0:
+                cell["status"] = "unavailable"
+                cell["reason"] = "; ".join(_unavailable_reasons(rs, col)) or f"{col} is null in every row"
+            else:
+                cell.update(status="ok", mean=float(vals.mean()), std=float(vals.std()))
+            cells.append(cell)
+    return cells
+
+
+def table5(rows: Any, config: Mapping[str, Any]) -> TableDoc:
+    cfg = study_config(config)
+    ev = evaluation(cfg)
+    raw = as_records(rows)
+    cells = table5_cells(raw, cfg)
+    metrics = significance_metrics(cfg, raw)
+    value_metrics = sorted({display(c["value_metric"]) for c in cells}) or ["MSE"]
+    ns = sorted({c["n"] for c in cells if c["status"] == "ok"})
+    n_text = (f"{ns[0]} samples" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} samples") if ns else "no samples"
+    modality = modality_of(cells[0]["model"]) if cells else "image"
+    title = (f"Table 5: {' / '.join(value_metrics)} between the reconstruction and the ground truth at "
+             f"encryption ratio {fmt_ratio(ratio_key(ev['table5_ratio']))} (fraction of all gradient entries): "
+             f"mean ± std over {n_text} (population std, ddof = 0). Per sample the best of {_restarts_text(raw)} "
+             f"restarts is kept: {restart_rule(ev, modality)}.")
+
+    def text(c: dict) -> str:
+        return fmt_mean_std(c["mean"], c["std"]) if c["status"] == "ok" else c["status"]
+
+    notes = []
+    if any(c["status"] == "unavailable" for c in cells):
+        notes.append("unavailable: " + "; ".join(sorted({c["reason"] for c in cells if c["status"] == "unavailable"})))
+    if any(c["status"] == "missing" for c in cells):
+        notes.append(f"missing: no rows at ratio {fmt_ratio(ratio_key(ev['table5_ratio']))} "
+                     f"(is it in significance.ratios?).")
+    cols = ["attack", "model", "dataset", "significance_metric", "status", "value_metric", "ratio", "mean",
+            "std", "n", "n_missing_values", "best_of_restarts", "reason"]
+    return TableDoc(name="table5", title=title,
+                    header=["Attack", "Model", "Dataset"] + [display(m) for m in metrics],
+                    body=_pivot(cells, ("attack", "model", "dataset"), metrics, text),
+                    tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
+
+
+# ------------------------------------------------------------------ Table 2
+
+def rating(average: float | None, any_na: bool = False) -> str:
+    """excellent / good / moderate / poor for an average minimal ratio (module docstring)."""
+    if any_na or average is None or not math.isfinite(average):
+        return "poor"
+    a = round(float(average), 6)
+    if a <= 0.1:
+        return "excellent"
+    if a <= 0.5:
+        return "good"
+    if a <= 0.6:
+        return "moderate"
+    return "poor"
+
+
+def table2_cells(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None,
+                 t4_cells: list[dict] | None = None) -> list[dict]:
+    cfg = study_config(config)
+    cells4 = t4_cells if t4_cells is not None else table4_cells(rows, cfg, max_ratio=max_ratio)
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells4:
+        groups.setdefault((c["attack"], c["model"], c["significance_metric"]), []).append(c)
+    out = []
+    for (attack, model, m), cs in groups.items():
+        statuses = [c["status"] for c in cs]
+        ratios = [c["min_ratio"] for c in cs if c["status"] == "reached"]
+        cell = {"attack": attack, "model": model, "significance_metric": m,
+                "datasets": ";".join(c["dataset"] for c in cs), "n_datasets": len(cs),
+                "n_na": statuses.count("NA"), "average_min_ratio": None}
+        if "NA" in statuses:
+            cell.update(status="ok", rating="poor")
+        elif "unavailable" in statuses:
+            cell.update(status="unavailable", rating=None)
+        elif "missing" in statuses:
+            cell.update(status="missing", rating=None)
+        else:
+            avg = float(np.mean(ratios))
+            cell.update(status="ok", average_min_ratio=avg, rating=rating(avg))
+        cell["stars"] = STARS.get(cell["rating"], cell["status"]) if cell["rating"] else cell["status"]
+        out.append(cell)
+    return out
+
+
+def table2(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None) -> TableDoc:
+    cfg = study_config(config)
+    raw = as_records(rows)
+    cells4 = table4_cells(raw, cfg, max_ratio=max_ratio)
+    cells = table2_cells(raw, cfg, t4_cells=cells4)
+    metrics = significance_metrics(cfg, raw)
+    title = ("Table 2: Qualitative summary of the significance metrics against each attack, from Table 4 "
+             f"({_criteria_text(cells4)}; {_samples_text(cells4)}). The average is the mean over the model's "
+             "datasets of the minimal encryption ratio; a dataset where the level is never reached (NA) "
+             "makes the cell Poor.")
+    notes = [STAR_LEGEND,
+             "Boundaries: average ≤ 0.1 → ★★★; 0.1 < average ≤ 0.5 → ★★; 0.5 < average ≤ 0.6 → ★; "
+             "average > 0.6 or any NA → ×."]
+    unavailable = [c for c in cells4 if c["status"] == "unavailable"]
+    if unavailable:
+        notes.append("unavailable: " + "; ".join(sorted({c["reason"] for c in unavailable})))
+    cols = ["attack", "model", "significance_metric", "status", "rating", "stars", "average_min_ratio",
+            "n_datasets", "n_na", "datasets"]
+    return TableDoc(name="table2", title=title,
+                    header=["Attack", "Model"] + [display(m) for m in metrics],
+                    body=_pivot(cells, ("attack", "model"), metrics, lambda c: c["stars"]),
+                    tidy_columns=cols, tidy=cells, notes=notes, group_columns=2)
+
+
+# ------------------------------------------------------------------ Table 6
+
+def table6_cells(cost_rows: Any, config: Mapping[str, Any]) -> list[dict]:
+    cfg = study_config(config)
+    recs = as_records(cost_rows)
+    metrics = list((cfg.get("significance") or {}).get("cost_metrics") or [])
+    for r in recs:
+        if r["metric"] not in metrics:
+            metrics.append(r["metric"])
+    order = [(c["model"], c["dataset"]) for c in cfg.get("cases") or []]
+    for key in sorted({(r["model"], r["dataset"]) for r in recs}):
+        if key not in order:
+            order.append(key)
+    present = {(r["model"], r["dataset"]) for r in recs}
+    out = []
+    for model, dataset in [k for k in order if k in present]:
+        rs = [r for r in recs if r["model"] == model and r["dataset"] == dataset]
+        tensors = sorted({int(r["num_tensors"]) for r in rs if not is_missing(r.get("num_tensors"))})
+        params = sorted({int(r["num_parameters"]) for r in rs if not is_missing(r.get("num_parameters"))})
+        for m in metrics:
+            ms = [r for r in rs if r["metric"] == m]
+            secs = np.asarray([float(r["seconds"]) for r in ms if not is_missing(r.get("seconds"))], dtype=float)
+            peaks = np.asarray([float(r["peak_bytes"]) for r in ms if not is_missing(r.get("peak_bytes"))],
+                               dtype=float)
+            out.append({
+                "model": model, "dataset": dataset, "cost_metric": m,
+                "status": "ok" if secs.size else "missing",
+                "num_tensors": tensors[0] if len(tensors) == 1 else (";".join(map(str, tensors)) or None),
+                "num_parameters": params[0] if len(params) == 1 else (";".join(map(str, params)) or None),
+                "seconds_mean": float(secs.mean()) if secs.size else None,
+                "seconds_std": float(secs.std()) if secs.size else None,
+                "n": int(secs.size),
+                "peak_mib_max": float(peaks.max() / MIB) if peaks.size else None,
+                "peak_mib_mean": float(peaks.mean() / MIB) if peaks.size else None,
+                "devices": ";".join(sorted({str(r.get("device")) for r in ms if r.get("device")})),
+            })
+    return out
+
+
+def table6(cost_rows: Any, config: Mapping[str, Any]) -> TableDoc:
+    cfg = study_config(config)
+    recs = as_records(cost_rows)
+    cells = table6_cells(recs, cfg)
+    metrics = list(dict.fromkeys(c["cost_metric"] for c in cells))
+    devices = sorted({d for c in cells for d in c["devices"].split(";") if d})
+    ns = sorted({c["n"] for c in cells if c["n"]})
+    n_text = (f"{ns[0]} samples" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} samples") if ns else "no samples"
+    title = (f"Table 6: Calculation time (s) of the significance metrics: mean ± std over {n_text} "
+             f"(population std, ddof = 0); Layer Num. is the number of parameter tensors; peak memory is the "
+             f"largest over the samples (MiB). Device: {', '.join(devices) or 'unknown'}.")
+    rows: dict[tuple, dict] = {}
+    for c in cells:
+        rows.setdefault((c["model"], c["dataset"]), {})[c["cost_metric"]] = c
+    body = []
+    for (model, dataset), by_m in rows.items():
+        first = next(iter(by_m.values()))
+        line = [display(model), display(dataset), str(first["num_tensors"] if first["num_tensors"] is not None else "-"),
+                f"{first['num_parameters']:,}" if isinstance(first["num_parameters"], int) else
+                str(first["num_parameters"] or "-")]
+        line += [fmt_mean_std(by_m[m]["seconds_mean"], by_m[m]["seconds_std"])
+                 if m in by_m and by_m[m]["status"] == "ok" else "-" for m in metrics]
+        line += [f"{by_m[m]['peak_mib_max']:.1f}" if m in by_m and by_m[m]["peak_mib_max"] is not None else "-"
+                 for m in metrics]
+        body.append(line)
+    notes = ["-: not computed (infeasible or not configured for this model)."] if any(
+        c["status"] != "ok" for c in cells) else []
+    cols = ["model", "dataset", "cost_metric", "status", "num_tensors", "num_parameters", "seconds_mean",
+            "seconds_std", "n", "peak_mib_max", "peak_mib_mean", "devices"]
+    return TableDoc(name="table6", title=title,
+                    header=["Model", "Dataset", "Layer Num.", "Params"]
+                    + [f"{display(m)} (s)" for m in metrics] + [f"{display(m)} peak (MiB)" for m in metrics],
+                    body=body, tidy_columns=cols, tidy=cells, notes=notes, group_columns=1)
+
+
+# ------------------------------------------------------------------ builders (one per output)
+
+def _metric_rows(metrics_path: Any) -> list[dict]:
+    if isinstance(metrics_path, (str, Path)):
+        return load_metric_rows(metrics_path)
+    return as_records(metrics_path)
+
+
+def build_table2(*, metrics_path: Any, config: Mapping[str, Any], out_dir: str | Path,
+                 formats: Sequence[str] = ("csv", "md"), **_: Any) -> list[Path]:
+    return table2(_metric_rows(metrics_path), config).write(out_dir, formats)
+
+
+def build_table4(*, metrics_path: Any, config: Mapping[str, Any], out_dir: str | Path,
+                 formats: Sequence[str] = ("csv", "md"), **_: Any) -> list[Path]:
+    return table4(_metric_rows(metrics_path), config).write(out_dir, formats)
+
+
+def build_table5(*, metrics_path: Any, config: Mapping[str, Any], out_dir: str | Path,
+                 formats: Sequence[str] = ("csv", "md"), **_: Any) -> list[Path]:
+    return table5(_metric_rows(metrics_path), config).write(out_dir, formats)
+
+
+def build_table6(*, cost_path: Any, config: Mapping[str, Any], out_dir: str | Path,
+                 formats: Sequence[str] = ("csv", "md"), **_: Any) -> list[Path]:
+    return table6(_metric_rows(cost_path), config).write(out_dir, formats)
+
+
+TABLE_ORDER = ("table2", "table4", "table5", "table6")
+
+
+def print_summary(tables_dir: str | Path, out: Callable[[str], Any] = print) -> list[Path]:
+    """Print the Markdown tables found in ``tables_dir`` (Tables 2, 4, 5, 6 first)."""
+    tables_dir = Path(tables_dir)
+    found = sorted(tables_dir.glob("*.md"))
+    ordered = [tables_dir / f"{n}.md" for n in TABLE_ORDER if (tables_dir / f"{n}.md") in found]
+    ordered += [p for p in found if p not in ordered]
+    if not ordered:
+        out(f"(no tables in {tables_dir})")
+    for p in ordered:
+        out(p.read_text(encoding="utf-8"))
+    return ordered
