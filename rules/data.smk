@@ -37,3 +37,19 @@ rule model:
 
 localrules:
     download_dataset,
+
+
+rule download_lpips_backbone:
+    # localrule: fetches the torchvision ImageNet backbone LPIPS needs (login node has internet)
+    output:
+        config["hub_dir"] + "/torch/{file}",
+    wildcard_constraints:
+        file="(alexnet|squeezenet|vgg)[a-z0-9_-]*[.]pth",
+    log:
+        "logs/download_lpips_backbone/{file}.json",
+    script:
+        "../workflow/scripts/download_backbone.py"
+
+
+localrules:
+    download_lpips_backbone,

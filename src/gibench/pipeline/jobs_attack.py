@@ -88,7 +88,7 @@ def lpips_for(cfg: dict, study_cfg: dict, backbone_path: str | None, device: tor
     heads = f"{cfg['resources_dir']}/lpips/weights/v{lp['version']}"
     try:
         model = load_lpips(backbone=lp["backbone"], version=lp["version"], heads_dir=heads,
-                           backbone_path=backbone_path)
+                           backbone_path=backbone_path, hub_dir=cfg["hub_dir"])
         return model.to(device), f"ok ({lp['backbone']}, v{lp['version']})"
     except LPIPSUnavailable as e:
         return None, f"unavailable: {e}"
@@ -122,7 +122,8 @@ def metrics_job(smk: Any, device: torch.device) -> dict:
                "iterations": int(info.get("iterations", 0))}
         for name in ("mse", "psnr", "ssim", "lpips"):
             vals = m.get(name)
-            row[name] = None if vals is None or any(v is None for v in vals) else float(sum(vals) / len(vals))
+            # batch mean; None when not computed (e.g. LPIPS without backbone weights)
+            row[name] = None if not vals or any(v is None for v in vals) else float(sum(vals) / len(vals))
         row["lpips_status"] = m.get("lpips_status", lp_status)
         rows.append(row)
     rec = make_record(rule="metrics", wildcards=wc, params=ev, config=cfg, inputs=smk.input, outputs=smk.output, device=device)
