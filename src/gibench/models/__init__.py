@@ -34,3 +34,4 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["MODELS", "build_model", "count_parameters"]
+from . import text as _text  # noqa: E402,F401  (registers bert, gpt2)

@@ -1,0 +1,31 @@
+"""Significance metrics: a non-negative score per gradient entry; the mask encrypts the top.
+
+Registered metrics (:data:`METRICS`), all called as
+``compute_scores(name, model, x, y, grads, *, seed, params=None, loss='cross_entropy', mode='eval')``:
+
+====================  ======================================================================
+``grad``              ``|g_i|`` (paper: Grad)
+``param``             ``|θ_i|`` (paper: Param)
+``prodsig``           ``|g_i θ_i|`` (paper: ProdSig)
+``random``            seeded U(0, 1) (control)
+``sens``              exact ``‖∂g_i/∂x‖₂`` (paper: Sens), vmapped forward-over-reverse JVPs
+``sens_discrete``     central differences of ``g`` along each input coordinate (paper: Sens (Discrete))
+``sens_probe``        ``K`` Gaussian-probe estimate of Sens with a per-entry standard error
+``attn``              selector: attention layers of a transformer (paper: Attn)
+``onefifth_1..5``     selector: i-th fifth of the transformer blocks (paper: OneFifth-i)
+====================  ======================================================================
+
+Options per metric: :func:`metric_options`.  Cost (time, peak memory): :mod:`.cost`.
+"""
+from __future__ import annotations
+
+from .base import METRICS, Context, Metric, ScoreResult, compute_scores, metric, metric_options
+from . import metrics as _metrics  # noqa: E402,F401  (registers grad, param, prodsig, random)
+from . import sens as _sens  # noqa: E402,F401  (registers sens, sens_discrete, sens_probe)
+from . import selectors as _selectors  # noqa: E402,F401  (registers attn, onefifth_1..5)
+from .selectors import NoTransformerBlocks, attention_names, fifth_groups, fifth_names, transformer_blocks
+from .sens import GradientJacobian, sens_discrete_scores, sens_exact, sens_probe_estimate
+
+__all__ = ["METRICS", "Context", "Metric", "ScoreResult", "compute_scores", "metric", "metric_options",
+           "NoTransformerBlocks", "attention_names", "fifth_groups", "fifth_names", "transformer_blocks",
+           "GradientJacobian", "sens_exact", "sens_discrete_scores", "sens_probe_estimate"]

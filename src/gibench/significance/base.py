@@ -1,0 +1,143 @@
+"""The significance-metric registry, its call convention and result type.
+
+A metric attaches a non-negative score to every entry of the client's gradient; the mask
+code (:mod:`gibench.masks`) then encrypts the top-scored entries.  Every metric is a
+:class:`Metric` in :data:`METRICS` and is called through :func:`compute_scores`.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+
+
+@dataclass
+class ScoreResult:
+    """Per-entry scores (same names/shapes as the parameters, float32, >= 0) and a
+    JSON-serialisable ``info`` (formula, options used, estimator error, ...)."""
+
+    scores: dict[str, torch.Tensor]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What every metric may read: the model, the client's batch and its gradient."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    grads: dict[str, torch.Tensor]
+    seed: int
+    loss: str
+    mode: str
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.grads)
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.grads.values())).device
+
+
+@dataclass
+class Metric:
+    """``fn(ctx, **options) -> ScoreResult``; the keyword options of ``fn`` (with their
+    defaults) are the metric's ``params``; unknown params are rejected by name."""
+
+    name: str
+    fn: Callable[..., ScoreResult]
+    description: str = ""
+
+    def options(self) -> dict[str, Any]:
+        sig = inspect.signature(self.fn)
+        return {p.name: p.default for p in list(sig.parameters.values())[1:]
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+METRICS: Registry[Metric] = Registry("significance metric")
+
+
+def metric(name: str, description: str = "") -> Callable:
+    """Decorator: register ``fn(ctx, *, option=default, ...)`` as metric ``name``."""
+
+    def deco(fn: Callable[..., ScoreResult]) -> Callable[..., ScoreResult]:
+        METRICS.add(name, Metric(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0]))
+        return fn
+
+    return deco
+
+
+def model_params(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The trainable parameters in ``named_parameters()`` order (the gradient's order)."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def compute_scores(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   grads: dict[str, torch.Tensor], *, seed: int, params: dict | None = None,
+                   loss: str = "cross_entropy", mode: str = "eval") -> ScoreResult:
+    """Score every gradient entry with metric ``name``.
+
+    ``grads`` is the client gradient (name -> tensor) of ``model`` on ``(x, y)``; it may come
+    from a file in any key order: the result follows ``named_parameters()`` order and
+    ``info['names']`` records that order (the mask code breaks ties by it).  ``params`` are
+    the metric's options (see :func:`metric_options`); unknown keys raise ``ValueError``.
+    """
+    m = METRICS.get(name)
+    opts = m.options()
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(opts))
+    if unknown:
+        raise ValueError(f"significance metric {name!r}: unknown params {unknown}; "
+                         f"known: {sorted(opts) or 'none'}")
+    named = model_params(model)
+    names = [n for n, _ in named]
+    if set(grads) != set(names):
+        missing, extra = sorted(set(names) - set(grads)), sorted(set(grads) - set(names))
+        raise ValueError(f"significance metric {name!r}: gradient and model parameters differ "
+                         f"(missing {missing[:5]}, extra {extra[:5]})")
+    for n, p in named:
+        if tuple(grads[n].shape) != tuple(p.shape):
+            raise ValueError(f"gradient {n!r} has shape {tuple(grads[n].shape)}, parameter {tuple(p.shape)}")
+    ctx = Context(model, x, y, {n: grads[n] for n in names}, int(seed), loss, mode)
+    result = m.fn(ctx, **params)
+    scores = {}
+    for n, p in named:
+        s = result.scores[n].detach().to(torch.float32)
+        if tuple(s.shape) != tuple(p.shape):
+            raise RuntimeError(f"metric {name!r} returned shape {tuple(s.shape)} for {n!r}")
+        scores[n] = s
+    bad = [n for n, s in scores.items() if not bool(torch.isfinite(s).all()) or bool((s < 0).any())]
+    if bad:
+        raise RuntimeError(f"metric {name!r}: scores not finite and non-negative in {bad[:5]}")
+    info = {"metric": name, "params": {**opts, **params}, "names": names,
+            "num_entries": int(sum(p.numel() for _, p in named)), **result.info}
+    return ScoreResult(scores, _jsonable(info))
+
+
+def metric_options(name: str) -> dict[str, Any]:
+    """The options a metric accepts, with their defaults."""
+    return METRICS.get(name).options()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if hasattr(obj, "item"):
+        return _jsonable(obj.item())
+    return str(obj)
