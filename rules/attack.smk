@@ -12,7 +12,7 @@ rule attack:
         trace=P.TRACE,
     params:
         # hyperparameters enter the job's params so changing one re-runs only its jobs
-        attack=lambda wc: T.attack_params(config, wc.study, wc.attack),
+        attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model),
     log:
         "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.json",
     script:

@@ -69,7 +69,20 @@ def _fill_defaults(validator_cls):
 
 
 def load_schema(path: str | Path = DEFAULT_SCHEMA) -> dict:
-    return yaml.safe_load(Path(path).read_text())
+    """The root schema with every ``studies/<study>.schema.yaml`` beside it merged in as
+    ``studies.<study>`` (a study file's own ``$defs`` join the root's)."""
+    path = Path(path)
+    schema = yaml.safe_load(path.read_text())
+    props = schema["properties"]["studies"].setdefault("properties", {})
+    for f in sorted((path.parent / "studies").glob("*.schema.yaml")):
+        study = f.name[: -len(".schema.yaml")]
+        sub = yaml.safe_load(f.read_text()) or {}
+        for k, v in (sub.pop("$defs", None) or {}).items():
+            if k in schema.setdefault("$defs", {}):
+                raise ConfigError(f"{f}: $defs.{k} is already defined by another schema file")
+            schema["$defs"][k] = v
+        props[study] = sub
+    return schema
 
 
 def validate(config: dict, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
@@ -95,9 +108,10 @@ def _check_semantics(config: dict) -> None:
     for name, ds in config["datasets"].items():
         if name not in DATASETS:
             errs.append(f"config error at datasets.{name}: unknown dataset {name!r}; known: {', '.join(DATASETS.names())}")
-    se = config["studies"].get("selective_encryption")
-    if se is not None:
-        errs += _check_selective_encryption(config, se)
+    from .pipeline.studies import STUDIES
+
+    for study, study_cfg in config["studies"].items():
+        errs += STUDIES.get(study).check(config, study_cfg)
     if errs:
         raise ConfigError("\n".join(errs))
 

@@ -19,10 +19,14 @@ from .jobs_data import model_for, read_victims, slot_rows
 from .runner import say
 
 
-def attack_settings(study_cfg: dict, attack: str) -> tuple[str, dict, int]:
-    """(registry name, hyperparameters, restarts) of a configured attack entry."""
+def attack_settings(study_cfg: dict, attack: str, model: str | None = None) -> tuple[str, dict, int]:
+    """(registry name, hyperparameters, restarts) of a configured attack entry; ``model``'s
+    entry under ``model_params`` overrides ``params`` key by key."""
     entry = study_cfg["attacks"][attack]
-    return entry.get("type", attack), dict(entry.get("params", {})), int(entry.get("restarts", 1))
+    params = dict(entry.get("params", {}))
+    if model is not None:
+        params.update(entry.get("model_params", {}).get(model, {}))
+    return entry.get("type", attack), params, int(entry.get("restarts", 1))
 
 
 def visible_from_mask(mask, shared: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -40,7 +44,7 @@ def attack_job(smk: Any, device: torch.device) -> dict:
     wc = dict(smk.wildcards)
     cfg = smk.config
     study_cfg = cfg["studies"][wc["study"]]
-    kind, params, _ = attack_settings(study_cfg, wc["attack"])
+    kind, params, _ = attack_settings(study_cfg, wc["attack"], wc["model"])
     knowledge = json.loads(open(smk.input.knowledge).read())
     ds = DATASETS.get(wc["dataset"])
     net = model_for(cfg, wc["study"], wc["dataset"], wc["model"], smk.input.weights, device)

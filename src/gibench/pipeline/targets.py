@@ -53,8 +53,13 @@ def interior_ratios(config: dict) -> list[str]:
     return [fmt_ratio(r) for r in sorted(se["significance"]["ratios"]) if 0.0 < r < 1.0]
 
 
-def attack_params(config: dict, study: str, attack: str) -> dict:
-    return dict(config["studies"][study]["attacks"][attack])
+def attack_params(config: dict, study: str, attack: str, model: str) -> dict:
+    """What an attack job depends on in the config (its entry, with the model's overrides
+    applied): a change re-runs only the affected jobs."""
+    from .jobs_attack import attack_settings
+
+    kind, params, restarts = attack_settings(config["studies"][study], attack, model)
+    return {"type": kind, "params": params, "restarts": restarts}
 
 
 def se_attack_cases(config: dict):
@@ -179,12 +184,15 @@ def se_figure_targets(config: dict) -> list[str]:
             for s in figure_specs(se) for ext in ("png", "pdf")]
 
 
+def se_targets(config: dict) -> list[str]:
+    return se_gradient_targets(config) + se_table_targets(config) + se_figure_targets(config)
+
+
 def all_targets(config: dict) -> list[str]:
-    targets: list[str] = []
-    for d in config["datasets"]:
-        targets.append(P.fmt(P.VICTIMS, dataset=d))
-    targets += se_gradient_targets(config)
-    if _se(config):
-        targets += se_table_targets(config)
-        targets += se_figure_targets(config)
+    """Victims of every configured dataset, then each study's own targets (its registry entry)."""
+    from .studies import STUDIES
+
+    targets = [P.fmt(P.VICTIMS, dataset=d) for d in config["datasets"]]
+    for study in config["studies"]:
+        targets += STUDIES.get(study).targets(config)
     return sorted(dict.fromkeys(targets))

@@ -1,0 +1,32 @@
+"""Study registry: a study name in the config maps to its semantic config check and its
+target list.  Adding a study is one schema file (``config/schema/studies/<study>.schema.yaml``),
+one module that registers a :class:`Study` here (imported at the bottom), and one rules file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    #: (whole config, this study's config) -> error messages naming the bad key (checked at DAG build)
+    check: Callable[[dict, dict], list[str]]
+    #: whole config -> the artifacts `rule all` asks for
+    targets: Callable[[dict], list[str]]
+
+
+STUDIES: Registry[Study] = Registry("study")
+
+
+def _selective_encryption() -> Study:
+    from ..config import _check_selective_encryption
+    from . import targets as T
+
+    return Study("selective_encryption", _check_selective_encryption, T.se_targets)
+
+
+STUDIES.add("selective_encryption", _selective_encryption())
