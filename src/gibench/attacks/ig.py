@@ -24,7 +24,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -104,6 +105,151 @@ def _init(shape, how: str, gen: torch.Generator, device) -> torch.Tensor:
     return x.to(device)  # drawn on the CPU: the same start on every device
 
 
+@dataclass
+class Extra:
+    """A variable optimised jointly with the image (e.g. DPIA's dummy noise, VBIA's ε, DIA's
+    dropout masks): its own learning rate (None: the image's) and an optional projection
+    applied after every step (e.g. a clamp to [0, 1])."""
+
+    value: torch.Tensor
+    lr: float | None = None
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+#: (x, extras) -> the dummy gradients of ``match.params``, built with create_graph=True
+DummyGradient = Callable[[torch.Tensor, dict[str, torch.Tensor]], Sequence[torch.Tensor]]
+
+
+def prepare_model(model: nn.Module, c: dict, device: torch.device) -> nn.Module:
+    """The model in the attack's precision and mode, every parameter differentiable (a copy
+    when the precision changes, so the caller's model is untouched)."""
+    dtype = getattr(torch, c["dtype"])
+    if dtype != next(model.parameters()).dtype:
+        model = copy.deepcopy(model)
+    model = model.to(device=device, dtype=dtype)
+    model.train(c["model_mode"] == "train")
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def attack_labels(model: nn.Module, shared, visible, labels, batch: int, how: str, device) -> tuple[torch.Tensor, str]:
+    """The labels the attacker uses: granted by the threat model (``known``) or recovered
+    analytically from a visible last layer (``recover``)."""
+    if how == "known":
+        if labels is None:
+            raise LabelRecoveryRefused("labels: known, but the threat model does not grant labels "
+                                       "(threat_model.labels_known: false); use labels: recover")
+        return torch.as_tensor(labels, device=device).long().reshape(batch), "threat model"
+    y, src = recover_labels(model, shared, visible, batch)
+    return y.to(device), src
+
+
+def initial_input(input_shape, c: dict, mean, std, seed: int, device) -> tuple[torch.Tensor, tuple | None]:
+    """The seeded start (drawn on the CPU, identical on every device) and the box bounds."""
+    dtype = getattr(torch, c["dtype"])
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(seed) % 2**63)
+    x = _init(tuple(input_shape), c["init"], gen, device).to(dtype)
+    box = box_bounds(mean, std, input_shape[1], device, dtype) if c["boxed"] else None
+    if box is not None:
+        x = torch.max(torch.min(x, box[1]), box[0])
+    return x, box
+
+
+def nothing_to_match(match: GradientMatch) -> str:
+    return (f"nothing to match: all {match.n_total:,} gradient entries are encrypted"
+            if match.n_visible == 0 else "nothing to match: the visible gradient entries are all zero")
+
+
+def invert(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0: torch.Tensor, c: dict, *,
+           box: tuple[torch.Tensor, torch.Tensor] | None = None, dummy_gradient: DummyGradient | None = None,
+           extras: dict[str, Extra] | None = None,
+           progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """The optimisation loop of IG, reusable by attacks that change how the dummy gradient is
+    formed (``dummy_gradient``) or optimise more than the image (``extras``).
+
+    Returns ``{"x", "extras", "trace", "final_distance", "stopped", "iterations", "seconds"}``."""
+    extras = dict(extras or {})
+    params = match.params
+
+    def default_gradient(xx: torch.Tensor, ex: dict[str, torch.Tensor]) -> Sequence[torch.Tensor]:
+        return torch.autograd.grad(F.cross_entropy(model(xx), y), params, create_graph=True)
+
+    grad_fn = dummy_gradient or default_gradient
+
+    def objective(xx: torch.Tensor, ex: dict[str, torch.Tensor]):
+        dist = match(grad_fn(xx, ex))
+        tv = total_variation(xx)
+        return dist + c["tv"] * tv, dist, tv
+
+    x = x0.detach().clone().requires_grad_(True)
+    ev = {k: e.value.detach().clone().requires_grad_(True) for k, e in extras.items()}
+    groups = [{"params": [x], "lr": c["lr"]}] + [{"params": [ev[k]], "lr": e.lr if e.lr is not None else c["lr"]}
+                                                 for k, e in extras.items()]
+    m = c["iterations"]
+    opt = torch.optim.Adam(groups) if c["optimizer"] == "adam" else torch.optim.SGD(groups, momentum=0.0)
+    sched = (torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(m), gamma=0.1)
+             if c["lr_schedule"] == "multistep" else None)
+    every = int(c["trace_every"] or max(1, m // 400))
+    trace: list[dict] = []
+    best = (math.inf, x.detach().clone(), {k: v.detach().clone() for k, v in ev.items()})
+    t0 = time.time()
+    stopped = None
+    done = 0
+    for it in range(m):
+        opt.zero_grad(set_to_none=True)
+        total, dist, tv = objective(x, ev)
+        if not torch.isfinite(total):
+            stopped = f"non-finite objective at iteration {it}"
+            break
+        grads = torch.autograd.grad(total, [x, *ev.values()], allow_unused=True)
+        x.grad = grads[0].sign() if c["signed"] else grads[0]
+        for v, g in zip(ev.values(), grads[1:]):
+            v.grad = g
+        value = float(total.detach())
+        if c["keep"] == "best" and value < best[0]:
+            best = (value, x.detach().clone(), {k: v.detach().clone() for k, v in ev.items()})
+        lr_now = opt.param_groups[0]["lr"]
+        opt.step()
+        if sched is not None:
+            sched.step()
+        with torch.no_grad():
+            if box is not None:
+                x.data = torch.max(torch.min(x.data, box[1]), box[0])
+            for k, e in extras.items():
+                if e.project is not None:
+                    ev[k].data = e.project(ev[k].data)
+        done = it + 1
+        if it % every == 0 or it == m - 1:
+            trace.append({"iteration": it, "loss": value, "grad_distance": float(dist.detach()),
+                          "tv": float(tv.detach()), "lr": float(lr_now)})
+        if progress is not None:
+            progress(it, value)
+        if c["time_limit"] is not None and time.time() - t0 > float(c["time_limit"]):
+            stopped = f"time limit {c['time_limit']} s reached after {done} iterations"
+            break
+    if c["keep"] == "best" and best[0] < math.inf:
+        x_out, ex_out = best[1], best[2]
+    else:
+        x_out, ex_out = x.detach(), {k: v.detach() for k, v in ev.items()}
+    # the restart's score: the gradient distance without TV (IG's scoring_choice='loss')
+    final = float(match(grad_fn(x_out, ex_out)).detach())
+    seconds = time.time() - t0
+    return {"x": x_out.detach(), "extras": ex_out, "trace": trace, "final_distance": final, "stopped": stopped,
+            "iterations": done, "seconds": round(seconds, 3),
+            "iterations_per_second": round(done / max(seconds, 1e-9), 2) if done else None}
+
+
+def result_from(loop: dict[str, Any], y: torch.Tensor, info: dict[str, Any]) -> AttackResult:
+    stopped = loop["stopped"]
+    info = {**info, **{k: loop[k] for k in ("iterations", "seconds", "iterations_per_second", "stopped")}}
+    status = "ok" if stopped is None or stopped.startswith("time limit") else "failed"
+    msg = stopped or f"{loop['iterations']} iterations, final gradient distance {loop['final_distance']:.4g}"
+    return AttackResult(x=loop["x"], labels=y.detach(), status=status, message=msg,
+                        final_loss=loop["final_distance"], trace=loop["trace"], info=info)
+
+
 @ATTACKS.register("ig")
 def inverting_gradients(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None,
                         *, input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None,
@@ -111,95 +257,13 @@ def inverting_gradients(model: nn.Module, shared: dict[str, torch.Tensor], visib
                         progress: Callable[[int, float], None] | None = None) -> AttackResult:
     c = resolve_cfg(cfg)
     device = torch.device(device)
-    dtype = getattr(torch, c["dtype"])
-    if dtype != next(model.parameters()).dtype:
-        model = copy.deepcopy(model)  # the caller's model keeps its precision
-    model = model.to(device=device, dtype=dtype)
-    model.train(c["model_mode"] == "train")
-    for p in model.parameters():
-        p.requires_grad_(True)
-    named = [(n, p) for n, p in model.named_parameters()]
-    match = GradientMatch(named, shared, visible, c["cost"])
-    batch = int(input_shape[0])
-
-    info: dict[str, Any] = {"objective": match.describe(), "settings": c}
-    if c["labels"] == "known":
-        if labels is None:
-            raise LabelRecoveryRefused("ig: labels: known, but the threat model does not grant labels "
-                                       "(threat_model.labels_known: false); use labels: recover")
-        y = torch.as_tensor(labels, device=device).long().reshape(batch)
-        info["labels_from"] = "threat model"
-    else:
-        y, how = recover_labels(model, shared, visible, batch)
-        y = y.to(device)
-        info["labels_from"] = how
-
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed(int(seed) % 2**63)
-    x = _init(tuple(input_shape), c["init"], gen, device).to(dtype)
-    lo, hi = box_bounds(mean, std, input_shape[1], device, dtype)
-    if c["boxed"]:
-        x = torch.max(torch.min(x, hi), lo)
-
+    model = prepare_model(model, c, device)
+    match = GradientMatch(list(model.named_parameters()), shared, visible, c["cost"])
+    y, labels_from = attack_labels(model, shared, visible, labels, int(input_shape[0]), c["labels"], device)
+    info: dict[str, Any] = {"objective": match.describe(), "settings": c, "labels_from": labels_from}
+    x0, box = initial_input(input_shape, c, mean, std, seed, device)
     if match.empty:
-        msg = (f"nothing to match: all {match.n_total:,} gradient entries are encrypted"
-               if match.n_visible == 0 else "nothing to match: the visible gradient entries are all zero")
-        return AttackResult(x=x.detach(), labels=y.detach(), status="nothing_visible", message=msg,
+        return AttackResult(x=x0, labels=y, status="nothing_visible", message=nothing_to_match(match),
                             final_loss=float("nan"), trace=[], info={**info, "iterations": 0})
-
-    x.requires_grad_(True)
-    m = c["iterations"]
-    opt = (torch.optim.Adam([x], lr=c["lr"]) if c["optimizer"] == "adam"
-           else torch.optim.SGD([x], lr=c["lr"], momentum=0.0))
-    sched = (torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(m), gamma=0.1)
-             if c["lr_schedule"] == "multistep" else None)
-    every = int(c["trace_every"] or max(1, m // 400))
-    params = match.params
-
-    def objective(xx: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        loss = F.cross_entropy(model(xx), y)
-        dummy = torch.autograd.grad(loss, params, create_graph=create_graph)
-        dist = match(dummy)
-        tv = total_variation(xx)
-        return dist + c["tv"] * tv, dist, tv
-
-    trace: list[dict] = []
-    best = (math.inf, x.detach().clone())
-    t0 = time.time()
-    stopped = None
-    it = 0
-    for it in range(m):
-        opt.zero_grad(set_to_none=True)
-        total, dist, tv = objective(x, create_graph=True)
-        if not torch.isfinite(total):
-            stopped = f"non-finite objective at iteration {it}"
-            break
-        (gx,) = torch.autograd.grad(total, [x])
-        x.grad = gx.sign() if c["signed"] else gx
-        if c["keep"] == "best" and float(total.detach()) < best[0]:
-            best = (float(total), x.detach().clone())
-        lr_now = opt.param_groups[0]["lr"]
-        opt.step()
-        if sched is not None:
-            sched.step()
-        if c["boxed"]:
-            with torch.no_grad():
-                x.data = torch.max(torch.min(x.data, hi), lo)
-        if it % every == 0 or it == m - 1:
-            trace.append({"iteration": it, "loss": float(total.detach()), "grad_distance": float(dist.detach()),
-                          "tv": float(tv.detach()), "lr": float(lr_now)})
-        if progress is not None:
-            progress(it, float(total.detach()))
-        if c["time_limit"] is not None and time.time() - t0 > float(c["time_limit"]):
-            stopped = f"time limit {c['time_limit']} s reached after {it + 1} iterations"
-            break
-
-    result_x = best[1] if c["keep"] == "best" and best[0] < math.inf else x.detach()
-    final_dist = float(objective(result_x.detach().requires_grad_(False), create_graph=False)[1])
-    info.update({"iterations": it + 1 if m else 0, "seconds": round(time.time() - t0, 3),
-                 "iterations_per_second": round((it + 1) / max(time.time() - t0, 1e-9), 2) if m else None,
-                 "stopped": stopped})
-    status = "ok" if stopped is None or stopped.startswith("time limit") else "failed"
-    msg = stopped or f"{m} iterations, final gradient distance {final_dist:.4g}"
-    return AttackResult(x=result_x.detach(), labels=y.detach(), status=status, message=msg,
-                        final_loss=final_dist, trace=trace, info=info)
+    loop = invert(model, match, y, x0, c, box=box, progress=progress)
+    return result_from(loop, y, info)

@@ -79,7 +79,7 @@ def attack_job(smk: Any, device: torch.device) -> dict:
                               "tv": float("nan"), "lr": float("nan")}]
     io.save_table(smk.output.trace, trace, rec)
     say(f"attack {wc['attack']} done: {result.status}, loss {result.final_loss:.4g} ({result.message})")
-    return {"status": result.status, "final_loss": result.final_loss, "attack_seconds": seconds}
+    return {"attack_status": result.status, "final_loss": result.final_loss, "attack_seconds": seconds}
 
 
 # ------------------------------------------------------------------ evaluation

@@ -52,6 +52,7 @@ def masks_job(smk: Any, device: torch.device) -> dict:
     from ..masks import Mask, make_mask, save_mask
 
     wc = dict(smk.wildcards)
+    wc.setdefault("metric", P.ANY_METRIC)   # masks_any spells the metric out in its output path
     cfg = smk.config
     sig = cfg["studies"][wc["study"]]["significance"]
     if wc["metric"] == P.ANY_METRIC:

@@ -44,6 +44,8 @@ def run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
     finally:
         logs = list(getattr(smk, "log", []) or [])
         if logs:
+            # a job's own facts never overwrite the runner's (status, device, rule)
+            extra = {(f"job_{k}" if k in ("status", "device", "rule") else k): v for k, v in extra.items()}
             rec = run_record(start, rule=getattr(smk, "rule", None), status=status,
                              device=str(device), **extra)
             try:
