@@ -1,0 +1,146 @@
+"""The five client-side defenses of paper B (section 3.4) as validated parameter records.
+
+A defense config is a list whose items are a name (``dropout``) or a mapping with a ``name``
+and parameters (``{name: dp, clip: 20, sigma: 1.0e-4}``).  Parameters a list item leaves out
+come from the study's ``defense_defaults``, then from the paper's ablation values below
+(paper B section 5.3): Dropout p_dr = 0.25, DP tau_clip = 20 and sigma = 1e-4, GP p_prune = 0.5,
+PRECODE/CVB with the configuration the CVB paper recommends (``None`` = the model's
+recommended value, see :mod:`gibench.models.defended`).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Mapping
+
+from ..registry import Registry
+
+
+class DefenseSpecError(ValueError):
+    """A defense list that cannot be run: unknown name or option, bad value, impossible combination."""
+
+
+@dataclass(frozen=True)
+class Defense:
+    name: ClassVar[str] = ""
+    side: ClassVar[str] = ""          # "model" (changes the forward pass) | "gradient" (changes the update)
+    label: ClassVar[str] = ""         # the paper's abbreviation (DO, DP, GP, P, C)
+
+    def check(self) -> None:
+        pass
+
+    def params(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def build(cls, params: Mapping[str, Any]) -> "Defense":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise DefenseSpecError(f"defense {cls.name!r}: unknown option(s) {unknown}; known: {sorted(known) or 'none'}")
+        try:
+            d = cls(**dict(params))
+        except TypeError as e:
+            raise DefenseSpecError(f"defense {cls.name!r}: {e}") from None
+        d.check()
+        return d
+
+
+def _number(name: str, key: str, value: Any, lo: float, hi: float | None = None, lo_open: bool = False,
+            hi_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DefenseSpecError(f"defense {name!r}: {key} must be a number, got {value!r}")
+    bad_lo = value <= lo if lo_open else value < lo
+    bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
+    if bad_lo or bad_hi:
+        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}{')' if hi_open or hi is None else ']'}"
+        raise DefenseSpecError(f"defense {name!r}: {key} = {value!r} is outside {rng}")
+
+
+@dataclass(frozen=True)
+class Dropout(Defense):
+    """Dropout with rate p_dr: each activation of a dropout layer is kept with probability 1 - p."""
+
+    name: ClassVar[str] = "dropout"
+    side: ClassVar[str] = "model"
+    label: ClassVar[str] = "DO"
+    rate: float = 0.25
+
+    def check(self) -> None:
+        _number(self.name, "rate", self.rate, 0.0, 1.0, lo_open=True, hi_open=True)
+
+
+@dataclass(frozen=True)
+class DP(Defense):
+    """DPSGD (Abadi et al. 2016): per-sample clipping to tau_clip, Gaussian noise N(0, sigma^2 tau^2)."""
+
+    name: ClassVar[str] = "dp"
+    side: ClassVar[str] = "gradient"
+    label: ClassVar[str] = "DP"
+    clip: float = 20.0
+    sigma: float = 1e-4
+
+    def check(self) -> None:
+        _number(self.name, "clip", self.clip, 0.0, lo_open=True)
+        _number(self.name, "sigma", self.sigma, 0.0)
+
+
+@dataclass(frozen=True)
+class Prune(Defense):
+    """Layer-wise magnitude pruning (DGC, Lin et al. 2017) at rate p_prune."""
+
+    name: ClassVar[str] = "prune"
+    side: ClassVar[str] = "gradient"
+    label: ClassVar[str] = "GP"
+    rate: float = 0.5
+
+    def check(self) -> None:
+        _number(self.name, "rate", self.rate, 0.0, 1.0, lo_open=True, hi_open=True)
+
+
+@dataclass(frozen=True)
+class Precode(Defense):
+    """PRECODE's variational bottleneck before the classifier (None: the model's recommended value)."""
+
+    name: ClassVar[str] = "precode"
+    side: ClassVar[str] = "model"
+    label: ClassVar[str] = "P"
+    K: int | None = None
+    beta: float | None = None
+
+    def check(self) -> None:
+        if self.K is not None and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 1):
+            raise DefenseSpecError(f"defense 'precode': K must be a positive integer, got {self.K!r}")
+        if self.beta is not None:
+            _number(self.name, "beta", self.beta, 0.0)
+
+
+@dataclass(frozen=True)
+class CVB(Defense):
+    """The convolutional variational bottleneck (None: the model's recommended value)."""
+
+    name: ClassVar[str] = "cvb"
+    side: ClassVar[str] = "model"
+    label: ClassVar[str] = "C"
+    K: int | str | None = None
+    beta: float | None = None
+    kernel_size: int | None = None
+    position: int | None = None
+
+    def check(self) -> None:
+        if self.K is not None and self.K != "adaptive" and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 1):
+            raise DefenseSpecError(f"defense 'cvb': K must be 'adaptive' or a positive integer, got {self.K!r}")
+        if self.beta is not None:
+            _number(self.name, "beta", self.beta, 0.0)
+        for key in ("kernel_size", "position"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "kernel_size" else 0)):
+                raise DefenseSpecError(f"defense 'cvb': {key} must be a {'positive' if key == 'kernel_size' else 'non-negative'} integer, got {v!r}")
+
+
+DEFENSES: Registry[type[Defense]] = Registry("defense")
+for _cls in (Dropout, DP, Prune, Precode, CVB):
+    DEFENSES.add(_cls.name, _cls)
+
+#: the order the paper applies them in: G~ = GP(DP(grad L(F_{Psi, eps}(x), y)))
+ORDER = ("dropout", "precode", "cvb", "dp", "prune")
+PRIVACY_MODULES = ("precode", "cvb")
