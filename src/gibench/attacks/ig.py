@@ -10,6 +10,11 @@ picks the best afterwards.  Defaults are the paper's CLI setting (``DEFAULTS``):
   (double backward);
 * signed gradients (the image gradient replaced by its sign before the Adam step);
 * MultiStepLR at ⌊m/2.667⌋, ⌊m/1.6⌋, ⌊m/1.142⌋ (3/8, 5/8, 7/8 of m iterations), γ = 0.1;
+  ``lr_schedule: plateau`` is ReduceLROnPlateau on the total objective instead (factor
+  ``plateau_factor``, patience ``plateau_patience``; the CVB/DIA code and paper B);
+* optional stopping rules (paper B section 5.2, CVB repo ``EarlyStopping``): stop once the
+  lowest total objective seen is below ``stop_loss``, or when it has not decreased for
+  ``stop_patience`` iterations (a converged run: status ok, the reason in ``info``);
 * box constraint: after every step ``x`` is clamped to the image box [(0-μ)/σ, (1-μ)/σ];
 * the final iterate is the result (original IG; ``keep: best`` keeps the iterate with the
   lowest total objective, as breaching does) and the restart's score is its gradient
@@ -51,6 +56,10 @@ DEFAULTS: dict[str, Any] = {
     "trace_every": None,          # trace row every k iterations; None: about 400 rows per run
     "time_limit": None,           # seconds; stops early and says so in info
     "dtype": "float32",           # float32 | float64: precision of the model, x and the objective
+    "plateau_factor": 0.1,        # lr_schedule: plateau -- ReduceLROnPlateau factor
+    "plateau_patience": 400,      # ... and patience (iterations without a lower objective)
+    "stop_loss": None,            # stop once the lowest objective seen is below this (None: off)
+    "stop_patience": None,        # stop after this many iterations without a lower objective (None: off)
 }
 MILESTONES = (2.667, 1.6, 1.142)
 
@@ -61,7 +70,7 @@ def resolve_cfg(cfg: dict | None) -> dict:
     if unknown:
         raise ValueError(f"ig: unknown option(s) {unknown}; known: {sorted(DEFAULTS)}")
     out = {**DEFAULTS, **cfg}
-    choices = {"optimizer": ("adam", "sgd"), "lr_schedule": ("multistep", "none"),
+    choices = {"optimizer": ("adam", "sgd"), "lr_schedule": ("multistep", "plateau", "none"),
                "init": ("randn", "rand", "zeros"), "cost": COSTS, "labels": ("known", "recover"),
                "model_mode": ("eval", "train"), "keep": ("last", "best"),
                "dtype": ("float32", "float64")}
@@ -165,11 +174,15 @@ def nothing_to_match(match: GradientMatch) -> str:
 def invert(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0: torch.Tensor, c: dict, *,
            box: tuple[torch.Tensor, torch.Tensor] | None = None, dummy_gradient: DummyGradient | None = None,
            extras: dict[str, Extra] | None = None,
-           progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+           progress: Callable[[int, float], None] | None = None,
+           penalty: Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor] | None = None) -> dict[str, Any]:
     """The optimisation loop of IG, reusable by attacks that change how the dummy gradient is
-    formed (``dummy_gradient``) or optimise more than the image (``extras``).
+    formed (``dummy_gradient``), optimise more than the image (``extras``) or add a term on
+    them to the objective (``penalty(x, extras)``, e.g. DIA's dropout-rate regulariser).
 
-    Returns ``{"x", "extras", "trace", "final_distance", "stopped", "iterations", "seconds"}``."""
+    Returns ``{"x", "extras", "trace", "final_distance", "stopped", "stop_reason", "iterations",
+    "seconds"}``; ``stopped`` says why a run failed or hit its time limit, ``stop_reason`` why
+    a stopping rule ended it early."""
     extras = dict(extras or {})
     params = match.params
 
@@ -181,7 +194,10 @@ def invert(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0: torch.Te
     def objective(xx: torch.Tensor, ex: dict[str, torch.Tensor]):
         dist = match(grad_fn(xx, ex))
         tv = total_variation(xx)
-        return dist + c["tv"] * tv, dist, tv
+        total = dist + c["tv"] * tv
+        if penalty is not None:
+            total = total + penalty(xx, ex)
+        return total, dist, tv
 
     x = x0.detach().clone().requires_grad_(True)
     ev = {k: e.value.detach().clone().requires_grad_(True) for k, e in extras.items()}
@@ -191,6 +207,10 @@ def invert(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0: torch.Te
     opt = torch.optim.Adam(groups) if c["optimizer"] == "adam" else torch.optim.SGD(groups, momentum=0.0)
     sched = (torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(m), gamma=0.1)
              if c["lr_schedule"] == "multistep" else None)
+    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=float(c["plateau_factor"]),
+                                                          patience=int(c["plateau_patience"]))
+               if c["lr_schedule"] == "plateau" else None)
+    lowest, since_lowest, stop_reason = math.inf, 0, None
     every = int(c["trace_every"] or max(1, m // 400))
     trace: list[dict] = []
     best = (math.inf, x.detach().clone(), {k: v.detach().clone() for k, v in ev.items()})
@@ -214,6 +234,8 @@ def invert(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0: torch.Te
         opt.step()
         if sched is not None:
             sched.step()
+        if plateau is not None:
+            plateau.step(value)
         with torch.no_grad():
             if box is not None:
                 x.data = torch.max(torch.min(x.data, box[1]), box[0])
@@ -221,11 +243,21 @@ def invert(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0: torch.Te
                 if e.project is not None:
                     ev[k].data = e.project(ev[k].data)
         done = it + 1
-        if it % every == 0 or it == m - 1:
+        if value < lowest:
+            lowest, since_lowest = value, 0
+        else:
+            since_lowest += 1
+        if c["stop_loss"] is not None and lowest < float(c["stop_loss"]):
+            stop_reason = f"objective {lowest:.3g} below stop_loss {c['stop_loss']} after {done} iterations"
+        elif c["stop_patience"] is not None and since_lowest >= int(c["stop_patience"]):
+            stop_reason = f"no lower objective for {since_lowest} iterations (stop_patience), stopped after {done}"
+        if it % every == 0 or it == m - 1 or stop_reason is not None:
             trace.append({"iteration": it, "loss": value, "grad_distance": float(dist.detach()),
                           "tv": float(tv.detach()), "lr": float(lr_now)})
         if progress is not None:
             progress(it, value)
+        if stop_reason is not None:
+            break
         if c["time_limit"] is not None and time.time() - t0 > float(c["time_limit"]):
             stopped = f"time limit {c['time_limit']} s reached after {done} iterations"
             break
@@ -237,15 +269,18 @@ def invert(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0: torch.Te
     final = float(match(grad_fn(x_out, ex_out)).detach())
     seconds = time.time() - t0
     return {"x": x_out.detach(), "extras": ex_out, "trace": trace, "final_distance": final, "stopped": stopped,
-            "iterations": done, "seconds": round(seconds, 3),
+            "stop_reason": stop_reason, "iterations": done, "seconds": round(seconds, 3),
             "iterations_per_second": round(done / max(seconds, 1e-9), 2) if done else None}
 
 
 def result_from(loop: dict[str, Any], y: torch.Tensor, info: dict[str, Any]) -> AttackResult:
     stopped = loop["stopped"]
     info = {**info, **{k: loop[k] for k in ("iterations", "seconds", "iterations_per_second", "stopped")}}
+    if loop.get("stop_reason"):
+        info["stop_reason"] = loop["stop_reason"]
     status = "ok" if stopped is None or stopped.startswith("time limit") else "failed"
-    msg = stopped or f"{loop['iterations']} iterations, final gradient distance {loop['final_distance']:.4g}"
+    msg = stopped or (f"{loop['iterations']} iterations, final gradient distance {loop['final_distance']:.4g}"
+                      + (f" ({loop['stop_reason']})" if loop.get("stop_reason") else ""))
     return AttackResult(x=loop["x"], labels=y.detach(), status=status, message=msg,
                         final_loss=loop["final_distance"], trace=loop["trace"], info=info)
 
