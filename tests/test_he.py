@@ -289,20 +289,99 @@ def test_masked_values_never_sent_in_plaintext(shapes, updates, ctx):
     assert back.ciphertexts == enc.ciphertexts and back.mask_fingerprint == enc.mask_fingerprint
 
 
+# --------------------------------------------------------------------------- gibench.masks
+@pytest.mark.parametrize("ratio", [0.0, 0.05, 0.5, 1.0])
+def test_pipeline_masks_round_trip_fedavg(ratio, shapes, updates, ctx, pub):
+    """The masks the pipeline makes (gibench.masks.make_mask, global top-k of |g|), through
+    the wire format: selective FedAvg == plaintext FedAvg, ratio 0 and 1 included."""
+    from gibench.masks import make_mask as pipeline_mask
+
+    mask = pipeline_mask({n: u.abs() for n, u in updates[0].items()}, ratio, "global",
+                         names=list(shapes))
+    assert mask.k == math.floor(ratio * 88_648 + 0.5)
+    encs, agg, out = run_round(ctx, pub, updates, mask, dtype=torch.float64)
+    assert encs[0].n_ciphertexts == math.ceil(mask.k / 4096)
+    ref = fedavg64(updates)
+    enc_err = max((float((out[n] - ref[n]).abs()[mask.bits[n]].max()) for n in shapes
+                   if mask.bits[n].any()), default=0.0)
+    assert enc_err <= CKKS_BOUND
+    plain_err = max((float((out[n] - ref[n]).abs()[~mask.bits[n]].max()) for n in shapes
+                     if (~mask.bits[n]).any()), default=0.0)
+    assert plain_err <= FP32_BOUND
+
+
 # --------------------------------------------------------------------------- overhead
-def test_measure_overhead_reports_measured_figures(shapes, updates):
+# A fresh CKKS ciphertext holds 2 polynomials of N = 8192 coefficients, each stored as one
+# residue per data-level prime (60 + 40 + 40 = 140 bits of modulus): at least
+# 2 * 8192 * 140 / 8 = 286,720 bytes of information, at most 2 * 8192 * 3 * 8 = 393,216
+# bytes as uncompressed 64-bit words (+ a small header).
+CT_MIN_BYTES = 2 * 8192 * 140 // 8
+CT_MAX_BYTES = 2 * 8192 * 3 * 8 + 4096
+
+
+def test_measure_overhead_counts_what_a_client_sends(shapes, updates, ctx):
     mask = make_mask("top10", shapes, updates)
-    r = he.measure_overhead(updates[0], mask, he.HEParams(), n_clients=3)
     k = sum(int(b.sum()) for b in mask.values())
-    assert r["device"].startswith("cpu: ")
+    r = he.measure_overhead(updates, mask, he.HEParams(), ctx=ctx, repeats=2)
+    assert r["device"].startswith("cpu: ") and r["n_clients"] == 3 and r["repeats"] == 2
     assert r["n_entries"] == 88_648 and r["n_encrypted"] == k
     assert r["n_ciphertexts"] == math.ceil(k / 4096)
     assert r["plain_update_bytes"] == 4 * 88_648
-    for key in ("client_encrypt_s", "server_aggregate_s", "decrypt_s", "plain_aggregate_s",
-                "ciphertext_bytes", "message_bytes"):
+    per_ct = r["ciphertext_bytes"] / r["n_ciphertexts"]
+    assert CT_MIN_BYTES <= per_ct <= CT_MAX_BYTES, per_ct
+    # the streamed count equals the real message, apart from the ciphertexts (their
+    # compressed size varies with the encryption randomness)
+    enc = he.encrypt_update(ctx, updates[0], mask, r["weights"][0])
+    assert len(enc._prefix()) + 8 * enc.n_ciphertexts == r["message_bytes"] - r["ciphertext_bytes"]
+    assert r["plain_part_bytes"] == 4 * (88_648 - k)
+    for key in ("client_encrypt_s", "client_ckks_s", "server_aggregate_s", "decrypt_s",
+                "plain_client_s", "plain_server_s"):
         assert r[key] > 0, key
-    assert r["ciphertext_bytes"] > 300_000 * r["n_ciphertexts"]
-    assert r["max_abs_error"] <= FP32_BOUND and r["max_abs_error_encrypted_fp64"] <= CKKS_BOUND
-    r0 = he.measure_overhead(updates, make_mask("none", shapes, updates), weights=WEIGHTS)
-    assert r0["n_ciphertexts"] == 0 and r0["ciphertext_bytes"] == 0
-    assert r0["max_abs_error"] <= FP32_BOUND
+    assert r["client_encrypt_s"] >= r["client_ckks_s"]
+    assert r["max_abs_error_encrypted"] <= CKKS_BOUND and r["max_abs_error_encrypted"] > 0
+    assert r["max_abs_error_plain_part"] <= FP32_BOUND
+    assert r["ratio_message_bytes_to_plain"] == pytest.approx(r["message_bytes"] / (4 * 88_648))
+
+
+def test_measure_overhead_ratio_0_and_1(shapes, updates, ctx):
+    r0 = he.measure_overhead(updates, make_mask("none", shapes, updates), ctx=ctx, weights=WEIGHTS)
+    assert r0["n_ciphertexts"] == 0 and r0["ciphertext_bytes"] == 0 and r0["decrypt_s"] == 0
+    assert r0["max_abs_error_plain_part"] <= FP32_BOUND
+    derived = he.measure_overhead(updates[0], make_mask("none", shapes, updates), n_clients=2, ctx=ctx)
+    assert derived["n_clients"] == 2 and derived["weights"] == [0.5, 0.5]
+    r1 = he.measure_overhead(updates, make_mask("all", shapes, updates), ctx=ctx, weights=WEIGHTS)
+    assert r1["n_ciphertexts"] == math.ceil(88_648 / 4096) and r1["plain_part_bytes"] == 0
+    assert r1["max_abs_error_encrypted"] <= CKKS_BOUND
+    assert r1["ciphertext_bytes"] > 10 * r0["message_bytes"]      # ~16-20x fp32 (reference)
+
+
+def test_measure_overhead_streams_from_safetensors(tmp_path, shapes, updates, ctx):
+    """Lazy updates (one tensor read per access) give the same round as in-memory ones."""
+    from safetensors.torch import save_file
+
+    paths = []
+    for i, u in enumerate(updates):
+        paths.append(tmp_path / f"c{i}.safetensors")
+        save_file({n: t.contiguous() for n, t in u.items()}, str(paths[-1]))
+    lazy = [he.SafetensorsUpdate(p) for p in paths]
+    first = next(iter(shapes))
+    assert lazy[0].meta(first) == (shapes[first], torch.float32)
+    mask = make_mask("random30", shapes, updates)
+    a = he.measure_overhead(lazy, mask, ctx=ctx, batch_ciphertexts=3)
+    b = he.measure_overhead(updates, mask, ctx=ctx)
+    for key in ("n_encrypted", "n_ciphertexts", "plain_part_bytes", "n_entries"):
+        assert a[key] == b[key], key
+    assert a["message_bytes"] - a["ciphertext_bytes"] == b["message_bytes"] - b["ciphertext_bytes"]
+    assert a["max_abs_error_encrypted"] <= CKKS_BOUND
+    with pytest.raises(he.HEError, match="not a readable safetensors"):
+        he.SafetensorsUpdate(tmp_path / "missing.safetensors")
+
+
+def test_measure_overhead_refuses_a_context_with_other_parameters(shapes, updates):
+    small = he.HEParams(coeff_mod_bit_sizes=(60, 40, 60), global_scale_bits=40)
+    c = he.make_context(small)
+    with pytest.raises(he.HEError, match="does not match the CKKS parameters"):
+        he.measure_overhead(updates, make_mask("top10", shapes, updates), he.HEParams(), ctx=c)
+    with pytest.raises(he.HEError, match="secret context"):
+        he.measure_overhead(updates, make_mask("top10", shapes, updates), small,
+                            ctx=he.load_context(he.public_context(c)))

@@ -25,8 +25,12 @@ STUDIES: Registry[Study] = Registry("study")
 def _selective_encryption() -> Study:
     from ..config import _check_selective_encryption
     from . import targets as T
+    from .jobs_overhead import check_overhead
 
-    return Study("selective_encryption", _check_selective_encryption, T.se_targets)
+    def check(config: dict, se: dict) -> list[str]:
+        return _check_selective_encryption(config, se) + check_overhead(config, se)
+
+    return Study("selective_encryption", check, T.se_targets)
 
 
 STUDIES.add("selective_encryption", _selective_encryption())

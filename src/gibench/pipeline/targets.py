@@ -184,8 +184,16 @@ def se_figure_targets(config: dict) -> list[str]:
             for s in figure_specs(se) for ext in ("png", "pdf")]
 
 
+def se_overhead_targets(config: dict) -> list[str]:
+    """HE-overhead table and cost-vs-protection figure (when ``overhead`` is enabled)."""
+    from .jobs_overhead import overhead_targets
+
+    return overhead_targets(config)
+
+
 def se_targets(config: dict) -> list[str]:
-    return se_gradient_targets(config) + se_table_targets(config) + se_figure_targets(config)
+    return (se_gradient_targets(config) + se_table_targets(config) + se_figure_targets(config)
+            + se_overhead_targets(config))
 
 
 def all_targets(config: dict) -> list[str]:

@@ -1,0 +1,61 @@
+# Real CKKS (TenSEAL) cost of encrypting each mask: one job per (model, significance metric)
+# measures a FedAvg round for each of its ratios (ratios 0/1 once, under metric "any"),
+# then the rows are gathered into the HE-overhead table and the cost-vs-protection figure.
+from gibench.pipeline import jobs_overhead as OV
+
+
+rule overhead:
+    input:
+        unpack(lambda wc: OV.overhead_inputs(config, wc)),
+    output:
+        OV.OVERHEAD,
+    params:
+        # what the job depends on in the config: a change re-measures only these jobs
+        settings=lambda wc: OV.overhead_settings(config, wc.study),
+    log:
+        "logs/overhead/{study}/{dataset}/{model}/{metric}.json",
+    script:
+        "../workflow/scripts/overhead.py"
+
+
+rule gather_overhead:
+    input:
+        lambda wc: OV.overhead_files(config, wc.study),
+    output:
+        OV.ALL_OVERHEAD,
+    log:
+        "logs/gather_overhead/{study}.json",
+    script:
+        "../workflow/scripts/gather.py"
+
+
+rule he_overhead_table:
+    input:
+        unpack(lambda wc: OV.table_inputs(config, wc.study)),
+    output:
+        csv=P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "csv"),
+        md=P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "md"),
+    params:
+        settings=lambda wc: T.table_settings(config, wc.study, OV.TABLE_NAME),
+    log:
+        "logs/tables/{study}/" + OV.TABLE_NAME + ".json",
+    script:
+        "../workflow/scripts/overhead.py"
+
+
+rule he_cost_figure:
+    input:
+        unpack(lambda wc: OV.figure_inputs(config, wc.study)),
+    output:
+        png=P.FIGURE.replace("{figure}", OV.FIGURE_NAME).replace("{ext}", "png"),
+        pdf=P.FIGURE.replace("{figure}", OV.FIGURE_NAME).replace("{ext}", "pdf"),
+    params:
+        settings=lambda wc: T.table_settings(config, wc.study, "figures"),
+    log:
+        "logs/figures/{study}/" + OV.FIGURE_NAME + ".json",
+    script:
+        "../workflow/scripts/overhead.py"
+
+
+# the generic figure rule's output pattern also matches this figure's path
+ruleorder: he_cost_figure > figure

@@ -1,0 +1,121 @@
+"""The overhead branch (issue 9): config checks, and a real snakemake micro run that
+produces the HE-overhead table and the cost-vs-protection figure."""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+
+import pytest
+
+from gibench import config as gconfig
+from gibench import io
+from gibench.pipeline import jobs_overhead as OV
+from gibench.pipeline import targets as T
+from workflow_helpers import MICRO, ROOT, run_snakemake, write_config
+
+LENET = 88_648                     # LeNet's parameter count (DLG / FedML-HE LeNet on CIFAR-100)
+SLOTS = 8192 // 2                  # CKKS slots per ciphertext at ring N = 8192
+CT_MIN_BYTES = 2 * 8192 * 140 // 8          # 2 polys x N coeffs x 140 bits of data modulus
+CT_MAX_BYTES = 2 * 8192 * 3 * 8 + 4096      # as uncompressed 64-bit words, + header
+TABLE_MD = "results/tables/selective_encryption/he_overhead.md"
+TABLE_CSV = "results/tables/selective_encryption/he_overhead.csv"
+FIG = "results/figures/selective_encryption/he_cost_vs_protection"
+
+
+def micro(overhead: dict | None = None) -> dict:
+    cfg = copy.deepcopy(MICRO)
+    se = cfg["studies"]["selective_encryption"]
+    se["significance"] = {"metrics": ["grad", "random"], "ratios": [0.0, 0.1, 0.5]}
+    se["overhead"] = {"n_clients": 2} if overhead is None else overhead
+    cfg.setdefault("resources_dir", str(ROOT / "resources"))
+    cfg.setdefault("hub_dir", "/nonexistent")
+    return cfg
+
+
+def validate(cfg: dict) -> dict:
+    return gconfig.validate(cfg, ROOT / "config/schema/config.schema.yaml")
+
+
+# ------------------------------------------------------------------ config (fast)
+
+def test_overhead_defaults_and_targets():
+    cfg = validate(micro())
+    ov = cfg["studies"]["selective_encryption"]["overhead"]
+    assert ov["enabled"] is True and ov["n_clients"] == 2 and ov["mask_slot"] == 0
+    assert ov["ckks"] == {"poly_modulus_degree": 8192, "coeff_mod_bit_sizes": [60, 40, 40, 60],
+                          "global_scale_bits": 52}        # FedML's TenSEAL context
+    assert OV.overhead_ratios(cfg) == [0.0, 0.1, 0.5, 1.0]   # 1.0 always: the full-HE reference
+    jobs = list(OV.overhead_jobs(cfg))
+    assert [j[3] for j in jobs] == ["grad", "random", "any"]
+    assert OV.client_slots(cfg) == ["s000", "s000"]           # 1 victim slot, 2 clients
+    targets = T.all_targets(cfg)
+    assert TABLE_MD in targets and FIG + ".png" in targets
+    off = validate(micro({"enabled": False}))
+    assert TABLE_MD not in T.all_targets(off)
+    none = micro()
+    del none["studies"]["selective_encryption"]["overhead"]
+    assert TABLE_MD not in T.all_targets(validate(none))
+
+
+@pytest.mark.parametrize("overhead, message", [
+    ({"ratios": [0.2]}, "overhead.ratios[0]: no mask is made for ratio 0.2"),
+    ({"metrics": ["sens"]}, "overhead.metrics[0]: 'sens' is not one of significance.metrics"),
+    ({"mask_slot": 3}, "overhead.mask_slot: 3 but there are only 1 victim slots"),
+    ({"ckks": {"coeff_mod_bit_sizes": [30, 30], "global_scale_bits": 40}},
+     "overhead.ckks: global_scale_bits=40 must be in [1, 30)"),
+    ({"n_clients": 0}, "n_clients"),
+    ({"clients": 3}, "clients"),
+])
+def test_bad_overhead_config_names_the_key(overhead, message):
+    with pytest.raises(gconfig.ConfigError, match="overhead") as e:
+        validate(micro(overhead))
+    assert message in str(e.value)
+
+
+# ------------------------------------------------------------------ micro run (slow)
+
+@pytest.mark.slow
+def test_micro_run_produces_the_overhead_table_and_figure(tmp_path):
+    path = write_config(tmp_path, micro())
+    run_snakemake(tmp_path, path, TABLE_MD, FIG + ".png")
+    for f in (TABLE_MD, TABLE_CSV, FIG + ".png", FIG + ".pdf"):
+        assert (tmp_path / f).stat().st_size > 0, f
+
+    with open(tmp_path / TABLE_CSV) as fh:
+        rows = list(csv.DictReader(fh))
+    got = {(r["metric"], float(r["ratio"])) for r in rows}
+    assert got == {("any", 0.0), ("grad", 0.1), ("random", 0.1), ("grad", 0.5), ("random", 0.5),
+                   ("any", 1.0)}
+    for r in rows:
+        ratio = float(r["ratio"])
+        k = math.floor(ratio * LENET + 0.5)           # global top-k, half-up rounding
+        assert int(r["n_entries"]) == LENET and int(r["n_encrypted"]) == k
+        assert int(r["n_ciphertexts"]) == math.ceil(k / SLOTS)
+        assert int(r["n_clients"]) == 2 and int(r["plain_update_bytes"]) == 4 * LENET
+        if k:
+            per_ct = int(r["ciphertext_bytes"]) / int(r["n_ciphertexts"])
+            assert CT_MIN_BYTES <= per_ct <= CT_MAX_BYTES
+            assert float(r["max_abs_error_encrypted"]) <= 1e-9
+            assert float(r["client_encrypt_s"]) > 0 and float(r["decrypt_s"]) > 0
+        else:
+            assert int(r["ciphertext_bytes"]) == 0
+        # what a client sends: the fp32 unmasked entries + ciphertexts + small header/mask bits
+        floor_bytes = 4 * (LENET - k) + int(r["ciphertext_bytes"])
+        assert floor_bytes < int(r["message_bytes"]) <= floor_bytes + LENET // 8 + 8 * int(r["n_ciphertexts"]) + 4096
+        assert r["device"].startswith("cpu: ")
+    full = next(r for r in rows if float(r["ratio"]) == 1.0)
+    assert float(full["fraction_of_full_he_time"]) == 1.0
+    assert float(full["ratio_message_bytes_to_plain"]) > 14     # ~16-20x fp32 (reference notes)
+
+    md = (tmp_path / TABLE_MD).read_text()
+    assert "one FedAvg round of 2 clients" in md and "ring N = 8192" in md and "2^52" in md
+    assert "measured on cpu: " in md and "| LeNet (CIFAR-100) |" in md
+
+    one = tmp_path / "results/overhead/selective_encryption/cifar100/lenet/grad.parquet"
+    table, rec = io.load_table(one)
+    assert rec["rule"] == "overhead" and rec["wildcards"]["metric"] == "grad"
+    assert rec["he"]["params"]["global_scale_bits"] == 52
+    assert any(p.endswith("masks/selective_encryption/cifar100/lenet/s000/grad/r0.100.safetensors")
+               for p in rec["inputs"])
+    assert table.num_rows == 2
