@@ -31,6 +31,7 @@ include: "rules/gradient.smk"
 include: "rules/significance.smk"
 include: "rules/attack.smk"
 include: "rules/tables.smk"
+include: "rules/fl.smk"
 include: "rules/overhead.smk"
 
 

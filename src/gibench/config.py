@@ -70,9 +70,15 @@ def _fill_defaults(validator_cls):
 
 def load_schema(path: str | Path = DEFAULT_SCHEMA) -> dict:
     """The root schema with every ``studies/<study>.schema.yaml`` beside it merged in as
-    ``studies.<study>`` (a study file's own ``$defs`` join the root's)."""
+    ``studies.<study>`` (a study file's own ``$defs`` join the root's), and the ``$defs`` of
+    every ``*.defs.yaml`` beside it (reusable pieces such as ``fedavg``) joined to the root's."""
     path = Path(path)
     schema = yaml.safe_load(path.read_text())
+    for f in sorted(path.parent.glob("*.defs.yaml")):
+        for k, v in ((yaml.safe_load(f.read_text()) or {}).get("$defs") or {}).items():
+            if k in schema.setdefault("$defs", {}):
+                raise ConfigError(f"{f}: $defs.{k} is already defined by another schema file")
+            schema["$defs"][k] = v
     props = schema["properties"]["studies"].setdefault("properties", {})
     for f in sorted((path.parent / "studies").glob("*.schema.yaml")):
         study = f.name[: -len(".schema.yaml")]
@@ -110,8 +116,11 @@ def _check_semantics(config: dict) -> None:
             errs.append(f"config error at datasets.{name}: unknown dataset {name!r}; known: {', '.join(DATASETS.names())}")
     from .pipeline.studies import STUDIES
 
+    from .pipeline.jobs_fl import check_fl
+
     for study, study_cfg in config["studies"].items():
         errs += STUDIES.get(study).check(config, study_cfg)
+        errs += check_fl(config, study)            # the study's fl block (FedAvg runs), if any
     if errs:
         raise ConfigError("\n".join(errs))
 

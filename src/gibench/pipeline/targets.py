@@ -200,7 +200,10 @@ def all_targets(config: dict) -> list[str]:
     """Victims of every configured dataset, then each study's own targets (its registry entry)."""
     from .studies import STUDIES
 
+    from .jobs_fl import fl_targets
+
     targets = [P.fmt(P.VICTIMS, dataset=d) for d in config["datasets"]]
     for study in config["studies"]:
         targets += STUDIES.get(study).targets(config)
+    targets += fl_targets(config)          # studies with an fl block: FedAvg accuracy table + curves
     return sorted(dict.fromkeys(targets))
