@@ -1,37 +1,38 @@
-"""CKKS (TenSEAL) cost of selective encryption: throughput, bytes, full-model streaming.
+"""CKKS (TenSEAL) cost of selective encryption on this CPU: throughput, bytes, full models.
 
-``run()`` measures, on this CPU:
+``run()`` measures, all through :func:`gibench.he.measure_overhead` (the code the pipeline's
+``overhead`` rule runs: streamed FedAvg round, server with the public context only, key
+holder decrypts every summed ciphertext and checks it against the float64 FedAvg):
 
-1. ``throughput_1m``: one million gradient-like entries (N(0, 1e-3^2), float32) fully
-   encrypted, through :func:`gibench.he.measure_overhead` with 3 clients: entries/s for
-   encryption (+ serialisation), server aggregation and decryption, bytes per entry; plus
-   the split of client time into encryption and serialisation; and the same update at a
-   10% random mask.
-2. ``lenet``: :func:`gibench.he.measure_overhead` on LeNet (88,648 entries) at ratios
-   0, 0.1, 0.3, 1 (random masks), 3 clients.
-3. ``full``: BERT-base (109,483,778) and GPT-2 (124,441,344) sized updates fully encrypted,
-   streamed: each of 2 clients (one process each, as real clients would be) generates its
-   update batch by batch from a seeded RNG, weights it, encrypts it in <= N/2-slot
-   ``ckks_vector`` s and serialises them; the server (this process, public context only)
-   sums the two clients' ciphertexts chunk by chunk and counts bytes; the key holder
-   decrypts one summed chunk per batch and checks it against the plaintext weighted sum.
-   Peak RSS is sampled from /proc/<pid>/status (VmRSS) of this process and of the client
-   processes in a thread; the target is <= 4 GiB in total.
+1. ``full``: **BERT-base-sized (109,483,778) and GPT-2-sized (124,441,344) updates, fully
+   encrypted** (ratio 1; the worst case), 2 clients (the fewest that aggregate; weights
+   1/2).  The tensors have the real parameter shapes of ``BertForSequenceClassification``
+   / ``GPT2ForSequenceClassification`` with 2 labels (built on the ``meta`` device, so no
+   weights are allocated; largest tensors: the word embeddings, 23.4M and 38.6M entries).
+   Each client's update is generated tensor by tensor on access, N(0, 1e-3^2) in fp32,
+   from a seeded RNG (generation time is not counted: :class:`gibench.he._Timed`).  Every
+   stage is measured for the whole model, nothing is extrapolated.  Each model runs in its
+   own process (the two run side by side, one core each); the process reports its peak
+   resident memory (``ru_maxrss``, exact), against the 4 GiB target.
+2. ``throughput_1m``: one million entries fully encrypted, 3 clients: entries/s for the
+   client (encryption + serialisation), the server (parse + add) and decryption, bytes per
+   entry; plus the split of the client's time into CKKS encryption and serialisation.
+3. ``lenet``: LeNet (88,648 entries) at ratios 0, 0.1, 0.3, 1 (random masks), 3 clients.
 
-Sizes are parameters (``full_sizes``); the defaults are the full model sizes.  Run as a
-script to print the JSON, or through ``benchmarks/run.py he``.
+Run alone: ``.venv/bin/python benchmarks/bench_he.py`` (prints the JSON; about 15-20
+minutes on 2 cores, dominated by the full-model encryption), or through
+``benchmarks/run.py he`` (writes ``benchmarks/results/he.json``).  ``--bert N --gpt2 N``
+replace the full models by flat updates of N entries (quick checks).
 """
 from __future__ import annotations
 
-import importlib
 import json
-import math
-import multiprocessing as mp
 import os
+import resource
+import subprocess
 import sys
-import threading
 import time
-import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -43,217 +44,121 @@ FULL_SIZES = {"bert": 109_483_778, "gpt2": 124_441_344}
 RSS_TARGET_BYTES = 4 * 2**30
 
 
-# --------------------------------------------------------------------------- RSS sampling
-def _vmrss(pid: int | str = "self") -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+# --------------------------------------------------------------------------- shapes
+def model_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of BERT-base / GPT-2 with a 2-label classification head (the papers'
+    109,483,778 and 124,441,344), built on the meta device (no memory)."""
+    import torch
+    import transformers as tf
+
+    with torch.device("meta"):
+        if name == "bert":
+            model = tf.BertForSequenceClassification(tf.BertConfig(num_labels=2))
+        elif name == "gpt2":
+            model = tf.GPT2ForSequenceClassification(tf.GPT2Config(num_labels=2))
+        else:
+            raise ValueError(f"unknown model {name!r}")
+    return {n: tuple(p.shape) for n, p in model.named_parameters()}
 
 
-class RSSSampler:
-    """Samples VmRSS of this process and of the given child pids every ``interval`` s."""
-
-    def __init__(self, interval: float = 0.05):
-        self.interval = interval
-        self.pids: list[int] = []
-        self.peak_self = self.peak_children = self.peak_total = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        while not self._stop.is_set():
-            s = _vmrss()
-            kids = [_vmrss(p) for p in list(self.pids)]
-            self.peak_self = max(self.peak_self, s)
-            self.peak_children = max([self.peak_children, *kids])
-            self.peak_total = max(self.peak_total, s + sum(kids))
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def report(self) -> dict:
-        return {"peak_rss_self_bytes": self.peak_self,
-                "peak_rss_client_process_bytes": self.peak_children,
-                "peak_rss_total_bytes": self.peak_total,
-                "peak_rss_total_gib": self.peak_total / 2**30,
-                "rss_target_gib": RSS_TARGET_BYTES / 2**30,
-                "rss_within_target": self.peak_total <= RSS_TARGET_BYTES}
+def flat_shapes(n_entries: int, tensor_entries: int = 4 * 2**20) -> dict[str, tuple[int, ...]]:
+    """A flat update of ``n_entries`` split into tensors of ``tensor_entries``."""
+    out, i = {}, 0
+    while n_entries > 0:
+        k = min(tensor_entries, n_entries)
+        out[f"t{i:04d}"] = (k,)
+        n_entries -= k
+        i += 1
+    return out
 
 
-# --------------------------------------------------------------------------- synthetic clients
-def _client_values(seed: int, client: int, batch: int, size: int) -> np.ndarray:
-    """Client ``client``'s update entries of batch ``batch``: gradient-like N(0, 1e-3^2)
-    rounded to float32 (what a client holds), returned as float64."""
-    rng = np.random.default_rng([seed, client, batch])
-    return (rng.standard_normal(size, dtype=np.float32) * np.float32(1e-3)).astype(np.float64)
+class SyntheticUpdate(Mapping):
+    """A client update generated tensor by tensor on access: N(0, 1e-3^2) in fp32, seeded
+    by (seed, client, tensor index).  ``meta`` answers without generating."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], seed: int, client: int):
+        self.shapes, self.seed, self.client = dict(shapes), int(seed), int(client)
+        self.index = {n: i for i, n in enumerate(self.shapes)}
+
+    def meta(self, name):
+        import torch
+
+        return self.shapes[name], torch.float32
+
+    def __getitem__(self, name):
+        import torch
+
+        rng = np.random.default_rng([self.seed, self.client, self.index[name]])
+        size = int(np.prod(self.shapes[name]))
+        vals = rng.standard_normal(size, dtype=np.float32) * np.float32(1e-3)
+        return torch.from_numpy(vals.reshape(self.shapes[name]))
+
+    def __iter__(self):
+        return iter(self.shapes)
+
+    def __len__(self):
+        return len(self.shapes)
 
 
-def _client_batches(pub_bytes: bytes, client: int, weight: float, n_entries: int,
-                    batch_entries: int, seed: int):
-    """Yield (batch, ciphertexts, encrypt_s, serialise_s): the client's weighted update,
-    batch by batch, as serialised <= N/2-slot CKKS vectors.  Same calls as
-    ``gibench.he.encrypt_chunks`` (``ts.ckks_vector`` + ``serialize``), timed apart.
-    Imports TenSEAL only (no torch) to keep the client processes small."""
-    import tenseal as ts
-
-    ctx = ts.context_from(pub_bytes)
-    slots = ctx.seal_context().data.key_context_data().parms().poly_modulus_degree() // 2
-    n_batches = math.ceil(n_entries / batch_entries)
-    for b in range(n_batches):
-        size = min(batch_entries, n_entries - b * batch_entries)
-        vals = _client_values(seed, client, b, size) * weight
-        t0 = time.perf_counter()
-        vecs = [ts.ckks_vector(ctx, vals[i:i + slots]) for i in range(0, size, slots)]
-        t1 = time.perf_counter()
-        cts = [v.serialize() for v in vecs]
-        t2 = time.perf_counter()
-        del vecs
-        yield b, cts, t1 - t0, t2 - t1
+def _summary(r: dict) -> dict:
+    keep = ("n_clients", "n_tensors", "n_entries", "n_encrypted", "n_ciphertexts", "keygen_s",
+            "client_encrypt_s", "client_ckks_s", "client_plain_part_s", "server_aggregate_s",
+            "server_ciphertext_sum_s", "decrypt_s", "he_round_s", "plain_client_s",
+            "plain_server_s", "plain_round_s", "ciphertext_bytes", "message_bytes",
+            "aggregate_ciphertext_bytes", "plain_update_bytes", "ratio_message_bytes_to_plain",
+            "ratio_round_time_to_plain", "ciphertext_bytes_per_encrypted_entry",
+            "max_abs_error_encrypted", "params", "tenseal", "device")
+    out = {k: r[k] for k in keep}
+    n = r["n_encrypted"]
+    if n:
+        out["client_entries_per_s"] = n / r["client_encrypt_s"]
+        out["server_entries_per_s"] = n / r["server_aggregate_s"]
+        out["decrypt_entries_per_s"] = n / r["decrypt_s"]
+    out["ciphertext_gb_per_client"] = r["ciphertext_bytes"] / 1e9
+    return out
 
 
-def _client_process(pub_bytes, client, weight, n_entries, batch_entries, seed, out_q):
-    try:
-        for item in _client_batches(pub_bytes, client, weight, n_entries, batch_entries, seed):
-            out_q.put(("batch", item))
-        out_q.put(("done", None))
-    except BaseException:  # report to the server process instead of hanging it
-        out_q.put(("error", traceback.format_exc()))
+# --------------------------------------------------------------------------- full models
+def measure_full(name: str, n_entries: int | None = None, n_clients: int = 2, seed: int = 0,
+                 batch_ciphertexts: int = 256) -> dict:
+    """Full encryption (ratio 1) of a BERT/GPT-2-sized update, streamed, in this process."""
+    import torch
 
-
-def _worker_target():
-    """The client-process function, importable by spawned children."""
-    if __name__ == "__main__" or sys.modules.get(__name__) is not None:
-        return _client_process
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
-    return importlib.import_module(__name__)._client_process
-
-
-# --------------------------------------------------------------------------- full-size run
-def stream_full_model(n_entries: int, *, n_clients: int = 2, weights=(0.25, 0.75),
-                      batch_entries: int = 256 * 4096, seed: int = 0,
-                      processes: bool = True) -> dict:
     from gibench import he
 
-    params = he.HEParams()
+    shapes = model_shapes(name) if n_entries is None else flat_shapes(n_entries)
+    total = sum(int(np.prod(s)) for s in shapes.values())
+    mask = {n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()}
+    clients = [SyntheticUpdate(shapes, seed, c) for c in range(n_clients)]
     t0 = time.perf_counter()
-    ctx = he.make_context(params)
-    keygen_s = time.perf_counter() - t0
-    pub_bytes = he.public_context(ctx)
-    server_ctx = he.load_context(pub_bytes)
-    slots = he.slot_count(ctx)
-    if batch_entries % slots:
-        raise ValueError(f"batch_entries must be a multiple of {slots}")
-    weights = [float(w) for w in weights][:n_clients]
-    n_batches = math.ceil(n_entries / batch_entries)
+    r = he.measure_overhead(clients, mask, he.HEParams(), batch_ciphertexts=batch_ciphertexts)
+    wall = time.perf_counter() - t0
+    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024     # KiB on Linux
+    return {"model": name, "layout": "real parameter shapes" if n_entries is None else "flat",
+            "n_entries_expected": FULL_SIZES.get(name) if n_entries is None else n_entries,
+            "n_entries": total, **_summary(r), "wall_s": wall, "peak_rss_bytes": peak,
+            "peak_rss_gib": peak / 2**30, "rss_target_gib": RSS_TARGET_BYTES / 2**30,
+            "rss_within_target": peak <= RSS_TARGET_BYTES}
 
-    enc_s = [0.0] * n_clients
-    ser_s = [0.0] * n_clients
-    ct_bytes = [0] * n_clients
-    n_ct = [0] * n_clients
-    sum_s = dec_s = 0.0
-    sum_bytes = n_sum = n_checked = 0
-    max_err = 0.0
-    rng_check = np.random.default_rng(seed + 1)
 
-    with RSSSampler() as rss:
-        t_wall = time.perf_counter()
-        if processes:
-            mpc = mp.get_context("spawn")
-            target = _worker_target()
-            queues = [mpc.Queue(maxsize=2) for _ in range(n_clients)]
-            procs = [mpc.Process(target=target, args=(pub_bytes, c, weights[c], n_entries,
-                                                      batch_entries, seed, queues[c]),
-                                 daemon=True) for c in range(n_clients)]
-            for p in procs:
-                p.start()
-            rss.pids = [p.pid for p in procs]
-
-            def next_batch(c):
-                while True:
-                    try:
-                        kind, item = queues[c].get(timeout=60)
-                    except Exception:  # noqa: BLE001 - queue.Empty: still alive?
-                        if not procs[c].is_alive():
-                            raise RuntimeError(f"client process {c} died "
-                                               f"(exit code {procs[c].exitcode})")
-                        continue
-                    if kind == "error":
-                        raise RuntimeError(f"client process {c} failed:\n{item}")
-                    return item
-        else:
-            gens = [_client_batches(pub_bytes, c, weights[c], n_entries, batch_entries, seed)
-                    for c in range(n_clients)]
-            procs = []
-
-            def next_batch(c):
-                return next(gens[c])
-
-        try:
-            for b in range(n_batches):
-                items = [next_batch(c) for c in range(n_clients)]
-                for c, (bb, cts, e, s) in enumerate(items):
-                    assert bb == b
-                    enc_s[c] += e
-                    ser_s[c] += s
-                    ct_bytes[c] += sum(len(x) for x in cts)
-                    n_ct[c] += len(cts)
-                t0 = time.perf_counter()
-                sums = [he.sum_ciphertexts(server_ctx, [it[1][j] for it in items])
-                        for j in range(len(items[0][1]))]
-                sum_s += time.perf_counter() - t0
-                sum_bytes += sum(len(x) for x in sums)
-                n_sum += len(sums)
-                del items
-                # key holder: decrypt one summed chunk of this batch and check it
-                j = int(rng_check.integers(len(sums)))
-                t0 = time.perf_counter()
-                got = he.decrypt_ciphertext(ctx, sums[j])
-                dec_s += time.perf_counter() - t0
-                n_checked += 1
-                size = min(batch_entries, n_entries - b * batch_entries)
-                want = sum(w * _client_values(seed, c, b, size)[j * slots:(j + 1) * slots]
-                           for c, w in enumerate(weights))
-                if got.shape != want.shape:
-                    raise RuntimeError(f"batch {b} chunk {j}: {got.shape} != {want.shape}")
-                max_err = max(max_err, float(np.abs(got - want).max()))
-                del sums
-            wall_s = time.perf_counter() - t_wall
-        finally:
-            for p in procs:
-                p.join(timeout=30)
-                if p.is_alive():
-                    p.terminate()
-    client_s = [e + s for e, s in zip(enc_s, ser_s)]
-    return {
-        "n_entries": n_entries, "n_clients": n_clients, "weights": weights,
-        "batch_entries": batch_entries, "client_processes": processes,
-        "params": params.to_dict(), "keygen_s": keygen_s,
-        "ciphertexts_per_client": n_ct[0], "ciphertext_bytes_per_client": ct_bytes[0],
-        "ciphertext_gb_per_client": ct_bytes[0] / 1e9,
-        "bytes_per_entry": ct_bytes[0] / n_entries,
-        "ratio_to_fp32": ct_bytes[0] / (4 * n_entries),
-        "client_encrypt_s": enc_s, "client_serialise_s": ser_s,
-        "client_total_s": client_s,
-        "client_entries_per_s": [n_entries / s for s in client_s],
-        "server_sum_s": sum_s, "server_sum_entries_per_s": n_entries / sum_s,
-        "aggregate_bytes": sum_bytes, "aggregate_ciphertexts": n_sum,
-        "decrypt_checked_chunks": n_checked, "decrypt_checked_s": dec_s,
-        "decrypt_s_per_ciphertext": dec_s / max(n_checked, 1),
-        "max_abs_error_checked": max_err,
-        "wall_s": wall_s, **rss.report(),
-    }
+def _full_in_subprocesses(sizes: dict[str, int | None], n_clients: int, seed: int) -> dict:
+    """One process per model, side by side; each prints its JSON result."""
+    procs = {}
+    for name, n in sizes.items():
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--one-full", name,
+               "--clients", str(n_clients), "--seed", str(seed)]
+        if n is not None:
+            cmd += ["--entries", str(n)]
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, env=env)
+    out = {}
+    for name, p in procs.items():
+        stdout, stderr = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"full-model benchmark {name} failed ({p.returncode}):\n{stderr[-3000:]}")
+        out[name] = json.loads(stdout.strip().splitlines()[-1])
+    return out
 
 
 # --------------------------------------------------------------------------- small runs
@@ -266,13 +171,10 @@ def _throughput(n_entries: int, seed: int) -> dict:
     g = torch.Generator().manual_seed(seed)
     upd = {"w": torch.randn(n_entries, generator=g) * 1e-3}
     full = {"w": torch.ones(n_entries, dtype=torch.bool)}
-    r = he.measure_overhead(upd, full, he.HEParams(), n_clients=3, seed=seed)
-    out = {"n_entries": n_entries, "overhead_full": r,
-           "encrypt_entries_per_s": r["n_encrypted"] / r["client_encrypt_s"],
-           "server_aggregate_entries_per_s": r["n_encrypted"] / r["server_aggregate_s"],
-           "decrypt_entries_per_s": r["n_encrypted"] / r["decrypt_s"],
-           "bytes_per_entry": r["ciphertext_bytes"] / r["n_encrypted"]}
-    # split of the client time: CKKS encryption vs serialisation, one pass
+    out = {"n_entries": n_entries,
+           "full": _summary(he.measure_overhead(upd, full, he.HEParams(), n_clients=3, seed=seed))}
+    out["bytes_per_entry"] = out["full"]["ciphertext_bytes"] / n_entries
+    # split of the client's CKKS time into encryption and serialisation, one pass
     ctx = he.make_context()
     vals = upd["w"].double().numpy()
     slots = he.slot_count(ctx)
@@ -281,12 +183,11 @@ def _throughput(n_entries: int, seed: int) -> dict:
     t1 = time.perf_counter()
     cts = [v.serialize() for v in vecs]
     t2 = time.perf_counter()
-    out["encrypt_only_s"] = t1 - t0
-    out["serialise_only_s"] = t2 - t1
-    out["mean_ciphertext_bytes"] = sum(map(len, cts)) / len(cts)
+    out.update({"encrypt_only_s": t1 - t0, "serialise_only_s": t2 - t1,
+                "encrypt_only_entries_per_s": n_entries / (t1 - t0),
+                "mean_ciphertext_bytes": sum(map(len, cts)) / len(cts)})
     part = {"w": torch.rand(n_entries, generator=g) < 0.1}
-    out["overhead_ratio_0.1"] = he.measure_overhead(upd, part, he.HEParams(), n_clients=3,
-                                                    seed=seed)
+    out["ratio_0.1"] = _summary(he.measure_overhead(upd, part, he.HEParams(), n_clients=3, seed=seed))
     return out
 
 
@@ -299,26 +200,30 @@ def _lenet(seed: int, ratios=(0.0, 0.1, 0.3, 1.0)) -> dict:
     model = build_model("lenet", 100, (3, 32, 32), seed=seed)
     g = torch.Generator().manual_seed(seed)
     upd = {n: torch.randn(p.shape, generator=g) * 1e-3 for n, p in model.named_parameters()}
+    ctx = he.make_context()
     out = {}
     for r in ratios:
         mask = {n: torch.rand(t.shape, generator=g) < r for n, t in upd.items()}
-        out[f"{r:.2f}"] = he.measure_overhead(upd, mask, he.HEParams(), n_clients=3, seed=seed)
+        out[f"{r:.2f}"] = _summary(he.measure_overhead(upd, mask, he.HEParams(), n_clients=3,
+                                                       seed=seed, ctx=ctx, repeats=3))
     return out
 
 
-def run(full_sizes: dict | None = None, throughput_entries: int = 1_000_000,
-        batch_entries: int = 256 * 4096, seed: int = 0, processes: bool = True) -> dict:
+def run(full_sizes: dict[str, int | None] | None = None, throughput_entries: int = 1_000_000,
+        n_clients_full: int = 2, seed: int = 0) -> dict:
+    """``full_sizes``: model -> None (the real model's shapes) or a flat entry count."""
     from gibench import he
 
-    sizes = FULL_SIZES if full_sizes is None else full_sizes
+    sizes = {"bert": None, "gpt2": None} if full_sizes is None else full_sizes
     res: dict = {"device": he.device_string(), "cores": os.cpu_count()}
-    # full-size runs first, before this process has started any torch thread pools
-    res["full"] = {name: stream_full_model(n, batch_entries=batch_entries, seed=seed,
-                                           processes=processes)
-                   for name, n in sizes.items()}
+    t0 = time.perf_counter()
+    res["full"] = _full_in_subprocesses(sizes, n_clients_full, seed)
+    res["full_wall_s"] = time.perf_counter() - t0
     res["throughput_1m"] = _throughput(throughput_entries, seed)
     res["lenet"] = _lenet(seed)
     res["all_within_rss_target"] = all(v["rss_within_target"] for v in res["full"].values())
+    res["full_sizes_match_papers"] = {k: v["n_entries"] == FULL_SIZES[k]
+                                      for k, v in res["full"].items() if v["layout"] != "flat"}
     return res
 
 
@@ -326,11 +231,16 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bert", type=int, default=FULL_SIZES["bert"])
-    ap.add_argument("--gpt2", type=int, default=FULL_SIZES["gpt2"])
+    ap.add_argument("--bert", type=int, default=None, help="flat entry count instead of BERT's shapes")
+    ap.add_argument("--gpt2", type=int, default=None, help="flat entry count instead of GPT-2's shapes")
     ap.add_argument("--throughput-entries", type=int, default=1_000_000)
-    ap.add_argument("--in-process", action="store_true",
-                    help="run the clients sequentially in this process")
+    ap.add_argument("--clients", type=int, default=2, help="clients of the full-model rounds")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--one-full", choices=sorted(FULL_SIZES), help=argparse.SUPPRESS)
+    ap.add_argument("--entries", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    print(json.dumps(run({"bert": a.bert, "gpt2": a.gpt2}, a.throughput_entries,
-                         processes=not a.in_process), indent=2))
+    if a.one_full:
+        print(json.dumps(measure_full(a.one_full, a.entries, a.clients, a.seed), default=str))
+    else:
+        print(json.dumps(run({"bert": a.bert, "gpt2": a.gpt2}, a.throughput_entries, a.clients,
+                             a.seed), indent=2, default=str))

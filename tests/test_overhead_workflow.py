@@ -51,6 +51,7 @@ def test_overhead_defaults_and_targets():
     assert OV.client_slots(cfg) == ["s000", "s000"]           # 1 victim slot, 2 clients
     targets = T.all_targets(cfg)
     assert TABLE_MD in targets and FIG + ".png" in targets
+    assert list(OV.overhead_jobs(validate(micro({"models": ["lenet"]})))) == jobs
     off = validate(micro({"enabled": False}))
     assert TABLE_MD not in T.all_targets(off)
     none = micro()
@@ -62,6 +63,7 @@ def test_overhead_defaults_and_targets():
     ({"ratios": [0.2]}, "overhead.ratios[0]: no mask is made for ratio 0.2"),
     ({"metrics": ["sens"]}, "overhead.metrics[0]: 'sens' is not one of significance.metrics"),
     ({"mask_slot": 3}, "overhead.mask_slot: 3 but there are only 1 victim slots"),
+    ({"models": ["cnn"]}, "overhead.models[0]: 'cnn' is not the model of any case"),
     ({"ckks": {"coeff_mod_bit_sizes": [30, 30], "global_scale_bits": 40}},
      "overhead.ckks: global_scale_bits=40 must be in [1, 30)"),
     ({"n_clients": 0}, "n_clients"),

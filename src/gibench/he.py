@@ -36,6 +36,21 @@ Cost (same machine, one core; TenSEAL holds the GIL, so threads do not help): ab
 4096 slots (80.9 B per entry, 20x fp32).  Run ``benchmarks/bench_he.py`` for current
 figures.
 
+Differences from FedML's code (reference notes, selective_he.md 1.1-1.2): FedML's TenSEAL
+aggregator encrypts every tensor separately and the whole model (no mask); here only the
+masked entries are encrypted and they are packed *across* tensor boundaries, so a ratio-r
+update needs ceil(r M / (N/2)) ciphertexts instead of at least one per touched tensor.
+Weights are applied by the clients in plaintext, as in FedML's TenSEAL path (its PALISADE
+path multiplies ciphertexts by the weight on the server instead).
+
+Measuring (:func:`measure_overhead`, used by the pipeline's ``overhead`` rule and by
+``benchmarks/bench_he.py``): one FedAvg round, streamed -- the plaintext parts tensor by
+tensor in blocks, the masked entries ``batch_ciphertexts`` ciphertexts per client at a
+time (encrypt -> server sum with the public context -> decrypt and check) -- with the
+client updates read lazily (:class:`SafetensorsUpdate`, one tensor per access), so a
+BERT/GPT-2-size round holds a few tensors and a few hundred ciphertexts, never the model's
+ciphertexts.  Every figure is measured for the whole update; nothing is extrapolated.
+
 Integrity: CKKS decryption under the wrong secret key silently returns garbage (of order
 1e27), and TenSEAL does not notice when the parameters match.  Every encrypted update and
 aggregate therefore carries a *context fingerprint* (sha256 of the serialised public key,
@@ -835,43 +850,43 @@ def _one_round(clients: list[_Timed], w: list[float], lay: _Layout, ctx: ts.Cont
     packed_mask = lay.packed()      # every client copies the mask bits into its message
     mask_bits_s = time.perf_counter() - t0
     for name in lay.names:
-        tensors = [c[name] for c in clients]          # fetch (timed apart by _Timed)
-        bits = lay.flat[name]
-        keep = ~bits
-        ref = np.zeros(bits.size, np.float64)
-        acc_plain = acc_part = None
-        for i, (t, wi) in enumerate(zip(tensors, w)):
-            flat = _flat_numpy(t)
-            odt = np.dtype(np.float64 if flat.dtype == np.float64 else np.float32)
-            odt = odt.newbyteorder("<")
-            t0 = time.perf_counter()
-            msg_plain = (flat.astype(np.float64) * wi).astype(f32).tobytes()
-            plain_client[i] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            v = np.frombuffer(msg_plain, f32)
-            if acc_plain is None:
-                acc_plain = v.astype(np.float32)
-            else:
-                acc_plain += v
-            plain_server += time.perf_counter() - t0
+        flats = [_flat_numpy(c[name]) for c in clients]   # fetch (timed apart by _Timed)
+        odt = np.dtype(np.float64 if flats[0].dtype == np.float64 else np.float32)
+        odt = odt.newbyteorder("<")
+        bits_all = lay.flat[name]
+        for s in range(0, bits_all.size, _BLOCK):         # in blocks: bounded temporaries
+            keep = ~bits_all[s:s + _BLOCK]
+            ref = np.zeros(keep.size, np.float64)
+            acc_plain = None
+            acc_part = np.zeros(keep.size, np.float64)
+            for i, (flat, wi) in enumerate(zip(flats, w)):
+                blk = flat[s:s + _BLOCK]
+                t0 = time.perf_counter()
+                msg_plain = (blk.astype(np.float64) * wi).astype(f32).tobytes()
+                plain_client[i] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                v = np.frombuffer(msg_plain, f32)
+                if acc_plain is None:
+                    acc_plain = v.copy()
+                else:
+                    acc_plain += v
+                plain_server += time.perf_counter() - t0
 
+                t0 = time.perf_counter()
+                msg_part = (blk[keep].astype(np.float64) * wi).astype(odt).tobytes()
+                part_client[i] += time.perf_counter() - t0
+                part_bytes[i] += len(msg_part)
+                t0 = time.perf_counter()
+                acc_part[keep] += np.frombuffer(msg_part, odt)
+                part_server += time.perf_counter() - t0
+                ref += blk.astype(np.float64) * wi
             t0 = time.perf_counter()
-            msg_part = (flat[keep].astype(np.float64) * wi).astype(odt).tobytes()
-            part_client[i] += time.perf_counter() - t0
-            part_bytes[i] += len(msg_part)
-            t0 = time.perf_counter()
-            v = np.frombuffer(msg_part, odt)
-            if acc_part is None:
-                acc_part = np.zeros(bits.size, np.float64)
-            acc_part[keep] += v
+            out_part = acc_part.astype(odt.newbyteorder("="))  # the dtype the update is returned in
             part_server += time.perf_counter() - t0
-            ref += flat.astype(np.float64) * wi
-        t0 = time.perf_counter()
-        out_part = acc_part.astype(odt.newbyteorder("="))   # the dtype the update is returned in
-        part_server += time.perf_counter() - t0
-        if keep.any():
-            err_plain = max(err_plain, float(np.abs(out_part[keep] - ref[keep]).max()))
-        del tensors, acc_plain, acc_part, out_part, ref
+            if keep.any():
+                err_plain = max(err_plain, float(np.abs(out_part[keep] - ref[keep]).max()))
+            del ref, acc_plain, acc_part, out_part, msg_plain, msg_part
+        del flats
 
     # --- ciphertexts, streamed in batches: clients encrypt, server sums, key holder decrypts
     streams = [_masked_values(c, lay, wi, cs) for c, wi in zip(clients, w)]

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from .. import io
-from ..config import fmt_ratio, fmt_slot, parse_ratio
+from ..config import fmt_slot, parse_ratio
 from ..provenance import make_record
 from . import paths as P
 from .runner import say
@@ -96,8 +96,11 @@ def overhead_jobs(config: dict, study: str = STUDY):
     if overhead_config(config, study) is None:
         return
     st = config["studies"][study]
+    models = (overhead_config(config, study) or {}).get("models")
     metrics = [m for m in overhead_metrics(config, study) if ratios_for(config, study, m)]
     for case in st["cases"]:
+        if models is not None and case["model"] not in models:
+            continue
         for metric in metrics + [P.ANY_METRIC]:
             if ratios_for(config, study, metric):
                 yield study, case["dataset"], case["model"], metric
@@ -157,6 +160,10 @@ def check_overhead(config: dict, st: dict, study: str = STUDY) -> list[str]:
     pre = f"config error at studies.{study}.overhead"
     errs = []
     sig = st["significance"]
+    case_models = [c["model"] for c in st["cases"]]
+    for i, m in enumerate(ov.get("models") or []):
+        if m not in case_models:
+            errs.append(f"{pre}.models[{i}]: {m!r} is not the model of any case {case_models}")
     for i, m in enumerate(ov.get("metrics") or []):
         if m not in sig["metrics"]:
             errs.append(f"{pre}.metrics[{i}]: {m!r} is not one of significance.metrics "
