@@ -8,7 +8,9 @@ from significance scores by :func:`make_mask`:
 * ``selection='per_layer'``: ``k_l = round(ratio · numel_l)`` in every tensor; the total
   ``Σ k_l`` may differ from ``round(ratio · M)`` by the per-tensor rounding.
 
-``round`` is half-up (``floor(r·M + 0.5)``), so ratio 0 gives no entry and 1 all entries.
+``round`` is half-up (``floor(r·M + 0.5)``) in exact rational arithmetic on the ratio as
+written in the config (``0.3`` is 3/10, not the binary float 0.29999...), so ratio 0 gives
+no entry, 1 all entries, and e.g. ``0.5 · 7 = 3.5`` gives 4 (:func:`k_for`).
 Ties are broken deterministically: higher score first, then the lower flat index in the
 concatenation (within a tensor for ``per_layer``) -- e.g. all-equal scores select the first
 ``k`` entries.  The selection is exact and reproducible: the k-th largest score ``v`` is
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+from fractions import Fraction
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -72,6 +75,16 @@ def round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
+def k_for(ratio: float, total: int) -> int:
+    """``k = round(ratio · total)``, half up, exactly: the ratio is the decimal its shortest
+    ``repr`` spells (``Fraction('0.3') = 3/10``), so no binary rounding of ``ratio · total``
+    can move ``k`` across a half."""
+    r = Fraction(repr(float(ratio)))
+    if not 0 <= r <= 1:
+        raise ValueError(f"ratio must be in [0, 1], not {ratio}")
+    return int(math.floor(r * int(total) + Fraction(1, 2)))
+
+
 def top_k_bits(flat: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean vector selecting the ``k`` largest entries; ties -> lower index first."""
     m = flat.numel()
@@ -111,6 +124,8 @@ def make_mask(scores: Mapping[str, torch.Tensor], ratio: float, selection: str =
     if selection not in SELECTIONS:
         raise ValueError(f"make_mask: selection must be one of {SELECTIONS}, not {selection!r}")
     order = _ordered(scores, names)
+    if not order:
+        raise ValueError("make_mask: no score tensors")
     shapes = [tuple(scores[n].shape) for n in order]
     for n in order:
         if bool(torch.isnan(scores[n]).any()):
@@ -118,14 +133,14 @@ def make_mask(scores: Mapping[str, torch.Tensor], ratio: float, selection: str =
     if selection == "global":
         dtype = scores[order[0]].dtype if len({scores[n].dtype for n in order}) == 1 else torch.float64
         flat = torch.cat([scores[n].detach().reshape(-1).to(dtype) for n in order])
-        k = round_half_up(ratio * flat.numel())
+        k = k_for(ratio, flat.numel())
         parts = top_k_bits(flat, k).split([math.prod(s) for s in shapes])
         bits = {n: p.reshape(s) for n, p, s in zip(order, parts, shapes)}
     else:
         bits = {}
         for n, s in zip(order, shapes):
             flat = scores[n].detach().reshape(-1)
-            bits[n] = top_k_bits(flat, round_half_up(ratio * flat.numel())).reshape(s)
+            bits[n] = top_k_bits(flat, k_for(ratio, flat.numel())).reshape(s)
         k = sum(int(b.sum()) for b in bits.values())
     return Mask(order, shapes, bits, int(k), ratio, selection)
 

@@ -26,11 +26,22 @@ def _selective_encryption() -> Study:
     from ..config import _check_selective_encryption
     from . import targets as T
     from .jobs_overhead import check_overhead
+    from ..significance import check_significance_config
 
     def check(config: dict, se: dict) -> list[str]:
-        return _check_selective_encryption(config, se) + check_overhead(config, se)
+        return (_check_selective_encryption(config, se) + check_overhead(config, se)
+                + check_significance_config(se))
 
     return Study("selective_encryption", check, T.se_targets)
 
 
 STUDIES.add("selective_encryption", _selective_encryption())
+
+
+def _concealed_samples() -> Study:
+    from . import jobs_cs
+
+    return Study("concealed_samples", jobs_cs.check_cs, jobs_cs.cs_targets)
+
+
+STUDIES.add("concealed_samples", _concealed_samples())

@@ -19,13 +19,15 @@ Options per metric: :func:`metric_options`.  Cost (time, peak memory): :mod:`.co
 """
 from __future__ import annotations
 
-from .base import METRICS, Context, Metric, ScoreResult, compute_scores, metric, metric_options
+from .base import (METRICS, Context, Metric, ScoreResult, check_params, check_significance_config, compute_scores,
+                   metric, metric_options)
 from . import metrics as _metrics  # noqa: E402,F401  (registers grad, param, prodsig, random)
 from . import sens as _sens  # noqa: E402,F401  (registers sens, sens_discrete, sens_probe)
 from . import selectors as _selectors  # noqa: E402,F401  (registers attn, onefifth_1..5)
-from .selectors import NoTransformerBlocks, attention_names, fifth_groups, fifth_names, transformer_blocks
+from .selectors import SELECTORS, NoTransformerBlocks, attention_names, fifth_groups, fifth_names, transformer_blocks
 from .sens import GradientJacobian, sens_discrete_scores, sens_exact, sens_probe_estimate
 
-__all__ = ["METRICS", "Context", "Metric", "ScoreResult", "compute_scores", "metric", "metric_options",
-           "NoTransformerBlocks", "attention_names", "fifth_groups", "fifth_names", "transformer_blocks",
+__all__ = ["METRICS", "Context", "Metric", "ScoreResult", "check_params", "check_significance_config",
+           "compute_scores", "metric", "metric_options",
+           "SELECTORS", "NoTransformerBlocks", "attention_names", "fifth_groups", "fifth_names", "transformer_blocks",
            "GradientJacobian", "sens_exact", "sens_discrete_scores", "sens_probe_estimate"]

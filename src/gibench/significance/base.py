@@ -47,14 +47,54 @@ class Context:
         return next(iter(self.grads.values())).device
 
 
+#: An option check: the value -> what is expected (a message) when it is not allowed, else None.
+OptionCheck = Callable[[Any], "str | None"]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def int_at_least(lo: int, optional: bool = False) -> OptionCheck:
+    def check(v: Any) -> str | None:
+        if (v is None and optional) or (_is_int(v) and v >= lo):
+            return None
+        return f"an integer >= {lo}" + (" or null" if optional else "")
+    return check
+
+
+def positive_number(optional: bool = False) -> OptionCheck:
+    def check(v: Any) -> str | None:
+        if (v is None and optional) or (_is_number(v) and v > 0):
+            return None
+        return "a number > 0" + (" or null" if optional else "")
+    return check
+
+
+def one_of(*allowed: Any) -> OptionCheck:
+    def check(v: Any) -> str | None:
+        return None if v in allowed else "one of " + ", ".join(repr(a) for a in allowed)
+    return check
+
+
+def boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "true or false"
+
+
 @dataclass
 class Metric:
     """``fn(ctx, **options) -> ScoreResult``; the keyword options of ``fn`` (with their
-    defaults) are the metric's ``params``; unknown params are rejected by name."""
+    defaults) are the metric's ``params``; unknown params are rejected by name, and each
+    option with an entry in ``checks`` is checked (at DAG build: :func:`check_params`)."""
 
     name: str
     fn: Callable[..., ScoreResult]
     description: str = ""
+    checks: dict[str, OptionCheck] = field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:
         sig = inspect.signature(self.fn)
@@ -65,14 +105,50 @@ class Metric:
 METRICS: Registry[Metric] = Registry("significance metric")
 
 
-def metric(name: str, description: str = "") -> Callable:
-    """Decorator: register ``fn(ctx, *, option=default, ...)`` as metric ``name``."""
+def metric(name: str, description: str = "", checks: dict[str, OptionCheck] | None = None) -> Callable:
+    """Decorator: register ``fn(ctx, *, option=default, ...)`` as metric ``name``; ``checks``
+    maps option names to :data:`OptionCheck` s."""
 
     def deco(fn: Callable[..., ScoreResult]) -> Callable[..., ScoreResult]:
-        METRICS.add(name, Metric(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0]))
+        m = Metric(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0], dict(checks or {}))
+        unknown = sorted(set(m.checks) - set(m.options()))
+        if unknown:
+            raise ValueError(f"metric {name!r}: checks for options it does not have: {unknown}")
+        METRICS.add(name, m)
         return fn
 
     return deco
+
+
+def check_params(name: str, params: Any, where: str) -> list[str]:
+    """Errors (naming ``where`` and the option) in the options ``params`` of metric ``name``;
+    empty when they are fine.  ``where`` is the config key of ``params``."""
+    m = METRICS.get(name)
+    if not isinstance(params, dict):
+        return [f"config error at {where}: expected a mapping of options, not {params!r}"]
+    opts = m.options()
+    unknown = sorted(set(params) - set(opts))
+    if unknown:
+        return [f"config error at {where}: unknown option(s) {unknown} of significance metric {name!r}; "
+                f"known: {', '.join(sorted(opts)) or 'none'}"]
+    errs = []
+    for key, value in params.items():
+        check = m.checks.get(key)
+        expected = check(value) if check else None
+        if expected:
+            errs.append(f"config error at {where}.{key}: {value!r} is not allowed; expected {expected}")
+    return errs
+
+
+def check_significance_config(se: dict, pre: str = "studies.selective_encryption") -> list[str]:
+    """DAG-build checks of ``<pre>.significance.params`` (option names and values of every
+    registered metric listed there; unknown metric names are reported by the study check)."""
+    sig = se.get("significance") or {}
+    errs = []
+    for name, params in (sig.get("params") or {}).items():
+        if name in METRICS:
+            errs += check_params(name, params, f"{pre}.significance.params.{name}")
+    return errs
 
 
 def model_params(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -93,10 +169,9 @@ def compute_scores(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     m = METRICS.get(name)
     opts = m.options()
     params = dict(params or {})
-    unknown = sorted(set(params) - set(opts))
-    if unknown:
-        raise ValueError(f"significance metric {name!r}: unknown params {unknown}; "
-                         f"known: {sorted(opts) or 'none'}")
+    errs = check_params(name, params, f"significance.params.{name}")
+    if errs:
+        raise ValueError("; ".join(errs))
     named = model_params(model)
     names = [n for n, _ in named]
     if set(grads) != set(names):
