@@ -26,6 +26,8 @@ from .base import Context, ScoreResult, metric
 BLOCK_RE = re.compile(r"^(?P<prefix>(?:.*\.)?(?:layer|h|layers|blocks))\.(?P<index>\d+)\.")
 ATTENTION_MARKERS = (".attention.", ".attn.")
 FIFTHS = 5
+#: the registered selector names (the pipeline attacks each once; Table 3)
+SELECTORS = ("attn",) + tuple(f"onefifth_{i}" for i in range(1, FIFTHS + 1))
 
 
 class NoTransformerBlocks(ValueError):
