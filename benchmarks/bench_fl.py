@@ -33,7 +33,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 ROUNDS = 3
-DEFENSES = {"none": [], "dp": ["dp"], "dropout+dp+cvb": ["dropout", "dp", "cvb"]}
+DEFENSES = ("none", "dp", "dropout+dp+cvb")      # combination names (defense names joined by +)
 PAPER_STEPS = 10 * math.ceil(4500 / 64)
 PAPER_EVAL = 5000 + 10000
 
@@ -63,15 +63,15 @@ def run() -> dict:
            "torch_threads": torch.get_num_threads(), "defenses": {}}
     if model != "sd_cnn":
         out["note"] = "sd_cnn (paper B's CNN) is not registered: measured the McMahan cnn instead"
-    for name, specs in DEFENSES.items():
+    for name in DEFENSES:
         try:
-            chain = jobs_fl.defense_chain(specs)
+            fdef = jobs_fl.DEFAULT_PROVIDER.build(cfg, "bench", "cifar10", model, name, "cross_entropy")
         except Exception as e:  # defenses module missing or a spec the model cannot take
             out["defenses"][name] = {"status": f"skipped: {e}"}
             continue
-        opts = jobs_fl.model_build_options(cfg, "bench", model, chain) if chain is not None else {}
+        opts = jobs_fl.model_build_options(cfg, "bench", model, fdef)
         net = jobs_fl.build_fl_model(cfg, "bench", "cifar10", model, 0, opts)
-        grad_for = jobs_fl.grad_fn_factory(chain, settings)
+        grad_for = jobs_fl.per_client(fdef.grad_fn, settings)
         res = fl.run_fedavg(net, pool, shards, test_pos, settings, seed=1, grad_fn_for=grad_for)
         # one local step, timed alone
         x, y = pool.get(shards[0].train[:64])

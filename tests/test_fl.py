@@ -334,3 +334,98 @@ def test_accuracy_rows_mean_and_population_std_over_seeds():
     (final,) = fl.accuracy_rows(rows, defense="dp", report="final")
     assert final["test_acc_mean"] == pytest.approx(83.0)
     assert fl.accuracy_rows(rows, dataset="cifar10") == []
+
+
+# ============================================================== config and pipeline
+
+def _micro(fl_block: dict) -> dict:
+    from workflow_helpers import MICRO
+
+    cfg = copy.deepcopy(MICRO)
+    cfg["studies"]["selective_encryption"]["fl"] = fl_block
+    return cfg
+
+
+def test_fl_config_errors_name_the_key(resources):
+    from gibench import config as gconfig
+
+    def err(block: dict) -> str:
+        cfg = _micro(block)
+        cfg["resources_dir"] = str(resources)
+        with pytest.raises(gconfig.ConfigError) as e:
+            gconfig.validate(cfg)
+        return str(e.value)
+
+    run = [{"dataset": "cifar10", "model": "sd_cnn"}]
+    assert "fl.optimizer.type" in err({"runs": run, "optimizer": {"type": "rmsprop"}})
+    assert "unknown key(s) 'roundz'" in err({"runs": run, "roundz": 3})
+    assert "fl.protected_clients: client 12 does not exist" in err({"runs": run, "protected_clients": [12]})
+    msg = err({"runs": [{"dataset": "cifar10", "model": "sd_cnn", "defenses": ["dp+bogus"]}]})
+    assert "fl.runs[0].defenses[0]" in msg and "dp+bogus" in msg
+    msg = err({"runs": [{"dataset": "cifar10", "model": "sd_cnn", "defenses": ["precode+cvb"]}]})
+    assert "fl.runs[0].defenses[0]" in msg and "privacy modules" in msg
+    assert "fl.runs[0].model: unknown model 'nope'" in err({"runs": [{"dataset": "cifar10", "model": "nope"}]})
+    ok = _micro({"runs": [{"dataset": "cifar10", "model": "sd_cnn", "defenses": ["none", "dropout+dp"]}],
+                 "defenses": {"strong_dp": [{"name": "dp", "clip": 1.0, "sigma": 0.1}]}})
+    ok["resources_dir"] = str(resources)
+    gconfig.validate(ok)
+    assert ok["studies"]["selective_encryption"]["fl"]["early_stopping"]["patience"] == 40   # defaults filled
+
+
+@pytest.mark.slow
+def test_fl_workflow_trains_checkpoints_and_tables(tmp_path):
+    """The real Snakefile on a micro config: training jobs with and without defenses, a round
+    checkpoint, the gathered accuracies, the table and the figure; the best weights reproduce
+    the recorded test accuracy when evaluated again on the held-out test set."""
+    from workflow_helpers import run_snakemake, write_config
+
+    from gibench import io
+    from gibench.pipeline import jobs_fl
+
+    block = {"runs": [{"dataset": "cifar10", "model": "sd_cnn", "defenses": ["none", "dropout+dp"]}],
+             "seeds": [0], "clients": 3, "samples_per_client": 40, "rounds": 2, "batch_size": 16,
+             "checkpoints": {"keep": [0, 1, 2]}}
+    cfg_path = write_config(tmp_path, _micro(block))
+    base = "results/fl/selective_encryption/cifar10/sd_cnn"
+    ck = jobs_fl.checkpoint_path("selective_encryption", "cifar10", "sd_cnn", "none", 0, 1)
+    run_snakemake(tmp_path, cfg_path, "results/tables/selective_encryption/fl_accuracy.md",
+                  "results/figures/selective_encryption/fl_curves.png", ck)
+    rows = list(__import__("csv").DictReader(open(tmp_path / "results/tables/selective_encryption/fl_accuracy.csv")))
+    assert sorted(r["defense"] for r in rows) == ["dropout+dp", "none"]
+    assert (tmp_path / "results/figures/selective_encryption/fl_curves.pdf").exists()
+
+    import yaml
+
+    from gibench import config as gconfig
+
+    cfg = gconfig.validate(yaml.safe_load(cfg_path.read_text()))
+    for defense in ("none", "dropout+dp"):
+        d = tmp_path / base / defense / "seed0"
+        acc = json.loads((d / "accuracy.json").read_text())
+        assert acc["provenance"]["rule"] == "fl_train" and acc["last_round"] == 2
+        curve, rec = io.load_table(d / "curve.parquet")
+        assert curve.column("round").to_pylist() == [0, 1, 2]
+        assert acc["test_acc_best"] == curve.column("test_acc").to_pylist()[acc["best_round"]]
+        final, frec = io.load_tensors(d / "final.safetensors")
+        last, _ = io.load_tensors(d / "rounds" / "round0002.safetensors")
+        assert all(torch.equal(final[k], last[k]) for k in final) and frec["fl_round"] == 2
+        # re-evaluate the best weights on the held-out test set: the recorded accuracy
+        best, brec = io.load_tensors(d / "best.safetensors")
+        fdef = jobs_fl.DEFAULT_PROVIDER.build(cfg, "selective_encryption", "cifar10", "sd_cnn", defense, "cross_entropy")
+        net = jobs_fl.build_fl_model(cfg, "selective_encryption", "cifar10", "sd_cnn", 0,
+                                     jobs_fl.model_build_options(cfg, "selective_encryption", "sd_cnn", fdef))
+        net.load_state_dict(best)
+        pool, shards, test_pos, _ = jobs_fl.load_fl_data(cfg, "selective_encryption", "cifar10", 0)
+        with fl.seeded_rng(fl.derive_seed(brec["seed"], "fl_eval", round=acc["best_round"]), torch.device("cpu")):
+            _, correct = fl.per_sample_eval(net, pool, test_pos, 500, "cpu")
+        assert correct.mean() == pytest.approx(acc["test_acc_best"], abs=1e-12)
+        assert not (tmp_path / jobs_fl.FL_WORK.format(study="selective_encryption", dataset="cifar10",
+                                                      model="sd_cnn", defense=defense, seed=0)).exists()
+    ckt, ckrec = io.load_tensors(tmp_path / ck)
+    r1, _ = io.load_tensors(tmp_path / base / "none/seed0/rounds/round0001.safetensors")
+    assert ckrec["rule"] == "fl_checkpoint" and ckrec["fl_round"] == 1
+    assert all(torch.equal(ckt[k], r1[k]) for k in r1)
+    # a round the run never reached: a clear error naming the round
+    proc = run_snakemake(tmp_path, cfg_path,
+                         jobs_fl.checkpoint_path("selective_encryption", "cifar10", "sd_cnn", "none", 0, 5), check=False)
+    assert proc.returncode != 0 and "no checkpoint after round 5" in proc.stderr

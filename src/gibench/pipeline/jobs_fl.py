@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,6 +38,7 @@ from .. import fl, io
 from ..datasets import DATASETS
 from ..models import MODELS, build_model, count_parameters
 from ..provenance import make_record
+from ..registry import Registry
 from ..seeds import derive_seed
 from .runner import say
 
@@ -135,12 +137,57 @@ def defense_chain(specs: list, defaults: dict | None = None):
     return DefenseChain(specs, defaults=defaults)
 
 
-def model_build_options(config: dict, study: str, model: str, chain: Any) -> dict:
+@dataclass
+class FLDefense:
+    """What a defense combination means for a FedAvg run."""
+    grad_fn: fl.GradFn | None          # the defended clients' minibatch gradient (None: no defense)
+    model_options: dict                # extra model build options (dropout layers, bottlenecks, ...)
+    description: Any                   # JSON-able: goes into the records
+
+
+class ChainDefenses:
+    """The default provider: combinations are gibench.defenses.DefenseChain specs (paper B's
+    Dropout, DP, pruning, PRECODE, CVB), applied through ``chain.client_gradient`` -- the call
+    the gradient rule makes -- in every local step."""
+
+    def params(self, config: dict, study: str, defense: str) -> Any:
+        return {"specs": defense_specs(config, study, defense), "defaults": defense_defaults(config, study)}
+
+    def check(self, config: dict, study: str, defense: str) -> list[str]:
+        specs = defense_specs(config, study, defense)          # KeyError: unknown name
+        if specs:
+            defense_chain(specs, defense_defaults(config, study))
+        return []
+
+    def build(self, config: dict, study: str, dataset: str, model: str, defense: str, loss: str) -> FLDefense:
+        chain = defense_chain(defense_specs(config, study, defense), defense_defaults(config, study))
+        if chain is None:
+            return FLDefense(None, {}, [])
+
+        def grad_fn(net, x, y, generator):
+            grads, _secrets = chain.client_gradient(net, x, y, generator=generator, loss=loss)
+            return grads
+
+        return FLDefense(grad_fn, chain.model_options(), chain.spec())
+
+
+#: study name -> its defense provider (an object with params/check/build like
+#: :class:`ChainDefenses`, the default); a study whose defenses are not DefenseChain specs
+#: (e.g. concealed_samples' DCS²) registers its own here.
+FL_DEFENSE_PROVIDERS: Registry[Any] = Registry("FedAvg defense provider")
+DEFAULT_PROVIDER = ChainDefenses()
+
+
+def defense_provider(study: str) -> Any:
+    return FL_DEFENSE_PROVIDERS.get(study) if study in FL_DEFENSE_PROVIDERS else DEFAULT_PROVIDER
+
+
+def model_build_options(config: dict, study: str, model: str, defense: FLDefense | None) -> dict:
     block = fl_block(config, study) or {}
     st = config["studies"][study]
     opts = dict((block.get("models") or st.get("models") or {}).get(model, {}))
-    if chain is not None:
-        opts.update(chain.model_options())
+    if defense is not None:
+        opts.update(defense.model_options)
     return opts
 
 
@@ -154,8 +201,7 @@ def run_params(config: dict, study: str, dataset: str, model: str, defense: str)
     block.pop("models", None)
     block.pop("report", None)          # tables only
     st = config["studies"][study]
-    return {"fedavg": block, "defense": defense_specs(config, study, defense),
-            "defense_defaults": defense_defaults(config, study),
+    return {"fedavg": block, "defense": defense_provider(study).params(config, study, defense),
             "model_options": dict(((fl_block(config, study).get("models") or st.get("models") or {}).get(model, {}))),
             "data": dataset_spec(config, dataset), "seed": config.get("seed", 0)}
 
@@ -187,15 +233,11 @@ def check_fl(config: dict, study: str) -> list[str]:
             errs.append(f"config error at {pre}.runs[{i}].model: unknown model {m!r}; known: {', '.join(MODELS.names())}")
         for j, name in enumerate(run.get("defenses", [NO_DEFENSE])):
             try:
-                specs = defense_specs(config, study, name)
+                errs += defense_provider(study).check(config, study, name)
             except KeyError as e:
                 errs.append(f"config error at {pre}.runs[{i}].defenses[{j}]: {e.args[0]}")
-                continue
-            if specs:
-                try:
-                    defense_chain(specs, defense_defaults(config, study))
-                except Exception as e:  # the defense module's own message names the bad spec
-                    errs.append(f"config error at {pre}.defenses.{name}: {e}")
+            except Exception as e:  # the defense module's own message names the bad spec
+                errs.append(f"config error at {pre}.runs[{i}].defenses[{j}] ({name!r}): {e}")
     n = block.get("clients", 10)
     for key in ("protected_clients",):
         for k in block.get(key, []):
@@ -266,23 +308,31 @@ def build_fl_model(config: dict, study: str, dataset: str, model: str, seed: int
     return build_model(model, ds.num_classes, ds.shape, init_seed, **options)
 
 
-def grad_fn_factory(chain: Any, settings: dict, loss: str = "cross_entropy"):
-    """client -> gradient function: the chain's defended gradient for defended clients, the
-    plain gradient otherwise."""
+def per_client(defended: fl.GradFn | None, settings: dict, loss: str = "cross_entropy"):
+    """client -> gradient function: ``defended`` for the defended clients (fl.defended_clients:
+    all, or a list), the plain gradient for the others."""
     plain = fl.plain_gradient(loss)
     dc = settings.get("defended_clients", "all")
+    chosen = None if dc == "all" else {int(k) for k in dc}
 
     def for_client(k: int) -> fl.GradFn:
-        if chain is None or (dc != "all" and k not in set(dc)):
+        if defended is None or (chosen is not None and k not in chosen):
             return plain
-
-        def defended(model, x, y, generator):
-            grads, _secrets = chain.client_gradient(model, x, y, generator=generator, loss=loss)
-            return grads
-
         return defended
 
     return for_client
+
+
+def grad_fn_factory(chain: Any, settings: dict, loss: str = "cross_entropy"):
+    """client -> gradient function for a DefenseChain (None: no defense); see :func:`per_client`."""
+    if chain is None:
+        return per_client(None, settings, loss)
+
+    def defended(model, x, y, generator):
+        grads, _secrets = chain.client_gradient(model, x, y, generator=generator, loss=loss)
+        return grads
+
+    return per_client(defended, settings, loss)
 
 
 # ----------------------------------------------------------------- jobs
@@ -308,9 +358,8 @@ def fl_train_job(smk: Any, device: torch.device) -> dict:
     cfg = smk.config
     study, dataset, model, defense, seed = wc["study"], wc["dataset"], wc["model"], wc["defense"], wc["seed"]
     block = fl.settings_from(fl_block(cfg, study))
-    specs = defense_specs(cfg, study, defense)
-    chain = defense_chain(specs, defense_defaults(cfg, study))
-    options = model_build_options(cfg, study, model, chain)
+    fdef = defense_provider(study).build(cfg, study, dataset, model, defense, block["loss"])
+    options = model_build_options(cfg, study, model, fdef)
     params = run_params(cfg, study, dataset, model, defense)
     run_seed = derive_seed(cfg.get("seed", 0), "fl_run", study=study, dataset=dataset, model=model,
                            defense=defense, seed=seed)
@@ -320,8 +369,7 @@ def fl_train_job(smk: Any, device: torch.device) -> dict:
         f"{len(shards)} clients, {info['train_pool']} training / {info['test']} test samples; {info['source']}")
 
     wc_rec = {**dict(smk.wildcards)}
-    base_extra = {"fl": {"model_options": options, "defense": chain.spec() if chain is not None else [],
-                         "data": info}}
+    base_extra = {"fl": {"model_options": options, "defense": fdef.description, "data": info}}
 
     def round_record(r: int, row: dict) -> dict:
         return make_record(rule="fl_train", wildcards=wc_rec, params=params, config=cfg, inputs=smk.input,
@@ -339,7 +387,7 @@ def fl_train_job(smk: Any, device: torch.device) -> dict:
             + (" (best)" if row.get("is_best") else ""))
 
     result = fl.run_fedavg(net, pool, shards, test_pos, block, seed=run_seed, device=device,
-                           grad_fn_for=grad_fn_factory(chain, block, block["loss"]), store=store, on_round=progress)
+                           grad_fn_for=per_client(fdef.grad_fn, block, block["loss"]), store=store, on_round=progress)
     summary = fl.accuracy_summary(result)
     extra = {**base_extra, "fl_result": summary}
     rec = make_record(rule="fl_train", wildcards=wc_rec, params=params, config=cfg, inputs=smk.input,
