@@ -231,6 +231,11 @@ def check_fl(config: dict, study: str) -> list[str]:
             errs.append(f"config error at {pre}.runs[{i}].dataset: unknown dataset {d!r}; known: {', '.join(DATASETS.names())}")
         if m not in MODELS:
             errs.append(f"config error at {pre}.runs[{i}].model: unknown model {m!r}; known: {', '.join(MODELS.names())}")
+        elif d in DATASETS:
+            err = _model_takes_input(config, study, d, m)
+            if err:
+                errs.append(f"config error at {pre}.runs[{i}]: model {m!r} cannot take {d!r} inputs of shape "
+                            f"{fl_dataset(config, study, d).shape} ({err}); set {pre}.inputs.{d}.shape")
         for j, name in enumerate(run.get("defenses", [NO_DEFENSE])):
             try:
                 errs += defense_provider(study).check(config, study, name)
@@ -257,7 +262,34 @@ def check_fl(config: dict, study: str) -> list[str]:
     return errs
 
 
+def _model_takes_input(config: dict, study: str, dataset: str, model: str) -> str | None:
+    """An error message if the (undefended) model cannot run on the dataset's input shape
+    (built and run on the meta device: no memory, no compute)."""
+    ds = fl_dataset(config, study, dataset)
+    opts = model_build_options(config, study, model, None)
+    try:
+        with torch.device("meta"):
+            net = MODELS.get(model)(num_classes=ds.num_classes, in_shape=ds.shape, **opts)
+            net(torch.zeros(1, *ds.shape))
+    except (ValueError, RuntimeError) as e:
+        return str(e).splitlines()[0][:200]
+    except Exception:  # an op without meta support: leave it to the job
+        return None
+    return None
+
+
 # ----------------------------------------------------------------- data and model
+
+def fl_dataset(config: dict, study: str, dataset: str):
+    """The dataset as the study's models see it: ``fl.inputs.<dataset>.shape`` replaces the
+    registry's input shape (e.g. paper B's MNIST at 3x32x32: the images are resized bilinearly
+    and the grey channel repeated by ``ImageDataset.normalize``)."""
+    import dataclasses
+
+    ds = DATASETS.get(dataset)
+    shape = ((fl_block(config, study) or {}).get("inputs") or {}).get(dataset, {}).get("shape")
+    return dataclasses.replace(ds, shape=tuple(int(v) for v in shape)) if shape else ds
+
 
 def load_fl_data(config: dict, study: str, dataset: str, seed: int) -> tuple[fl.Pool, list[fl.ClientShard], np.ndarray, dict]:
     """(pool, client shards, test positions, info) of one run.  The test part is fixed per
@@ -265,7 +297,7 @@ def load_fl_data(config: dict, study: str, dataset: str, seed: int) -> tuple[fl.
     block = fl.settings_from(fl_block(config, study))
     dcfg = {"train_split": "train", "test_split": "test", "holdout_fraction": 0.2, "max_test": None,
             **(fl_block(config, study).get("data") or {})}
-    ds = DATASETS.get(dataset)
+    ds = fl_dataset(config, study, dataset)
     spec = dataset_spec(config, dataset)
     base = config.get("seed", 0)
     if spec["source"] == "hub":
@@ -303,7 +335,7 @@ def load_fl_data(config: dict, study: str, dataset: str, seed: int) -> tuple[fl.
 def build_fl_model(config: dict, study: str, dataset: str, model: str, seed: int, options: dict) -> torch.nn.Module:
     """The initial global model θ_0 of a run (seeded by study, dataset, model and run seed;
     the same for every defense combination with the same architecture)."""
-    ds = DATASETS.get(dataset)
+    ds = fl_dataset(config, study, dataset)
     init_seed = derive_seed(config.get("seed", 0), "fl_init", study=study, dataset=dataset, model=model, seed=seed)
     return build_model(model, ds.num_classes, ds.shape, init_seed, **options)
 
