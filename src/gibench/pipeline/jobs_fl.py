@@ -255,6 +255,24 @@ def check_fl(config: dict, study: str) -> list[str]:
                 errs.append(f"config error at {pre}.defended_clients: client {k} does not exist (fl.clients = {n})")
     if len(set(block.get("seeds", [0]))) != len(block.get("seeds", [0])):
         errs.append(f"config error at {pre}.seeds: duplicate seeds {block['seeds']}")
+    ac = block.get("attack_checkpoint")
+    if ac:
+        runs = {(d, m, dfn, s) for d, m, dfn, s in fl_runs(config, study)}
+        want_defense, want_seed = ac.get("defense", NO_DEFENSE), ac.get("seed", 0)
+        keep_now = block.get("checkpoints", {}).get("keep", "all")
+        if ac["round"] > block.get("rounds", 300):
+            errs.append(f"config error at {pre}.attack_checkpoint.round: {ac['round']} > fl.rounds = {block.get('rounds')}")
+        if keep_now == "none" or (isinstance(keep_now, list) and ac["round"] not in keep_now):
+            errs.append(f"config error at {pre}.attack_checkpoint.round: round {ac['round']} is not kept "
+                        f"(fl.checkpoints.keep = {keep_now})")
+        st = config["studies"][study]
+        for case in st.get("cases") or []:
+            if not isinstance(case, dict):
+                continue
+            if (case["dataset"], case["model"], want_defense, want_seed) not in runs:
+                errs.append(f"config error at {pre}.attack_checkpoint: the attacks target case "
+                            f"{case['dataset']}/{case['model']} after round {ac['round']}, but fl.runs has no "
+                            f"run ({case['dataset']}, {case['model']}, defense {want_defense!r}, seed {want_seed})")
     keep = block.get("checkpoints", {}).get("keep", "all")
     if isinstance(keep, list) and any(k > block.get("rounds", 300) for k in keep):
         errs.append(f"config error at {pre}.checkpoints.keep: rounds {[k for k in keep if k > block['rounds']]} "
@@ -644,6 +662,15 @@ def fl_targets(config: dict) -> list[str]:
         out += [FL_TABLE.format(study=study, ext=e) for e in ("csv", "md")]
         out += [FL_FIGURE.format(study=study, ext=e) for e in ("png", "pdf")]
     return out
+
+
+def weights_for(config: dict, study: str, dataset: str, model: str, default: str) -> str:
+    """The weights file the study's gradient/attack rules use for (dataset, model):
+    ``default`` (the initialisation) unless ``fl.attack_checkpoint`` names a trained round."""
+    ac = (fl_block(config, study) or {}).get("attack_checkpoint")
+    if not ac:
+        return default
+    return checkpoint_path(study, dataset, model, ac.get("defense", NO_DEFENSE), ac.get("seed", 0), ac["round"])
 
 
 def checkpoint_path(study: str, dataset: str, model: str, defense: str, seed: int, round_: int) -> str:
