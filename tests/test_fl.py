@@ -429,3 +429,24 @@ def test_fl_workflow_trains_checkpoints_and_tables(tmp_path):
     proc = run_snakemake(tmp_path, cfg_path,
                          jobs_fl.checkpoint_path("selective_encryption", "cifar10", "sd_cnn", "none", 0, 5), check=False)
     assert proc.returncode != 0 and "no checkpoint after round 5" in proc.stderr
+
+
+def test_attack_checkpoint_points_attacks_at_a_kept_trained_round(resources):
+    from gibench import config as gconfig
+    from gibench.pipeline import jobs_fl
+
+    cfg = _micro({"runs": [{"dataset": "cifar100", "model": "lenet"}], "attack_checkpoint": {"round": 3},
+                  "checkpoints": {"keep": [0, 3]}})
+    cfg["resources_dir"] = str(resources)
+    gconfig.validate(cfg)
+    want = "results/models/selective_encryption/cifar100/lenet/fl/none/seed0/round0003.safetensors"
+    assert jobs_fl.weights_for(cfg, "selective_encryption", "cifar100", "lenet", "init.safetensors") == want
+    del cfg["studies"]["selective_encryption"]["fl"]["attack_checkpoint"]
+    assert jobs_fl.weights_for(cfg, "selective_encryption", "cifar100", "lenet", "init.safetensors") == "init.safetensors"
+    bad = _micro({"runs": [{"dataset": "cifar100", "model": "cnn"}], "attack_checkpoint": {"round": 2},
+                  "checkpoints": {"keep": [0, 3]}})
+    bad["resources_dir"] = str(resources)
+    with pytest.raises(gconfig.ConfigError) as e:
+        gconfig.validate(bad)
+    assert "attack_checkpoint.round: round 2 is not kept" in str(e.value)
+    assert "no run (cifar100, lenet" in str(e.value)
