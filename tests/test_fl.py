@@ -450,3 +450,15 @@ def test_attack_checkpoint_points_attacks_at_a_kept_trained_round(resources):
         gconfig.validate(bad)
     assert "attack_checkpoint.round: round 2 is not kept" in str(e.value)
     assert "no run (cifar100, lenet" in str(e.value)
+
+
+def test_without_validation_data_there_is_no_early_stopping_and_best_is_last():
+    x, y = toy_data(60)
+    pool = fl.Pool(y.numpy(), x=x)
+    clients = fl.make_clients(y.numpy()[:48], {"clients": 2, "val_fraction": 0.0}, seed=0)
+    assert all(len(c.val) == 0 for c in clients)
+    res = fl.run_fedavg(tiny_model(), pool, clients, np.arange(48, 60),
+                        {"clients": 2, "rounds": 4, "batch_size": 8, "early_stopping": {"patience": 1}}, seed=1)
+    assert (res.last_round, res.best_round, res.stop_reason) == (4, 4, "max_rounds")
+    assert all(math.isnan(r["mean_val_loss"]) for r in res.curve)
+    assert fl.accuracy_summary(res)["test_acc_best"] == res.curve[-1]["test_acc"]

@@ -564,7 +564,11 @@ def run_fedavg(model: nn.Module, pool: Pool, clients: Sequence[ClientShard], tes
     for k in protected:
         if not 0 <= k < len(clients):
             raise FLConfigError(f"fl.protected_clients: client {k} does not exist ({len(clients)} clients)")
-    es = EarlyStopping(s["early_stopping"].get("patience"), s["early_stopping"].get("min_delta", 0.0))
+    # without validation data (val_fraction 0) there is nothing to monitor: no early stopping,
+    # and the "best" model is the last one
+    has_val = any(len(c.val) for c in clients)
+    es = EarlyStopping(s["early_stopping"].get("patience") if has_val else None,
+                       s["early_stopping"].get("min_delta", 0.0))
     opt_spec = s["optimizer"]
     sched = RoundSchedule(float(opt_spec.get("lr", 1e-3)), s["lr_schedule"])
 
@@ -661,8 +665,12 @@ def run_fedavg(model: nn.Module, pool: Pool, clients: Sequence[ClientShard], tes
             raise Interrupted(f"stopped after round {r} (stop_after={stop_after})")
     if es.should_stop:
         stop_reason = "early_stopping"
-    return FedAvgResult(curve=curve, final_state=_clone_state(model), best_state=best_state,
-                        best_round=es.best_round, last_round=r, stop_reason=stop_reason,
+    final_state = _clone_state(model)
+    best_round = es.best_round
+    if best_round < 0:                   # no finite validation loss in any round
+        best_round, best_state = r, final_state
+    return FedAvgResult(curve=curve, final_state=final_state, best_state=best_state,
+                        best_round=best_round, last_round=r, stop_reason=stop_reason,
                         resumed_from=resumed_from, seconds_per_round=seconds)
 
 
