@@ -513,6 +513,17 @@ def fl_gather_job(smk: Any, device: torch.device) -> dict:
     return {"runs": len(rows)}
 
 
+def accuracy_file(config: dict, study: str) -> str | None:
+    """The gathered accuracies a table rule takes as input (None: the study trains nothing)."""
+    return FL_ALL_ACC.format(study=study) if fl_block(config, study) else None
+
+
+def combination_name(names: list[str]) -> str:
+    """The run name of a defense combination: its defense names joined by '+' ('none' if empty),
+    e.g. ['dropout', 'dp', 'cvb'] -> 'dropout+dp+cvb' (what fl.runs[].defenses lists)."""
+    return "+".join(names) or NO_DEFENSE
+
+
 def load_accuracy_rows(path: str | os.PathLike) -> list[dict]:
     table, _ = io.load_table(path)
     return table.to_pylist()
