@@ -696,7 +696,7 @@ def accuracy_summary(result: FedAvgResult) -> dict[str, Any]:
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     """Mean and population standard deviation (ddof 0) of the finite values, and their count."""
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    v = np.asarray([float(x) for x in values if x is not None and math.isfinite(float(x))], dtype=np.float64)
     if len(v) == 0:
         return float("nan"), float("nan"), 0
     return float(v.mean()), float(v.std(ddof=0)), int(len(v))
@@ -724,8 +724,11 @@ def accuracy_rows(rows: Iterable[Mapping[str, Any]], *, dataset: str | None = No
         groups.setdefault((r["dataset"], r["model"], r["defense"]), []).append(r)
     out = []
     for (d, m, dfn), rs in groups.items():
-        tm, ts, n = mean_std([100.0 * float(x[f"test_acc_{suffix}"]) for x in rs])
-        pm, ps, _ = mean_std([100.0 * float(x[f"protected_acc_{suffix}"]) for x in rs])
+        def pct(v):
+            return None if v is None else 100.0 * float(v)
+
+        tm, ts, n = mean_std([pct(x.get(f"test_acc_{suffix}")) for x in rs])
+        pm, ps, _ = mean_std([pct(x.get(f"protected_acc_{suffix}")) for x in rs])
         out.append({"dataset": d, "model": m, "defense": dfn, "report": report,
                     "test_acc_mean": tm, "test_acc_std": ts, "protected_acc_mean": pm, "protected_acc_std": ps,
                     "seeds": n, "rounds": float(np.mean([x["last_round"] for x in rs]))})

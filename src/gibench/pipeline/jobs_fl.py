@@ -439,14 +439,16 @@ def fl_train_job(smk: Any, device: torch.device) -> dict:
     result = fl.run_fedavg(net, pool, shards, test_pos, block, seed=run_seed, device=device,
                            grad_fn_for=per_client(fdef.grad_fn, block, block["loss"]), store=store, on_round=progress)
     summary = fl.accuracy_summary(result)
-    extra = {**base_extra, "fl_result": summary}
+    # strict JSON: an accuracy that was not measured (no protected client) is null, not NaN
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+    extra = {**base_extra, "fl_result": clean}
     rec = make_record(rule="fl_train", wildcards=wc_rec, params=params, config=cfg, inputs=smk.input,
                       outputs=smk.output, seed=run_seed, device=device, extra=extra)
     io.save_tensors(smk.output.final, result.final_state, {**rec, "fl_round": result.last_round})
     io.save_tensors(smk.output.best, result.best_state, {**rec, "fl_round": result.best_round})
     io.save_table(smk.output.curve, curve_table(result.curve, dataset, model, defense, seed), rec)
     io.write_json(smk.output.accuracy, {"provenance": rec, "dataset": dataset, "model": model, "defense": defense,
-                                        "seed": seed, "report": block.get("report", "best_val"), **summary})
+                                        "seed": seed, "report": block.get("report", "best_val"), **clean})
     rounds_dir = Path(smk.output.rounds)
     rounds_dir.mkdir(parents=True, exist_ok=True)
     kept = 0
