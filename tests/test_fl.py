@@ -462,3 +462,19 @@ def test_without_validation_data_there_is_no_early_stopping_and_best_is_last():
     assert (res.last_round, res.best_round, res.stop_reason) == (4, 4, "max_rounds")
     assert all(math.isnan(r["mean_val_loss"]) for r in res.curve)
     assert fl.accuracy_summary(res)["test_acc_best"] == res.curve[-1]["test_acc"]
+
+
+def test_combination_names_resolve_to_the_defense_chain():
+    defenses = pytest.importorskip("gibench.defenses", reason="gibench.defenses (issue 10) not built yet")
+    from gibench.pipeline import jobs_fl
+
+    assert jobs_fl.combination_name(["cvb", "dropout", "dp"]) == "dropout+dp+cvb"
+    assert jobs_fl.combination_name([]) == "none"
+    names = {jobs_fl.combination_name(c) for c in defenses.ablation_combinations()}
+    assert len(names) == 24
+    cfg = {"studies": {"s": {"fl": {"runs": []}, "defense_defaults": {"dp": {"clip": 5.0}}}}}
+    specs = jobs_fl.defense_specs(cfg, "s", "dropout+dp+prune+cvb")
+    chain = jobs_fl.defense_chain(specs, jobs_fl.defense_defaults(cfg, "s"))
+    assert set(chain.names) == {"dropout", "dp", "prune", "cvb"} and chain.get("dp").clip == 5.0
+    with pytest.raises(KeyError, match="dp\\+nope"):
+        jobs_fl.defense_specs(cfg, "s", "dp+nope")

@@ -520,10 +520,16 @@ def accuracy_file(config: dict, study: str) -> str | None:
     return FL_ALL_ACC.format(study=study) if fl_block(config, study) else None
 
 
+#: the order defense names appear in a combination name (paper B's tables: DO, DP, GP, PM)
+NAME_ORDER = ("dropout", "dp", "prune", "precode", "cvb")
+
+
 def combination_name(names: list[str]) -> str:
-    """The run name of a defense combination: its defense names joined by '+' ('none' if empty),
-    e.g. ['dropout', 'dp', 'cvb'] -> 'dropout+dp+cvb' (what fl.runs[].defenses lists)."""
-    return "+".join(names) or NO_DEFENSE
+    """The canonical run name of a defense combination: its defense names in the order of
+    paper B's tables (dropout, dp, prune, precode, cvb) joined by '+', 'none' if empty, e.g.
+    ['cvb', 'dropout', 'dp'] -> 'dropout+dp+cvb' (what fl.runs[].defenses lists)."""
+    rank = {n: i for i, n in enumerate(NAME_ORDER)}
+    return "+".join(sorted(names, key=lambda n: (rank.get(n, len(rank)), n))) or NO_DEFENSE
 
 
 def load_accuracy_rows(path: str | os.PathLike) -> list[dict]:
