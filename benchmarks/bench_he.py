@@ -19,6 +19,10 @@ holder decrypts every summed ciphertext and checks it against the float64 FedAvg
    entry; plus the split of the client's time into CKKS encryption and serialisation.
 3. ``lenet``: LeNet (88,648 entries) at ratios 0, 0.1, 0.3, 1 (random masks), 3 clients.
 
+Times are CPU seconds of the measuring process (``clock="process"``: the work is
+single-threaded, so this equals elapsed time on an idle core and stays meaningful when the
+machine is shared); ``wall_s`` is the elapsed time of each full-model run.
+
 Run alone: ``.venv/bin/python benchmarks/bench_he.py`` (prints the JSON; about 15-20
 minutes on 2 cores, dominated by the full-model encryption), or through
 ``benchmarks/run.py he`` (writes ``benchmarks/results/he.json``).  ``--bert N --gpt2 N``
@@ -101,7 +105,7 @@ class SyntheticUpdate(Mapping):
 
 
 def _summary(r: dict) -> dict:
-    keep = ("n_clients", "n_tensors", "n_entries", "n_encrypted", "n_ciphertexts", "keygen_s",
+    keep = ("clock", "n_clients", "n_tensors", "n_entries", "n_encrypted", "n_ciphertexts", "keygen_s",
             "client_encrypt_s", "client_ckks_s", "client_plain_part_s", "server_aggregate_s",
             "server_ciphertext_sum_s", "decrypt_s", "he_round_s", "plain_client_s",
             "plain_server_s", "plain_round_s", "ciphertext_bytes", "message_bytes",
@@ -120,7 +124,7 @@ def _summary(r: dict) -> dict:
 
 # --------------------------------------------------------------------------- full models
 def measure_full(name: str, n_entries: int | None = None, n_clients: int = 2, seed: int = 0,
-                 batch_ciphertexts: int = 256) -> dict:
+                 batch_ciphertexts: int = 256, clock: str = "process") -> dict:
     """Full encryption (ratio 1) of a BERT/GPT-2-sized update, streamed, in this process."""
     import torch
 
@@ -131,7 +135,8 @@ def measure_full(name: str, n_entries: int | None = None, n_clients: int = 2, se
     mask = {n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()}
     clients = [SyntheticUpdate(shapes, seed, c) for c in range(n_clients)]
     t0 = time.perf_counter()
-    r = he.measure_overhead(clients, mask, he.HEParams(), batch_ciphertexts=batch_ciphertexts)
+    r = he.measure_overhead(clients, mask, he.HEParams(), batch_ciphertexts=batch_ciphertexts,
+                            clock=clock)
     wall = time.perf_counter() - t0
     peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024     # KiB on Linux
     return {"model": name, "layout": "real parameter shapes" if n_entries is None else "flat",

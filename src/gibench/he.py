@@ -754,21 +754,28 @@ class SafetensorsUpdate(Mapping):
         return len(self._meta)
 
 
+# The clock of measure_overhead: "process" = CPU seconds of this process (all threads;
+# time.process_time), "wall" = elapsed seconds (time.perf_counter).  The measured work is
+# single-threaded (TenSEAL encrypts a <= N/2-slot vector on one thread; numpy too), so on an
+# idle core both agree; on a shared machine CPU time is the stable measure of the work.
+CLOCKS = {"process": time.process_time, "wall": time.perf_counter}
+
+
 class _Timed(Mapping):
     """Wraps an update and adds up the seconds spent fetching tensors (disk reads, lazy
     generation), so that they can be taken out of the client's measured time."""
 
-    def __init__(self, update: Mapping[str, torch.Tensor]):
-        self.update, self.seconds = update, 0.0
+    def __init__(self, update: Mapping[str, torch.Tensor], now=time.perf_counter):
+        self.update, self.seconds, self._now = update, 0.0, now
         if callable(getattr(update, "meta", None)):
             self.meta = update.meta
 
     def __getitem__(self, name):
-        t0 = time.perf_counter()
+        t0 = self._now()
         try:
             return self.update[name]
         finally:
-            self.seconds += time.perf_counter() - t0
+            self.seconds += self._now() - t0
 
     def __iter__(self):
         return iter(self.update)
@@ -832,7 +839,8 @@ _TIMING_KEYS = ("client_encrypt_s", "client_plain_part_s", "client_ckks_s",
 
 
 def _one_round(clients: list[_Timed], w: list[float], lay: _Layout, ctx: ts.Context,
-               server_ctx: ts.Context, cs: int, cfp: str, batch_ciphertexts: int) -> dict:
+               server_ctx: ts.Context, cs: int, cfp: str, batch_ciphertexts: int,
+               now=time.perf_counter) -> dict:
     """One streamed FedAvg round with selective HE, and the same round in plaintext.
 
     Memory: one tensor per client (plaintext stages) or ``batch_ciphertexts`` ciphertexts
@@ -846,9 +854,9 @@ def _one_round(clients: list[_Timed], w: list[float], lay: _Layout, ctx: ts.Cont
     part_server = 0.0               # HE round: parse the n plaintext parts, add them
     part_bytes = [0] * n
     err_plain = 0.0
-    t0 = time.perf_counter()
+    t0 = now()
     packed_mask = lay.packed()      # every client copies the mask bits into its message
-    mask_bits_s = time.perf_counter() - t0
+    mask_bits_s = now() - t0
     for name in lay.names:
         flats = [_flat_numpy(c[name]) for c in clients]   # fetch (timed apart by _Timed)
         odt = np.dtype(np.float64 if flats[0].dtype == np.float64 else np.float32)
@@ -861,28 +869,28 @@ def _one_round(clients: list[_Timed], w: list[float], lay: _Layout, ctx: ts.Cont
             acc_part = np.zeros(keep.size, np.float64)
             for i, (flat, wi) in enumerate(zip(flats, w)):
                 blk = flat[s:s + _BLOCK]
-                t0 = time.perf_counter()
+                t0 = now()
                 msg_plain = (blk.astype(np.float64) * wi).astype(f32).tobytes()
-                plain_client[i] += time.perf_counter() - t0
-                t0 = time.perf_counter()
+                plain_client[i] += now() - t0
+                t0 = now()
                 v = np.frombuffer(msg_plain, f32)
                 if acc_plain is None:
                     acc_plain = v.copy()
                 else:
                     acc_plain += v
-                plain_server += time.perf_counter() - t0
+                plain_server += now() - t0
 
-                t0 = time.perf_counter()
+                t0 = now()
                 msg_part = (blk[keep].astype(np.float64) * wi).astype(odt).tobytes()
-                part_client[i] += time.perf_counter() - t0
+                part_client[i] += now() - t0
                 part_bytes[i] += len(msg_part)
-                t0 = time.perf_counter()
+                t0 = now()
                 acc_part[keep] += np.frombuffer(msg_part, odt)
-                part_server += time.perf_counter() - t0
+                part_server += now() - t0
                 ref += blk.astype(np.float64) * wi
-            t0 = time.perf_counter()
+            t0 = now()
             out_part = acc_part.astype(odt.newbyteorder("="))  # the dtype the update is returned in
-            part_server += time.perf_counter() - t0
+            part_server += now() - t0
             if keep.any():
                 err_plain = max(err_plain, float(np.abs(out_part[keep] - ref[keep]).max()))
             del ref, acc_plain, acc_part, out_part, msg_plain, msg_part
@@ -900,10 +908,10 @@ def _one_round(clients: list[_Timed], w: list[float], lay: _Layout, ctx: ts.Cont
         batches, refs = [], None
         for i, s in enumerate(streams):
             f0 = clients[i].seconds
-            t0 = time.perf_counter()
+            t0 = now()
             chunks = list(islice(s, batch_ciphertexts))
             cts = [ts.ckks_vector(ctx, ch).serialize() for ch in chunks]
-            ckks_client[i] += time.perf_counter() - t0 - (clients[i].seconds - f0)
+            ckks_client[i] += now() - t0 - (clients[i].seconds - f0)
             ct_bytes[i] += sum(len(c) for c in cts)
             n_ct[i] += len(cts)
             batches.append(cts)
@@ -917,16 +925,16 @@ def _one_round(clients: list[_Timed], w: list[float], lay: _Layout, ctx: ts.Cont
             del chunks
         if not batches[0]:
             break
-        t0 = time.perf_counter()
+        t0 = now()
         sums = [sum_ciphertexts(server_ctx, [b[j] for b in batches])
                 for j in range(len(batches[0]))]
-        server_ct += time.perf_counter() - t0
+        server_ct += now() - t0
         agg_bytes += sum(len(x) for x in sums)
         n_sums += len(sums)
         del batches
-        t0 = time.perf_counter()
+        t0 = now()
         vals = [decrypt_ciphertext(ctx, x) for x in sums]
-        dec += time.perf_counter() - t0
+        dec += now() - t0
         for got, want in zip(vals, refs):
             err_enc = max(err_enc, float(np.abs(got - want).max()))
         del sums, vals, refs
@@ -962,7 +970,8 @@ def measure_overhead(update: Mapping[str, torch.Tensor] | Sequence[Mapping[str, 
                      mask: Any, params: HEParams | None = None, n_clients: int = 3, *,
                      weights: Sequence[float] | None = None, seed: int = 0,
                      chunk_slots: int | None = None, batch_ciphertexts: int = 256,
-                     ctx: ts.Context | None = None, repeats: int = 1) -> dict:
+                     ctx: ts.Context | None = None, repeats: int = 1,
+                     clock: str = "process") -> dict:
     """Measure one FedAvg round with selective CKKS encryption against plaintext FedAvg.
 
     ``update``: one client update (the other ``n_clients - 1`` are derived from it with
@@ -989,8 +998,10 @@ def measure_overhead(update: Mapping[str, torch.Tensor] | Sequence[Mapping[str, 
     * bytes: ``ciphertext_bytes`` and ``message_bytes`` (what one client sends: header,
       mask bits, plaintext part, ciphertexts) against ``plain_update_bytes`` = 4 B/entry.
 
-    Reading tensors from disk is not counted, nor a warm-up round trip of one ciphertext
-    before the measured rounds.  With ``repeats > 1`` every timing is the
+    Times are CPU seconds of this process (``clock="process"``, the default: stable on a
+    shared machine, equal to elapsed time on an idle core since the work is single-threaded)
+    or elapsed seconds (``clock="wall"``).  Reading tensors from disk is not counted, nor a
+    warm-up round trip of one ciphertext before the measured rounds.  With ``repeats > 1`` every timing is the
     median over the repeated rounds (sizes and errors are identical across repeats, up to
     CKKS noise for the errors: the maximum is reported).  Correctness is checked on the
     fly: ``max_abs_error_encrypted`` (decrypted sums vs the float64 weighted sums of the
@@ -1004,6 +1015,8 @@ def measure_overhead(update: Mapping[str, torch.Tensor] | Sequence[Mapping[str, 
     n = len(clients)
     if n < 1:
         raise ValueError("need at least one client")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {clock!r}")
     if int(repeats) < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if int(batch_ciphertexts) < 1:
@@ -1038,8 +1051,9 @@ def measure_overhead(update: Mapping[str, torch.Tensor] | Sequence[Mapping[str, 
     warm = np.zeros(slots)
     ct = ts.ckks_vector(ctx, warm).serialize()
     decrypt_ciphertext(ctx, sum_ciphertexts(server_ctx, [ct, ct]))
-    timed = [_Timed(c) for c in clients]
-    rounds = [_one_round(timed, w, lay, ctx, server_ctx, cs, cfp, int(batch_ciphertexts))
+    now = CLOCKS[clock]
+    timed = [_Timed(c, now) for c in clients]
+    rounds = [_one_round(timed, w, lay, ctx, server_ctx, cs, cfp, int(batch_ciphertexts), now)
               for _ in range(int(repeats))]
     res = dict(rounds[0])
     for k in _TIMING_KEYS:
@@ -1057,7 +1071,8 @@ def measure_overhead(update: Mapping[str, torch.Tensor] | Sequence[Mapping[str, 
     plain_round = res["plain_client_s"] + res["plain_server_s"]
     res.update({
         "device": device_string(), "params": params.to_dict(), "tenseal": ts.__version__,
-        "n_clients": n, "weights": w, "repeats": int(repeats), "n_tensors": len(lay.names),
+        "n_clients": n, "weights": w, "repeats": int(repeats), "clock": clock,
+        "n_tensors": len(lay.names),
         "n_entries": lay.n_entries, "n_encrypted": lay.n_encrypted,
         "ratio_encrypted": ratio(lay.n_encrypted, lay.n_entries), "chunk_slots": cs,
         "slot_utilisation": ratio(lay.n_encrypted, res["n_ciphertexts"] * cs),

@@ -195,7 +195,7 @@ def _peak_rss_bytes() -> int:
 
 def _row(wc: dict, ratio: float, r: dict, ov: dict, slots: list[str], mask_slot: str) -> dict:
     p = r["params"]
-    keep = ("n_clients", "repeats", "n_tensors", "n_entries", "n_encrypted", "ratio_encrypted",
+    keep = ("n_clients", "repeats", "clock", "n_tensors", "n_entries", "n_encrypted", "ratio_encrypted",
             "chunk_slots", "n_ciphertexts", "slot_utilisation", "public_context_bytes",
             "client_encrypt_s", "client_plain_part_s", "client_ckks_s", "ciphertext_bytes",
             "plain_part_bytes", "message_bytes", "aggregate_ciphertext_bytes",
@@ -241,7 +241,8 @@ def overhead_job(smk: Any, device: torch.device) -> dict:
         ratio = parse_ratio(Path(path).name.removesuffix(".safetensors"))
         mask, _ = load_mask(path)
         r = he.measure_overhead(clients, mask, params, ctx=ctx, repeats=int(ov.get("repeats", 1)),
-                                batch_ciphertexts=int(ov.get("batch_ciphertexts", 256)))
+                                batch_ciphertexts=int(ov.get("batch_ciphertexts", 256)),
+                                clock=ov.get("clock", "process"))
         row = _row(wc, ratio, r, ov, slots, mask_slot)
         row["keygen_s"] = keygen_s
         rows.append(row)

@@ -36,7 +36,7 @@ MB = 1e6
 
 TIDY_COLUMNS = [
     "model", "dataset", "metric", "ratio", "n_entries", "n_encrypted", "ratio_encrypted",
-    "n_ciphertexts", "n_clients", "repeats", "client_encrypt_s", "client_plain_part_s",
+    "n_ciphertexts", "n_clients", "repeats", "clock", "client_encrypt_s", "client_plain_part_s",
     "client_ckks_s", "server_aggregate_s", "server_ciphertext_sum_s", "server_plain_sum_s",
     "decrypt_s", "he_round_s", "plain_client_s", "plain_server_s", "plain_round_s",
     "ciphertext_bytes", "message_bytes", "plain_update_bytes",
@@ -106,10 +106,13 @@ def _caption(rows: list[dict]) -> tuple[str, list[str]]:
     slots = _one(rows, "client_slots")
     mask_slots = _one(rows, "mask_slot")
     chunk = _one(rows, "chunk_slots")
+    clocks = _one(rows, "clock")
+    clock_text = {"process": "CPU seconds of the job's process", "wall": "elapsed seconds"}
     title = (f"HE overhead of selective encryption: one FedAvg round of {'/'.join(map(str, ns))} clients, "
              f"CKKS (TenSEAL {'/'.join(tenseal)}) with ring N = {'/'.join(map(str, rings))}, coefficient "
              f"moduli [{'; '.join(moduli)}] bits, scale 2^{'/'.join(map(str, scales))}; measured on "
-             f"{' and '.join(devices)} (one thread), median of {'/'.join(map(str, reps))} round(s)")
+             f"{' and '.join(devices)}, one thread, median of {'/'.join(map(str, reps))} round(s); times are "
+             f"{' / '.join(clock_text.get(c, str(c)) for c in clocks)}")
     err = max((float(r["max_abs_error_encrypted"]) for r in rows
                if not is_missing(r.get("max_abs_error_encrypted")) and r.get("n_encrypted")), default=None)
     notes = [
