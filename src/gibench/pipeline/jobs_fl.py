@@ -462,6 +462,7 @@ def fl_train_job(smk: Any, device: torch.device) -> dict:
                 shutil.copy2(src, dst)
             kept += 1
     store.clear()          # the resume state is only for interrupted jobs
+    # (its empty parent folders stay: removing them could race with a parallel job creating its own)
     secs = result.seconds_per_round
     say(f"fl done: {result.last_round} rounds ({result.stop_reason}), best round {result.best_round}: "
         f"test acc {100 * summary['test_acc_best']:.2f}% (final {100 * summary['test_acc_final']:.2f}%); "
