@@ -49,6 +49,10 @@ def test_overhead_defaults_and_targets():
     jobs = list(OV.overhead_jobs(cfg))
     assert [j[3] for j in jobs] == ["grad", "random", "any"]
     assert OV.client_slots(cfg) == ["s000", "s000"]           # 1 victim slot, 2 clients
+    study = "selective_encryption"
+    assert OV.ratios_for(cfg, study, "grad") == [0.1, 0.5]
+    assert OV.ratios_for(cfg, study, "any") == [0.0, 1.0]
+    assert OV.ratios_for(cfg, study, "attn") == [0.1]           # a selector: one mask, measured once
     targets = T.all_targets(cfg)
     assert TABLE_MD in targets and FIG + ".png" in targets
     assert list(OV.overhead_jobs(validate(micro({"models": ["lenet"]})))) == jobs
@@ -73,6 +77,48 @@ def test_bad_overhead_config_names_the_key(overhead, message):
     with pytest.raises(gconfig.ConfigError, match="overhead") as e:
         validate(micro(overhead))
     assert message in str(e.value)
+
+
+# ------------------------------------------------------------------ table from measured rows (fast)
+
+def test_table_from_measured_rounds(tmp_path):
+    """Rows measured on a small update: order, shared ratio-0/1 rows, comparisons with full HE."""
+    import torch
+
+    from gibench import he
+    from gibench.tables.he_overhead import TIDY_COLUMNS, he_overhead_table
+
+    g = torch.Generator().manual_seed(0)
+    shapes = {"a": (64, 100), "b": (100,), "c": (30, 300)}        # 15,500 entries
+    clients = [{n: torch.randn(s, generator=g) for n, s in shapes.items()} for _ in range(2)]
+    ctx = he.make_context()
+    cases = [("any", 0.0), ("grad", 0.5), ("attn", 0.1), ("any", 1.0)]
+    rows = []
+    for metric, ratio in cases:
+        bits = {n: torch.rand(s, generator=g) < ratio for n, s in shapes.items()}
+        if metric == "attn":                               # a selector: one whole tensor
+            bits = {n: torch.full(s, n == "c", dtype=torch.bool) for n, s in shapes.items()}
+        r = he.measure_overhead(clients, bits, ctx=ctx)
+        wc = {"study": "selective_encryption", "dataset": "cifar100", "model": "lenet", "metric": metric}
+        rows.append(OV._row(wc, ratio, r, {}, ["s000", "s001"], "s000"))
+    cfg = {"cases": [{"model": "lenet", "dataset": "cifar100"}],
+           "significance": {"metrics": ["grad", "attn"]}}
+    doc = he_overhead_table(list(reversed(rows)), cfg)
+    assert [(t["metric"], t["ratio"]) for t in doc.tidy] == [("any", 0.0), ("attn", 0.1), ("grad", 0.5),
+                                                            ("any", 1.0)]
+    full = rows[-1]
+    for t, r in zip(doc.tidy, [rows[0], rows[2], rows[1], rows[3]]):
+        assert t["fraction_of_full_he_bytes"] == pytest.approx(r["message_bytes"] / full["message_bytes"])
+        assert t["fraction_of_full_he_time"] == pytest.approx(r["he_round_s"] / full["he_round_s"])
+    assert doc.tidy[-1]["fraction_of_full_he_time"] == 1.0
+    assert doc.tidy[1]["n_encrypted"] == 30 * 300                 # the selector's own fraction
+    assert doc.body[1][1] == "selector" and doc.body[1][3] == "9,000 (58.1%)"
+    assert doc.body[0][2] == "any (shared)" and doc.body[0][4] == "0"
+    assert set(doc.tidy_columns) == set(TIDY_COLUMNS)
+    md = doc.to_markdown()
+    assert "2 clients" in md and "CPU seconds of the job's process" in md
+    paths = doc.write(tmp_path)
+    assert [p.name for p in paths] == ["he_overhead.csv", "he_overhead.md"]
 
 
 # ------------------------------------------------------------------ micro run (slow)

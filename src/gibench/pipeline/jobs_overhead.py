@@ -78,10 +78,16 @@ def overhead_ratios(config: dict, study: str = STUDY) -> list[float]:
 
 
 def ratios_for(config: dict, study: str, metric: str) -> list[float]:
+    """Ratios measured under ``metric``: 0/1 under ``any``, the interior ones otherwise; a
+    layer selector (``attn``, ``onefifth_i``) makes the same mask at every ratio, so it is
+    measured once, at the smallest interior ratio (the rows give the real fraction)."""
+    from ..significance.selectors import SELECTORS
+
     rs = overhead_ratios(config, study)
     if metric == P.ANY_METRIC:
         return [r for r in rs if r in (0.0, 1.0)]
-    return [r for r in rs if 0.0 < r < 1.0]
+    inner = [r for r in rs if 0.0 < r < 1.0]
+    return inner[:1] if metric in SELECTORS else inner
 
 
 def client_slots(config: dict, study: str = STUDY) -> list[str]:

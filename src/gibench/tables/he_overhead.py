@@ -10,7 +10,7 @@ ratios 0 and 1 are measured once under metric ``any`` and shared by every metric
   against the plaintext update (4 B per entry, fp32) and the plaintext round, and against
   full encryption (ratio 1) of the same model.
 * **Figure** ``he_cost_vs_protection``: one row per (model, dataset); panels: HE round time
-  (client + server + decryption) vs ratio, bytes sent per client vs ratio (the plaintext
+  (client + server + decryption) vs the fraction of entries encrypted, bytes sent per client vs ratio (the plaintext
   update's size drawn as a line), and -- when the study ran attacks -- the protection
   metric vs ratio for each attack (mean over samples of the kept restart, threshold
   drawn).  The same x axis and colours, so cost and protection read side by side.
@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from ..significance.selectors import SELECTORS
 from .figures import FORMATS, _colors, _figure, save_figure
 from .render import TableDoc, decimals_for, display, fmt_ratio
 from .select import SHARED_METRIC, as_records, is_missing, modality_of, ratio_key
@@ -106,7 +107,7 @@ def _caption(rows: list[dict]) -> tuple[str, list[str]]:
     slots = _one(rows, "client_slots")
     mask_slots = _one(rows, "mask_slot")
     chunk = _one(rows, "chunk_slots")
-    clocks = _one(rows, "clock")
+    clocks = _one(rows, "clock") or ["wall"]
     clock_text = {"process": "CPU seconds of the job's process", "wall": "elapsed seconds"}
     title = (f"HE overhead of selective encryption: one FedAvg round of {'/'.join(map(str, ns))} clients, "
              f"CKKS (TenSEAL {'/'.join(tenseal)}) with ring N = {'/'.join(map(str, rings))}, coefficient "
@@ -155,8 +156,10 @@ def he_overhead_table(rows: Any, config: Mapping[str, Any]) -> TableDoc:
                     "fraction_of_full_he_bytes": frac_b, "status": r.get("status", "ok")})
         tidy.append(rec)
         metric = "any (shared)" if r["metric"] == SHARED_METRIC else display(r["metric"])
-        body.append([f"{display(r['model'])} ({display(r['dataset'])})", fmt_ratio(ratio_key(r["ratio"])),
-                     metric, f"{int(r['n_encrypted']):,}", str(int(r["n_ciphertexts"])),
+        shown_ratio = "selector" if r["metric"] in SELECTORS else fmt_ratio(ratio_key(r["ratio"]))
+        body.append([f"{display(r['model'])} ({display(r['dataset'])})", shown_ratio,
+                     metric, f"{int(r['n_encrypted']):,} ({_pct(r['n_encrypted'] / r['n_entries'])})",
+                     str(int(r["n_ciphertexts"])),
                      _sig(r["client_encrypt_s"]), _sig(r["server_aggregate_s"]), _sig(r["decrypt_s"]),
                      _sig(r["message_bytes"] / MB), _sig(r["ratio_message_bytes_to_plain"]),
                      _sig(r["ratio_round_time_to_plain"]), f"{_pct(frac_t)} / {_pct(frac_b)}"])
@@ -175,10 +178,12 @@ def build_he_overhead_table(*, overhead_path: Any, config: Mapping[str, Any], ou
 # ------------------------------------------------------------------ figure
 
 def _cost_curves(rows: list[dict], metrics: list[str], column: str) -> dict[str, tuple[list, list]]:
-    """metric -> (ratios, values), the shared ratio-0/1 rows joined to every metric."""
+    """metric -> (encrypted fractions, values), the shared ratio-0/1 rows joined to every
+    metric.  x is the fraction actually encrypted (= the ratio for top-k masks; a layer
+    selector's own fraction)."""
     out = {}
     for m in metrics:
-        pts = {ratio_key(r["ratio"]): float(r[column]) for r in rows
+        pts = {r["n_encrypted"] / r["n_entries"]: float(r[column]) for r in rows
                if r["metric"] in (m, SHARED_METRIC) and not is_missing(r.get(column))}
         xs = sorted(pts)
         out[m] = (xs, [pts[x] for x in xs])
