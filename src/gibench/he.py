@@ -1001,9 +1001,9 @@ def measure_overhead(update: Mapping[str, torch.Tensor] | Sequence[Mapping[str, 
     Times are CPU seconds of this process (``clock="process"``, the default: stable on a
     shared machine, equal to elapsed time on an idle core since the work is single-threaded)
     or elapsed seconds (``clock="wall"``).  Reading tensors from disk is not counted, nor a
-    warm-up round trip of one ciphertext before the measured rounds.  With ``repeats > 1`` every timing is the
-    median over the repeated rounds (sizes and errors are identical across repeats, up to
-    CKKS noise for the errors: the maximum is reported).  Correctness is checked on the
+    warm-up round trip of one ciphertext before the measured rounds.  With ``repeats > 1``
+    every timing is the median over the repeated rounds (sizes are identical across
+    repeats; for the errors, which vary with the CKKS noise, the maximum is reported).  Correctness is checked on the
     fly: ``max_abs_error_encrypted`` (decrypted sums vs the float64 weighted sums of the
     masked entries) and ``max_abs_error_plain_part``.
     """
@@ -1028,11 +1028,12 @@ def measure_overhead(update: Mapping[str, torch.Tensor] | Sequence[Mapping[str, 
     for i, c in enumerate(clients):
         lay.check_update(c, f"client {i} update")
 
+    now = CLOCKS[clock]
     keygen_s = None
     if ctx is None:
-        t0 = time.perf_counter()
+        t0 = now()
         ctx = make_context(params, seed)
-        keygen_s = time.perf_counter() - t0
+        keygen_s = now() - t0
     elif not ctx.is_private():
         raise HEError("measure_overhead needs the secret context (it also decrypts)")
     check_context_params(ctx, params)
@@ -1051,7 +1052,6 @@ def measure_overhead(update: Mapping[str, torch.Tensor] | Sequence[Mapping[str, 
     warm = np.zeros(slots)
     ct = ts.ckks_vector(ctx, warm).serialize()
     decrypt_ciphertext(ctx, sum_ciphertexts(server_ctx, [ct, ct]))
-    now = CLOCKS[clock]
     timed = [_Timed(c, now) for c in clients]
     rounds = [_one_round(timed, w, lay, ctx, server_ctx, cs, cfp, int(batch_ciphertexts), now)
               for _ in range(int(repeats))]
