@@ -1,0 +1,206 @@
+# Study concealed_samples (DCS², Wu et al. AAAI 2024): public pool and priors, the server's
+# imprinted model, the client's defended update, attacks (GPU jobs on clusters: cs_attack),
+# metrics, FedAvg accuracies, tables and the reconstruction grid. Job functions:
+# gibench.pipeline.jobs_cs; the data flow is drawn in its module docstring.
+from gibench.pipeline import jobs_cs as CS
+
+
+wildcard_constraints:
+    server="honest|imprint",
+    cohort="iid|noniid",
+
+
+rule cs_public:
+    input:
+        unpack(lambda wc: CS.public_inputs(config, wc)),
+    output:
+        CS.CS_PUBLIC,
+    params:
+        public=lambda wc: CS.cs(config).get("public", {}).get(wc.dataset),
+    log:
+        "logs/cs_public/{dataset}.json",
+    script:
+        "../workflow/scripts/cs_public.py"
+
+
+rule cs_class_means:
+    input:
+        public=CS.CS_PUBLIC,
+    output:
+        CS.CS_MEANS,
+    params:
+        inputs=lambda wc: CS.cs(config).get("inputs", {}).get(wc.dataset),
+    log:
+        "logs/cs_class_means/{dataset}.json",
+    script:
+        "../workflow/scripts/cs_class_means.py"
+
+
+rule cs_generator:
+    input:
+        public=CS.CS_PUBLIC,
+    output:
+        generator=CS.CS_GEN,
+        log=CS.CS_GEN_LOG,
+    params:
+        generator=lambda wc: CS.cs(config).get("generator"),
+    log:
+        "logs/cs_generator/{dataset}.json",
+    script:
+        "../workflow/scripts/cs_generator.py"
+
+
+rule cs_server_model:
+    # the malicious server's model: its imprint block in front of the initial model
+    input:
+        weights=CS.CS_INIT,
+    output:
+        weights=CS.CS_SERVER,
+        info=CS.CS_SERVER_INFO,
+    wildcard_constraints:
+        server="imprint",
+    params:
+        attacks=lambda wc: CS.cs(config)["attacks"],
+    log:
+        "logs/cs_server_model/{dataset}/{model}/{server}.json",
+    script:
+        "../workflow/scripts/cs_server_model.py"
+
+
+rule cs_gradient:
+    input:
+        unpack(lambda wc: CS.gradient_inputs(config, wc)),
+    output:
+        gradient=CS.CS_GRAD,
+        knowledge=CS.CS_KNOW,
+        secrets=CS.CS_SECRETS,
+    wildcard_constraints:
+        defense="[a-z0-9_+.-]+",
+    params:
+        defense=lambda wc: CS.gradient_rule_params(config, wc),
+    log:
+        "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.json",
+    script:
+        "../workflow/scripts/cs_gradient.py"
+
+
+rule cs_attack:
+    input:
+        unpack(lambda wc: CS.attack_inputs(config, wc)),
+    output:
+        recon=CS.CS_ATTACK,
+        trace=CS.CS_TRACE,
+    wildcard_constraints:
+        defense="[a-z0-9_+.-]+",
+    params:
+        attack=lambda wc: CS.attack_rule_params(config, wc),
+    log:
+        "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.json",
+    script:
+        "../workflow/scripts/cs_attack.py"
+
+
+rule cs_metrics:
+    input:
+        unpack(lambda wc: CS.metrics_inputs(config, wc)),
+    output:
+        CS.CS_METRICS,
+    wildcard_constraints:
+        defense="[a-z0-9_+.-]+",
+    params:
+        evaluation=lambda wc: CS.cs(config).get("evaluation"),
+    log:
+        "logs/cs_metrics/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.json",
+    script:
+        "../workflow/scripts/cs_metrics.py"
+
+
+rule cs_gather:
+    input:
+        lambda wc: CS.metric_files(config),
+    output:
+        CS.CS_ALL,
+    log:
+        "logs/cs_gather/metrics.json",
+    script:
+        "../workflow/scripts/cs_gather.py"
+
+
+rule cs_fl:
+    input:
+        lambda wc: T.dataset_inputs(config, wc.dataset),
+    output:
+        accuracy=CS.CS_FL_ACC,
+        curve=CS.CS_FL_CURVE,
+    wildcard_constraints:
+        defense="[a-z0-9_+.-]+",
+        seed="[0-9]+",
+    params:
+        run=lambda wc: CS.fl_params(config, wc.dataset, wc.model, wc.cohort, wc.defense),
+    log:
+        "logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.json",
+    script:
+        "../workflow/scripts/cs_fl.py"
+
+
+rule cs_fl_gather:
+    input:
+        lambda wc: CS.fl_files(config),
+    output:
+        CS.CS_FL_ALL,
+    log:
+        "logs/cs_fl_gather/accuracy.json",
+    script:
+        "../workflow/scripts/cs_fl_gather.py"
+
+
+rule cs_table:
+    input:
+        unpack(lambda wc: CS.table_inputs(config, wc.table)),
+    output:
+        csv=CS.CS_TABLE.replace("{ext}", "csv"),
+        md=CS.CS_TABLE.replace("{ext}", "md"),
+    wildcard_constraints:
+        table="table[0-9]+",
+    params:
+        settings=lambda wc: {k: CS.cs(config).get(k) for k in ("cases", "unavailable", "restarts", "utility", "evaluation")},
+    log:
+        "logs/cs_table/{table}.json",
+    script:
+        "../workflow/scripts/cs_table.py"
+
+
+rule cs_figure:
+    input:
+        unpack(lambda wc: CS.figure_inputs(config, wc.figure)),
+    output:
+        png=CS.CS_FIGURE.replace("{ext}", "png"),
+        pdf=CS.CS_FIGURE.replace("{ext}", "pdf"),
+    wildcard_constraints:
+        figure="fig[0-9]+",
+    log:
+        "logs/cs_figure/{figure}.json",
+    script:
+        "../workflow/scripts/cs_figure.py"
+
+
+rule cs_download_weights:
+    # localrule: torchvision's ImageNet ResNet-18 (models.resnet18.pretrained), login node has internet
+    output:
+        config["hub_dir"] + "/torch/{file}",
+    wildcard_constraints:
+        file="resnet18-[0-9a-f]+[.]pth",
+    log:
+        "logs/cs_download_weights/{file}.json",
+    script:
+        "../workflow/scripts/cs_download_weights.py"
+
+
+localrules:
+    cs_download_weights,
+
+
+# results/tables/concealed_samples/tableN.* and results/figures/concealed_samples/figN.* also
+# match the generic table/figure rules' patterns
+ruleorder: cs_table > table
+ruleorder: cs_figure > figure

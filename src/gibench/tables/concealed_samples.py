@@ -1,0 +1,335 @@
+"""Tables 1-7, 9-11 and the reconstruction grid (Fig. 2) of the concealed-samples study
+(DCS², Wu et al. AAAI 2024).
+
+Each table is a list of *blocks* (dataset, attack, cohort, defenses as rows, metric
+columns), laid out like the paper's.  A cell is the mean ± standard deviation (population,
+ddof 0) over the victims of the per-victim best restart (lowest attacker loss; DCS-2 runs one
+restart); accuracy cells come from the study's FedAvg runs (mean over seeds, in percent).
+Next to every measured column the paper's value (its mean) is shown for comparison.  A
+block whose dataset is not in ``cases`` shows "not run" with the reason (e.g. CelebA cannot
+be downloaded here); accuracy columns say "not computed" when the study has no ``utility``
+runs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .. import io
+from .render import TableDoc, fmt_mean_std
+
+STUDY = "concealed_samples"
+BASE = ("none", "dp_gaussian", "prune", "soteria", "dcs2")
+LABEL = {"none": "None", "dp_gaussian": "DP-Gaussian", "prune": "Prune", "soteria": "Soteria", "dcs2": "DCS²",
+         "prune+dcs2": "Prune&DCS²", "ats": "ATS", "dcs2_lg05": "DCS² (λg = 0.5)", "dcs2_lg10": "DCS² (λg = 1.0)",
+         "dcs2_start_proxy_mixup": "DCS² (MNIST ✓, Noise ✗, MixUP ✓)", "dcs2_start_mixup": "DCS² (MNIST ✗, Noise ✗, MixUP ✓)",
+         "dcs2_start_noise": "DCS² (MNIST ✗, Noise ✓, MixUP ✗)", "dcs2_start_cifar10": "DCS² (start points from CIFAR-10)"}
+DATASET = {"mnist": "MNIST", "cifar10": "CIFAR10", "celeba": "CelebA", "tiny_imagenet": "TinyImageNet"}
+ATTACK = {"gs": "GS", "adaptive": "adaptive GS (class-average init)", "ggl": "GGL", "imprint": "Imprint"}
+COLUMN = {"psnr": "PSNR↓", "ssim": "SSIM↓", "lpips": "LPIPS↑", "acc_sensitive": "Acc↑ (Sensitive Data)",
+          "acc_test": "Acc↑ (Test set)"}
+ACC = ("acc_sensitive", "acc_test")
+
+
+@dataclass(frozen=True)
+class Block:
+    dataset: str
+    attack: str
+    defenses: tuple[str, ...]
+    columns: tuple[str, ...]
+    cohort: str = "iid"
+    #: the paper's means, defense -> one value per column
+    paper: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    title: str
+    blocks: tuple[Block, ...]
+
+
+P4 = ("psnr", "ssim", "acc_sensitive", "acc_test")
+TABLES: dict[str, Table] = {t.name: t for t in [
+    Table("table1", "Table 1: Defenses against GS attack on MNIST and CIFAR10", (
+        Block("mnist", "gs", BASE, P4, paper={"none": (59.20, 1.00, 86.98, 87.16), "dp_gaussian": (35.38, 0.83, 85.94, 86.91),
+                                              "prune": (14.13, 0.37, 85.94, 86.91), "soteria": (9.67, 0.30, 86.98, 86.94),
+                                              "dcs2": (7.84, 0.17, 86.98, 86.98)}),
+        Block("cifar10", "gs", BASE, P4, paper={"none": (20.41, 0.73, 90.35, 80.41), "dp_gaussian": (12.34, 0.28, 77.19, 79.65),
+                                                "prune": (11.26, 0.22, 77.80, 79.51), "soteria": (11.48, 0.29, 84.70, 79.76),
+                                                "dcs2": (8.04, 0.15, 80.39, 79.79)}))),
+    Table("table2", "Table 2: Defenses against GGL attack on CelebA and Imprint attack on TinyImageNet", (
+        Block("celeba", "ggl", BASE, P4, paper={"none": (19.92, 0.75, 100.0, 93.79), "dp_gaussian": (13.95, 0.44, 90.51, 93.19),
+                                               "prune": (9.57, 0.24, 91.41, 93.25), "soteria": (8.89, 0.24, 100.0, 93.86),
+                                               "dcs2": (8.24, 0.17, 100.0, 94.31)}),
+        Block("tiny_imagenet", "imprint", BASE, ("ssim", "lpips", "acc_sensitive", "acc_test"),
+              paper={"none": (1.00, 0.00, 73.94, 66.41), "dp_gaussian": (1.00, 0.00, 53.28, 65.65),
+                     "prune": (0.91, 0.16, 52.77, 65.73), "soteria": (1.00, 0.00, 41.84, 52.06),
+                     "dcs2": (0.79, 0.22, 59.88, 65.68)}))),
+    Table("table3", "Table 3: DCS² with different λg on TinyImageNet (Imprint attack)", (
+        Block("tiny_imagenet", "imprint", ("dcs2_lg05", "dcs2", "dcs2_lg10"), ("ssim", "lpips", "acc_sensitive", "acc_test"),
+              paper={"dcs2_lg05": (0.80, 0.22, 60.33, 65.76), "dcs2": (0.79, 0.22, 59.88, 65.68),
+                     "dcs2_lg10": (0.78, 0.23, 58.54, 65.24)}),)),
+    Table("table4", "Table 4: Defend against adaptive attacks (GS initialised with the class-average image, MNIST)", (
+        Block("mnist", "adaptive", ("none", "dcs2"), ("psnr", "ssim"),
+              paper={"none": (59.22, 1.00), "dcs2": (7.87, 0.18)}),)),
+    Table("table5", "Table 5: Different start points on MNIST (GS attack)", (
+        Block("mnist", "gs", ("dcs2_start_proxy_mixup", "dcs2", "dcs2_start_mixup", "dcs2_start_noise"), P4,
+              paper={"dcs2_start_proxy_mixup": (7.97, 0.18, 86.56, 86.99), "dcs2": (7.84, 0.17, 86.98, 86.98),
+                     "dcs2_start_mixup": (7.69, 0.18, 86.98, 86.99), "dcs2_start_noise": (7.40, 0.16, 85.94, 86.94)}),)),
+    Table("table6", "Table 6: Start points from CIFAR10 for CelebA (GGL attack)", (
+        Block("celeba", "ggl", ("none", "dcs2_start_cifar10"), ("psnr", "ssim", "acc_test"),
+              paper={"none": (19.92, 0.75, 93.79), "dcs2_start_cifar10": (8.68, 0.18, 94.13)}),)),
+    Table("table7", "Table 7: Combination of defenses (GS attack, MNIST)", (
+        Block("mnist", "gs", ("prune", "dcs2", "prune+dcs2"), P4,
+              paper={"prune": (14.13, 0.37, 85.94, 86.91), "dcs2": (7.84, 0.17, 86.98, 86.98),
+                     "prune+dcs2": (6.08, 0.12, 86.15, 86.92)}),)),
+    Table("table9", "Table 9: Defenses against GS attack on CIFAR10: ATS vs DCS²", (
+        Block("cifar10", "gs", ("ats", "dcs2"), P4,
+              paper={"ats": (19.68, 0.59, 67.99, 75.70), "dcs2": (8.04, 0.15, 80.39, 79.79)}),)),
+    Table("table10", "Table 10: Against GS attack on MNIST in the non-IID setting", (
+        Block("mnist", "gs", BASE, P4, cohort="noniid",
+              paper={"none": (57.50, 1.00, 89.84, 76.60), "dp_gaussian": (34.73, 0.83, 83.59, 75.75),
+                     "prune": (14.49, 0.39, 83.59, 75.75), "soteria": (7.28, 0.23, 85.42, 75.92),
+                     "dcs2": (7.27, 0.16, 89.32, 75.19)}),)),
+    Table("table11", "Table 11: Defend against adaptive attacks on MNIST", (
+        Block("mnist", "adaptive", BASE, ("psnr", "ssim"),
+              paper={"none": (59.22, 1.00), "dp_gaussian": (35.28, 0.82), "prune": (14.23, 0.37),
+                     "soteria": (9.94, 0.31), "dcs2": (7.87, 0.18)}),)),
+    Table("fig2", "Figure 2: example reconstructions (GS on MNIST and CIFAR10, GGL on CelebA, Imprint on TinyImageNet)", (
+        Block("mnist", "gs", BASE, ()), Block("cifar10", "gs", BASE, ()), Block("celeba", "ggl", BASE, ()),
+        Block("tiny_imagenet", "imprint", BASE, ()))),
+]}
+
+
+def _cs(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    return config["studies"][STUDY]
+
+
+def needed_blocks(config: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(dataset, model, attack, cohort, defense) every requested table/figure needs, in order."""
+    c = _cs(config)
+    out: list[tuple[str, str, str, str, str]] = []
+    for t in c["tables"]:
+        for blk in TABLES[t].blocks:
+            if blk.dataset not in c["cases"]:
+                continue
+            for dfn in blk.defenses:
+                key = (blk.dataset, c["cases"][blk.dataset], blk.attack, blk.cohort, dfn)
+                if key not in out:
+                    out.append(key)
+    return out
+
+
+def grid_cells(config: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    c = _cs(config)
+    return [(b.dataset, c["cases"][b.dataset], b.attack, b.cohort, d)
+            for b in TABLES["fig2"].blocks if b.dataset in c["cases"] for d in b.defenses]
+
+
+# ---------------------------------------------------------------------- cells
+
+def _records(path: Any) -> list[dict]:
+    if path is None:
+        return []
+    t, _ = io.load_table(path)
+    return t.to_pylist() if t.num_rows else []
+
+
+def best_per_victim(rows: Iterable[dict]) -> list[dict]:
+    """One row per victim: the restart with the lowest attacker loss (NaN losses last)."""
+    by: dict[str, dict] = {}
+    for r in rows:
+        key = r["slot"]
+        loss = r.get("attacker_loss")
+        score = loss if loss is not None and math.isfinite(loss) else math.inf
+        if key not in by or score < by[key][0]:
+            by[key] = (score, r)
+    return [v[1] for _, v in sorted(by.items())]
+
+
+def _mean_std(vals: Sequence[float]) -> tuple[float, float, int]:
+    v = np.asarray([x for x in vals if x is not None and not (isinstance(x, float) and math.isnan(x))], np.float64)
+    if len(v) == 0:
+        return float("nan"), float("nan"), 0
+    if np.isinf(v).any():
+        return float(v.mean()), float("nan"), int(len(v))
+    return float(v.mean()), float(v.std(ddof=0)), int(len(v))
+
+
+def _fmt(mean: float, std: float, column: str) -> str:
+    if math.isinf(mean):
+        return "inf (exact)"
+    if column in ACC:
+        return f"{mean:.2f} ± {std:.2f}" if math.isfinite(std) else f"{mean:.2f}"
+    return fmt_mean_std(mean, std, sig=2, min_decimals=2)
+
+
+def cells(table: str, metric_rows: list[dict], acc_rows: list[dict], config: Mapping[str, Any]) -> list[dict]:
+    c = _cs(config)
+    u = c.get("utility") or {}
+    util = bool(u) and u.get("enabled", True)
+    report = u.get("report", "final")
+    suffix = "best" if report == "best_val" else "final"
+    out = []
+    for bi, blk in enumerate(TABLES[table].blocks):
+        model = c["cases"].get(blk.dataset)
+        for dfn in blk.defenses:
+            for ci, col in enumerate(blk.columns):
+                paper = blk.paper.get(dfn, (None,) * len(blk.columns))[ci]
+                cell = {"table": table, "block": bi, "dataset": blk.dataset, "model": model, "attack": blk.attack,
+                        "cohort": blk.cohort, "defense": dfn, "column": col, "mean": None, "std": None, "n": 0,
+                        "paper": paper, "status": "ok", "note": ""}
+                if model is None:
+                    reason = c.get("unavailable", {}).get(blk.dataset, f"{blk.dataset} is not in studies.{STUDY}.cases")
+                    cell.update(status="not run", note=reason)
+                elif col in ACC:
+                    if not util:
+                        cell.update(status="not computed", note="no FedAvg runs (studies.concealed_samples.utility is off)")
+                    elif blk.dataset not in u.get("datasets", list(c["cases"])):
+                        cell.update(status="not computed", note=f"utility.datasets leaves out {blk.dataset}")
+                    else:
+                        rs = [r for r in acc_rows if r.get("dataset") == blk.dataset and r.get("cohort") == blk.cohort
+                              and r.get("defense") == dfn]
+                        key = "protected_acc_" + suffix if col == "acc_sensitive" else "test_acc_" + suffix
+                        m, s, n = _mean_std([100.0 * float(r[key]) for r in rs])
+                        cell.update(mean=m, std=s, n=n, status="ok" if n else "missing",
+                                    note="" if n else "no FedAvg run found")
+                else:
+                    rs = [r for r in metric_rows if r.get("dataset") == blk.dataset and r.get("attack") == blk.attack
+                          and r.get("cohort") == blk.cohort and r.get("defense") == dfn]
+                    failed = [r for r in rs if r.get("status") not in ("ok",)]
+                    best = best_per_victim(r for r in rs if r.get("status") == "ok")
+                    vals = [r.get(col) for r in best]
+                    if col == "lpips" and best and all(v is None for v in vals):
+                        cell.update(status="unavailable", note=str(best[0].get("lpips_status")), n=len(best))
+                    else:
+                        m, s, n = _mean_std([v for v in vals if v is not None])
+                        cell.update(mean=m, std=s, n=n, status="ok" if n else "missing",
+                                    note=(f"{len(failed)} attack(s) failed" if failed else ""))
+                out.append(cell)
+    return out
+
+
+def _cell_text(cell: dict) -> str:
+    if cell["status"] == "ok" and cell["mean"] is not None:
+        return _fmt(cell["mean"], cell["std"], cell["column"])
+    return {"not run": "not run", "not computed": "not computed", "unavailable": "unavailable",
+            "missing": "missing"}.get(cell["status"], cell["status"])
+
+
+def _paper_text(v: float | None, col: str) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.2f}"
+
+
+def table_doc(table: str, metric_rows: list[dict], acc_rows: list[dict], config: Mapping[str, Any]) -> TableDoc:
+    spec = TABLES[table]
+    cl = cells(table, metric_rows, acc_rows, config)
+    header = ["Defense"]
+    for blk in spec.blocks:
+        for col in blk.columns:
+            header += [f"{DATASET.get(blk.dataset, blk.dataset)} {COLUMN[col]}", "paper"]
+    rows_order: list[str] = []
+    for blk in spec.blocks:
+        for d in blk.defenses:
+            if d not in rows_order:
+                rows_order.append(d)
+    body = []
+    for d in rows_order:
+        row = [LABEL.get(d, d)]
+        for bi, blk in enumerate(spec.blocks):
+            for col in blk.columns:
+                cell = next((x for x in cl if x["block"] == bi and x["defense"] == d and x["column"] == col), None)
+                row += ["", ""] if cell is None else [_cell_text(cell), _paper_text(cell["paper"], col)]
+        body.append(row)
+    notes = []
+    c = _cs(config)
+    for bi, blk in enumerate(spec.blocks):
+        bc = [x for x in cl if x["block"] == bi]
+        ns = sorted({x["n"] for x in bc if x["column"] not in ACC and x["status"] == "ok"})
+        where = f"{DATASET.get(blk.dataset, blk.dataset)} ({ATTACK.get(blk.attack, blk.attack)}, {blk.cohort})"
+        if bc and bc[0]["status"] == "not run":
+            notes.append(f"{where}: not run — {bc[0]['note']}.")
+            continue
+        model = c["cases"][blk.dataset]
+        notes.append(f"{where}: model {model}; mean ± std over {', '.join(map(str, ns)) or '0'} sensitive image(s), "
+                     f"one attack each (best of {c.get('restarts', 1)} restart(s) by attacker loss).")
+        reasons = sorted({x["note"] for x in bc if x["note"] and x["status"] != "ok" or (x["status"] == "ok" and x["note"])})
+        for r in reasons:
+            notes.append(f"{where}: {r}.")
+    notes.append("'paper' columns: the published means (Wu et al., AAAI 2024) for comparison. PSNR and SSIM are "
+                 "computed on the sensitive image, de-normalised and clamped to [0, 1]; SSIM as the DCS-2 code "
+                 "(Gaussian 11/1.5, zero padding); accuracies (%) from the study's FedAvg runs on the protected "
+                 "client's data and the held-out test set.")
+    tidy_cols = ["table", "dataset", "model", "attack", "cohort", "defense", "column", "mean", "std", "n", "paper",
+                 "status", "note"]
+    return TableDoc(name=table, title=spec.title, header=header, body=body, tidy_columns=tidy_cols, tidy=cl,
+                    notes=notes, group_columns=0)
+
+
+def build_table(table: str, metrics_path: Any, accuracy_path: Any, config: Mapping[str, Any]) -> TableDoc:
+    return table_doc(table, _records(metrics_path), _records(accuracy_path), config)
+
+
+# ---------------------------------------------------------------------- Fig. 2
+
+def _img(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0, 1)
+    return x[0] if x.shape[0] == 1 else np.transpose(x, (1, 2, 0))
+
+
+def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[str], config: Mapping[str, Any],
+               out_dir: str | Path) -> list[Path]:
+    """Rows: (dataset, attack) blocks; columns: ground truth, then one reconstruction per defense
+    (victim slot 0, restart 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from ..pipeline.jobs_cs import prep_for
+    from .figures import save_figure
+
+    recs: dict[tuple, np.ndarray] = {}
+    for p in recon_paths:
+        t, rec = io.load_tensors(p)
+        w = rec["wildcards"]
+        prep = prep_for(config, w["dataset"])
+        recs[(w["dataset"], w["attack"], w["defense"])] = prep.denormalize(t["x"]).clamp(0, 1)[0].numpy()
+    truth: dict[str, np.ndarray] = {}
+    for p in secret_paths:
+        t, rec = io.load_tensors(p)
+        w = rec["wildcards"]
+        if w["defense"] in ("none",) or w["dataset"] not in truth:
+            prep = prep_for(config, w["dataset"])
+            truth[w["dataset"]] = prep.denormalize(t["sensitive_x"]).clamp(0, 1)[0].numpy()
+    c = _cs(config)
+    blocks = [b for b in TABLES["fig2"].blocks if b.dataset in c["cases"]]
+    cols = ["Ground truth"] + [LABEL.get(d, d) for d in BASE]
+    fig, axes = plt.subplots(max(1, len(blocks)), len(cols), figsize=(1.6 * len(cols), 1.7 * max(1, len(blocks))),
+                             squeeze=False)
+    for i, b in enumerate(blocks):
+        imgs = [truth.get(b.dataset)] + [recs.get((b.dataset, b.attack, d)) for d in BASE]
+        for j, im in enumerate(imgs):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if im is not None:
+                ax.imshow(_img(im), cmap="gray" if im.shape[0] == 1 else None, vmin=0, vmax=1)
+            else:
+                ax.text(0.5, 0.5, "not run", ha="center", va="center", fontsize=7)
+            if i == 0:
+                ax.set_title(cols[j], fontsize=7)
+            if j == 0:
+                ax.set_ylabel(f"{DATASET.get(b.dataset, b.dataset)}\n{ATTACK.get(b.attack, b.attack)}", fontsize=7)
+    missing = [DATASET.get(b.dataset, b.dataset) for b in TABLES["fig2"].blocks if b.dataset not in c["cases"]]
+    if missing:
+        fig.suptitle("not run in this config: " + ", ".join(missing), fontsize=7)
+    return save_figure(fig, out_dir, figure)
