@@ -33,6 +33,7 @@ include: "rules/attack.smk"
 include: "rules/tables.smk"
 include: "rules/fl.smk"
 include: "rules/overhead.smk"
+include: "rules/concealed_samples.smk"
 
 
 rule all:

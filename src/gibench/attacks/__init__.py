@@ -37,5 +37,6 @@ Attack = Callable[..., AttackResult]
 ATTACKS: Registry[Attack] = Registry("attack")
 
 from . import ig as _ig  # noqa: E402,F401  (registers ig)
+from . import concealed as _concealed  # noqa: E402,F401  (registers gs, adaptive, imprint, ggl)
 
 __all__ = ["ATTACKS", "AttackResult", "Attack"]

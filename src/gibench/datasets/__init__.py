@@ -14,3 +14,4 @@ DATASETS: Registry[ImageDataset] = Registry("dataset")
 from . import vision as _vision  # noqa: E402,F401  (registers the entries)
 
 __all__ = ["DATASETS", "ImageDataset", "ImageSplit", "choose_victims", "DatasetUnavailable"]
+from . import celeba as _celeba  # noqa: E402,F401  (registers celeba, concealed-samples study)

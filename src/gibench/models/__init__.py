@@ -36,3 +36,4 @@ def count_parameters(model: nn.Module) -> int:
 __all__ = ["MODELS", "build_model", "count_parameters"]
 from . import text as _text  # noqa: E402,F401  (registers bert, gpt2)
 from . import defended as _defended  # noqa: E402,F401  (registers sd_cnn, sd_vit, resnet18_gn)
+from . import concealed as _concealed  # noqa: E402,F401  (registers lenet_mnist, convnet, resnet18)
