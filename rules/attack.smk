@@ -3,6 +3,7 @@
 
 rule attack:
     input:
+        unpack(lambda wc: T.attack_inputs(config, wc)),  # LAMP's LM prior checkpoint, if any
         weights=P.WEIGHTS,
         gradient=P.GRADIENT,
         knowledge=P.KNOWLEDGE,
@@ -24,6 +25,7 @@ def _metrics_inputs(wc):
         "victims": P.fmt(P.VICTIMS, dataset=wc.dataset),
         "recons": T.restart_paths(config, wc),
     }
+    inputs.update(T.metrics_inputs(config, wc))  # text: the weights (word embeddings for EmbedDist)
     backbone = T.lpips_backbone_file(config, wc.study)
     if backbone is not None:
         inputs["backbone"] = backbone

@@ -27,6 +27,9 @@ rule data:
 
 
 rule model:
+    input:
+        # a pretrained text model's downloaded checkpoint (rule download_pretrained); nothing otherwise
+        lambda wc: T.model_inputs(config, wc.study, wc.model),
     output:
         P.WEIGHTS,
     log:

@@ -13,7 +13,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
 
 # defaults that depend on other keys (not expressible as plain schema defaults)
-DEFAULT_PROTECTION = {"image": {"metric": "lpips", "op": ">=", "threshold": 0.3}}
+DEFAULT_PROTECTION = {"image": {"metric": "lpips", "op": ">=", "threshold": 0.3},
+                      "text": {"metric": "rouge1", "op": "<=", "threshold": 0.2}}   # (paper) ROUGE-1 <= 0.2
 DEFAULT_TABLE5_RATIO = 0.3
 
 
@@ -169,10 +170,16 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     except ImportError:
         ATTACKS = None
     if ATTACKS is not None:
+        from .pipeline.jobs_text import TEXT_ATTACKS  # lamp, dager: their own call convention
+
         for name, entry in se.get("attacks", {}).items():
             kind = entry.get("type", name)
-            if kind not in ATTACKS:
-                errs.append(f"config error at {pre}.attacks.{name}: unknown attack {kind!r}; known: {', '.join(ATTACKS.names())}")
+            if kind not in ATTACKS and kind not in TEXT_ATTACKS:
+                errs.append(f"config error at {pre}.attacks.{name}: unknown attack {kind!r}; known: "
+                            f"{', '.join(sorted(ATTACKS.names() + TEXT_ATTACKS.names()))}")
+    from .pipeline.jobs_text import check_text_study
+
+    errs += check_text_study(config, se)            # text cases and attacks, per-attack grids (fills text defaults)
     ev = se["evaluation"]
     ev.setdefault("protection", {})
     ev["protection"].setdefault("image", dict(DEFAULT_PROTECTION["image"]))

@@ -488,7 +488,7 @@ def run_lamp(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[st
         rec = dist(ev.grads(x, create_graph=True))
         reg = c["coeff_reg"] * (x.norm(dim=-1).mean() - init_size) ** 2
         total = rec + reg
-        tv = float(total)
+        tv = float(total.detach())
         if tv < best_total:
             best_total, best_x, best_it = tv, x.detach().clone(), it
         gz, = torch.autograd.grad(total, [z])
@@ -500,7 +500,7 @@ def run_lamp(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[st
             progress(it, tv)
         swap_now = it >= c["swap_burnin"] * c["n_steps"] and it % c["swap_every"] == 1
         if it % c["trace_every"] == 0 or swap_now:
-            trace.append({"iteration": it, "loss": tv, "rec_loss": float(rec), "reg_loss": float(reg),
+            trace.append({"iteration": it, "loss": tv, "rec_loss": float(rec.detach()), "reg_loss": float(reg.detach()),
                           "lr": lr_now, "event": "step"})
         if swap_now:
             gain = _swap_round(z, opt, full, free_pos, ev, dist, prior, c, lengths, E, allowed, pin, pin_ids, rng)

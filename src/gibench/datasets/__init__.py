@@ -12,6 +12,7 @@ from .base import ImageDataset, ImageSplit, choose_victims, DatasetUnavailable
 DATASETS: Registry[ImageDataset] = Registry("dataset")
 
 from . import vision as _vision  # noqa: E402,F401  (registers the entries)
+from . import text as _text  # noqa: E402,F401  (registers cola, sst2, rotten_tomatoes)
 
 __all__ = ["DATASETS", "ImageDataset", "ImageSplit", "choose_victims", "DatasetUnavailable"]
 from . import celeba as _celeba  # noqa: E402,F401  (registers celeba, concealed-samples study)

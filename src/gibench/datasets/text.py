@@ -1,7 +1,8 @@
 """Text datasets (CoLA, SST-2, Rotten Tomatoes), victim sampling and tokenizers.
 
-Registry: :data:`TEXT_DATASETS` maps a config name to a :class:`TextDataset`.  Two
-sources, as for the image datasets:
+The entries are registered in the one dataset registry, :data:`gibench.datasets.DATASETS`
+(``cola``, ``sst2``, ``rotten_tomatoes``; :func:`is_text_dataset` tells them from the image
+datasets, whose ``modality`` is ``image``).  Two sources, as for the image datasets:
 
 * ``bundled`` - small real slices under ``resources/text/<name>`` read with readers for
   the original formats (see ``resources/text/README.md``):
@@ -44,7 +45,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..registry import Registry
+from . import DATASETS
 from .base import DatasetUnavailable, verify_bundled
 
 LAMP_RNG_SEED = 101  # rng_seed of LAMP's and DAGER's run scripts
@@ -81,6 +82,10 @@ class TextDataset:
     label_column: str
     hub_splits: dict[str, str] = field(default_factory=dict)   # our split name -> hub split
     licence: str = ""
+    #: what the pipeline dispatches on (image datasets: "image")
+    modality: str = "text"
+    #: token sequences have no fixed shape; kept so text and image datasets share the model builder call
+    shape: tuple = ()
 
     def load(self, source: str, split: str, resources_dir: str | Path,
              hub_dir: str | Path | None = None) -> TextSplit:
@@ -95,7 +100,20 @@ class TextDataset:
         raise ValueError(f"text dataset {self.name!r}: unknown source {source!r} (bundled | hub)")
 
 
-TEXT_DATASETS: Registry[TextDataset] = Registry("text dataset")
+def is_text_dataset(ds) -> bool:
+    """True for the entries of this module (a dataset object or a registry name)."""
+    if isinstance(ds, str):
+        ds = DATASETS.get(ds)
+    return getattr(ds, "modality", "image") == "text"
+
+
+def text_dataset(name: str) -> "TextDataset":
+    """The registry entry ``name``; a clear error when it is not a text dataset."""
+    ds = DATASETS.get(name)
+    if not is_text_dataset(ds):
+        raise ValueError(f"dataset {name!r} is not a text dataset (text datasets: "
+                         f"{', '.join(n for n in DATASETS.names() if is_text_dataset(n))})")
+    return ds
 
 
 # --------------------------------------------------------------------------- readers
@@ -173,17 +191,17 @@ def _rt_bundled(folder: Path, split: str) -> TextSplit:
                      source="bundled: first 500 lines of each of rt-polarity.pos / .neg (sentence polarity v1.0, UTF-8)")
 
 
-TEXT_DATASETS.add("cola", TextDataset(
+DATASETS.add("cola", TextDataset(
     "cola", 2, ["unacceptable", "acceptable"], _cola_bundled, ("in_domain_dev",),
     hub_id="nyu-mll/glue", hub_config="cola", text_column="sentence", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
     licence="CoLA: research use (fair use, see resources/text/cola/README)"))
-TEXT_DATASETS.add("sst2", TextDataset(
+DATASETS.add("sst2", TextDataset(
     "sst2", 2, ["negative", "positive"], _sst2_bundled, ("validation",),
     hub_id="nyu-mll/glue", hub_config="sst2", text_column="sentence", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
     licence="SST-2 (GLUE): research use"))
-TEXT_DATASETS.add("rotten_tomatoes", TextDataset(
+DATASETS.add("rotten_tomatoes", TextDataset(
     "rotten_tomatoes", 2, ["negative", "positive"], _rt_bundled, ("first500",),
     hub_id="cornell-movie-review-data/rotten_tomatoes", hub_config=None, text_column="text", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
@@ -265,6 +283,11 @@ def choose_text_victims(split: TextSplit, n: int, seed: int | None = None, *, co
     whose token count (with special tokens, as the model sees it) is within
     [min_tokens, max_tokens] when bounds are given.
 
+    ``tokenizer``: one tokenizer or a sequence of them; with several, a sentence qualifies
+    only if its count under *every* tokenizer is within the bounds (the pipeline passes the
+    bundled BERT and GPT-2 tokenizers, so the victims of a dataset do not depend on which
+    model attacks them).
+
     ``convention='gibench'``: ``np.random.default_rng(seed).permutation``;
     ``convention='lamp'``: ``np.random.RandomState(seed or 101).permutation`` (LAMP's and
     DAGER's sampler; on GLUE CoLA train the first index is 2310).  The prefix property
@@ -284,11 +307,11 @@ def choose_text_victims(split: TextSplit, n: int, seed: int | None = None, *, co
         return perm[:n]
     if tokenizer is None:
         raise ValueError("token-length bounds need a tokenizer")
+    toks = list(tokenizer) if isinstance(tokenizer, (list, tuple)) else [tokenizer]
     lo, hi = min_tokens or 0, max_tokens or 10 ** 9
     out = []
     for i in perm:
-        k = len(tokenizer(split.texts[i])["input_ids"])
-        if lo <= k <= hi:
+        if all(lo <= len(t(split.texts[i])["input_ids"]) <= hi for t in toks):
             out.append(i)
             if len(out) == n:
                 return np.asarray(out, np.int64)
@@ -399,6 +422,6 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int | None = None)
     return {"input_ids": ids, "attention_mask": mask, "lengths": mask.sum(1)}
 
 
-__all__ = ["TEXT_DATASETS", "TextDataset", "TextSplit", "read_cola_tsv", "read_glue_tsv", "read_lines",
+__all__ = ["is_text_dataset", "text_dataset", "TextDataset", "TextSplit", "read_cola_tsv", "read_glue_tsv", "read_lines",
            "download_text_split", "load_text_hub_split", "choose_text_victims", "load_tokenizer",
            "encode_texts", "LAMP_RNG_SEED"]

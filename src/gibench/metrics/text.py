@@ -193,7 +193,7 @@ def embedding_wasserstein(pred_ids: Sequence[int], true_ids: Sequence[int], embe
         return float("nan")
     if not P:
         return float("inf")
-    E = embedding.detach().float().cpu().numpy() if isinstance(embedding, torch.Tensor) else np.asarray(embedding)
+    E = embedding.detach().double().cpu().numpy() if isinstance(embedding, torch.Tensor) else np.asarray(embedding, np.float64)
     w = wasserstein_point_clouds(E[P], E[T], p=p)
     if reduction == "mean":
         return w

@@ -74,8 +74,10 @@ GPT2_BASE: dict[str, Any] = dict(
     layer_norm_epsilon=1e-5, initializer_range=0.02, bos_token_id=50256,
     eos_token_id=50256, pad_token_id=50256,
 )
-#: Demo size: same BPE vocabulary, 2 blocks of width 128 (2 heads of 64), 256 positions.
-GPT2_DEMO: dict[str, Any] = dict(GPT2_BASE, n_embd=128, n_layer=2, n_head=2, n_positions=256)
+#: Demo size: same BPE vocabulary, 3 blocks of width 128 (4 heads of 32), 256 positions.  Three blocks,
+#: not two: DAGER reads blocks 0 and 1, and the gradient of the *last* block only sees the pooled
+#: position through its queries (rank <= 1 + 2 * heads), so block 1 must not be the last.
+GPT2_DEMO: dict[str, Any] = dict(GPT2_BASE, n_embd=128, n_layer=3, n_head=4, n_positions=256)
 
 SIZES = {"bert": {"base": BERT_BASE, "demo": BERT_DEMO},
          "gpt2": {"base": GPT2_BASE, "demo": GPT2_DEMO}}
@@ -183,22 +185,24 @@ def hub_model_dir(hub_dir: str | Path, name: str) -> Path:
 
 
 def download_pretrained(name: str, hub_dir: str | Path, family: str | None = None) -> Path:
-    """Fetch a checkpoint (tokenizer files included when the hub has them) and save it
-    under :func:`hub_model_dir`; run by the download rule on a machine with internet."""
-    tr = _hf()
+    """Fetch a hub checkpoint verbatim (config, weights, tokenizer files) into
+    :func:`hub_model_dir` with ``huggingface_hub.snapshot_download``; run by the
+    ``download_pretrained`` rule on a machine with internet.  ``family`` is not needed (the
+    files are kept as published, heads included, so the same directory serves the
+    classifier and, for GPT-2, LAMP's causal-LM prior)."""
     out = hub_model_dir(hub_dir, name)
+    tmp = out.with_name(out.name + ".partial")
     try:
-        model = tr.AutoModel.from_pretrained(name) if family is None else \
-            model_class(family).from_pretrained(name)
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(repo_id=name, local_dir=str(tmp), allow_patterns=["*.json", "*.safetensors", "*.txt"])
+        if not list(tmp.glob("*.safetensors")):  # older repositories publish only PyTorch pickles
+            snapshot_download(repo_id=name, local_dir=str(tmp), allow_patterns=["pytorch_model*.bin"])
     except Exception as e:  # network errors come in many types
         raise ModelUnavailable(f"could not download {name!r} from the Hugging Face hub: "
                                f"{type(e).__name__}: {e}") from e
-    tmp = out.with_name(out.name + ".partial")
-    model.save_pretrained(str(tmp))
-    try:
-        tr.AutoTokenizer.from_pretrained(name).save_pretrained(str(tmp))
-    except Exception:  # tokenizer is optional: gibench bundles the two it needs
-        pass
+    if not (tmp / "config.json").exists():
+        raise ModelUnavailable(f"{name!r}: the hub snapshot has no config.json (not a transformers checkpoint?)")
     if out.exists():
         import shutil
 
@@ -244,22 +248,53 @@ def load_pretrained(family: str, pretrained: str | bool, num_classes: int, attn_
 def _build(family: str, num_classes: int, in_shape=None, *, size: str = "base",
            pretrained: str | bool | None = None, attn_implementation: str = "eager",
            config_overrides: dict | None = None, hub_dir: str | Path | None = None,
-           local_files_only: bool | None = None, **unknown) -> nn.Module:
+           local_files_only: bool | None = None, load_weights: bool = True, **unknown) -> nn.Module:
     """``in_shape`` is ignored (text models take token ids of any length up to the
-    position table); it is accepted so text and image models share one builder signature."""
+    position table); it is accepted so text and image models share one builder signature.
+
+    ``load_weights=False`` with ``pretrained``: only the checkpoint's *architecture*
+    (its ``config.json``) is read and the weights stay random, for a caller that loads
+    them from a gibench weights artifact right after (the pipeline's jobs after the model
+    rule); the model still reports ``gibench_pretrained``."""
     if unknown:
         raise ValueError(f"model {family!r}: unknown option(s) {sorted(unknown)}; known: size, pretrained, "
                          f"attn_implementation, config_overrides, hub_dir, local_files_only")
     if pretrained:
         if size != "base" or config_overrides:
             raise ValueError(f"model {family!r}: `pretrained` fixes the architecture; drop size/config_overrides")
-        model = load_pretrained(family, pretrained, num_classes, attn_implementation, hub_dir, local_files_only)
+        if load_weights:
+            model = load_pretrained(family, pretrained, num_classes, attn_implementation, hub_dir, local_files_only)
+        else:
+            model = model_class(family)(pretrained_config(family, pretrained, num_classes, attn_implementation,
+                                                          hub_dir, local_files_only))
+            model.gibench_pretrained = str(pretrained)
     else:
         model = model_class(family)(make_config(family, size, num_classes, attn_implementation, config_overrides))
         model.gibench_pretrained = None
     model.gibench_family = family
     model.gibench_size = "pretrained" if pretrained else size
     return model.eval()
+
+
+def pretrained_config(family: str, pretrained: str | bool, num_classes: int, attn_implementation: str = "eager",
+                      hub_dir: str | Path | None = None, local_files_only: bool | None = None):
+    """The configuration of a pretrained checkpoint (no weights read)."""
+    tr = _hf()
+    src = _resolve_pretrained(family, pretrained, hub_dir)
+    kw: dict[str, Any] = {"num_labels": int(num_classes)}
+    if family == "gpt2":
+        kw["pad_token_id"] = GPT2_BASE["eos_token_id"]
+    if local_files_only is not None:
+        kw["local_files_only"] = local_files_only
+    try:
+        cfg = tr.AutoConfig.from_pretrained(src, **kw)
+    except Exception as e:
+        raise ModelUnavailable(
+            f"the configuration of {pretrained!r} is not available here ({type(e).__name__}); fetch the "
+            f"checkpoint with the download rule (snakemake --cores 1 "
+            f"{hub_model_dir(hub_dir or 'resources/hub', str(pretrained))}/config.json)") from e
+    cfg._attn_implementation = attn_implementation
+    return cfg
 
 
 @MODELS.register("bert")
@@ -274,6 +309,68 @@ def gpt2(num_classes: int, in_shape=None, **opts) -> nn.Module:
     """GPT2ForSequenceClassification (gpt2 architecture, pad = eos; 124,441,344 params with
     2 labels at ``size: base``)."""
     return _build("gpt2", num_classes, in_shape, **opts)
+
+
+# --------------------------------------------------------------------------- one-argument view
+
+class BoundTextModel(nn.Module):
+    """``model(x)`` for a gibench text classifier, with the batch's ``attention_mask`` bound.
+
+    ``x`` may be token ids (int64, B x T) or input embeddings (float, B x T x d, passed as
+    ``inputs_embeds``), so the significance metrics (which call ``model(x)``) and the
+    client gradient work on text models as on image models.  The wrapper registers the
+    wrapped model's *children* as its own, so ``named_parameters()`` / ``named_modules()``
+    give exactly the wrapped model's names (``transformer.h.0.attn.c_attn.weight``, ...) in
+    the same order, and ``torch.func.functional_call(wrapper, params, (x,))`` swaps the
+    parameters the wrapped model's ``forward`` uses (the module objects are shared)."""
+
+    def __init__(self, model: nn.Module, attention_mask: torch.Tensor | None = None):
+        super().__init__()
+        for name, child in model.named_children():
+            self.add_module(name, child)
+        object.__setattr__(self, "inner", model)   # not a child: names stay unprefixed
+        self.attention_mask = attention_mask
+        self.config = model.config
+        for attr in ("gibench_family", "gibench_size", "gibench_pretrained"):
+            if hasattr(model, attr):
+                setattr(self, attr, getattr(model, attr))
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.attention_mask
+        if mask is not None and mask.device != x.device:
+            mask = mask.to(x.device)
+        if x.is_floating_point():
+            return self.inner(inputs_embeds=x, attention_mask=mask)
+        return self.inner(input_ids=x, attention_mask=mask)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.inner.train(mode)
+        return self
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.inner.get_input_embeddings()
+
+
+def pad_batch(sequences, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token-id lists with ``pad_id``: (input_ids, attention_mask), both B x T int64."""
+    seqs = [list(map(int, s)) for s in sequences]
+    if not seqs or min(map(len, seqs)) < 1:
+        raise ValueError("pad_batch: every sequence needs at least one token")
+    T = max(map(len, seqs))
+    ids = torch.full((len(seqs), T), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, :len(s)] = 1
+    return ids, mask
+
+
+#: parameter name of the input word-embedding table per family (HF naming)
+EMBEDDING_PARAM = {"bert": "bert.embeddings.word_embeddings.weight", "gpt2": "transformer.wte.weight"}
+#: pad id per family (bert-base-uncased [PAD]; GPT-2 pad = eos)
+PAD_ID = {"bert": 0, "gpt2": 50256}
 
 
 # --------------------------------------------------------------------------- language-model prior
@@ -396,6 +493,6 @@ def text_model_info(model: nn.Module, tokenizer=None) -> dict[str, Any]:
     }
 
 
-__all__ = ["ModelUnavailable", "BERT_BASE", "BERT_DEMO", "GPT2_BASE", "GPT2_DEMO", "HUB_NAMES",
+__all__ = ["BoundTextModel", "pad_batch", "EMBEDDING_PARAM", "PAD_ID", "pretrained_config", "ModelUnavailable", "BERT_BASE", "BERT_DEMO", "GPT2_BASE", "GPT2_DEMO", "HUB_NAMES",
            "REFERENCE_EMBED_NORM", "make_config", "model_class", "load_pretrained", "download_pretrained",
            "hub_model_dir", "load_lm_prior", "text_model_info"]

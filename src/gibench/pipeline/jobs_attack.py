@@ -41,6 +41,9 @@ def attack_job(smk: Any, device: torch.device) -> dict:
     from ..attacks import ATTACKS
     from ..masks import load_mask
 
+    if getattr(DATASETS.get(smk.wildcards.dataset), "modality", "image") == "text":  # lamp, dager (jobs_text)
+        from .jobs_text import text_attack_job
+        return text_attack_job(smk, device)
     wc = dict(smk.wildcards)
     cfg = smk.config
     study_cfg = cfg["studies"][wc["study"]]
@@ -101,6 +104,9 @@ def lpips_for(cfg: dict, study_cfg: dict, backbone_path: str | None, device: tor
 def metrics_job(smk: Any, device: torch.device) -> dict:
     from ..metrics.image import image_metrics
 
+    if getattr(DATASETS.get(smk.wildcards.dataset), "modality", "image") == "text":  # ROUGE, EmbedDist (jobs_text)
+        from .jobs_text import text_metrics_job
+        return text_metrics_job(smk, device)
     wc = dict(smk.wildcards)
     cfg = smk.config
     study_cfg = cfg["studies"][wc["study"]]

@@ -24,6 +24,9 @@ from .runner import say
 def make_victims(config: dict, dataset: str) -> tuple[pa.Table, dict]:
     spec = config["datasets"][dataset]
     ds = DATASETS.get(dataset)
+    if getattr(ds, "modality", "image") == "text":  # text, label, token ids (jobs_text)
+        from .jobs_text import make_text_victims
+        return make_text_victims(config, dataset)
     split = ds.load(spec["source"], spec["split"], config["resources_dir"], config["hub_dir"])
     seed = derive_seed(config["seed"], "victims", dataset=dataset)
     pos = choose_victims(split, spec["victims"], seed)
@@ -76,7 +79,9 @@ def slot_rows(slot: str, batch_size: int) -> list[int]:
 # ----------------------------------------------------------------- model weights
 
 def model_options(study_cfg: dict, model: str) -> dict:
-    return dict(study_cfg.get("models", {}).get(model, {}))
+    from .jobs_text import PIPELINE_MODEL_KEYS  # tokenizer, sens_estimator, cost_metrics: not builder options
+
+    return {k: v for k, v in study_cfg.get("models", {}).get(model, {}).items() if k not in PIPELINE_MODEL_KEYS}
 
 
 def model_for(config: dict, study: str, dataset: str, model: str, weights: str | Path | None = None,
@@ -85,7 +90,11 @@ def model_for(config: dict, study: str, dataset: str, model: str, weights: str |
     ds = DATASETS.get(dataset)
     study_cfg = config["studies"][study]
     seed = derive_seed(config["seed"], "model", study=study, dataset=dataset, model=model)
-    net = build_model(model, ds.num_classes, ds.shape, seed, **model_options(study_cfg, model))
+    opts = model_options(study_cfg, model)
+    if getattr(ds, "modality", "image") == "text":  # hub dir, no second download when weights follow
+        from .jobs_text import text_builder_options
+        opts = text_builder_options(config, opts, have_weights=weights is not None)
+    net = build_model(model, ds.num_classes, ds.shape, seed, **opts)
     if weights is not None:
         state, _ = io.load_tensors(weights)
         missing = set(dict(net.named_parameters())) - set(state)
@@ -116,6 +125,9 @@ def gradient_job(smk: Any, device: torch.device) -> dict:
     study_cfg = cfg["studies"][wc["study"]]
     gcfg = study_cfg["gradient"]
     ds = DATASETS.get(wc["dataset"])
+    if getattr(ds, "modality", "image") == "text":  # token ids, attention mask (jobs_text)
+        from .jobs_text import text_gradient_job
+        return text_gradient_job(smk, device)
     rows = slot_rows(wc["slot"], gcfg["batch_size"])
     imgs, labels, src_idx = read_victims(smk.input.victims, rows)
     net = model_for(cfg, wc["study"], wc["dataset"], wc["model"], smk.input.weights, device)

@@ -26,16 +26,27 @@ def significance_job(smk: Any, device: torch.device) -> dict:
     sig = study_cfg["significance"]
     params = dict(sig["params"].get(wc["metric"], {}))
     ds = DATASETS.get(wc["dataset"])
-    imgs, labels, _ = read_victims(smk.input.victims, slot_rows(wc["slot"], gcfg["batch_size"]))
-    net = model_for(cfg, wc["study"], wc["dataset"], wc["model"], smk.input.weights, device)
     grads, _ = io.load_tensors(smk.input.gradient, device=device)
-    x = ds.normalize(imgs).to(device)
-    y = torch.as_tensor(labels, device=device)
+    from .jobs_text import sens_estimator, significance_inputs
+
+    # `sens` is computed by the model's estimator (models.<m>.sens_estimator; text models: sens_probe)
+    name = sens_estimator(study_cfg, wc["model"]) if wc["metric"] == "sens" else wc["metric"]
+    params = dict(sig["params"].get(name, {}))
+    if getattr(ds, "modality", "image") == "text":  # model(x) with x = token ids (jobs_text)
+        net, x, y = significance_inputs(cfg, wc, smk.input.victims, smk.input.weights, device)
+    else:
+        imgs, labels, _ = read_victims(smk.input.victims, slot_rows(wc["slot"], gcfg["batch_size"]))
+        net = model_for(cfg, wc["study"], wc["dataset"], wc["model"], smk.input.weights, device)
+        x = ds.normalize(imgs).to(device)
+        y = torch.as_tensor(labels, device=device)
     seed = derive_seed(cfg["seed"], "significance", **wc)
     result, seconds, peak = measure(lambda: compute_scores(
-        wc["metric"], net, x, y, grads, seed=seed, params=params, loss=gcfg["loss"], mode=gcfg["model_mode"]))
+        name, net, x, y, grads, seed=seed, params=params, loss=gcfg["loss"], mode=gcfg["model_mode"]))
+    if name != wc["metric"]:
+        result.info["estimator"] = name
     cost = {"seconds": seconds, "peak_bytes": int(peak), "num_tensors": len(grads),
-            "num_parameters": int(sum(g.numel() for g in grads.values()))}
+            "num_parameters": int(sum(g.numel() for g in grads.values())),
+            "estimator": name, "threads": torch.get_num_threads()}
     rec = make_record(rule="significance", wildcards=wc, params=params, config=cfg, inputs=smk.input, outputs=smk.output,
                       seed=seed, device=device, extra={"significance": result.info})
     # the cost is a measurement of this run: it goes to the log and the cost row, not the scores file
@@ -49,7 +60,14 @@ def significance_job(smk: Any, device: torch.device) -> dict:
 
 
 def masks_job(smk: Any, device: torch.device) -> dict:
-    from ..masks import Mask, make_mask, save_mask
+    """One mask per output ratio (``masks``: ratios strictly between 0 and 1 of one metric;
+    ``masks_any``: ratio 0 or 1, which every metric shares).
+
+    Ties are broken by the model's ``named_parameters()`` order (:mod:`gibench.masks`): the
+    order is read from the scores' record (``significance.names``) or, for ``any``, from the
+    gradient's record (``tensor_order``), never from the file's key order (safetensors sorts
+    keys).  A selector's scores (``info.selector``) give the same mask at every ratio."""
+    from ..masks import mask_for, save_mask
 
     wc = dict(smk.wildcards)
     wc.setdefault("metric", P.ANY_METRIC)   # masks_any spells the metric out in its output path
@@ -57,21 +75,19 @@ def masks_job(smk: Any, device: torch.device) -> dict:
     sig = cfg["studies"][wc["study"]]["significance"]
     if wc["metric"] == P.ANY_METRIC:
         # ratio 0 / 1: the mask does not depend on a metric; constant scores give exact k
-        grads, _ = io.load_tensors(smk.input.gradient)
+        grads, grad_rec = io.load_tensors(smk.input.gradient)
         scores = {n: torch.zeros_like(g) for n, g in grads.items()}
-        score_rec = None
+        info = {"names": grad_rec.get("tensor_order") or list(grads)}
     else:
         scores, score_rec = io.load_tensors(smk.input.scores)
-    info = (score_rec or {}).get("significance", {})
+        info = dict(score_rec.get("significance") or {})
+        if not info.get("names"):
+            raise io.ArtifactError(f"{smk.input.scores}: its record has no significance.names "
+                                   "(the parameter order ties are broken by); re-run the significance rule")
     n = 0
     for out in smk.output:
         ratio = parse_ratio(out.rsplit("/", 1)[1].removesuffix(".safetensors"))
-        if info.get("selector"):
-            from ..masks import mask_from_selector
-
-            mask = mask_from_selector(scores)
-        else:
-            mask = make_mask(scores, ratio, sig["selection"])
+        mask = mask_for(scores, ratio, sig["selection"], info)
         rec = make_record(rule=smk.rule, wildcards=wc, params={"selection": sig["selection"]},
                           config=cfg, inputs=smk.input, outputs=smk.output, device="cpu",
                           extra={"mask_ratio": ratio})

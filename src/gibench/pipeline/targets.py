@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..config import fmt_ratio, fmt_slot
 from ..datasets import DATASETS
@@ -15,10 +16,21 @@ BUNDLED_FILES = {
 }
 
 
+# text datasets live under resources/text/<name> (gibench.datasets.text)
+BUNDLED_TEXT_FILES = {
+    "cola": ["in_domain_dev.tsv", "PROVENANCE.jsonl"],
+    "sst2": ["dev.tsv", "PROVENANCE.jsonl"],
+    "rotten_tomatoes": ["rt-polarity.pos.first500", "rt-polarity.neg.first500", "PROVENANCE.jsonl"],
+}
+
+
 def dataset_inputs(config: dict, dataset: str) -> list[str]:
     spec = config["datasets"][dataset]
     if spec["source"] == "hub":
         return [f"{config['hub_dir']}/{dataset}/{spec['split']}/dataset_info.json"]
+    if dataset in BUNDLED_TEXT_FILES:
+        root = Path(config["resources_dir"]) / "text" / dataset
+        return [str(root / f) for f in BUNDLED_TEXT_FILES[dataset]]
     root = Path(config["resources_dir"]) / "data" / dataset
     return [str(root / f) for f in BUNDLED_FILES.get(dataset, [])]
 
@@ -46,11 +58,69 @@ def _se(config: dict) -> dict | None:
 
 
 def interior_ratios(config: dict) -> list[str]:
-    """Formatted ratios strictly between 0 and 1 (their masks depend on the metric)."""
+    """Formatted ratios strictly between 0 and 1 (their masks depend on the metric): the
+    significance grid and every attack's own grid (``attacks.<a>.ratios``)."""
     se = _se(config)
     if not se:
         return []
-    return [fmt_ratio(r) for r in sorted(se["significance"]["ratios"]) if 0.0 < r < 1.0]
+    rs = set(se["significance"]["ratios"])
+    for entry in (se.get("attacks") or {}).values():
+        rs |= set(entry.get("ratios") or [])
+    return [fmt_ratio(r) for r in sorted({round(float(r), 3) for r in rs}) if 0.0 < r < 1.0]
+
+
+# ------------------------------------------------------------------ which attack runs where
+
+def case_modality(dataset: str) -> str:
+    """``image`` or ``text``: the modality of a case is its dataset's."""
+    return getattr(DATASETS.get(dataset), "modality", "image")
+
+
+def attack_kind(se: dict, attack: str) -> str:
+    return se["attacks"][attack].get("type", attack)
+
+
+def attack_runs_on(se: dict, attack: str, dataset: str, model: str) -> bool:
+    """``attacks.<a>.models`` when given; else by modality: the text attacks (``lamp``,
+    ``dager``: :data:`gibench.pipeline.jobs_text.TEXT_ATTACKS`) on the text models they
+    support, every other (image) attack on image cases."""
+    entry = se["attacks"][attack]
+    if entry.get("models") is not None:
+        return model in entry["models"]
+    from .jobs_text import TEXT_ATTACKS
+
+    kind = attack_kind(se, attack)
+    if kind in TEXT_ATTACKS:
+        return case_modality(dataset) == "text" and model in TEXT_ATTACKS.get(kind).families
+    return case_modality(dataset) == "image"
+
+
+def is_selector(metric: str) -> bool:
+    """Layer selectors (``attn``, ``onefifth_i``): a fixed set of tensors, whatever the ratio."""
+    from ..significance.selectors import SELECTORS
+
+    return metric in SELECTORS
+
+
+def attack_metrics(se: dict, attack: str) -> list[str]:
+    return list(se["attacks"][attack].get("metrics") or se["significance"]["metrics"])
+
+
+def attack_ratios(se: dict, attack: str) -> list[float]:
+    return sorted({round(float(r), 3) for r in (se["attacks"][attack].get("ratios") or se["significance"]["ratios"])})
+
+
+def attack_victims(se: dict, attack: str) -> int:
+    return min(int(se["attacks"][attack].get("victims") or se["victims"]), int(se["victims"]))
+
+
+def selector_ratio(config: dict) -> str | None:
+    """The ratio label under which selector masks are attacked: selector masks do not depend on
+    the ratio (the masks rule writes the same mask for every interior ratio), so each selector
+    is attacked once, filed under the smallest interior ratio; tables report the mask's
+    encrypted fraction instead."""
+    rs = interior_ratios(config)
+    return rs[0] if rs else None
 
 
 def attack_params(config: dict, study: str, attack: str, model: str) -> dict:
@@ -62,20 +132,35 @@ def attack_params(config: dict, study: str, attack: str, model: str) -> dict:
     return {"type": kind, "params": params, "restarts": restarts}
 
 
-def se_attack_cases(config: dict):
-    """(study, dataset, model, slot, metric, ratio) with ratios 0/1 shared under metric 'any'."""
+def se_attack_cases(config: dict, attack: str | None = None):
+    """(study, dataset, model, slot, metric, ratio) with ratios 0/1 shared under metric 'any'.
+
+    With ``attack``: the cases that attack runs on (its models, metrics, ratios and victim
+    slots: ``attacks.<a>.*`` overrides); selectors once each at :func:`selector_ratio`.
+    Without: the union over the configured attacks."""
     se = _se(config)
     if not se or not se.get("attacks"):
         return
-    sig = se["significance"]
-    for study, dataset, model, slot in se_cases(config):
-        seen = set()
-        for metric in sig["metrics"]:
-            for r in sorted(sig["ratios"]):
-                key = (P.metric_for_ratio(metric, r), fmt_ratio(r))
-                if key not in seen:
-                    seen.add(key)
-                    yield study, dataset, model, slot, key[0], key[1]
+    attacks = [attack] if attack is not None else list(se["attacks"])
+    sel_ratio = selector_ratio(config)
+    seen = set()
+    for a in attacks:
+        n_slots = attack_victims(se, a)
+        metrics = attack_metrics(se, a)
+        ratios = attack_ratios(se, a)
+        for study, dataset, model, slot in se_cases(config):
+            if int(slot[1:]) >= n_slots or not attack_runs_on(se, a, dataset, model):
+                continue
+            for metric in metrics:
+                if is_selector(metric):
+                    keys = [(metric, sel_ratio)] if sel_ratio and case_modality(dataset) == "text" else []
+                else:
+                    keys = [(P.metric_for_ratio(metric, r), fmt_ratio(r)) for r in ratios]
+                for key in keys:
+                    full = (dataset, model, slot) + key
+                    if full not in seen:
+                        seen.add(full)
+                        yield study, dataset, model, slot, key[0], key[1]
 
 
 def restart_paths(config: dict, wc) -> list[str]:
@@ -101,11 +186,23 @@ def metric_files(config: dict, study: str) -> list[str]:
     if study != "selective_encryption":
         return []
     out = []
-    for st, dataset, model, slot, metric, ratio in se_attack_cases(config):
-        for attack in _se(config)["attacks"]:
+    for attack in _se(config).get("attacks") or {}:
+        for st, dataset, model, slot, metric, ratio in se_attack_cases(config, attack):
             out.append(P.fmt(P.METRICS, study=st, dataset=dataset, model=model, slot=slot, metric=metric,
                              ratio=ratio, attack=attack))
     return out
+
+
+def model_cost_metrics(se: dict, model: str, dataset: str | None = None) -> list[str]:
+    """Table 6 metrics of a model: ``models.<m>.cost_metrics``, else ``significance.cost_metrics``
+    (text models: without the exact ``sens`` and ``sens_discrete``, infeasible at BERT/GPT-2 size)."""
+    opts = (se.get("models") or {}).get(model, {})
+    if opts.get("cost_metrics") is not None:
+        return list(opts["cost_metrics"])
+    names = list(se["significance"]["cost_metrics"])
+    if dataset is not None and case_modality(dataset) == "text":
+        names = [m for m in names if m not in ("sens", "sens_discrete")]
+    return names
 
 
 def cost_files(config: dict, study: str) -> list[str]:
@@ -114,7 +211,7 @@ def cost_files(config: dict, study: str) -> list[str]:
         return []
     out = []
     for st, dataset, model, slot in se_cases(config):
-        for metric in se["significance"]["cost_metrics"]:
+        for metric in model_cost_metrics(se, model, dataset):
             out.append(P.fmt(P.SCORE_COST, study=st, dataset=dataset, model=model, slot=slot, metric=metric))
     return out
 
@@ -122,11 +219,18 @@ def cost_files(config: dict, study: str) -> list[str]:
 SE_TABLES = ("table2", "table4", "table5", "table6")
 
 
+def has_selector_cases(config: dict) -> bool:
+    """Table 3 (layer selectors against the text attacks) is made when some attack runs a selector."""
+    return any(is_selector(c[4]) for c in se_attack_cases(config) or ())
+
+
 def se_table_targets(config: dict) -> list[str]:
     se = _se(config)
     if not se:
         return []
     names = ["table6"] if not se.get("attacks") else list(SE_TABLES)
+    if se.get("attacks") and has_selector_cases(config):
+        names.append("table3")
     return [P.fmt(P.TABLE, study="selective_encryption", table=t, ext=ext) for t in names for ext in ("csv", "md")]
 
 
@@ -142,15 +246,66 @@ def table_settings(config: dict, study: str, table: str) -> dict:
     out = {"evaluation": st.get("evaluation", {}), "cases": st.get("cases")}
     if table in ("table6",):
         out["cost_metrics"] = st["significance"]["cost_metrics"]
+        out["model_cost_metrics"] = {m: o.get("cost_metrics") for m, o in (st.get("models") or {}).items()}
     else:
         out["metrics"] = st["significance"]["metrics"]
         out["ratios"] = st["significance"]["ratios"]
+        # per-attack grids (text path) and the attack settings a caption states (e.g. LAMP's prior)
+        out["attacks"] = {a: {k: e.get(k) for k in ("type", "models", "metrics", "ratios", "victims", "restarts",
+                                                      "params", "model_params")}
+                          for a, e in (st.get("attacks") or {}).items()}
+        out["models"] = st.get("models")
     return out
+
+
+# ------------------------------------------------------------------ extra inputs of the text path
+
+def _hub_checkpoint(config: dict, name: Any) -> str | None:
+    """``<hub_dir>/models/<name>/config.json`` for a hub name (None for a local directory)."""
+    if not isinstance(name, str) or name in ("none", "") or Path(name).is_dir() or name.endswith((".pth", ".pt")):
+        return None
+    from ..models.text import hub_model_dir
+
+    return str(hub_model_dir(config["hub_dir"], name) / "config.json")
+
+
+def model_inputs(config: dict, study: str, model: str) -> list[str]:
+    """The downloaded checkpoint a ``pretrained`` model is built from (download rule)."""
+    opts = (config["studies"][study].get("models") or {}).get(model, {})
+    pre = opts.get("pretrained")
+    if pre is True:
+        from ..models.text import HUB_NAMES
+
+        pre = HUB_NAMES.get(model)
+    path = _hub_checkpoint(config, pre)
+    return [path] if path else []
+
+
+def attack_inputs(config: dict, wc) -> dict:
+    """LAMP's language-model prior when it is a hub checkpoint or LAMP's ``.pth`` (download rules)."""
+    se = config["studies"][wc.study]
+    from .jobs_attack import attack_settings
+
+    _, params, _ = attack_settings(se, wc.attack, wc.model)
+    prior = params.get("prior")
+    if not prior or prior == "none":
+        return {}
+    if str(prior).endswith((".pth", ".pt")):
+        return {"prior": str(prior)}
+    path = _hub_checkpoint(config, prior)
+    return {"prior": path} if path else {}
+
+
+def metrics_inputs(config: dict, wc) -> dict:
+    """Text metrics need the model's word embeddings (EmbedDist): the weights artifact."""
+    if case_modality(wc.dataset) != "text":
+        return {}
+    return {"weights": P.fmt(P.WEIGHTS, study=wc.study, dataset=wc.dataset, model=wc.model)}
 
 
 def _attack_files(config: dict, pattern: str, model: str, dataset: str, attack: str, slot: str | None = None) -> list[str]:
     out = []
-    for st, d, m, s, metric, ratio in se_attack_cases(config):
+    for st, d, m, s, metric, ratio in se_attack_cases(config, attack):
         if (d, m) != (dataset, model) or (slot is not None and s != slot):
             continue
         for rep in range(int(_se(config)["attacks"][attack].get("restarts", 1))):

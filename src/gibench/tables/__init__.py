@@ -20,12 +20,13 @@ from .figures import (build_curves_figure, build_grid_figure, build_traces_figur
                       file_recon_provider, plot_curves, plot_grid, plot_traces, victims_truth_provider)
 from .render import TableDoc, fmt_mean_std, fmt_ratio
 from .select import best_of_restarts, expand_shared
-from .selective_encryption import (TABLE_ORDER, build_table2, build_table4, build_table5, build_table6,
+from .selective_encryption import (TABLE_ORDER, build_table2, build_table3, build_table4, build_table5, build_table6,
                                    load_metric_rows, print_summary, rating, selected_rows, table2, table4,
                                    table5, table6)
 
 TABLES: Registry[Callable[..., list[Path]]] = Registry("table")
 TABLES.add("table2", build_table2)
+TABLES.add("table3", build_table3)
 TABLES.add("table4", build_table4)
 TABLES.add("table5", build_table5)
 TABLES.add("table6", build_table6)

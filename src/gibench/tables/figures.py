@@ -28,7 +28,7 @@ from .render import display, fmt_ratio
 from .select import SHARED_METRIC, as_records, best_of_restarts, is_missing, modality_of, ratio_key
 from .selective_encryption import (DEFAULT_PANELS, STUDY, case_order, curve_means, evaluation,
                                    load_metric_rows, ratio_grid, selected_rows, significance_metrics,
-                                   study_config)
+                                   study_config, text_model_short)
 
 FORMATS = ("png", "pdf")
 DEFAULT_GRID_RATIOS = (0.1, 0.2, 0.3, 0.5)
@@ -124,8 +124,10 @@ def plot_curves(rows: Any, config: Mapping[str, Any], *, model: str, dataset: st
         axes[0].set_axis_off()
     else:
         axes[0].legend(fontsize=7, frameon=False)
+    weights = text_model_short(cfg, model)
     fig.suptitle(f"{display(attack)} on {display(model)} ({display(dataset)}): mean over {n_samples} samples "
-                 f"± s.e.m.; best restart by {ev['best_of_restarts']}{missing_note}", fontsize=9)
+                 f"± s.e.m.; best restart by {ev['best_of_restarts']}{missing_note}"
+                 + (f"\n{display(model)}: {weights}" if weights else ""), fontsize=9)
     return save_figure(fig, out_dir, f"curves_{model}_{dataset}_{attack}", formats)
 
 
@@ -413,15 +415,20 @@ def figure_specs(config: Mapping[str, Any], rows: Any = None, study: str = STUDY
         for r in as_records(rows):
             slots_of.setdefault((r["model"], r["dataset"]), set()).add(r["slot"])
     else:
-        combos = [(a, c["model"], c["dataset"]) for a in (cfg.get("attacks") or {}) for c in cfg.get("cases") or []]
-        n = int(cfg.get("victims", 0))
-        slots_of = {(c["model"], c["dataset"]): {f"s{i:03d}" for i in range(n)} for c in cfg.get("cases") or []}
+        from ..pipeline.targets import attack_runs_on, attack_victims
+
+        attacks = cfg.get("attacks") or {}
+        # each attack on the cases it runs on (text attacks on text models, ig on images, attacks.<a>.models)
+        combos = [(a, c["model"], c["dataset"]) for a in attacks for c in cfg.get("cases") or []
+                  if attack_runs_on(cfg, a, c["dataset"], c["model"])]
+        slots_of = {(m, d): {f"s{i:03d}" for i in range(attack_victims(cfg, a))} for a, m, d in combos}
     specs = []
     for a, m, d in combos:
         wc = {"model": m, "dataset": d, "attack": a}
         specs.append({"kind": "curves", "name": f"curves_{m}_{d}_{a}", **wc})
-        if modality_of(m) == "image":
-            specs.append({"kind": "grid", "name": f"grid_{m}_{d}_{a}", **wc})
+        if modality_of(m) != "image":
+            continue  # text (Figs. 7-14): the curves only, as in the paper
+        specs.append({"kind": "grid", "name": f"grid_{m}_{d}_{a}", **wc})
         for s in sorted(slots_of.get((m, d), ())):
             specs.append({"kind": "traces", "name": f"traces_{m}_{d}_{a}_{s}", "slot": s, **wc})
     return specs

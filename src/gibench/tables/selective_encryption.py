@@ -81,13 +81,27 @@ def evaluation(cfg: Mapping[str, Any]) -> dict:
     return ev
 
 
-def significance_metrics(cfg: Mapping[str, Any], records: Iterable[dict] = ()) -> list[str]:
+def is_selector(metric: Any) -> bool:
+    """Layer selectors (attn, onefifth_i) are a fixed set of tensors, not a ranking: they have
+    no curve over ratios and appear in Table 3 only."""
+    from ..significance.selectors import SELECTORS
+
+    return metric in SELECTORS
+
+
+def significance_metrics(cfg: Mapping[str, Any], records: Iterable[dict] = (), selectors: bool = False) -> list[str]:
+    """The significance metrics of the tables' columns: ``significance.metrics``, then every
+    attack's own ``metrics``, then any other metric in the rows; selectors only if asked."""
     names = list((cfg.get("significance") or {}).get("metrics") or [])
+    for entry in (cfg.get("attacks") or {}).values():
+        for m in (entry or {}).get("metrics") or []:
+            if m not in names:
+                names.append(m)
     for r in records:
         m = r.get("metric")
         if m not in names and m != SHARED_METRIC:
             names.append(m)
-    return names
+    return [m for m in names if selectors or not is_selector(m)]
 
 
 def ratio_grid(cfg: Mapping[str, Any], records: Iterable[dict] = ()) -> list[float]:
@@ -288,6 +302,7 @@ def table4(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
                      f"their means are over the available samples (see n_missing_values in the CSV).")
     if any(c["status"] == "missing" for c in cells):
         notes.append("missing: no metric rows for that curve.")
+    notes += text_notes(cfg, {c["model"] for c in cells})
     cols = ["attack", "model", "dataset", "significance_metric", "status", "min_ratio", "mean_at_min_ratio",
             "criterion_metric", "op", "threshold", "n_samples", "n_missing_values", "grid_max",
             "best_of_restarts", "reason"]
@@ -355,6 +370,7 @@ def table5(rows: Any, config: Mapping[str, Any]) -> TableDoc:
     if any(c["status"] == "missing" for c in cells):
         notes.append(f"missing: no rows at ratio {fmt_ratio(ratio_key(ev['table5_ratio']))} "
                      f"(is it in significance.ratios?).")
+    notes += text_notes(cfg, {c["model"] for c in cells})
     cols = ["attack", "model", "dataset", "significance_metric", "status", "value_metric", "ratio", "mean",
             "std", "n", "n_missing_values", "best_of_restarts", "reason"]
     return TableDoc(name="table5", title=title,
@@ -423,12 +439,155 @@ def table2(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     unavailable = [c for c in cells4 if c["status"] == "unavailable"]
     if unavailable:
         notes.append("unavailable: " + "; ".join(sorted({c["reason"] for c in unavailable})))
+    notes += text_notes(cfg, {c["model"] for c in cells})
     cols = ["attack", "model", "significance_metric", "status", "rating", "stars", "average_min_ratio",
             "n_datasets", "n_na", "datasets"]
     return TableDoc(name="table2", title=title,
                     header=["Attack", "Model"] + [display(m) for m in metrics],
                     body=_pivot(cells, ("attack", "model"), metrics, lambda c: c["stars"]),
                     tidy_columns=cols, tidy=cells, notes=notes, group_columns=2)
+
+
+# ------------------------------------------------------------------ Table 3 (text)
+
+def table3_cells(rows: Any, config: Mapping[str, Any]) -> list[dict]:
+    """Layer selectors (Attn, OneFifth-i) against each attack they were run with: the mask's
+    encrypted fraction and EmbedDist / ROUGE-1 / ROUGE-2 (mean ± population std over samples)."""
+    from ..significance.selectors import SELECTORS
+
+    cfg = study_config(config)
+    ev = evaluation(cfg)
+    raw = [r for r in as_records(rows) if is_selector(r.get("metric"))]
+    best = best_of_restarts(raw, criterion=ev["best_of_restarts"], protection=ev["protection"])
+    cells = []
+    for attack, model, dataset in case_order(cfg, best):
+        rs = _rows_for(best, attack, model, dataset)
+        for sel in [m for m in SELECTORS if any(r["metric"] == m for r in rs)]:
+            mine = [r for r in rs if r["metric"] == sel]
+            cell = {"attack": attack, "model": model, "dataset": dataset, "defense": sel, "n": len(mine),
+                    "statuses": ";".join(sorted({str(r.get("status")) for r in mine})),
+                    "best_of_restarts": ev["best_of_restarts"]}
+            for col, key in (("encrypted_fraction", "enc_ratio"), ("embed_dist", "embed_dist"),
+                             ("rouge1", "rouge1"), ("rouge2", "rouge2")):
+                vals = np.asarray([float(r[col]) for r in mine if not is_missing(r.get(col))], dtype=float)
+                cell[f"{key}_mean"] = float(vals.mean()) if vals.size else None
+                cell[f"{key}_std"] = float(vals.std()) if vals.size else None
+            cell["status"] = "ok" if cell["rouge1_mean"] is not None else "unavailable"
+            cells.append(cell)
+    return cells
+
+
+def table3(rows: Any, config: Mapping[str, Any]) -> TableDoc:
+    cfg = study_config(config)
+    ev = evaluation(cfg)
+    raw = as_records(rows)
+    cells = table3_cells(raw, cfg)
+    ns = sorted({c["n"] for c in cells})
+    n_text = (f"{ns[0]} samples" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} samples") if ns else "no samples"
+    sel_raw = [r for r in raw if is_selector(r.get("metric"))]
+    title = ("Table 3: Layer-selective encryption (Attn: every attention-layer entry; OneFifth-i: every entry of "
+             "the i-th fifth of the transformer blocks, the embedding layers excluded) against the text attacks. "
+             "Enc. Ratio: encrypted entries over all gradient entries; EmbedDist, ROUGE-1, ROUGE-2: mean ± std over "
+             f"{n_text} (population std, ddof = 0). Per sample the best of {_restarts_text(sel_raw)} restarts is "
+             f"kept: {restart_rule(ev, 'text')}.")
+
+    def ms(c: dict, key: str, sig: int = 4) -> str:
+        m, sd = c[f"{key}_mean"], c[f"{key}_std"]
+        return "-" if m is None else fmt_mean_std(m, sd, sig=sig, min_decimals=4)
+
+    body = [[display(c["attack"]), display(c["model"]), display(c["dataset"]), display(c["defense"]),
+             "-" if c["enc_ratio_mean"] is None else f"{c['enc_ratio_mean']:.4f}",
+             ms(c, "embed_dist"), ms(c, "rouge1"), ms(c, "rouge2")] for c in cells]
+    notes = text_notes(cfg, {c["model"] for c in cells})
+    if any("no_recovery" in c["statuses"] for c in cells):
+        notes.append("no_recovery: the attack recovered nothing (e.g. DAGER with its attention gradients "
+                     "encrypted); its metrics are those of the empty reconstruction.")
+    cols = ["attack", "model", "dataset", "defense", "status", "enc_ratio_mean", "embed_dist_mean", "embed_dist_std",
+            "rouge1_mean", "rouge1_std", "rouge2_mean", "rouge2_std", "n", "statuses", "best_of_restarts"]
+    return TableDoc(name="table3", title=title,
+                    header=["Attack", "Model", "Dataset", "Defense", "Enc. Ratio", "EmbedDist", "ROUGE-1", "ROUGE-2"],
+                    body=body, tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
+
+
+# ------------------------------------------------------------------ what a text row depends on
+
+def _text_model_description(cfg: Mapping[str, Any], model: str) -> str:
+    from ..models.text import SIZES
+
+    opts = (cfg.get("models") or {}).get(model) or {}
+    name = display(model)
+    pre = opts.get("pretrained")
+    if pre:
+        return f"{name}: pretrained weights {pre if isinstance(pre, str) else 'from the hub'} (classification head random)"
+    size = opts.get("size", "base")
+    arch = dict(SIZES[model][size], **(opts.get("config_overrides") or {}))
+    layers = arch.get("n_layer", arch.get("num_hidden_layers"))
+    width = arch.get("n_embd", arch.get("hidden_size"))
+    kind = "full size" if size == "base" and not opts.get("config_overrides") else "reduced size"
+    return (f"{name}: RANDOM weights, {kind} ({layers} blocks of width {width}, the real vocabulary and tokenizer), "
+            f"not the pretrained checkpoint the paper attacks; the numbers are not comparable with the paper's")
+
+
+def text_model_short(cfg: Mapping[str, Any], model: str) -> str:
+    """A figure-title fragment: which weights a text model had."""
+    if modality_of(model) != "text":
+        return ""
+    opts = (cfg.get("models") or {}).get(model) or {}
+    if opts.get("pretrained"):
+        return f"pretrained {opts['pretrained'] if isinstance(opts['pretrained'], str) else display(model)}"
+    size = opts.get("size", "base")
+    return ("random weights, " + ("full size" if size == "base" and not opts.get("config_overrides")
+                                  else "reduced size") + " (not the paper's pretrained model)")
+
+
+def _lamp_priors(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
+    out = []
+    for name, entry in (cfg.get("attacks") or {}).items():
+        if (entry or {}).get("type", name) != "lamp":
+            continue
+        for m in sorted(models):
+            params = dict((entry or {}).get("params") or {})
+            params.update(((entry or {}).get("model_params") or {}).get(m) or {})
+            prior = params.get("prior", "none")
+            what = ("none: the discrete reordering steps are scored by the gradient distance alone"
+                    if prior in (None, "none") else f"{prior}")
+            out.append(f"{display(name)} prior on {display(m)}: {what}")
+    return out
+
+
+def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
+    """Caption notes for tables/figures with text rows: the models' weights, LAMP's prior, the
+    Sens estimator and the conventions of ROUGE and EmbedDist."""
+    from ..metrics.text import ROUGE_CAPTION
+
+    text_models = sorted({m for m in models if modality_of(m) == "text"})
+    if not text_models:
+        return []
+    ev = cfg.get("evaluation") or {}
+    t = dict(ev.get("text") or {})
+    p, red = int(t.get("embed_p", 1)), t.get("embed_reduction", "sum")
+    notes = [_text_model_description(cfg, m) for m in text_models]
+    notes += _lamp_priors(cfg, text_models)
+    from ..pipeline.jobs_text import TEXT_ATTACKS
+
+    sig = list((cfg.get("significance") or {}).get("metrics") or [])
+    sens_used = any("sens" in ((e or {}).get("metrics") or sig) for a, e in (cfg.get("attacks") or {}).items()
+                    if (e or {}).get("type", a) in TEXT_ATTACKS)
+    for m in text_models:
+        est = ((cfg.get("models") or {}).get(m) or {}).get("sens_estimator", "sens_probe")
+        if sens_used and est != "sens":
+            notes.append(f"Sens on {display(m)} is computed by {display(est)} (exact Sens is infeasible at this "
+                         f"model size: paper, Table 6).")
+    strip = t.get("strip_special", True)
+    notes.append(ROUGE_CAPTION if strip else ROUGE_CAPTION.replace(
+        "removed from both reconstruction and reference, so a garbage reconstruction scores about 0",
+        "kept in both strings (LAMP's own scoring: a floor of about 2/(n+2) for BERT)"))
+    notes.append(f"EmbedDist: Wasserstein-{p} distance between the input word-embedding vectors of the reconstructed "
+                 f"and of the true tokens (the model's own embedding table; special tokens removed), Euclidean cost, "
+                 + ("total transport cost with unit mass per true token (W × number of true tokens)"
+                    if red == "sum" else "uniform weights (W of the two empirical distributions)")
+                 + ", computed exactly.")
+    return notes
 
 
 # ------------------------------------------------------------------ Table 6
@@ -466,6 +625,10 @@ def table6_cells(cost_rows: Any, config: Mapping[str, Any]) -> list[dict]:
                 "peak_mib_max": float(peaks.max() / MIB) if peaks.size else None,
                 "peak_mib_mean": float(peaks.mean() / MIB) if peaks.size else None,
                 "devices": ";".join(sorted({str(r.get("device")) for r in ms if r.get("device")})),
+                # the estimator that computed the metric (text models compute "sens" by sens_probe)
+                "estimators": ";".join(sorted({str(r["estimator"]) for r in ms if not is_missing(r.get("estimator"))})),
+                "threads": ";".join(map(str, sorted({int(r["threads"]) for r in ms
+                                                     if not is_missing(r.get("threads"))}))),
             })
     return out
 
@@ -478,9 +641,12 @@ def table6(cost_rows: Any, config: Mapping[str, Any]) -> TableDoc:
     devices = sorted({d for c in cells for d in c["devices"].split(";") if d})
     ns = sorted({c["n"] for c in cells if c["n"]})
     n_text = (f"{ns[0]} samples" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} samples") if ns else "no samples"
+    threads = sorted({t for c in cells for t in c["threads"].split(";") if t}, key=int)
     title = (f"Table 6: Calculation time (s) of the significance metrics: mean ± std over {n_text} "
              f"(population std, ddof = 0); Layer Num. is the number of parameter tensors; peak memory is the "
-             f"largest over the samples (MiB). Device: {', '.join(devices) or 'unknown'}.")
+             f"largest over the samples (MiB, growth of the job's memory during the computation). "
+             f"Device: {', '.join(devices) or 'unknown'}"
+             + (f"; CPU threads per job: {', '.join(threads)}" if threads else "") + ".")
     rows: dict[tuple, dict] = {}
     for c in cells:
         rows.setdefault((c["model"], c["dataset"]), {})[c["cost_metric"]] = c
@@ -497,8 +663,11 @@ def table6(cost_rows: Any, config: Mapping[str, Any]) -> TableDoc:
         body.append(line)
     notes = ["-: not computed (infeasible or not configured for this model)."] if any(
         c["status"] != "ok" for c in cells) else []
+    other = sorted({(c["model"], c["cost_metric"], c["estimators"]) for c in cells
+                    if c["estimators"] and c["estimators"] != c["cost_metric"]})
+    notes += [f"{display(m)}: {display(metric)} computed by {display(est)}." for m, metric, est in other]
     cols = ["model", "dataset", "cost_metric", "status", "num_tensors", "num_parameters", "seconds_mean",
-            "seconds_std", "n", "peak_mib_max", "peak_mib_mean", "devices"]
+            "seconds_std", "n", "peak_mib_max", "peak_mib_mean", "devices", "estimators", "threads"]
     return TableDoc(name="table6", title=title,
                     header=["Model", "Dataset", "Layer Num.", "Params"]
                     + [f"{display(m)} (s)" for m in metrics] + [f"{display(m)} peak (MiB)" for m in metrics],
@@ -528,12 +697,17 @@ def build_table5(*, metrics_path: Any, config: Mapping[str, Any], out_dir: str |
     return table5(_metric_rows(metrics_path), config).write(out_dir, formats)
 
 
+def build_table3(*, metrics_path: Any, config: Mapping[str, Any], out_dir: str | Path,
+                 formats: Sequence[str] = ("csv", "md"), **_: Any) -> list[Path]:
+    return table3(_metric_rows(metrics_path), config).write(out_dir, formats)
+
+
 def build_table6(*, cost_path: Any, config: Mapping[str, Any], out_dir: str | Path,
                  formats: Sequence[str] = ("csv", "md"), **_: Any) -> list[Path]:
     return table6(_metric_rows(cost_path), config).write(out_dir, formats)
 
 
-TABLE_ORDER = ("table2", "table4", "table5", "table6")
+TABLE_ORDER = ("table2", "table3", "table4", "table5", "table6")
 
 
 def print_summary(tables_dir: str | Path, out: Callable[[str], Any] = print) -> list[Path]:
