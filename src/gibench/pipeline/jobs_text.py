@@ -568,6 +568,9 @@ def check_text_study(config: dict, se: dict) -> list[str]:
             elif kind in TEXT_ATTACKS and m not in TEXT_ATTACKS.get(kind).families:
                 errs.append(f"config error at {where}.models[{j}]: {kind} runs on "
                             f"{', '.join(TEXT_ATTACKS.get(kind).families)}, not {m!r}")
+        for j, d in enumerate(entry.get("datasets") or []):
+            if d not in [c["dataset"] for c in se["cases"]]:
+                errs.append(f"config error at {where}.datasets[{j}]: {d!r} is not the dataset of any case")
         for j, metric in enumerate(entry.get("metrics") or []):
             if METRICS is not None and metric not in METRICS:
                 errs.append(f"config error at {where}.metrics[{j}]: unknown significance metric {metric!r}")

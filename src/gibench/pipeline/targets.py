@@ -81,10 +81,13 @@ def attack_kind(se: dict, attack: str) -> str:
 
 
 def attack_runs_on(se: dict, attack: str, dataset: str, model: str) -> bool:
-    """``attacks.<a>.models`` when given; else by modality: the text attacks (``lamp``,
+    """Not on datasets outside ``attacks.<a>.datasets`` (when given); on ``attacks.<a>.models``
+    when given; else by modality: the text attacks (``lamp``,
     ``dager``: :data:`gibench.pipeline.jobs_text.TEXT_ATTACKS`) on the text models they
     support, every other (image) attack on image cases."""
     entry = se["attacks"][attack]
+    if entry.get("datasets") is not None and dataset not in entry["datasets"]:
+        return False
     if entry.get("models") is not None:
         return model in entry["models"]
     from .jobs_text import TEXT_ATTACKS

@@ -419,8 +419,11 @@ def figure_specs(config: Mapping[str, Any], rows: Any = None, study: str = STUDY
 
         attacks = cfg.get("attacks") or {}
         # each attack on the cases it runs on (text attacks on text models, ig on images, attacks.<a>.models)
+        # (attacks that run only layer selectors have no curves: Table 3)
         combos = [(a, c["model"], c["dataset"]) for a in attacks for c in cfg.get("cases") or []
-                  if attack_runs_on(cfg, a, c["dataset"], c["model"])]
+                  if attack_runs_on(cfg, a, c["dataset"], c["model"]) and significance_metrics(
+                      {"significance": {"metrics": (attacks[a] or {}).get("metrics")
+                                        or (cfg.get("significance") or {}).get("metrics")}})]
         slots_of = {(m, d): {f"s{i:03d}" for i in range(attack_victims(cfg, a))} for a, m, d in combos}
     specs = []
     for a, m, d in combos:

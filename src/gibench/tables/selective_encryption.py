@@ -111,11 +111,12 @@ def ratio_grid(cfg: Mapping[str, Any], records: Iterable[dict] = ()) -> list[flo
     return sorted({ratio_key(r["ratio"]) for r in records})
 
 
-def case_order(cfg: Mapping[str, Any], records: Iterable[dict]) -> list[tuple[str, str, str]]:
-    """(attack, model, dataset) in config order (attacks, then cases), then any others."""
+def case_order(cfg: Mapping[str, Any], records: Iterable[dict], selectors: bool = False) -> list[tuple[str, str, str]]:
+    """(attack, model, dataset) in config order (attacks, then cases), then any others; only
+    combinations with rows of ranking metrics (``selectors=True``: with selector rows, Table 3)."""
     attacks = list(cfg.get("attacks") or {})
     cases = [(c["model"], c["dataset"]) for c in cfg.get("cases") or []]
-    seen = {(r["attack"], r["model"], r["dataset"]) for r in records}
+    seen = {(r["attack"], r["model"], r["dataset"]) for r in records if is_selector(r.get("metric")) == selectors}
     for a in sorted({k[0] for k in seen}):
         if a not in attacks:
             attacks.append(a)
@@ -460,7 +461,7 @@ def table3_cells(rows: Any, config: Mapping[str, Any]) -> list[dict]:
     raw = [r for r in as_records(rows) if is_selector(r.get("metric"))]
     best = best_of_restarts(raw, criterion=ev["best_of_restarts"], protection=ev["protection"])
     cells = []
-    for attack, model, dataset in case_order(cfg, best):
+    for attack, model, dataset in case_order(cfg, best, selectors=True):
         rs = _rows_for(best, attack, model, dataset)
         for sel in [m for m in SELECTORS if any(r["metric"] == m for r in rs)]:
             mine = [r for r in rs if r["metric"] == sel]
@@ -495,7 +496,8 @@ def table3(rows: Any, config: Mapping[str, Any]) -> TableDoc:
         m, sd = c[f"{key}_mean"], c[f"{key}_std"]
         return "-" if m is None else fmt_mean_std(m, sd, sig=sig, min_decimals=4)
 
-    body = [[display(c["attack"]), display(c["model"]), display(c["dataset"]), display(c["defense"]),
+    kinds = {a: (e or {}).get("type", a) for a, e in (cfg.get("attacks") or {}).items()}
+    body = [[display(kinds.get(c["attack"], c["attack"])), display(c["model"]), display(c["dataset"]), display(c["defense"]),
              "-" if c["enc_ratio_mean"] is None else f"{c['enc_ratio_mean']:.4f}",
              ms(c, "embed_dist"), ms(c, "rouge1"), ms(c, "rouge2")] for c in cells]
     notes = text_notes(cfg, {c["model"] for c in cells})
