@@ -37,6 +37,7 @@ Attack = Callable[..., AttackResult]
 ATTACKS: Registry[Attack] = Registry("attack")
 
 from . import ig as _ig  # noqa: E402,F401  (registers ig)
-from . import concealed as _concealed  # noqa: E402,F401  (registers gs, adaptive, imprint, ggl)
+from . import stochastic as _stochastic  # noqa: E402,F401  (registers wiig, dpia, gpia, vbia, pig, dia, cdia, ig_defended)
 
 __all__ = ["ATTACKS", "AttackResult", "Attack"]
+from . import concealed as _concealed  # noqa: E402,F401  (registers gs, adaptive, imprint, ggl)
