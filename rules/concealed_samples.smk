@@ -128,7 +128,7 @@ rule cs_gather:
 
 rule cs_fl:
     input:
-        lambda wc: T.dataset_inputs(config, wc.dataset),
+        lambda wc: CS.fl_inputs(config, wc),
     output:
         accuracy=CS.CS_FL_ACC,
         curve=CS.CS_FL_CURVE,

@@ -240,13 +240,15 @@ def test_imprint_reads_out_an_image_alone_in_its_bin_exactly(cifar):
     assert res.x.shape == (4, *ds.shape)
 
 
+@pytest.mark.slow
 def test_gs_recovers_an_undefended_mnist_image(mnist):
+    # paper Table 1: GS against the undefended LeNet on MNIST reaches PSNR ~59 (near-exact)
     ds, sp = mnist
-    model = build_model("lenet_mnist", 10, ds.shape, 11)
-    x, y = ds.normalize(sp.images[3:4]), torch.as_tensor(sp.labels[3:4])
+    model = build_model("lenet_mnist", 10, ds.shape, 1)
+    x, y = ds.normalize(sp.images[:1]), torch.as_tensor(sp.labels[:1])
     upd = defend(model, x, y, [], num_classes=10, generator=torch.Generator().manual_seed(0))
     res = ATTACKS.get("gs")(model, upd.shared, None, input_shape=(1, *ds.shape), mean=ds.mean, std=ds.std,
-                            labels=y, cfg={"iterations": 400}, seed=0)
+                            labels=y, cfg={"iterations": 1000}, seed=0)
     rec, gt = ds.denormalize(res.x).clamp(0, 1), ds.denormalize(x).clamp(0, 1)
     assert ssim_dcs2(rec, gt) > 0.9
     assert res.info["settings"]["boxed"] is False and res.info["settings"]["signed"] is False

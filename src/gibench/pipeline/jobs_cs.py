@@ -757,8 +757,9 @@ def fl_job(smk: Any, device: torch.device) -> dict:
     base = cfg["seed"]
     settings = fl_settings(cfg, d, cohort)
     if spec.get("source", "bundled") == "hub":
+        test_split = "test" if "test" in ds.hub_splits else "val"     # TinyImageNet has no labelled test split
         train = ds.load("hub", "train", cfg["resources_dir"], cfg["hub_dir"])
-        test = ds.load("hub", "test", cfg["resources_dir"], cfg["hub_dir"])
+        test = ds.load("hub", test_split, cfg["resources_dir"], cfg["hub_dir"])
         images = np.concatenate([train.images, test.images])
         labels = np.concatenate([train.labels, test.labels])
         train_pos, test_pos = np.arange(len(train.labels)), np.arange(len(train.labels), len(labels))
@@ -888,6 +889,18 @@ def public_inputs(config: dict, wc) -> dict:
         root = Path(config["resources_dir"]) / "data" / wc.dataset
         out["data"] = [str(root / f) for f in BUNDLED_FILES.get(wc.dataset, [])]
     return out
+
+
+def fl_inputs(config: dict, wc) -> list[str]:
+    """Data files of a FedAvg run: the bundled files, or the hub's train and test splits."""
+    spec = config["datasets"][wc.dataset]
+    if spec.get("source", "bundled") == "hub":
+        ds = DATASETS.get(wc.dataset)
+        test_split = "test" if "test" in ds.hub_splits else "val"
+        return [f"{config['hub_dir']}/{wc.dataset}/{sp}/dataset_info.json" for sp in ("train", test_split)]
+    from .targets import dataset_inputs
+
+    return dataset_inputs(config, wc.dataset)
 
 
 def gradient_inputs(config: dict, wc) -> dict:
