@@ -217,7 +217,7 @@ def plot_he_cost_vs_protection(overhead_rows: Any, metric_rows: Any, config: Map
             ax_t.axhline(float(np.median(plain_t)), color="k", ls=":", lw=0.8, label="plaintext round")
         ax_t.set_ylabel("HE round time (s)")
         ax_t.set_ylim(bottom=0)
-        ax_t.set_title(f"{label}: time (client + server + decrypt)", fontsize=8)
+        ax_t.set_title(f"{label}\nround time: client + server + decrypt", fontsize=8)
         for m, (xs, ys) in _cost_curves(rows, metrics, "message_bytes").items():
             if xs:
                 ax_b.plot(xs, [y / MB for y in ys], marker="o", ms=3, lw=1.3, color=colors[m], label=display(m))
@@ -226,7 +226,7 @@ def plot_he_cost_vs_protection(overhead_rows: Any, metric_rows: Any, config: Map
             ax_b.axhline(float(plain_b[0]) / MB, color="k", ls=":", lw=0.8, label="plaintext update (fp32)")
         ax_b.set_ylabel("sent per client (MB)")
         ax_b.set_ylim(bottom=0)
-        ax_b.set_title(f"{label}: bytes one client sends", fontsize=8)
+        ax_b.set_title(f"{label}\nbytes one client sends", fontsize=8)
         for j, attack in enumerate(attacks):
             ax = axes[i][2 + j]
             crit = ev["protection"][modality_of(model)]
@@ -246,7 +246,7 @@ def plot_he_cost_vs_protection(overhead_rows: Any, metric_rows: Any, config: Map
                         transform=ax.transAxes, fontsize=8)
             n = len({r["slot"] for r in sel})
             ax.set_ylabel(display(crit["metric"]))
-            ax.set_title(f"{label}: protection against {display(attack)} (mean of {n} samples)", fontsize=8)
+            ax.set_title(f"{label}\nprotection against {display(attack)} (mean of {n} samples)", fontsize=8)
         for ax in axes[i]:
             ax.set_xlabel("encryption ratio")
             ax.grid(alpha=0.3)
