@@ -35,6 +35,7 @@ include: "rules/text.smk"
 include: "rules/fl.smk"
 include: "rules/overhead.smk"
 include: "rules/concealed_samples.smk"
+include: "rules/stochastic_defenses.smk"
 
 
 rule all:

@@ -36,6 +36,8 @@ from . import ops
 from .specs import DEFENSES, ORDER, PRIVACY_MODULES, Defense, DefenseSpecError
 
 MODEL_PREFIX = "model/"
+#: the order of the paper's tables (DO, DP, GP, PM) used in labels
+LABEL_ORDER = ("dropout", "dp", "prune", "precode", "cvb")
 DP_PREFIX = "dp/"
 
 
@@ -91,7 +93,8 @@ class DefenseChain:
     @property
     def label(self) -> str:
         """The paper's notation, e.g. ``DO+DP+GP+C``; ``none`` without defenses."""
-        return "+".join(d.label for d in self.defenses.values()) or "none"
+        rank = {n: i for i, n in enumerate(LABEL_ORDER)}
+        return "+".join(self.defenses[n].label for n in sorted(self.defenses, key=rank.get)) or "none"
 
     def spec(self) -> list[dict]:
         """Canonical JSON-able form (what the server knows about the client's protocol)."""

@@ -45,3 +45,4 @@ def _concealed_samples() -> Study:
 
 
 STUDIES.add("concealed_samples", _concealed_samples())
+from . import targets_sd as _targets_sd  # noqa: E402,F401  (registers stochastic_defenses)

@@ -1,0 +1,119 @@
+# Study stochastic_defenses (paper B, "Combining Stochastic Defenses to Resist Gradient
+# Inversion"): seeded models with their model-side defenses, the client's defended gradient
+# (update + knowledge for the server, secrets kept apart), the attacks (GPU jobs on clusters:
+# sd_attack), metrics against the victims, Tables 1-5 and the reconstruction grid.
+# Paths, cases and the config check: gibench.pipeline.targets_sd; jobs: gibench.pipeline.jobs_sd.
+from gibench.pipeline import targets_sd as SD
+
+
+rule sd_model:
+    # seeded initial weights; the privacy module (pm) adds parameters, dropout does not
+    output:
+        SD.WEIGHTS,
+    wildcard_constraints:
+        pm="none|precode|cvb",
+    log:
+        "logs/sd_model/{dataset}/{model}/pm_{pm}.json",
+    script:
+        "../workflow/scripts/sd_model.py"
+
+
+rule sd_gradient:
+    input:
+        unpack(lambda wc: SD.model_inputs(config, wc)),
+        victims=P.VICTIMS,
+    output:
+        shared=SD.UPDATE,
+        secrets=SD.SECRETS,
+        knowledge=SD.KNOWLEDGE,
+    wildcard_constraints:
+        defense=SD.DEFENSE_PATTERN,
+    params:
+        defenses=lambda wc: SD.chain_for(config, wc.defense).spec(),
+        gradient=lambda wc: SD.sd(config).get("gradient", {}),
+    log:
+        "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.json",
+    script:
+        "../workflow/scripts/sd_gradient.py"
+
+
+rule sd_attack:
+    # the server's job: the secrets file is an input only for attacks marked oracle: true
+    input:
+        unpack(lambda wc: SD.attack_inputs(config, wc)),
+    output:
+        recon=SD.RECON,
+        trace=SD.TRACE,
+    wildcard_constraints:
+        defense=SD.DEFENSE_PATTERN,
+    params:
+        attack=lambda wc: SD.attack_settings(config, wc.attack, wc.model),
+    log:
+        "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.json",
+    script:
+        "../workflow/scripts/sd_attack.py"
+
+
+rule sd_metrics:
+    input:
+        victims=P.VICTIMS,
+        recons=lambda wc: SD.restart_files(config, wc),
+    output:
+        SD.METRICS,
+    wildcard_constraints:
+        defense=SD.DEFENSE_PATTERN,
+    params:
+        evaluation=lambda wc: SD.sd(config).get("evaluation", {}),
+    log:
+        "logs/sd_metrics/{dataset}/{model}/{defense}/{attack}.json",
+    script:
+        "../workflow/scripts/sd_metrics.py"
+
+
+rule sd_gather:
+    input:
+        lambda wc: SD.metric_files(config),
+    output:
+        SD.ALL_METRICS,
+    log:
+        "logs/sd_gather/rows.json",
+    script:
+        "../workflow/scripts/sd_gather.py"
+
+
+rule sd_table:
+    input:
+        unpack(lambda wc: SD.table_inputs(config, wc)),
+    output:
+        csv=SD.TABLE.replace("{ext}", "csv"),
+        md=SD.TABLE.replace("{ext}", "md"),
+    wildcard_constraints:
+        table="table[0-9]+",
+    params:
+        settings=lambda wc: SD.table_settings(config, wc.table),
+    log:
+        "logs/sd_table/{table}.json",
+    script:
+        "../workflow/scripts/sd_table.py"
+
+
+rule sd_figure:
+    input:
+        unpack(lambda wc: SD.figure_inputs(config, wc)),
+    output:
+        png=SD.FIGURE.replace("{ext}", "png"),
+        pdf=SD.FIGURE.replace("{ext}", "pdf"),
+    wildcard_constraints:
+        figure="fig[0-9]+[a-z0-9_]*",
+    params:
+        settings=lambda wc: SD.sd(config)["figures"][wc.figure],
+    log:
+        "logs/sd_figure/{figure}.json",
+    script:
+        "../workflow/scripts/sd_figure.py"
+
+
+# results/tables/stochastic_defenses/table<k>.* and results/figures/stochastic_defenses/*
+# also match the generic table/figure rules' patterns
+ruleorder: sd_table > table
+ruleorder: sd_figure > figure

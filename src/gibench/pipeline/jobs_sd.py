@@ -1,0 +1,258 @@
+"""Job functions of the stochastic-defenses study (the scripts ``workflow/scripts/sd_*.py``
+call these through :func:`gibench.pipeline.runner.run_job`).  Paths, cases and the config
+check live in :mod:`gibench.pipeline.targets_sd`.
+
+Attacker boundary: ``sd_attack_job`` reads the model weights, the released update and the
+knowledge file (batch size, input shape, labels if the threat model grants them, and the
+client's defense protocol -- architecture, dropout rate, DP parameters -- which the server
+coordinating training knows).  The client's random draws (dropout masks Psi, bottleneck eps,
+DP noise Xi) are in a separate secrets file that only attacks marked ``oracle: true`` (WIIG)
+receive.  Ground truth (the victims) reaches only the metrics job.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import io
+from ..models import build_model, count_parameters
+from ..provenance import make_record
+from ..seeds import derive_seed, torch_generator
+from . import targets_sd as T
+from .jobs_data import read_victims, slot_rows
+from .runner import say
+
+
+def _wc(smk: Any) -> dict:
+    return dict(smk.wildcards)
+
+
+def _seed(config: dict, purpose: str, **wc) -> int:
+    return derive_seed(config.get("seed", 0), purpose, study=T.STUDY, **wc)
+
+
+def build_sd_model(config: dict, dataset: str, model: str, chain, weights: str | Path | None = None,
+                   device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The study's model with the chain's model-side defenses; ``weights`` loaded when given.
+    The init seed depends on (dataset, model) only, so every combination shares the base weights."""
+    ds = T.dataset_view(config, dataset)
+    net = build_model(model, ds.num_classes, ds.shape, _seed(config, "model", dataset=dataset, model=model),
+                      **chain.model_options())
+    if weights is not None:
+        state, _ = io.load_tensors(weights)
+        want = dict(net.state_dict())
+        missing = sorted(set(want) - set(state))
+        if missing:
+            raise io.ArtifactError(f"{weights}: lacks tensors {missing[:4]} of {model!r} with {chain.label}")
+        net.load_state_dict({k: state[k] for k in want})
+    return net.to(device)
+
+
+# ---------------------------------------------------------------- model weights
+
+def sd_model_job(smk: Any, device: torch.device) -> dict:
+    from ..defenses import DefenseChain
+
+    wc = _wc(smk)
+    chain = DefenseChain([] if wc["pm"] == "none" else [wc["pm"]],
+                         (T.sd(smk.config) or {}).get("defense_defaults") or {})
+    net = build_sd_model(smk.config, wc["dataset"], wc["model"], chain)
+    seed = _seed(smk.config, "model", dataset=wc["dataset"], model=wc["model"])
+    rec = make_record(rule="sd_model", wildcards=wc, params={"model_options": chain.model_options()},
+                      config=smk.config, seed=seed, device="cpu", outputs=smk.output,
+                      extra={"model": {"name": wc["model"], "parameters": count_parameters(net),
+                                       "tensors": [n for n, _ in net.named_parameters()]}})
+    io.save_tensors(smk.output[0], dict(net.state_dict()), rec)
+    say(f"sd model {wc['model']} ({wc['pm']}) for {wc['dataset']}: {count_parameters(net):,} parameters")
+    return {"parameters": count_parameters(net)}
+
+
+# ---------------------------------------------------------------- the client's defended gradient
+
+def sd_gradient_job(smk: Any, device: torch.device) -> dict:
+    wc = _wc(smk)
+    cfg = smk.config
+    st = T.sd(cfg)
+    gcfg = {"batch_size": 1, "loss": "cross_entropy", **(st.get("gradient") or {})}
+    chain = T.chain_for(cfg, wc["defense"])
+    ds = T.dataset_view(cfg, wc["dataset"])
+    rows = slot_rows(wc["slot"], int(gcfg["batch_size"]))
+    imgs, labels, src_idx = read_victims(smk.input.victims, rows)
+    net = build_sd_model(cfg, wc["dataset"], wc["model"], chain, smk.input.weights, device)
+    x = ds.normalize(imgs).to(device)
+    y = torch.as_tensor(labels, device=device)
+    seed = _seed(cfg, "client", **wc)
+    grads, secrets = chain.client_gradient(net, x, y, generator=torch_generator(seed), loss=gcfg["loss"])
+    params = {"gradient": gcfg, "defenses": chain.spec()}
+    rec = make_record(rule="sd_gradient", wildcards=wc, params=params, config=cfg, inputs=smk.input,
+                      outputs=smk.output, seed=seed, device=device,
+                      extra={"victims": rows, "source_indices": src_idx.tolist(), "tensor_order": list(grads),
+                             "defense_label": chain.label, "secrets_file": "separate (client side)"})
+    io.save_tensors(smk.output.shared, grads, rec)
+    srec = make_record(rule="sd_gradient", wildcards=wc, params=params, config=cfg, inputs=smk.input,
+                       outputs=smk.output, seed=seed, device=device,
+                       extra={"secrets": sorted(secrets), "note": "client-side random draws: read only by "
+                              "attacks marked oracle: true"})
+    io.save_tensors(smk.output.secrets, secrets, srec)          # empty when the defenses draw nothing
+    knows = {"labels_known": True, **(st.get("threat_model") or {})}
+    knowledge = {
+        "provenance": make_record(rule="sd_gradient", wildcards=wc, params=knows, config=cfg, device=device),
+        "batch_size": int(gcfg["batch_size"]),
+        "input_shape": list(ds.shape),
+        "dataset": wc["dataset"],
+        "labels": labels.tolist() if knows["labels_known"] else None,
+        "defenses": chain.spec(),
+        "loss": gcfg["loss"],
+    }
+    io.write_json(smk.output.knowledge, knowledge)
+    say(f"sd gradient {wc['dataset']}/{wc['model']}/{wc['defense']}/{wc['slot']}: {chain.label}, "
+        f"{len(secrets)} secret tensors")
+    return {"victims": rows, "defenses": chain.label}
+
+
+# ---------------------------------------------------------------- the server's attack
+
+def sd_attack_job(smk: Any, device: torch.device) -> dict:
+    from ..attacks import ATTACKS
+    from ..defenses import DefenseChain
+
+    wc = _wc(smk)
+    cfg = smk.config
+    kind, params, _, oracle = T.attack_settings(cfg, wc["attack"], wc["model"])
+    knowledge = json.loads(Path(smk.input.knowledge).read_text())
+    chain = DefenseChain(knowledge["defenses"])              # the client's protocol, as the server knows it
+    ds = T.dataset_view(cfg, wc["dataset"])
+    net = build_sd_model(cfg, wc["dataset"], wc["model"], chain, smk.input.weights, device)
+    shared, _ = io.load_tensors(smk.input.shared, device=device)
+    secrets = None
+    if oracle:
+        secrets, _ = io.load_tensors(smk.input.secrets, device=device)
+    labels = knowledge.get("labels")
+    labels_t = torch.as_tensor(labels, device=device) if labels is not None else None
+    seed = _seed(cfg, "attack", **wc)
+    shape = (int(knowledge["batch_size"]), *knowledge["input_shape"])
+    t0 = time.time()
+    every = max(1, int(params.get("iterations", 1000)) // 10)
+
+    def progress(it: int, loss: float) -> None:
+        if it % every == 0:
+            say(f"sd_attack {wc['attack']} {wc['dataset']}/{wc['model']}/{wc['defense']}/{wc['slot']}/rep{wc['rep']}: "
+                f"iteration {it}, loss {loss:.4g}, {time.time() - t0:.0f} s")
+
+    result = ATTACKS.get(kind)(net, shared, None, input_shape=shape, mean=ds.mean, std=ds.std, labels=labels_t,
+                               cfg=params, seed=seed, device=device, progress=progress, defenses=chain,
+                               secrets=secrets)
+    info = dict(result.info or {})
+    seconds = info.pop("seconds", round(time.time() - t0, 3))
+    info.pop("iterations_per_second", None)
+    info.update({"status": result.status, "message": result.message, "final_loss": result.final_loss,
+                 "read_secrets": bool(oracle)})
+    rec = make_record(rule="sd_attack", wildcards=wc, params={"type": kind, "oracle": oracle, **params}, config=cfg,
+                      inputs=smk.input, outputs=smk.output, seed=seed, device=device, extra={"attack": info})
+    io.save_tensors(smk.output.recon, {"x": result.x.float().cpu(), "labels": result.labels.cpu()}, rec)
+    trace = result.trace or [{"iteration": 0, "loss": float("nan"), "grad_distance": float("nan"),
+                              "tv": float("nan"), "lr": float("nan")}]
+    io.save_table(smk.output.trace, trace, rec)
+    say(f"sd_attack {wc['attack']} done: {result.status}, loss {result.final_loss:.4g} ({result.message})")
+    return {"attack_status": result.status, "final_loss": result.final_loss, "attack_seconds": seconds}
+
+
+# ---------------------------------------------------------------- evaluation against ground truth
+
+def evaluate_restarts(recons: list[tuple[dict, torch.Tensor, dict]], gt_model: torch.Tensor, ds,
+                      threshold: float) -> list[dict]:
+    """Metric rows of one slot's restarts: paper B's SSIM (per-image min-max scaled, CVB code)
+    on the model-space tensors, MSE/PSNR on the de-normalised images clamped to [0, 1]."""
+    from ..metrics.image import mse_per_image, psnr_per_image
+    from ..metrics.scaled import scaled_ssim
+
+    gt_pix = ds.denormalize(gt_model).clamp(0, 1)
+    rows = []
+    for wc, x, info in recons:
+        x = x.to(gt_model)
+        ssim = scaled_ssim(x, gt_model)
+        pix = ds.denormalize(x).clamp(0, 1)
+        mse, psnr = mse_per_image(pix, gt_pix), psnr_per_image(pix, gt_pix)
+        b = len(ssim)
+        rows.append({"study": T.STUDY, "dataset": wc["dataset"], "model": wc["model"], "defense": wc["defense"],
+                     "attack": wc["attack"], "slot": wc["slot"], "restart": int(wc["rep"]),
+                     "status": info.get("status", "unknown"), "attacker_loss": float(info.get("final_loss", float("nan"))),
+                     "iterations": int(info.get("iterations", 0)), "stop_reason": str(info.get("stop_reason") or ""),
+                     "ssim": sum(ssim) / b, "mse": sum(mse) / b, "psnr": sum(psnr) / b,
+                     "success": sum(v > threshold for v in ssim) / b})
+    return rows
+
+
+def select_restart(rows: list[dict], how: str) -> list[dict]:
+    """One row per slot: the restart with the lowest attacker loss (what an attacker can do;
+    the reference keeps the trial with the lowest reconstruction loss) or, ``oracle``, the
+    highest SSIM.  A failed restart is never preferred over a finished one."""
+    by_slot: dict[str, list[dict]] = {}
+    for r in rows:
+        by_slot.setdefault(r["slot"], []).append(r)
+    out = []
+    for slot in sorted(by_slot):
+        cand = by_slot[slot]
+
+        def key(r: dict):
+            failed = r["status"] != "ok"
+            loss = r["attacker_loss"] if r["attacker_loss"] == r["attacker_loss"] else float("inf")
+            return (failed, -r["ssim"] if how == "oracle" else loss, r["restart"])
+
+        out.append({**min(cand, key=key), "restarts": len(cand)})
+    return out
+
+
+def sd_metrics_job(smk: Any, device: torch.device) -> dict:
+    wc = _wc(smk)
+    cfg = smk.config
+    st = T.sd(cfg)
+    ev = {"asr_threshold": 0.5, "best_of_restarts": "attacker_loss", **(st.get("evaluation") or {})}
+    ds = T.dataset_view(cfg, wc["dataset"])
+    batch = int((st.get("gradient") or {}).get("batch_size", 1))
+    rows = []
+    for path in smk.input.recons:
+        tensors, rec = io.load_tensors(path)
+        rwc = rec["wildcards"]
+        imgs, _, _ = read_victims(smk.input.victims, slot_rows(rwc["slot"], batch))
+        gt = ds.normalize(imgs)
+        rows += evaluate_restarts([(rwc, tensors["x"], rec.get("attack", {}))], gt, ds, float(ev["asr_threshold"]))
+    kept = select_restart(rows, ev["best_of_restarts"])
+    chain = T.chain_for(cfg, wc["defense"])
+    for r in kept:
+        r["defense_label"] = chain.label
+    rec = make_record(rule="sd_metrics", wildcards=wc, params=ev, config=cfg, inputs=smk.input, outputs=smk.output,
+                      device="cpu")
+    io.save_table(smk.output[0], kept, rec)
+    ssim = [r["ssim"] for r in kept]
+    say(f"sd metrics {wc['dataset']}/{wc['model']}/{wc['defense']}/{wc['attack']}: {len(kept)} victims, "
+        f"mean SSIM {sum(ssim) / max(1, len(ssim)):.3f}")
+    return {"rows": len(kept)}
+
+
+# ---------------------------------------------------------------- tables and figures
+
+def sd_table_job(smk: Any, device: torch.device) -> dict:
+    from ..tables.stochastic_defenses import build_table
+
+    wc = _wc(smk)
+    written = build_table(wc["table"], metrics_path=smk.input.metrics, config=smk.config,
+                          accuracy_path=smk.input.get("accuracy") if hasattr(smk.input, "get") else None,
+                          out_dir=Path(smk.output.csv).parent, formats=("csv", "md"))
+    say(f"table {T.STUDY}/{wc['table']}: {', '.join(str(p) for p in written)}")
+    return {"written": [str(p) for p in written]}
+
+
+def sd_figure_job(smk: Any, device: torch.device) -> dict:
+    from ..tables.stochastic_defenses import build_grid
+
+    wc = _wc(smk)
+    written = build_grid(wc["figure"], metrics_path=smk.input.metrics, recon_paths=list(smk.input.recons),
+                         victims_paths=list(smk.input.victims), config=smk.config,
+                         out_dir=Path(smk.output.png).parent)
+    say(f"figure {T.STUDY}/{wc['figure']}: {len(written)} files")
+    return {"written": [str(p) for p in written]}

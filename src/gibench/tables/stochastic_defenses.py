@@ -1,0 +1,266 @@
+"""Tables 1-5 and the reconstruction grid (Fig. 2) of the stochastic-defenses study (paper B).
+
+Definitions (also in the captions):
+
+* one row per victim slot and case (dataset, model, defense combination, attack): the restart
+  kept by ``evaluation.best_of_restarts`` (:func:`gibench.pipeline.jobs_sd.select_restart`);
+* **SSIM**: the CVB reference code's SSIM (each image min-max scaled to [0, 1] first,
+  :mod:`gibench.metrics.scaled`), mean ± std over the victims (population std, ddof = 0);
+* **ASR [%]**: 100 x the share of victims whose SSIM exceeds ``evaluation.asr_threshold`` (0.5);
+* **Accuracy [%]** (ablation tables): the FedAvg test accuracy of the global model, mean ± std
+  over seeds, from the study's ``fl`` runs (``results/fl/stochastic_defenses/accuracy.parquet``);
+  without them the column says "not computed".
+
+Table kinds: ``attacks`` (Tables 1-3: an undefended baseline row, then every attack on every
+listed combination) and ``ablation`` (Tables 4-5: one attack over combinations, with the
+DO/DP/GP/PM check marks).  CSV: tidy, one line per cell (``ssim_mean, ssim_std, asr, n,
+status``, accuracy columns); Markdown: the paper's layout.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .. import io
+from .render import TableDoc, display, fmt_mean_std
+
+STUDY = "stochastic_defenses"
+MODEL_NAMES = {"sd_cnn": "CNN", "sd_vit": "ViT", "resnet18_gn": "ResNet-18"}
+ATTACK_NAMES = {"ig_defended": "IG", "ig": "IG", "wiig": "WIIG", "dpia": "DPIA", "gpia": "GPIA", "vbia": "VBIA",
+                "pig": "PIG", "dia": "DIA", "cdia": "CDIA"}
+NOT_COMPUTED = "not computed (FedAvg runs: issue 11)"
+NOT_COMPUTED_NOTE = ("not computed: the study has no FedAvg runs; add a studies.stochastic_defenses.fl block "
+                     "(gibench.fl, rules/fl.smk) listing these combinations to fill the column")
+DISPLAY_ORDER = ("dropout", "dp", "prune", "precode", "cvb")
+
+
+def _study(config: Mapping[str, Any]) -> dict:
+    return dict(config["studies"][STUDY]) if "studies" in config else dict(config)
+
+
+def model_name(m: str) -> str:
+    return MODEL_NAMES.get(m, display(m))
+
+
+def attack_name(config: Mapping[str, Any], attack: str) -> str:
+    entry = (_study(config).get("attacks") or {}).get(attack, {})
+    kind = entry.get("type", attack)
+    return ATTACK_NAMES.get(attack, ATTACK_NAMES.get(kind, attack.upper()))
+
+
+def _g(x: float) -> str:
+    return f"{x:g}"
+
+
+def defense_text(spec: list[dict]) -> str:
+    """A combination as the paper writes it: ``DP (20, 10^-3)``, ``GP 0.90``, ``DO+DP+C``; '-' for none."""
+    if not spec:
+        return "-"
+    parts = []
+    rank = {n: i for i, n in enumerate(DISPLAY_ORDER)}
+    for d in sorted(spec, key=lambda d: rank.get(d["name"], len(rank))):
+        n = d["name"]
+        if n == "dp":
+            parts.append(f"DP ({_g(float(d['clip']))}, {_g(float(d['sigma']))})")
+        elif n == "prune":
+            parts.append(f"GP {float(d['rate']):.2f}")
+        elif n == "dropout":
+            parts.append(f"DO {float(d['rate']):g}")
+        else:
+            parts.append({"precode": "PRECODE", "cvb": "CVB"}[n])
+    return " + ".join(parts)
+
+
+def load_rows(metrics_path: Any) -> list[dict]:
+    if isinstance(metrics_path, (str, Path)):
+        table, _ = io.load_table(metrics_path)
+        return table.to_pylist()
+    return list(metrics_path)
+
+
+def summarise(rows: list[dict], threshold: float) -> dict:
+    """SSIM mean/std (ddof 0), ASR in %, n; status ok | missing | partial (some restarts failed)."""
+    if not rows:
+        return {"ssim_mean": None, "ssim_std": None, "asr": None, "n": 0, "status": "missing"}
+    s = np.asarray([float(r["ssim"]) for r in rows], dtype=float)
+    failed = sum(1 for r in rows if r.get("status") != "ok")
+    return {"ssim_mean": float(s.mean()), "ssim_std": float(s.std()), "asr": float(100.0 * np.mean(s > threshold)),
+            "n": int(len(s)), "status": "ok" if not failed else f"{failed} failed"}
+
+
+def _cells(summary: dict) -> tuple[str, str]:
+    if summary["n"] == 0:
+        return "missing", "missing"
+    return fmt_mean_std(summary["ssim_mean"], summary["ssim_std"], min_decimals=2, max_decimals=2), f"{summary['asr']:.2f}"
+
+
+def _accuracy(acc_rows: list[dict] | None, dataset: str, model: str, defense: str,
+              report: str = "best_val") -> tuple[str, dict]:
+    if acc_rows is None:
+        return NOT_COMPUTED, {"accuracy_mean": None, "accuracy_std": None, "accuracy_status": "not computed"}
+    from ..fl import accuracy_rows
+
+    cells = accuracy_rows(acc_rows, dataset=dataset, model=model, defense=defense, report=report)
+    if not cells:
+        return ("not computed (no FedAvg run of this combination)",
+                {"accuracy_mean": None, "accuracy_std": None, "accuracy_status": "no run"})
+    c = cells[0]
+    return (fmt_mean_std(c["test_acc_mean"], c["test_acc_std"], min_decimals=2, max_decimals=2),
+            {"accuracy_mean": c["test_acc_mean"], "accuracy_std": c["test_acc_std"], "accuracy_status": "ok",
+             "accuracy_seeds": c.get("seeds")})
+
+
+def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: list[dict] | None = None) -> TableDoc:
+    from ..pipeline import targets_sd as T
+
+    st = _study(config)
+    full = config if "studies" in config else {"studies": {STUDY: st}}
+    spec = st["tables"][name]
+    ev = {"asr_threshold": 0.5, "best_of_restarts": "attacker_loss", **(st.get("evaluation") or {})}
+    thr = float(ev["asr_threshold"])
+    index: dict[tuple, list[dict]] = {}
+    for r in rows:
+        index.setdefault((r["dataset"], r["model"], r["defense"], r["attack"]), []).append(r)
+    chains = {d: T.chain_for(full, d) for d in set(spec["defenses"]) | ({spec["baseline"]["defense"]}
+                                                                          if spec.get("baseline") else set())}
+    body, tidy = [], []
+    if spec["kind"] == "attacks":
+        header = ["Dataset", "Model", "Defense", "Attack", "SSIM ↓", "ASR [%] ↓", "n"]
+        for d, m, dfn, a in T.table_cases(spec):
+            s = summarise(index.get((d, m, dfn, a), []), thr)
+            ssim, asr = _cells(s)
+            label = defense_text(chains[dfn].spec())
+            body.append([display(d), model_name(m), label, attack_name(st, a), ssim, asr, str(s["n"])])
+            tidy.append({"dataset": d, "model": m, "defense": dfn, "defense_label": chains[dfn].label,
+                         "attack": a, **s})
+        cols = ["dataset", "model", "defense", "defense_label", "attack", "ssim_mean", "ssim_std", "asr", "n", "status"]
+        group = 3
+    else:
+        with_acc = bool(spec.get("accuracy", True))
+        header = ["Dataset", "Model", "DO", "DP", "GP", "PM", "SSIM ↓", "ASR [%] ↓", "n"]
+        if with_acc:
+            header.append("Accuracy [%] ↑")
+        for d, m, dfn, a in T.table_cases(spec):
+            c = chains[dfn]
+            s = summarise(index.get((d, m, dfn, a), []), thr)
+            ssim, asr = _cells(s)
+            mark = lambda on: "✓" if on else "✗"  # noqa: E731
+            pm = {"precode": "P", "cvb": "C"}.get(c.privacy_module or "", "✗")
+            line = [display(d), model_name(m), mark(c.uses("dropout")), mark(c.uses("dp")), mark(c.uses("prune")), pm,
+                    ssim, asr, str(s["n"])]
+            rec = {"dataset": d, "model": m, "defense": dfn, "defense_label": c.label, "attack": a, **s}
+            if with_acc:
+                text, acc = _accuracy(acc_rows, d, m, dfn, (st.get("fl") or {}).get("report", "best_val"))
+                line.append(text)
+                rec.update(acc)
+            body.append(line)
+            tidy.append(rec)
+        cols = ["dataset", "model", "defense", "defense_label", "attack", "ssim_mean", "ssim_std", "asr", "n", "status"]
+        if with_acc:
+            cols += ["accuracy_mean", "accuracy_std", "accuracy_status"]
+        group = 2
+    default_titles = {"attacks": "Privacy metrics of the attacks on defended training gradients",
+                      "ablation": f"Privacy metrics of {attack_name(st, spec.get('attack', ''))} over defense combinations"}
+    title = f"{name.replace('table', 'Table ')}: {spec.get('title') or default_titles[spec['kind']]}"
+    dp_text = {d: defense_text(c.spec()) for d, c in chains.items()}
+    notes = [f"SSIM: the CVB reference code's SSIM (each image min-max scaled to [0, 1] first; Gaussian window 11, "
+             f"σ 1.5), mean ± std (population) over n victims; ASR: share of victims with SSIM > {thr:g}. "
+             f"Arrows: direction of improvement for the defending client. Restart per victim: "
+             f"{ev['best_of_restarts']}.",
+             "Combinations: " + "; ".join(f"{d} = {t}" for d, t in dp_text.items()) + "."]
+    if spec["kind"] == "ablation":
+        notes.append("DO: Dropout, DP: differential privacy (clip + noise), GP: gradient pruning, PM: privacy module "
+                     "(P = PRECODE, C = CVB); ✓/✗: used or not.")
+        if spec.get("accuracy", True):
+            notes.append("Accuracy: FedAvg test accuracy of the global model, mean ± std over seeds"
+                         + (" (gibench.fl runs of this study)." if acc_rows is not None else f"; {NOT_COMPUTED_NOTE}."))
+    return TableDoc(name=name, title=title, header=header, body=body, tidy_columns=cols, tidy=tidy, notes=notes,
+                    group_columns=group)
+
+
+def build_table(name: str, *, metrics_path: Any, config: Mapping[str, Any], out_dir: str | Path,
+                accuracy_path: Any = None, formats: Sequence[str] = ("csv", "md")) -> list[Path]:
+    rows = load_rows(metrics_path)
+    acc = None
+    if accuracy_path is not None:
+        from ..pipeline.jobs_fl import load_accuracy_rows
+
+        acc = load_accuracy_rows(accuracy_path) if isinstance(accuracy_path, (str, Path)) else list(accuracy_path)
+    return table_doc(name, rows, config, acc).write(out_dir, formats)
+
+
+# ---------------------------------------------------------------- Fig. 2: reconstruction grid
+
+def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], victims_paths: Sequence[str],
+               config: Mapping[str, Any], out_dir: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Per dataset: the victims (first row), then the kept reconstruction of each defense
+    combination (one row each, SSIM under every image); columns are victim slots."""
+    from ..config import fmt_slot
+    from ..pipeline import targets_sd as T
+    from ..pipeline.jobs_data import read_victims, slot_rows
+    from .figures import _figure, save_figure
+
+    st = _study(config)
+    full = config if "studies" in config else {"studies": {STUDY: st}}
+    spec = st["figures"][name]
+    n = min(int(spec.get("victims", 4)), int(st["victims"]))
+    slots = [fmt_slot(s) for s in range(n)]
+    batch = int((st.get("gradient") or {}).get("batch_size", 1))
+    rows = load_rows(metrics_path)
+    kept = {(r["dataset"], r["model"], r["defense"], r["attack"], r["slot"]): r for r in rows}
+    by_name = {Path(p).name: p for p in recon_paths}
+    victims = {Path(p).parent.name: p for p in victims_paths}
+    panels: list[tuple[str, list[np.ndarray | None], list[str]]] = []
+    for d in spec["datasets"]:
+        ds = T.dataset_view(full, d)
+        truth = []
+        for s in slots:
+            imgs, _, _ = read_victims(victims[d], slot_rows(s, batch))
+            truth.append(ds.denormalize(ds.normalize(imgs)).clamp(0, 1)[0].permute(1, 2, 0).numpy())
+        panels.append((f"{display(d)}: victims", truth, [""] * n))
+        for dfn in spec["defenses"]:
+            imgs_row, notes = [], []
+            for s in slots:
+                r = kept.get((d, spec["model"], dfn, spec["attack"], s))
+                if r is None:
+                    imgs_row.append(None)
+                    notes.append("missing")
+                    continue
+                path = T.RECON.format(dataset=d, model=spec["model"], defense=dfn, slot=s, attack=spec["attack"],
+                                      rep=int(r["restart"]))
+                tensors, _ = io.load_tensors(path if Path(path).exists() else by_name.get(Path(path).name, path))
+                imgs_row.append(ds.denormalize(tensors["x"].float()).clamp(0, 1)[0].permute(1, 2, 0).numpy())
+                notes.append(f"{float(r['ssim']):.2f}")
+            panels.append((T.chain_for(full, dfn).label, imgs_row, notes))
+    h = w = max((a.shape[0] for _, row, _ in panels for a in row if a is not None), default=32)
+    pad = max(1, h // 8)
+    nr, nc = len(panels), n
+    mont = np.ones((nr * (h + pad) - pad, nc * (w + pad) - pad, 3))
+    for i, (_, row, _) in enumerate(panels):
+        for j, a in enumerate(row):
+            y0, x0 = i * (h + pad), j * (w + pad)
+            if a is None:
+                mont[y0:y0 + h, x0:x0 + w] = 0.85
+            else:
+                mont[y0:y0 + a.shape[0], x0:x0 + a.shape[1]] = a if a.shape[2] == 3 else np.repeat(a, 3, axis=2)
+    cell, left, top = 0.9, 1.5, 0.6
+    width, height = max(4.0, cell * nc + left + 0.1), cell * nr + top + 0.1
+    fig = _figure(width, height, layout=None)
+    ax = fig.add_axes((left / width, 0.1 / height, 1 - (left + 0.1) / width, 1 - (top + 0.1) / height))
+    ax.imshow(mont, vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+    ax.set_yticks([i * (h + pad) + h / 2 for i in range(nr)], [p[0] for p in panels], fontsize=7)
+    ax.set_xticks([j * (w + pad) + w / 2 for j in range(nc)], slots, fontsize=7)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for sp in ax.spines.values():
+        sp.set_visible(False)
+    for i, (_, _, notes) in enumerate(panels):
+        for j, t in enumerate(notes):
+            if t:
+                ax.text(j * (w + pad) + w / 2, i * (h + pad) + h - 1, t, ha="center", va="bottom", fontsize=5,
+                        color="yellow")
+    fig.suptitle(f"{attack_name(st, spec['attack'])} on {model_name(spec['model'])}: reconstruction per defense\n"
+                 f"combination (rows) and victim (columns), SSIM under each", fontsize=7, y=1 - 0.02 / height, va="top")
+    return save_figure(fig, out_dir, name, formats)
