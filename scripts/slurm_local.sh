@@ -147,7 +147,7 @@ install_packages() {
 check_owned() {  # never overwrite a config this script did not write
     local f=$1
     if [[ -s "$f" ]] && ! head -1 "$f" | grep -qF "$MARK"; then
-        die "$f exists and was not written by this script; move it away to use the local test cluster"
+        unavailable "$f exists and was not written by this script (a Slurm is configured here); move it away to use the local test cluster"
     fi
 }
 
@@ -295,7 +295,7 @@ start_slurm_daemon() {  # start_slurm_daemon NAME READY_CMD... ; NAME is also th
     local name=$1; shift
     if ours_running "$name"; then return 0; fi
     if any_running "$name"; then
-        die "a $name not started by this script is running; stop it first (this script only manages its own)"
+        unavailable "a $name not started by this script is running; stop it first (this script only manages its own)"
     fi
     case $name in
         slurmd) slurmd -N "$NODE" >"$LOG/$name.out" 2>&1 9>&- || die "$name failed: $(tail -5 "$LOG/$name.out")" ;;
