@@ -34,3 +34,12 @@ bench: venv
 
 clean-results:
 	rm -rf results .snakemake/metadata .snakemake/incomplete
+
+# A real single-node Slurm on this machine (root, Debian): `make slurm-up`, then e.g.
+# `.venv/bin/snakemake --profile slurm`; `make slurm-down` stops what slurm-up started.
+# The slurm-marked tests start and stop it themselves when it is not already up.
+slurm-up:
+	bash scripts/slurm_local.sh start
+
+slurm-down:
+	bash scripts/slurm_local.sh stop
