@@ -142,11 +142,43 @@ def _generator(seed: int, purpose: str) -> torch.Generator:
     return g
 
 
+@dataclass
+class Prepared:
+    """Everything :func:`gibench.attacks.ig.invert` needs for one attack run."""
+
+    model: nn.Module
+    match: GradientMatch
+    y: torch.Tensor
+    x0: torch.Tensor
+    box: tuple | None
+    cfg: dict
+    dummy_gradient: Callable
+    extras: dict
+    penalty: Callable | None
+    info: dict
+
+
 def defended_attack(kind: str, model: nn.Module, shared: dict[str, torch.Tensor],
                     visible: dict[str, torch.Tensor] | None, *, input_shape: tuple[int, ...], mean, std,
                     labels: torch.Tensor | None, cfg: dict | None, seed: int, device: torch.device | str = "cpu",
                     progress: Callable[[int, float], None] | None = None, defenses=None,
                     secrets: Mapping[str, torch.Tensor] | None = None) -> AttackResult:
+    p = prepare(kind, model, shared, visible, input_shape=input_shape, mean=mean, std=std, labels=labels, cfg=cfg,
+                seed=seed, device=device, defenses=defenses, secrets=secrets)
+    if p.match.empty:
+        return AttackResult(x=p.x0, labels=p.y, status="nothing_visible", message=nothing_to_match(p.match),
+                            final_loss=float("nan"), trace=[], info={**p.info, "iterations": 0})
+    loop = invert(p.model, p.match, p.y, p.x0, p.cfg, box=p.box, dummy_gradient=p.dummy_gradient, extras=p.extras,
+                  progress=progress, penalty=p.penalty)
+    return result_from(loop, p.y, p.info)
+
+
+def prepare(kind: str, model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None,
+            *, input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None, seed: int,
+            device: torch.device | str = "cpu", defenses=None,
+            secrets: Mapping[str, torch.Tensor] | None = None) -> Prepared:
+    """The objective of attack ``kind``: what is matched, the dummy gradient, the extras
+    optimised with the image and their penalty (see the module docstring)."""
     from ..defenses import DP_PREFIX, MODEL_PREFIX, dp_noise, observed_masks
     from ..models.defended import NoiseSource, bottlenecks, dropout_layers, extra_loss, use_noise
 
@@ -178,10 +210,6 @@ def defended_attack(kind: str, model: nn.Module, shared: dict[str, torch.Tensor]
     x0, box = initial_input(input_shape, c, mean, std, seed, device)
     info: dict[str, Any] = {"objective": match.describe(), "settings": {**c, **own}, "labels_from": labels_from,
                             "defenses": chain.spec(), "mimic": mimic.describe(), "ignored": ignored}
-    if match.empty:
-        return AttackResult(x=x0, labels=y, status="nothing_visible", message=nothing_to_match(match),
-                            final_loss=float("nan"), trace=[], info={**info, "iterations": 0})
-
     # ---- the attacker's own randomness: initial extras, then fresh per-iteration draws
     init_gen, draw_gen = _generator(seed, "extras-init"), _generator(seed, "per-iteration-draws")
     probe = NoiseSource(init_gen)
@@ -281,12 +309,10 @@ def defended_attack(kind: str, model: nn.Module, shared: dict[str, torch.Tensor]
                     total = total + own["noise_reg"] * (v.mean().abs() + (std - target).abs())
             return total
 
-    loop = invert(model, match, y, x0, c, box=box, dummy_gradient=dummy_gradient, extras=extras,
-                  progress=progress, penalty=penalty)
     info["extras"] = {"count": len(extras), "entries": int(sum(e.value.numel() for e in extras.values()))}
     if notes:
         info["notes"] = notes
-    return result_from(loop, y, info)
+    return Prepared(model, match, y, x0, box, c, dummy_gradient, extras, penalty, info)
 
 
 def _register(kind: str, doc: str) -> None:
