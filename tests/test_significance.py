@@ -529,3 +529,12 @@ def test_micro_run_writes_scores_masks_and_table6(tmp_path):
     md = (tmp_path / tables[1]).read_text()
     assert md.startswith("**Table 6:") and "Device: cpu" in md.splitlines()[0]
     assert "| LeNet | CIFAR-100 | 10 | 88,648 |" in md
+
+
+def test_probe_interval_uses_exact_chi2_quantiles():
+    from scipy.stats import chi2
+
+    for k in (1, 4, 16, 64, 256):
+        lo, hi = probe_interval_factors(k)
+        assert lo == pytest.approx(k / chi2.ppf(0.975, k), rel=1e-9)
+        assert hi == pytest.approx(k / chi2.ppf(0.025, k), rel=1e-9)

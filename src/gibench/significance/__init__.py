@@ -9,13 +9,14 @@ Registered metrics (:data:`METRICS`), all called as
 ``prodsig``           ``|g_i θ_i|`` (paper: ProdSig)
 ``random``            seeded U(0, 1) (control)
 ``sens``              exact ``‖∂g_i/∂x‖₂`` (paper: Sens), vmapped forward-over-reverse JVPs
-``sens_discrete``     central differences of ``g`` along each input coordinate (paper: Sens (Discrete))
-``sens_probe``        ``K`` Gaussian-probe estimate of Sens with a per-entry standard error
+``sens_discrete``     paper: Sens (Discrete); default ``(1/n) Σ_j |g_i(x+e_j) − g_i(x−e_j)| / 2``
+``sens_probe``        ``sqrt((1/K) Σ_k ((∂g/∂x) v_k)_i²)``, ``v_k ~ N(0, I)``; Sens² error ``sqrt(2/K)``
 ``attn``              selector: attention layers of a transformer (paper: Attn)
 ``onefifth_1..5``     selector: i-th fifth of the transformer blocks (paper: OneFifth-i)
 ====================  ======================================================================
 
-Options per metric: :func:`metric_options`.  Cost (time, peak memory): :mod:`.cost`.
+Options per metric: :func:`metric_options` (checked at DAG build by
+:func:`check_significance_config`).  Cost (time, peak memory): :mod:`.cost`.
 """
 from __future__ import annotations
 

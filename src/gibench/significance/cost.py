@@ -109,6 +109,31 @@ def measure(fn: Callable[[], T], device: str | torch.device | None = None,
     return result, seconds, max(0, peak - base)
 
 
+def warm_up(device: str | torch.device = "cpu") -> None:
+    """One-time library warm-up, run before a timed metric: the first ``torch.func``
+    transform of a process (module loading, dispatcher set-up) and the first convolution /
+    matmul kernels cost about a second that belongs to no metric.  A vmapped
+    forward-over-reverse JVP of a tiny conv net's parameter gradient (the operations ``sens``
+    uses) is run on ``device``; its result is discarded.  Not timed by :func:`measure`."""
+    from torch import nn
+    from torch.func import functional_call, grad, jvp, vmap
+
+    dev = torch.device(device)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Sigmoid(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).to(dev)
+    params = {n: p.detach() for n, p in net.named_parameters()}
+    x = torch.zeros(1, 3, 8, 8, device=dev)
+    y = torch.zeros(1, dtype=torch.long, device=dev)
+
+    def g(xx):
+        return grad(lambda p: torch.nn.functional.cross_entropy(functional_call(net, p, (xx,)), y))(params)
+
+    vmap(lambda v: jvp(g, (x,), (v,))[1])(torch.eye(4, 3 * 64, device=dev).view(4, 1, 3, 8, 8))
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
 def describe_method(device: str | torch.device | None = None) -> dict[str, Any]:
     """How :func:`measure` measures memory here (for benchmark/cost records)."""
     if _is_cuda(device):

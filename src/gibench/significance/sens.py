@@ -60,8 +60,9 @@ from ..gradient import LOSSES, set_mode
 from .base import Context, ScoreResult, boolean, int_at_least, metric, model_params, one_of, positive_number
 
 # Transient bytes per vmapped column, in units of the dtype size, per materialised gradient
-# entry / leaf-activation entry (see GradientJacobian.bytes_per_column).  Calibrated on
-# LeNet and the CNN (CPU RSS growth at several chunk sizes, benchmarks/bench_significance.py).
+# entry / leaf-activation entry (see GradientJacobian.bytes_per_column).  Conservative: the
+# measured CPU RSS growth of one chunk is about a third of the estimate on LeNet (0.19 vs
+# 0.71 MB per column) and the CNN (1.3 vs 3.8 MB per column).
 _COST_M = 4
 _COST_A = 12
 _CPU_BUDGET_MB = 1024
@@ -488,13 +489,30 @@ def sens_discrete_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
 
 # --------------------------------------------------------------------------- probes
 
+def chi2_quantile(p: float, k: int) -> float:
+    """The ``p``-quantile of χ²_k: bisection on its CDF ``P(k/2, q/2)`` (the regularised lower
+    incomplete gamma function, ``torch.special.gammainc``) in float64, to machine precision
+    (no SciPy import inside the timed metric)."""
+    if not 0 < p < 1 or k < 1:
+        raise ValueError(f"chi2_quantile: need 0 < p < 1 and k >= 1, not p={p}, k={k}")
+    a = torch.tensor(k / 2, dtype=torch.float64)
+    lo, hi = 0.0, 10.0 * k + 100.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if float(torch.special.gammainc(a, torch.tensor(mid / 2, dtype=torch.float64))) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-15 * hi:
+            break
+    return (lo + hi) / 2
+
+
 def probe_interval_factors(probes: int, level: float = 0.95) -> tuple[float, float]:
     """``(lo, hi)`` with ``P(lo·est ≤ Sens² ≤ hi·est) = level`` for every entry: since
     ``K·est/Sens² ~ χ²_K``, ``lo = K/χ²_K((1+level)/2)`` and ``hi = K/χ²_K((1−level)/2)``."""
-    from scipy.stats import chi2
-
     k = int(probes)
-    return k / float(chi2.ppf((1 + level) / 2, k)), k / float(chi2.ppf((1 - level) / 2, k))
+    return k / chi2_quantile((1 + level) / 2, k), k / chi2_quantile((1 - level) / 2, k)
 
 
 def sens_probe_estimate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, probes: int = 64, seed: int,

@@ -646,7 +646,8 @@ def table6(cost_rows: Any, config: Mapping[str, Any]) -> TableDoc:
     threads = sorted({t for c in cells for t in c["threads"].split(";") if t}, key=int)
     title = (f"Table 6: Calculation time (s) of the significance metrics: mean ± std over {n_text} "
              f"(population std, ddof = 0); Layer Num. is the number of parameter tensors; peak memory is the "
-             f"largest over the samples (MiB, growth of the job's memory during the computation). "
+             f"largest over the samples (MiB, growth of the job's memory during the computation). Each time is "
+             f"one job's computation of the metric, after a one-time library warm-up of the process. "
              f"Device: {', '.join(devices) or 'unknown'}"
              + (f"; CPU threads per job: {', '.join(threads)}" if threads else "") + ".")
     rows: dict[tuple, dict] = {}
