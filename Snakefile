@@ -24,6 +24,15 @@ try:
 except gconfig.ConfigError as e:
     raise WorkflowError(str(e))
 
+# the exact config every record's config_digest names: results/configs/<digest>.yaml
+from gibench.provenance import snapshot_config
+
+snapshot_config(config)
+
+
+# `snakemake --report report.html`: every table and figure, captioned (workflow/report/*.rst)
+report: "workflow/report/workflow.rst"
+
 
 include: "rules/common.smk"
 include: "rules/data.smk"

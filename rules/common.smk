@@ -11,3 +11,36 @@ wildcard_constraints:
 
 
 SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
+
+
+def study_weights(wc):
+    """The model weights a study's client computes its update on: the seeded initialisation
+    (rule model), or the FedAvg global model after a round when the study's
+    `fl.attack_checkpoint` asks for a trained model (rule fl_checkpoint)."""
+    from gibench.pipeline import jobs_fl
+
+    return jobs_fl.weights_for(config, wc.study, wc.dataset, wc.model, P.fmt(P.WEIGHTS, study=wc.study,
+                                                                            dataset=wc.dataset, model=wc.model))
+
+
+# ---- `snakemake --report report.html`: mark each table / figure with these helpers, e.g.
+#      output: md=report_table(P.TABLE.replace("{ext}", "md")), png=report_figure(...).
+# The captions (workflow/report/{table,figure}.rst) read the rule's outputs named `md`
+# (tables) and `png`/`pdf` (figures) and the <file>.prov.json written by run_job.
+REPORT_CAPTIONS = os.path.join(workflow.basedir, "workflow", "report")
+
+
+def _report_item(path, caption, subcategory, label):
+    parts = path.split("/")  # results/<tables|figures>/<study>/<name>.<ext>; may hold wildcards
+    return report(path, caption=os.path.join(REPORT_CAPTIONS, caption), category=parts[-2],
+                  subcategory=subcategory, labels={label: os.path.splitext(parts[-1])[0]})
+
+
+def report_table(path):
+    """A table's Markdown output, captioned with its own caption, notes and provenance."""
+    return _report_item(path, "table.rst", "Tables", "table")
+
+
+def report_figure(path):
+    """A figure's PNG output, captioned with what it shows and its provenance."""
+    return _report_item(path, "figure.rst", "Figures", "figure")

@@ -7,7 +7,7 @@ rule table:
         unpack(lambda wc: T.table_inputs(config, wc.study, wc.table)),
     output:
         csv=P.TABLE.replace("{ext}", "csv"),
-        md=P.TABLE.replace("{ext}", "md"),
+        md=report_table(P.TABLE.replace("{ext}", "md")),
     wildcard_constraints:
         table="table[0-9]+",
     params:
@@ -23,7 +23,7 @@ rule figure:
     input:
         unpack(lambda wc: T.figure_inputs(config, wc.study, wc.figure)),
     output:
-        png=P.FIGURE.replace("{ext}", "png"),
+        png=report_figure(P.FIGURE.replace("{ext}", "png")),
         pdf=P.FIGURE.replace("{ext}", "pdf"),
     params:
         settings=lambda wc: T.table_settings(config, wc.study, "figures"),

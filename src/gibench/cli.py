@@ -1,8 +1,15 @@
-"""The `gibench` command: where results are, provenance of a file, archive and verify."""
+"""The `gibench` command: where results are, provenance of a file, archive and verify.
+
+  gibench where [--print-tables]            list (and print) the tables and figures of a run
+  gibench provenance FILE...                a result file's record (+ run facts) in readable form
+  gibench archive -o run.tar.gz             workflow + config + environment + results + sha256 manifest
+  gibench verify run.tar.gz [--jobs N]      check the manifest and the provenance chain, re-run N jobs
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,81 +34,170 @@ def cmd_where(args: argparse.Namespace) -> int:
     return 0
 
 
+def _short(obj, n: int = 400) -> str:
+    s = json.dumps(obj, sort_keys=True, default=str)
+    return s if len(s) <= n else s[:n] + f" … ({len(s)} characters; --json shows all)"
+
+
+def _input_status(path: str, digest: str, root: Path) -> str:
+    from .provenance import file_digest
+
+    p = Path(path) if os.path.isabs(path) else root / path
+    if not p.exists():
+        return "not on disk"
+    try:
+        return "matches" if file_digest(p) == digest else "CHANGED since (the file on disk has other bytes)"
+    except OSError as e:
+        return f"unreadable ({e})"
+
+
+def show_provenance(path: str, rec: dict, root: Path, out=sys.stdout) -> None:
+    from .provenance import config_path, missing_fields, run_facts
+
+    w = lambda k, v: print(f"  {k:<13} {v}", file=out)  # noqa: E731
+    print(path, file=out)
+    code = rec.get("code") or {}
+    w("rule", f"{rec.get('rule')}" + (f"   job {rec['job']}" if rec.get("job") else ""))
+    w("wildcards", ", ".join(f"{k}={v}" for k, v in (rec.get("wildcards") or {}).items()) or "-")
+    cfg = rec.get("config_digest")
+    snap = config_path(cfg, root) if cfg else None
+    w("config", f"sha256 {cfg}" + (f"  ({snap.relative_to(root) if snap.is_relative_to(root) else snap})"
+                                    if snap is not None and snap.exists() else "  (no snapshot on disk)"))
+    if rec.get("params"):
+        w("params", _short(rec["params"]))
+    if rec.get("rule_params") and rec.get("rule_params") != rec.get("params"):
+        w("rule params", _short(rec["rule_params"]))
+    w("code", f"gibench {code.get('gibench')}  commit {code.get('git_commit')}"
+              f"{' (with local changes)' if code.get('git_dirty') else ' (clean)' if code.get('git_dirty') is False else ''}"
+              + (f"  source sha256 {code['source_sha256'][:16]}…" if code.get("source_sha256") else ""))
+    w("versions", ", ".join(f"{k} {v}" for k, v in (rec.get("versions") or {}).items() if v))
+    w("device", f"{rec.get('device')}  torch threads {rec.get('torch_threads')}")
+    w("seed", rec.get("seed"))
+    for p, d in (rec.get("inputs") or {}).items():
+        w("input", f"{p}  sha256 {str(d)[:16]}…  {_input_status(p, d, root)}")
+    outs = rec.get("output_files") or {}
+    if outs:
+        w("outputs", _short(outs, 300))
+    if rec.get("unavailable"):
+        for k, reasons in rec["unavailable"].items():
+            for r in reasons:
+                w("unavailable", f"{k}: {r[:300]}")
+    known = {"rule", "job", "wildcards", "code", "versions", "device", "seed", "config_digest", "params", "rule_params",
+             "inputs", "input_files", "output_files", "format", "log_files", "torch_threads", "unavailable", "file"}
+    for k in sorted(set(rec) - known):
+        w(k, _short(rec[k], 300))
+    facts = run_facts(path, rec, root)
+    log = facts.get("log")
+    if log:
+        w("run", f"{log.get('start')} -> {log.get('end')}  ({log.get('seconds')} s)  host {log.get('host')}  "
+                 f"SLURM job {log.get('slurm_job_id') or '-'}  status {log.get('status')}   [{log.get('path')}]")
+    elif facts.get("snakemake"):
+        sm = facts["snakemake"]
+        w("run", f"{sm.get('start')} -> {sm.get('end')} (Snakemake metadata; no run record in logs/)")
+    else:
+        w("run", "no run record found (log: " + ", ".join(rec.get("log_files") or ["?"]) + ")")
+    miss = missing_fields(rec)
+    if miss:
+        w("INCOMPLETE", f"record lacks {', '.join(miss)} (written by an older gibench?)")
+
+
 def cmd_provenance(args: argparse.Namespace) -> int:
-    from . import io
+    from .provenance import read_any_record, run_facts
 
     rc = 0
+    root = Path(args.root)
     for f in args.files:
         try:
-            rec = io.read_record(f)
+            rec = read_any_record(f)
         except Exception as e:
             print(f"{f}: {e}", file=sys.stderr)
             rc = 1
             continue
         if args.json:
-            print(json.dumps(rec, indent=2, sort_keys=True))
-            continue
-        print(f"{f}")
-        code = rec.get("code", {})
-        print(f"  rule        {rec.get('rule')}   wildcards {rec.get('wildcards')}")
-        print(f"  code        gibench {code.get('gibench')} commit {code.get('git_commit')}"
-              f"{' (dirty)' if code.get('git_dirty') else ''}")
-        print(f"  versions    " + ", ".join(f"{k} {v}" for k, v in (rec.get("versions") or {}).items() if v))
-        print(f"  device      {rec.get('device')}   seed {rec.get('seed')}")
-        print(f"  config      sha256 {rec.get('config_digest')}")
-        if rec.get("params"):
-            print(f"  params      {json.dumps(rec['params'], sort_keys=True)[:300]}")
-        for p, d in (rec.get("inputs") or {}).items():
-            print(f"  input       {p}  sha256 {d[:16]}…")
-        for k in sorted(set(rec) - {"rule", "wildcards", "code", "versions", "device", "seed", "config_digest",
-                                    "params", "inputs", "input_files", "output_files", "format"}):
-            print(f"  {k:<11} {json.dumps(rec[k], sort_keys=True, default=str)[:300]}")
+            print(json.dumps({"file": f, "record": rec, "run": run_facts(f, rec, root)}, indent=2, sort_keys=True))
+        else:
+            show_provenance(f, rec, root)
     return rc
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from . import archive, config
+    from . import archive
 
-    cfg = config.load(args.configfile)
-    manifest = archive.create(args.output, cfg, workdir=args.directory, include_scores=args.include_scores)
-    print(f"wrote {args.output}: {len(manifest['files'])} files, config sha256 {manifest['config_digest'][:16]}…, "
-          f"code {manifest['code']['git_commit'][:12]}{' (dirty)' if manifest['code']['git_dirty'] else ''}")
+    exclude = None if args.exclude is None else list(args.exclude)
+    try:
+        m = archive.create(args.output, workdir=args.directory, include_scores=args.include_scores, exclude=exclude,
+                           configfile=args.configfile)
+    except archive.ArchiveError as e:
+        print(f"gibench archive: {e}", file=sys.stderr)
+        return 1
+    code = m["code"]
+    print(f"wrote {args.output}: {len(m['files'])} files, {m['records']} artifacts with provenance records")
+    print(f"  config sha256 {m['config_digest']}  ({len(m['configs_used'])} config(s) named by the records)")
+    print(f"  code gibench {code['gibench']} commit {code['git_commit'][:12]}{' (with local changes)' if code['git_dirty'] else ''}")
+    print(f"  left out: {', '.join(m['excluded']) or 'nothing'}")
+    if m["not_archived_inputs"]:
+        print(f"  {len(m['not_archived_inputs'])} recorded inputs are not in the archive (excluded or outside the "
+              f"working directory), e.g. {next(iter(m['not_archived_inputs']))}")
+    if m["configs_missing"]:
+        print(f"  WARNING: {len(m['configs_missing'])} config(s) named by records have no snapshot in results/configs")
+    print(f"  archive id (sha256 of ARCHIVE/MANIFEST.json): {m['id']}")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import archive
 
-    report = archive.verify(args.archive, sample=args.jobs, seed=args.seed, atol=args.atol, rtol=args.rtol)
+    n = None if args.all else args.jobs
+    report = archive.verify(args.archive, sample=n, seed=args.seed, atol=args.atol, rtol=args.rtol, keep=args.keep,
+                            only=args.only or (), device=args.device, timeout=args.timeout)
     for v in report.verdicts:
-        print(f"{'OK  ' if v.ok else 'FAIL'}  {v.item}: {v.detail}")
-    print("verdict: " + ("archive verified" if report.ok else "MISMATCH — see FAIL lines above"))
+        tag = "INFO" if v.info else ("OK  " if v.ok else "FAIL")
+        print(f"{tag}  {v.item}: {v.detail}")
+    fails = report.failures()
+    print("verdict: " + ("archive verified" if report.ok else
+                         f"MISMATCH in {len(fails)} item(s): " + ", ".join(v.item for v in fails[:5])
+                         + (" …" if len(fails) > 5 else "")))
     return 0 if report.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="gibench", description=__doc__)
+    from . import archive as _a
+
+    p = argparse.ArgumentParser(prog="gibench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("where", help="list (and print) the tables and figures of a run")
     w.add_argument("--results", default="results")
     w.add_argument("--print-tables", action="store_true", help="print every Markdown table")
     w.set_defaults(fn=cmd_where)
-    pr = sub.add_parser("provenance", help="show the provenance record embedded in result files")
+    pr = sub.add_parser("provenance", help="show the provenance record of result files (embedded or <file>.prov.json)")
     pr.add_argument("files", nargs="+")
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--json", action="store_true", help="the full record and run facts as JSON")
+    pr.add_argument("--root", default=".", help="working directory the paths in records are relative to")
     pr.set_defaults(fn=cmd_provenance)
     a = sub.add_parser("archive", help="pack workflow, config, environment and results into one file")
     a.add_argument("-o", "--output", default="gibench-archive.tar.gz")
-    a.add_argument("--configfile", default="config/config.yaml")
-    a.add_argument("--directory", default=".", help="working directory holding results/")
+    a.add_argument("--directory", default=".", help="working directory holding results/ (default: .)")
+    a.add_argument("--configfile", default=None,
+                   help="the config the results came from (default: the snapshot in results/configs/ "
+                        "that the tables and figures name)")
+    a.add_argument("--exclude", action="append", default=None, metavar="GLOB",
+                   help=f"leave out files matching GLOB (* spans directories; default: {', '.join(_a.DEFAULT_EXCLUDE)})")
     a.add_argument("--include-scores", action="store_true", help="also pack significance scores (large)")
     a.set_defaults(fn=cmd_archive)
-    v = sub.add_parser("verify", help="check an archive's manifest and re-run a sample of its jobs")
+    v = sub.add_parser("verify", help="check an archive's manifest and provenance chain, re-run a sample of its jobs")
     v.add_argument("archive")
-    v.add_argument("--jobs", type=int, default=4, help="how many jobs to re-run (default 4)")
-    v.add_argument("--seed", type=int, default=0, help="seed of the deterministic job sample")
-    v.add_argument("--atol", type=float, default=0.0, help="tolerance for non-deterministic devices (default exact)")
-    v.add_argument("--rtol", type=float, default=0.0)
+    v.add_argument("--jobs", type=int, default=4, help="how many jobs to re-run (default 4; 0: none)")
+    v.add_argument("--all", action="store_true", help="re-run every job that can be re-run from the archive")
+    v.add_argument("--only", action="append", metavar="GLOB", help="re-run only jobs with an output matching GLOB")
+    v.add_argument("--seed", type=int, default=0, help="seed of the deterministic job sample (default 0)")
+    v.add_argument("--atol", type=float, default=_a.DEFAULT_ATOL,
+                   help="absolute tolerance when a job was recorded on another device or torch/numpy version "
+                        f"(default {_a.DEFAULT_ATOL:g}; same device and versions: exact)")
+    v.add_argument("--rtol", type=float, default=_a.DEFAULT_RTOL, help=f"relative tolerance (default {_a.DEFAULT_RTOL:g})")
+    v.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="device of the re-runs (default: the recorded kind when available)")
+    v.add_argument("--timeout", type=float, default=3600.0, help="seconds per re-run job (default 3600)")
+    v.add_argument("--keep", default=None, help="unpack into this directory and keep it (default: a temporary one)")
     v.set_defaults(fn=cmd_verify)
     args = p.parse_args(argv)
     return args.fn(args)

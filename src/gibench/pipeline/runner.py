@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from .. import io
-from ..provenance import run_record
+from ..provenance import job_context, run_record, write_sidecars
 
 
 def pick_device(setting: str) -> torch.device:
@@ -36,7 +36,11 @@ def run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
     start = time.time()
     status, extra = "ok", {}
     try:
-        extra = fn(smk, device) or {}
+        # records made inside name the job function, its log and the rule's params (replayable);
+        # outputs that cannot embed a record (tables, figures) get a <file>.prov.json
+        with job_context(fn, smk):
+            extra = fn(smk, device) or {}
+            write_sidecars(smk, device)
     except BaseException as e:
         status = f"failed: {type(e).__name__}: {e}"
         extra = {"traceback": traceback.format_exc()}

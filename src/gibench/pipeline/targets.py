@@ -243,10 +243,30 @@ def table_inputs(config: dict, study: str, table: str) -> dict:
     return {"metrics": P.fmt(P.ALL_METRICS, study=study)}
 
 
+# evaluation keys only some tables read: changing one re-runs only those tables (not the other
+# tables, the figures or the metrics jobs) -- a table's "formatting" in the partial re-run sense
+TABLE_ONLY_EVALUATION = {"table5_ratio": ("table5",), "table5_metric": ("table5",),
+                         "table4_max_ratio": ("table2", "table4")}
+# evaluation keys that select and present rows (tables, figures) but never change a metric value
+PRESENTATION_EVALUATION = ("protection", "best_of_restarts")
+
+
+def evaluation_for(config: dict, study: str, table: str) -> dict:
+    """``evaluation`` as table ``table`` (or ``"figures"``) sees it: without the keys of other tables."""
+    ev = config["studies"][study].get("evaluation", {})
+    return {k: v for k, v in ev.items() if table in TABLE_ONLY_EVALUATION.get(k, (table,))}
+
+
+def metrics_settings(config: dict, study: str) -> dict:
+    """What a metrics job depends on in ``evaluation`` (the rule's params): not the table-level keys."""
+    ev = config["studies"][study].get("evaluation", {})
+    return {k: v for k, v in ev.items() if k not in TABLE_ONLY_EVALUATION and k not in PRESENTATION_EVALUATION}
+
+
 def table_settings(config: dict, study: str, table: str) -> dict:
     """The part of the config a table (or the figures) depends on."""
     st = config["studies"][study]
-    out = {"evaluation": st.get("evaluation", {}), "cases": st.get("cases")}
+    out = {"evaluation": evaluation_for(config, study, table), "cases": st.get("cases")}
     if table in ("table6",):
         out["cost_metrics"] = st["significance"]["cost_metrics"]
         out["model_cost_metrics"] = {m: o.get("cost_metrics") for m, o in (st.get("models") or {}).items()}
