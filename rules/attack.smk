@@ -38,7 +38,8 @@ rule metrics:
     output:
         P.METRICS,
     params:
-        evaluation=lambda wc: config["studies"][wc.study]["evaluation"],
+        # the metric settings of evaluation (table-level keys re-run only the tables)
+        evaluation=lambda wc: T.metrics_settings(config, wc.study),
     log:
         "logs/metrics/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}.json",
     script:
