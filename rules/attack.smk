@@ -4,7 +4,7 @@
 rule attack:
     input:
         unpack(lambda wc: T.attack_inputs(config, wc)),  # LAMP's LM prior checkpoint, if any
-        weights=P.WEIGHTS,
+        weights=study_weights,
         gradient=P.GRADIENT,
         knowledge=P.KNOWLEDGE,
         mask=P.MASK,

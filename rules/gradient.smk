@@ -4,7 +4,7 @@
 rule gradient:
     input:
         victims=P.VICTIMS,
-        weights=P.WEIGHTS,
+        weights=study_weights,
     output:
         gradient=P.GRADIENT,
         knowledge=P.KNOWLEDGE,

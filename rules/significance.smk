@@ -5,7 +5,7 @@ rule significance:
     # a GPU job on clusters (profiles/default sets gpu: 1)
     input:
         victims=P.VICTIMS,
-        weights=P.WEIGHTS,
+        weights=study_weights,
         gradient=P.GRADIENT,
     output:
         scores=P.SCORES,

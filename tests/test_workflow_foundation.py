@@ -47,3 +47,19 @@ def test_bad_config_fails_at_dag_build_with_message(tmp_path):
     proc = run_snakemake(tmp_path, path, "-n", check=False)
     assert proc.returncode != 0
     assert "unknown model 'alexnet'" in proc.stdout + proc.stderr
+
+
+def test_attack_checkpoint_makes_the_client_use_the_trained_model(tmp_path):
+    """fl.attack_checkpoint: the gradient, significance and attack jobs read the FedAvg global
+    model after that round (rule fl_checkpoint) instead of the initialisation."""
+    cfg = copy.deepcopy(MICRO)
+    cfg["studies"]["selective_encryption"]["fl"] = {
+        "runs": [{"dataset": "cifar100", "model": "lenet"}], "seeds": [0], "rounds": 2,
+        "attack_checkpoint": {"round": 1}}
+    path = write_config(tmp_path, cfg)
+    target = "results/gradients/selective_encryption/cifar100/lenet/s000.safetensors"
+    proc = run_snakemake(tmp_path, path, "-n", target)
+    out = proc.stdout + proc.stderr
+    assert "rule fl_checkpoint" in out and "rule fl_train" in out
+    assert "results/models/selective_encryption/cifar100/lenet/fl/none/seed0/round0001.safetensors" in out
+    assert "rule model:" not in out      # the initialisation is not what the client trains on
