@@ -52,6 +52,17 @@ def test_wiig_with_the_clients_secrets_reproduces_the_update():
     assert _distance_at_truth("ig_defended", chain, model, x, y, grads) > 1e-2
 
 
+def test_wiig_noise_subtracted_from_the_update_also_reproduces_it():
+    chain, model, x, y, grads, secrets = _client(["dropout", {"name": "dp", "sigma": 1e-2}, "prune"])
+    p = prepare("wiig", model, grads, None, input_shape=(1, *SHAPE), mean=MEAN, std=STD, labels=y,
+                cfg={**FAST, "secret_noise": "subtract"}, seed=0, defenses=chain, secrets=secrets)
+    assert float(p.match(p.dummy_gradient(x, {})).detach()) < 1e-5
+    # the matched target is the released update without the client's noise (on the kept entries)
+    n = p.match.names[0]
+    kept = (grads[n] != 0).to(grads[n].dtype)
+    assert torch.allclose(p.match.targets[0], grads[n] - secrets["dp/" + n] * kept)
+
+
 def test_wiig_batch_of_two_with_dp():
     chain, model, x, y, grads, secrets = _client(["dropout", {"name": "dp", "clip": 0.5, "sigma": 1e-2}], batch=2)
     assert _distance_at_truth("wiig", chain, model, x, y, grads, secrets) < 1e-5

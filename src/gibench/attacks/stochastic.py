@@ -70,6 +70,9 @@ OPTIONS: dict[str, Any] = {
     "noise_lr": None,       # DPIA: learning rate of Xi_A (None: the image's)
     "noise_reg": 1.0,       # DPIA: weight of sum_l (|mean Xi_l| + |std Xi_l - sigma tau|) (our choice)
     "ignore": "auto",       # PIG: 'auto' (the model's pig_ignored()) or substrings of parameter names
+    "secret_noise": "add",  # WIIG with DP: 'add' Xi_C to the clipped dummy gradient (the client's computation)
+                            # or 'subtract' it from the update and match the clipped gradients (same information,
+                            # better conditioned when the noise dominates the update)
 }
 
 
@@ -120,6 +123,8 @@ def split_cfg(kind: str, cfg: Mapping[str, Any] | None) -> tuple[dict, dict]:
         raise ValueError(f"{kind}: unknown option(s) {unknown}; known: {sorted(set(IG_DEFAULTS) | set(OPTIONS))}")
     ig_part = resolve_cfg({k: v for k, v in cfg.items() if k in IG_DEFAULTS})
     own = {**OPTIONS, **{k: v for k, v in cfg.items() if k in OPTIONS}}
+    if own["secret_noise"] not in ("add", "subtract"):
+        raise ValueError(f"{kind}: secret_noise must be 'add' or 'subtract', got {own['secret_noise']!r}")
     ign = own["ignore"]
     if ign != "auto" and not (isinstance(ign, list) and all(isinstance(s, str) for s in ign)):
         raise ValueError(f"{kind}: ignore must be 'auto' or a list of parameter-name substrings, got {ign!r}")
@@ -257,6 +262,13 @@ def prepare(kind: str, model: nn.Module, shared: dict[str, torch.Tensor], visibl
     masks = None
     if mimic.prune:
         masks = observed_masks({n: shared[n].to(device) for n in match.names})
+    subtract = mimic.dp == "secret" and own["secret_noise"] == "subtract"
+    if subtract:     # match (G~ - Phi * Xi_C / B) against Phi * clip(G'): the noise removed from both sides
+        batch_ = int(input_shape[0])
+        target = {n: shared[n].to(device) - secret_xi[n] / batch_ * (masks[n] if masks is not None else 1.0)
+                  for n in match.names}
+        match = GradientMatch(named, {**shared, **target}, vis, c["cost"])
+        info["objective"] = match.describe()
 
     # ---- the dummy gradient, formed like the client's
     all_params = [p for _, p in named]
@@ -289,7 +301,7 @@ def prepare(kind: str, model: nn.Module, shared: dict[str, torch.Tensor], visibl
                 norm = torch.sqrt(sum(t.pow(2).sum() for t in gi))
                 f = 1.0 / torch.clamp(norm / float(dp.clip), min=1.0)
                 summed = [s + t * f for s, t in zip(summed, gi)]
-            g = [(summed[i] + xi[all_names[i]]) / batch for i in want]
+            g = [(summed[i] + (0.0 if subtract else xi[all_names[i]])) / batch for i in want]
         if masks is not None:
             g = [t * masks[n] for t, n in zip(g, match.names)]
         return list(g)
