@@ -306,3 +306,96 @@ def test_ssim_dcs2_identity_and_zero_padding():
     assert ssim_dcs2(a, a) == pytest.approx(1.0, abs=1e-12)
     b = (a + 0.2).clamp(0, 1)
     assert ssim_dcs2(a, b) == pytest.approx(ssim_dcs2(b, a), abs=1e-12) and ssim_dcs2(a, b) < 1
+
+
+# ----------------------------------------------------------------- config and pipeline jobs
+
+def _cfg(**study):
+    base = {"cases": {"mnist": "lenet_mnist"}, "tables": ["table7"], "victims": 1,
+            "defenses": {"none": [], "prune": ["prune"], "dcs2": ["dcs2"], "prune+dcs2": ["dcs2", "prune"]},
+            "attacks": {"gs": {"type": "gs", "params": {"iterations": 1}}}}
+    base.update(study)
+    return {"seed": 0, "resources_dir": RES, "datasets": {"mnist": {"victims": 4}},
+            "studies": {"concealed_samples": base}}
+
+
+def test_config_errors_name_the_key():
+    from gibench.config import ConfigError, validate
+
+    validate(_cfg())
+    with pytest.raises(ConfigError, match="table7 needs defense 'prune\\+dcs2'"):
+        validate(_cfg(defenses={"none": [], "prune": ["prune"], "dcs2": ["dcs2"]}))
+    with pytest.raises(ConfigError, match="unknown defense 'dcs3'"):
+        validate(_cfg(defenses={"none": [], "prune": ["prune"], "dcs2": ["dcs3"], "prune+dcs2": ["dcs2", "prune"]}))
+    with pytest.raises(ConfigError, match="cases.mnist: unknown model 'lenet9'"):
+        validate(_cfg(cases={"mnist": "lenet9"}))
+    with pytest.raises(ConfigError, match="unknown key"):
+        validate(_cfg(victim=3))
+    with pytest.raises(ConfigError, match="victims"):
+        validate(_cfg(victims=9))
+
+
+def test_generator_and_ggl_attack_jobs(tmp_path, cifar):
+    """The pipeline's generator rule and a GGL attack job on its output (CelebA is unavailable
+    offline, so the micro workflow cannot reach them)."""
+    from gibench import io
+    from gibench.config import validate
+    from gibench.pipeline import jobs_cs as CS
+
+    ds, sp = cifar
+    cfg = validate({"seed": 0, "resources_dir": RES, "datasets": {"cifar10": {"victims": 4}},
+                    "studies": {"concealed_samples": {
+                        "cases": {"cifar10": "convnet"}, "tables": ["table9"], "victims": 1,
+                        "models": {"convnet": {"width": 4}},
+                        "defenses": {"ats": ["ats"], "dcs2": ["dcs2"]},
+                        "attacks": {"gs": {"type": "gs"}, "ggl": {"type": "ggl", "params": {"iterations": 3}}},
+                        "generator": {"generator_steps": 2, "batch_size": 4, "n_critic": 1, "dim": 8}}}})
+    imgs = sp.images[:12]
+    import pyarrow as pa
+
+    pub = tmp_path / "public.parquet"
+    io.save_table(pub, pa.table({"index": list(range(12)), "source_index": list(range(12)),
+                                 "label": sp.labels[:12].tolist(), "height": [32] * 12, "width": [32] * 12,
+                                 "channels": [3] * 12, "image": [im.tobytes() for im in imgs]}), {"rule": "test"})
+    smk = _Smk(cfg, {"dataset": "cifar10"}, {"public": str(pub)},
+               {"generator": str(tmp_path / "g.safetensors"), "log": str(tmp_path / "g.parquet")})
+    CS.generator_job(smk, torch.device("cpu"))
+    g = CS.load_generator(str(tmp_path / "g.safetensors"), "cpu")
+    assert g(torch.randn(2, 128)).shape == (2, 3, 32, 32)
+    # a shared update of the ConvNet and the knowledge file, as cs_gradient writes them
+    net = CS.build_cs_model(cfg, "cifar10", "convnet", None, "cpu").eval()
+    wpath = tmp_path / "init.safetensors"
+    io.save_tensors(wpath, dict(net.state_dict()), {"rule": "test"})
+    x, y = ds.normalize(sp.images[:1]), torch.as_tensor(sp.labels[:1])
+    grads = dict(zip([n for n, _ in net.named_parameters()],
+                     torch.autograd.grad(F.cross_entropy(net(x), y), list(net.parameters()))))
+    gpath = tmp_path / "grad.safetensors"
+    io.save_tensors(gpath, grads, {"rule": "test"})
+    kpath = tmp_path / "k.json"
+    io.write_json(kpath, {"batch_size": 1, "input_shape": [3, 32, 32], "dataset": "cifar10", "labels": y.tolist(),
+                          "server": "honest"})
+    wc = {"dataset": "cifar10", "model": "convnet", "server": "honest", "cohort": "iid", "defense": "none",
+          "slot": "s000", "attack": "ggl", "rep": "0"}
+    smk = _Smk(cfg, wc, {"weights": str(wpath), "gradient": str(gpath), "knowledge": str(kpath),
+                         "generator": str(tmp_path / "g.safetensors")},
+               {"recon": str(tmp_path / "r.safetensors"), "trace": str(tmp_path / "t.parquet")})
+    out = CS.attack_job(smk, torch.device("cpu"))
+    assert out["attack_status"] == "ok"
+    rec, prov = io.load_tensors(tmp_path / "r.safetensors")
+    assert rec["x"].shape == (1, 3, 32, 32) and prov["params"]["type"] == "ggl"
+
+
+class _NS(dict):
+    """A mapping whose keys are also attributes (like Snakemake's named lists)."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+class _Smk:
+    def __init__(self, config, wildcards, inputs, outputs):
+        self.config, self.wildcards, self.input, self.output = config, _NS(wildcards), _NS(inputs), _NS(outputs)
+        self.rule = "test"

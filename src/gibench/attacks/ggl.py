@@ -122,8 +122,8 @@ def train_wgan_gp(images_pm1: torch.Tensor, *, generator_steps: int, seed: int, 
         og.zero_grad(set_to_none=True)
         loss_g.backward()
         og.step()
-        row = {"step": step, "critic_loss": float(loss_d), "generator_loss": float(loss_g),
-               "wasserstein": float(wdist), "gradient_penalty": float(gp)}
+        row = {"step": step, "critic_loss": float(loss_d.detach()), "generator_loss": float(loss_g.detach()),
+               "wasserstein": float(wdist.detach()), "gradient_penalty": float(gp.detach())}
         log.append(row)
         if progress is not None:
             progress(step, row)
