@@ -7,8 +7,6 @@ when half of the entries are encrypted but enough whole rows stay visible; fully
 attention gradients and zero-filled random masks end in a clean, timely failure."""
 from __future__ import annotations
 
-import csv
-import inspect
 import time
 from pathlib import Path
 
@@ -18,53 +16,35 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from gibench.attacks import dager as D  # noqa: E402
+from gibench.datasets import DATASETS  # noqa: E402
+from gibench.datasets.text import load_tokenizer  # noqa: E402
+from gibench.models import build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIRS = [ROOT / "resources" / "text", Path("/work/shared/data")]
+RES = ROOT / "resources"
 EOS = 50256
 MAX_TOKENS = 16
 
 
-def _find(rel: str) -> Path:
-    for d in DATA_DIRS:
-        if (d / rel).exists():
-            return d / rel
-    pytest.skip(f"bundled data {rel} not found in {DATA_DIRS}")
-
-
-def _tokenizer():
-    enc, merges = _find("gpt2_tokenizer/encoder.json"), _find("gpt2_tokenizer/vocab.bpe")
-    cls = transformers.GPT2TokenizerFast
-    if "vocab_file" in inspect.signature(cls.__init__).parameters:  # transformers 4
-        tok = cls(vocab_file=str(enc), merges_file=str(merges))
-    else:  # transformers 5 ignores vocab_file/merges_file
-        tok = cls(vocab=str(enc), merges=str(merges))
-    assert tok("Hello world")["input_ids"] == [15496, 995]
-    return tok
-
-
 def _cola(n: int) -> list[str]:
-    with open(_find("cola/in_domain_dev.tsv"), encoding="utf-8") as f:
-        return [row[3] for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)][:n]
+    return DATASETS.get("cola").load("bundled", "in_domain_dev", RES).texts[:n]
 
 
 def _sst2(n: int) -> list[str]:
-    with open(_find("sst2/dev.tsv"), encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
-    return [r[0].strip() for r in rows][:n]
+    return [t.strip() for t in DATASETS.get("sst2").load("bundled", "validation", RES).texts[:n]]
 
 
 @pytest.fixture(scope="module")
 def tok():
-    return _tokenizer()
+    t = load_tokenizer("gpt2", "bundled", RES)   # checks the canonical ids of the released BPE
+    assert t("Hello world")["input_ids"] == [15496, 995]
+    return t
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(n_layer=2, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024,
-                                  num_labels=2, pad_token_id=EOS)
-    return transformers.GPT2ForSequenceClassification(cfg).eval()
+    """gibench's GPT-2 classifier at full width (768, 12 heads, vocab 50257), random weights, 2 blocks."""
+    return build_model("gpt2", 2, None, seed=0, size="base", config_overrides={"n_layer": 2})
 
 
 def _ids(tok, texts, max_tokens=MAX_TOKENS):
@@ -81,9 +61,9 @@ def _gradient(model, seqs: list[list[int]], seed: int = 0) -> dict[str, torch.Te
         am[i, :len(s)] = 1
     y = torch.randint(0, 2, (len(seqs),), generator=torch.Generator().manual_seed(seed))
     model.zero_grad(set_to_none=True)
-    out = model(input_ids=x, attention_mask=am, labels=y)
+    loss = torch.nn.functional.cross_entropy(model(input_ids=x, attention_mask=am), y)
     names, params = zip(*[(n, p) for n, p in model.named_parameters() if p.requires_grad])
-    return dict(zip(names, torch.autograd.grad(out.loss, params)))
+    return dict(zip(names, torch.autograd.grad(loss, params)))
 
 
 def _pairs(seqs):
@@ -260,7 +240,10 @@ def test_zero_fill_random_half_mask_returns_within_time_limit(model, tok):
     assert time.time() - t < limit + 30
     assert res.status in ("ok", "failed") and res.message
     assert len(res.sequences) == 2
-    assert res.info["B"] == 768 - 20  # near-full rank, clamped
+    # the zero-filled matrices are near full rank: B clamps to 768 - rank_cutoff (no deadline here:
+    # on a loaded machine the run above may stop before its rank estimate)
+    sp = D.estimate_spans(model, shared, vis, D.resolve_cfg({"batch_size": 2, "variant": "zero_fill"}))
+    assert sp["B"] == 768 - 20
     # the same mask under visible_rows: no full row survives a random 50 % element mask
     vr = D.run(model, shared, vis, cfg={"batch_size": 2, "time_limit": limit}, seed=0)
     assert vr.status == "failed" and "fully visible" in vr.message
@@ -286,3 +269,32 @@ def test_visible_rows_detects_partial_span_of_block1(model, tok):
     assert sp["B"] == _pairs(seqs)               # so B comes from block 0: the distinct pairs
     res = D.run(model, grads, vis, cfg={"batch_size": 2}, seed=0)
     assert res.status == "failed" and "block 1" in res.message and "incomplete" in res.message
+
+
+# ----------------------------------------------------------------------------- the demo's sentences
+
+def _demo_sentences(tok, n: int) -> list[list[int]]:
+    """The embedded demo's CoLA victims (its sampler, seed and token bound), extended to ``n``."""
+    import yaml
+
+    from gibench.datasets.text import choose_text_victims
+    from gibench.seeds import derive_seed
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    spec = cfg["datasets"]["cola"]
+    split = DATASETS.get("cola").load("bundled", spec["split"], RES)
+    both = [tok, load_tokenizer("bert", "bundled", RES)]
+    pos = choose_text_victims(split, n, derive_seed(cfg["seed"], "victims", dataset="cola"), tokenizer=both,
+                              max_tokens=spec.get("max_tokens"))
+    return [tok(split.texts[i])["input_ids"] for i in pos]
+
+
+def test_demo_sentences_exact_batch1_and_batch4(model, tok):
+    seqs = _demo_sentences(tok, 4)
+    for s in seqs:
+        res = D.run(model, _gradient(model, [s]), None, tokenizer=tok, cfg={"batch_size": 1}, seed=0)
+        assert res.status == "ok", res.message
+        assert res.sequences == [s]                       # token-exact, so ROUGE-1 = 1.0
+    res = D.run(model, _gradient(model, seqs), None, tokenizer=tok, cfg={"batch_size": 4}, seed=0)
+    assert res.status == "ok", res.message
+    assert sorted(res.sequences) == sorted(seqs) and res.info["n_filled"] == 0

@@ -95,7 +95,8 @@ DEFAULTS: dict[str, Any] = {
     "model_mode": "eval",        # the reference computes gradients in eval mode
     "exclude_unused": True,      # BERT [unusedN] tokens never chosen in the projection
     "trace_every": 10,           # trace row every k steps (and at every swap round)
-    "eval_chunk": 16,            # candidates evaluated together (torch.func.vmap); 1 = a plain loop
+    "eval_chunk": 16,            # at most this many candidates evaluated together (torch.func.vmap); 1 = a loop
+    "eval_memory_mb": 2048,      # ... and fewer when their per-candidate gradients would exceed this budget
 }
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -134,7 +135,7 @@ def resolve_cfg(cfg: dict | None) -> dict:
     if out["loss"] not in LOSSES:
         raise ValueError(f"lamp: loss must be one of {LOSSES}, not {out['loss']!r}")
     for k in ("n_steps", "init_candidates", "init_permutations", "swap_every", "swap_candidates", "lr_step",
-              "trace_every", "eval_chunk"):
+              "trace_every", "eval_chunk", "eval_memory_mb"):
         out[k] = int(out[k])
         if out[k] < (0 if k in ("n_steps", "init_permutations") else 1):
             raise ValueError(f"lamp: {k} must be positive, got {out[k]}")
@@ -354,6 +355,18 @@ class _Evaluator:
         return res.detach().cpu()
 
 
+def eval_chunk_for(dist: MaskedGradDistance, max_chunk: int, memory_mb: float) -> int:
+    """Candidates per vmapped evaluation: each materialises its own dummy gradient of every
+    compared tensor (plus about as much again in intermediate gradients), so the chunk is
+    ``memory_mb / (3 · gradient bytes)``, between 1 and ``max_chunk``.  (Full-size GPT-2: 85 M
+    compared entries, 340 MB a candidate: a 2 GiB budget gives chunks of 2; the demo's 0.5 M:
+    the full 16.)"""
+    per = 3 * sum(p.numel() * p.element_size() for p in dist.params)
+    if per == 0:
+        return max_chunk
+    return int(max(1, min(max_chunk, (float(memory_mb) * 2 ** 20) // per)))
+
+
 # --------------------------------------------------------------------------- the attack
 
 def run_lamp(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor | None] | None, *,
@@ -423,7 +436,9 @@ def run_lamp(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[st
 
     pin_vals = E[pin_ids]                       # B x T x d
     pin3 = pin[..., None]
-    ev = _Evaluator(model, dist, attn, labels, c["eval_chunk"])
+    chunk = eval_chunk_for(dist, c["eval_chunk"], c["eval_memory_mb"])
+    c = {**c, "eval_chunk": chunk}
+    ev = _Evaluator(model, dist, attn, labels, chunk)
     deadline = None if c["time_limit"] is None else t0 + float(c["time_limit"])
     stopped = None
 
@@ -522,7 +537,7 @@ def run_lamp(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[st
         with torch.no_grad():
             final_lm = float(lm_loss(prior, ids, lengths).mean())
     ids_cpu = ids.detach().cpu()
-    result_info = {**base_info, "init_size": init_size, "init_size_source": init_src, "init_loss": best_init,
+    result_info = {**base_info, "eval_chunk": chunk, "init_size": init_size, "init_size_source": init_src, "init_loss": best_init,
                    "best_total_loss": best_total, "best_iteration": best_it, "iterations": int(it),
                    "swaps_accepted": swaps_accepted, "gradient_evaluations": ev.n_evals,
                    "final_lm_loss": final_lm, "stopped": stopped or "n_steps",
@@ -567,5 +582,5 @@ def _swap_round(z, opt, full, free_pos, ev: _Evaluator, dist, prior, c, lengths,
     return accepted
 
 
-__all__ = ["DEFAULTS", "VARIANTS", "LampResult", "MaskedGradDistance", "resolve_cfg", "run_lamp",
+__all__ = ["DEFAULTS", "VARIANTS", "LampResult", "MaskedGradDistance", "resolve_cfg", "run_lamp", "eval_chunk_for",
            "project_to_tokens", "lm_loss"]
