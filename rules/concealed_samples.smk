@@ -159,7 +159,7 @@ rule cs_table:
         unpack(lambda wc: CS.table_inputs(config, wc.table)),
     output:
         csv=CS.CS_TABLE.replace("{ext}", "csv"),
-        md=CS.CS_TABLE.replace("{ext}", "md"),
+        md=report_table(CS.CS_TABLE.replace("{ext}", "md")),
     wildcard_constraints:
         table="table[0-9]+",
     params:
@@ -174,7 +174,7 @@ rule cs_figure:
     input:
         unpack(lambda wc: CS.figure_inputs(config, wc.figure)),
     output:
-        png=CS.CS_FIGURE.replace("{ext}", "png"),
+        png=report_figure(CS.CS_FIGURE.replace("{ext}", "png")),
         pdf=CS.CS_FIGURE.replace("{ext}", "pdf"),
     wildcard_constraints:
         figure="fig[0-9]+",

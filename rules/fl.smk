@@ -58,7 +58,7 @@ rule fl_table:
         accuracy=FL.FL_ALL_ACC,
     output:
         csv=FL.FL_TABLE.replace("{ext}", "csv"),
-        md=FL.FL_TABLE.replace("{ext}", "md"),
+        md=report_table(FL.FL_TABLE.replace("{ext}", "md")),
     params:
         settings=lambda wc: {k: v for k, v in config["studies"][wc.study]["fl"].items() if k != "runs"},
     log:
@@ -71,7 +71,7 @@ rule fl_figure:
     input:
         curves=lambda wc: FL.run_files(config, wc.study, FL.FL_CURVE),
     output:
-        png=FL.FL_FIGURE.replace("{ext}", "png"),
+        png=report_figure(FL.FL_FIGURE.replace("{ext}", "png")),
         pdf=FL.FL_FIGURE.replace("{ext}", "pdf"),
     log:
         "logs/fl_figure/{study}.json",

@@ -34,7 +34,7 @@ rule he_overhead_table:
         unpack(lambda wc: OV.table_inputs(config, wc.study)),
     output:
         csv=P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "csv"),
-        md=P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "md"),
+        md=report_table(P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "md")),
     params:
         settings=lambda wc: T.table_settings(config, wc.study, OV.TABLE_NAME),
     log:
@@ -47,7 +47,7 @@ rule he_cost_figure:
     input:
         unpack(lambda wc: OV.figure_inputs(config, wc.study)),
     output:
-        png=P.FIGURE.replace("{figure}", OV.FIGURE_NAME).replace("{ext}", "png"),
+        png=report_figure(P.FIGURE.replace("{figure}", OV.FIGURE_NAME).replace("{ext}", "png")),
         pdf=P.FIGURE.replace("{figure}", OV.FIGURE_NAME).replace("{ext}", "pdf"),
     params:
         settings=lambda wc: T.table_settings(config, wc.study, "figures"),

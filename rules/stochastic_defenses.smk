@@ -86,7 +86,7 @@ rule sd_table:
         unpack(lambda wc: SD.table_inputs(config, wc)),
     output:
         csv=SD.TABLE.replace("{ext}", "csv"),
-        md=SD.TABLE.replace("{ext}", "md"),
+        md=report_table(SD.TABLE.replace("{ext}", "md")),
     wildcard_constraints:
         table="table[0-9]+",
     params:
@@ -101,7 +101,7 @@ rule sd_figure:
     input:
         unpack(lambda wc: SD.figure_inputs(config, wc)),
     output:
-        png=SD.FIGURE.replace("{ext}", "png"),
+        png=report_figure(SD.FIGURE.replace("{ext}", "png")),
         pdf=SD.FIGURE.replace("{ext}", "pdf"),
     wildcard_constraints:
         figure="fig[0-9]+[a-z0-9_]*",

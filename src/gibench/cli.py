@@ -51,8 +51,10 @@ def _input_status(path: str, digest: str, root: Path) -> str:
         return f"unreadable ({e})"
 
 
-def show_provenance(path: str, rec: dict, root: Path, out=sys.stdout) -> None:
+def show_provenance(path: str, rec: dict, root: Path, out=None) -> None:
     from .provenance import config_path, missing_fields, run_facts
+
+    out = out or sys.stdout
 
     w = lambda k, v: print(f"  {k:<13} {v}", file=out)  # noqa: E731
     print(path, file=out)

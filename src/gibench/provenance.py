@@ -257,9 +257,10 @@ def job_name(fn: Any) -> str:
 def job_context(fn: Any, smk: Any) -> Iterator[None]:
     """While a job function runs: records made by :func:`make_record` also name the job
     function, the job's log file(s) (where the volatile run record goes) and the rule's params."""
-    token = _JOB.set({"job": job_name(fn),
-                      "log_files": [os.fspath(x) for x in (getattr(smk, "log", None) or [])],
-                      "rule_params": named_params(getattr(smk, "params", None))})
+    token = _JOB.set({"fields": {"job": job_name(fn),
+                                 "log_files": [os.fspath(x) for x in (getattr(smk, "log", None) or [])],
+                                 "rule_params": named_params(getattr(smk, "params", None))},
+                      "input": getattr(smk, "input", None), "output": getattr(smk, "output", None)})
     try:
         yield
     finally:
@@ -267,9 +268,15 @@ def job_context(fn: Any, smk: Any) -> Iterator[None]:
 
 
 def make_record(*, rule: str, wildcards: dict | None = None, params: dict | None = None,
-                config: dict | None = None, inputs: Any = (),
+                config: dict | None = None, inputs: Any = None,
                 seed: int | None = None, device: Any = "cpu",
                 extra: dict | None = None, outputs: Any = None) -> dict[str, Any]:
+    """The record of an artifact.  Inside a job (:func:`job_context`) ``inputs`` and ``outputs``
+    default to the job's own, so every record made by a job names and digests what it read."""
+    ctx = _JOB.get()
+    if ctx:
+        inputs = ctx["input"] if inputs is None else inputs
+        outputs = ctx["output"] if outputs is None else outputs
     rec: dict[str, Any] = {
         "format": RECORD_FORMAT,
         "rule": rule,
@@ -286,9 +293,8 @@ def make_record(*, rule: str, wildcards: dict | None = None, params: dict | None
         "input_files": named_files(inputs),
         "output_files": named_files(outputs),
     }
-    ctx = _JOB.get()
     if ctx:
-        rec.update(ctx)
+        rec.update(ctx["fields"])
     if extra:
         rec.update(extra)
     return json.loads(canonical_json(rec))

@@ -1,0 +1,267 @@
+"""Archive and verify (issue 8), and complete provenance of every artifact of the micro run.
+
+Independent facts used: sha256 recomputed here with hashlib over the archive's members; the
+sha256 a record names for an input equals the input's bytes; a flipped byte in any member is
+found by the manifest, a flipped byte under a consistently rewritten manifest by the
+provenance chain and by re-running the job; the config snapshot reads back to the digest
+every record names.
+"""
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gibench import archive, cli
+from gibench.provenance import digest_obj, missing_fields, read_any_record
+from provenance_micro import STUDY, TABLES, micro_run
+
+pytestmark = pytest.mark.slow
+
+METRIC_FILE = f"results/metrics/{STUDY}/cifar100/lenet/s000/grad/r0.300/ig.parquet"
+RECON = f"results/attacks/{STUDY}/cifar100/lenet/s000/grad/r0.300/ig/rep0.safetensors"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return micro_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def archived(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("archive") / "run.tar.gz"
+    assert cli.main(["archive", "-o", str(out), "--directory", str(run_dir)]) == 0
+    return out
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path, "r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def _rewrite(src: Path, dst: Path, change) -> None:
+    """A copy of an archive with ``change(members)`` applied to its {name: bytes}."""
+    members = _members(src)
+    change(members)
+    with tarfile.open(dst, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, _io.BytesIO(data))
+
+
+def _flip(data: bytes, pos: int) -> bytes:
+    b = bytearray(data)
+    b[pos] ^= 0x01
+    return bytes(b)
+
+
+def _verify(path: Path, capsys, *args: str) -> tuple[int, str]:
+    rc = cli.main(["verify", str(path), *args])
+    return rc, capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ provenance of every artifact
+
+def _artifacts(run: Path) -> list[Path]:
+    out = []
+    for p in sorted((run / "results").rglob("*")):
+        rel = p.relative_to(run).as_posix()
+        if p.is_file() and not rel.endswith(".prov.json") and not rel.startswith("results/configs/"):
+            out.append(p)
+    return out
+
+
+def test_every_artifact_has_a_complete_record(run_dir):
+    arts = _artifacts(run_dir)
+    assert len(arts) > 30
+    cwd = os.getcwd()
+    os.chdir(run_dir)
+    try:
+        for p in arts:
+            rel = p.relative_to(run_dir).as_posix()
+            rec = read_any_record(rel)
+            assert missing_fields(rec) == [], rel
+            assert rec.get("job") and ":" in rec["job"], rel
+            # the inputs' digests are the sha256 of their bytes
+            for inp, d in rec["inputs"].items():
+                if Path(inp).is_file():
+                    assert hashlib.sha256(Path(inp).read_bytes()).hexdigest() == d, (rel, inp)
+            # the config it names is on disk, verbatim
+            snap = Path("results/configs") / f"{rec['config_digest']}.yaml"
+            assert digest_obj(yaml.safe_load(snap.read_text())) == rec["config_digest"], rel
+            # the volatile half (start/end, host, SLURM job id) is in the log the record names
+            log = json.loads(Path(rec["log_files"][0]).read_text())
+            assert {"start", "end", "host", "slurm_job_id", "status"} <= set(log), rel
+            assert log["status"] == "ok"
+    finally:
+        os.chdir(cwd)
+    # tables and figures carry their record next to them
+    for t in TABLES:
+        for ext in ("csv", "md"):
+            assert (run_dir / f"results/tables/{STUDY}/{t}.{ext}.prov.json").exists()
+    assert list((run_dir / f"results/figures/{STUDY}").glob("*.png.prov.json"))
+
+
+def test_provenance_command_shows_record_and_run(run_dir, capsys):
+    cwd = os.getcwd()
+    os.chdir(run_dir)
+    try:
+        assert cli.main(["provenance", f"results/tables/{STUDY}/table5.md", RECON]) == 0
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr().out
+    rec = json.loads((run_dir / f"results/tables/{STUDY}/table5.md.prov.json").read_text())
+    assert f"sha256 {rec['config_digest']}" in out and f"results/configs/{rec['config_digest']}.yaml" in out
+    assert "rule          table" in out and "rule          attack" in out
+    assert "run           20" in out and "SLURM job" in out        # start time from the log
+    assert f"results/metrics/{STUDY}/metrics.parquet  sha256" in out and "matches" in out
+
+
+def test_provenance_command_names_a_file_without_record(tmp_path, capsys):
+    f = tmp_path / "plain.csv"
+    f.write_text("a,b\n")
+    assert cli.main(["provenance", str(f)]) == 1
+    assert "plain.csv.prov.json" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ archive
+
+def test_archive_holds_workflow_config_environment_results_and_manifest(archived, run_dir):
+    members = _members(archived)
+    manifest = json.loads(members["ARCHIVE/MANIFEST.json"])
+    # the manifest's own digest is the archive id
+    assert members["ARCHIVE/MANIFEST.sha256"].split()[0].decode() == hashlib.sha256(
+        members["ARCHIVE/MANIFEST.json"]).hexdigest()
+    # every other member is listed with its sha256, nothing else is listed
+    assert set(manifest["files"]) == set(members) - {"ARCHIVE/MANIFEST.json", "ARCHIVE/MANIFEST.sha256"}
+    for name, data in members.items():
+        if name in manifest["files"]:
+            assert manifest["files"][name] == hashlib.sha256(data).hexdigest(), name
+    # workflow, results, run records, Snakemake metadata
+    for name in ("Snakefile", "rules/tables.smk", "src/gibench/provenance.py", "workflow/report/table.rst",
+                 "config/config.yaml", RECON, METRIC_FILE, f"results/tables/{STUDY}/table5.md",
+                 f"results/tables/{STUDY}/table5.md.prov.json", f"results/metrics/{STUDY}/metrics.parquet",
+                 f"results/figures/{STUDY}/curves_lenet_cifar100_ig.png", "results/data/cifar100/victims.parquet",
+                 "logs/attack/selective_encryption/cifar100/lenet/s000/grad/r0.300/ig/rep0.json"):
+        assert name in members, name
+    assert any(n.startswith(".snakemake/metadata/") for n in members)
+    # significance scores are left out by default (their cost rows are not)
+    assert not any(n.startswith("results/significance/") and n.endswith(".safetensors") for n in members)
+    assert any(n.startswith("results/significance/") and n.endswith(".cost.parquet") for n in members)
+    # the config: what the tables' records name, verbatim
+    cfg = yaml.safe_load(members["ARCHIVE/config.yaml"])
+    t5 = json.loads(members[f"results/tables/{STUDY}/table5.md.prov.json"])
+    assert digest_obj(cfg) == manifest["config_digest"] == t5["config_digest"]
+    assert f"results/configs/{t5['config_digest']}.yaml" in members
+    # the exact environment
+    import importlib.metadata as md
+
+    env = members["ARCHIVE/environment.txt"].decode()
+    assert f"torch=={md.version('torch')}" in env and f"snakemake=={md.version('snakemake')}" in env
+    assert json.loads(members["ARCHIVE/environment.json"])["packages"]["numpy"] == md.version("numpy")
+
+
+def test_archive_takes_every_results_directory(tmp_path):
+    # generic: whatever a study writes under results/ is packed (FL runs, HE overhead, new studies)
+    wd = tmp_path / "wd"
+    files = {"results/fl/sd/mnist/cnn/dp/seed0/accuracy.json": b"{}",
+             "results/overhead/selective_encryption/cifar100/lenet/grad.parquet": b"rows",
+             "results/stochastic_defenses/anything/new.bin": b"\x00\x01",
+             "results/tables/concealed_samples/table1.md": b"**Table 1**\n",
+             "results/significance/se/c/m/s000/grad.safetensors": b"scores",
+             "results/significance/se/c/m/s000/grad.cost.parquet": b"cost",
+             "logs/fl_train/x.json": b"{}"}
+    for name, data in files.items():
+        (wd / name).parent.mkdir(parents=True, exist_ok=True)
+        (wd / name).write_bytes(data)
+    (wd / "results/tables/.table1.md.x.tmp").write_bytes(b"half-written")
+    out = tmp_path / "a.tar.gz"
+    archive.create(out, config={"seed": 0}, workdir=wd)
+    names = set(_members(out))
+    assert {n for n in files if "significance" not in n or n.endswith(".parquet")} <= names
+    assert "results/significance/se/c/m/s000/grad.safetensors" not in names
+    assert not any(n.endswith(".tmp") for n in names)
+    archive.create(out, config={"seed": 0}, workdir=wd, include_scores=True)
+    assert "results/significance/se/c/m/s000/grad.safetensors" in set(_members(out))
+
+
+def test_archive_without_results_is_a_clear_error(tmp_path):
+    with pytest.raises(archive.ArchiveError, match="nothing to archive"):
+        archive.create(tmp_path / "a.tar.gz", config={"seed": 0}, workdir=tmp_path)
+
+
+# ------------------------------------------------------------------ verify
+
+def test_archive_of_micro_study_verifies_clean(archived, capsys):
+    rc, out = _verify(archived, capsys, "--jobs", "5")
+    assert rc == 0, out
+    assert "OK    manifest:" in out and "OK    configs:" in out and "OK    provenance chain:" in out
+    replays = [ln for ln in out.splitlines() if " re-run on cpu" in ln]
+    assert len({ln.split("rule ")[1].split()[0] for ln in replays}) == 5, out      # five different rules
+    assert all(ln.startswith("OK") for ln in replays), out
+    assert "exact" in out or "bytes equal" in out
+    assert out.strip().endswith("verdict: archive verified")
+
+
+def test_flipped_byte_in_metric_file_fails_naming_it(archived, tmp_path, capsys):
+    bad = tmp_path / "bad.tar.gz"
+    _rewrite(archived, bad, lambda m: m.update({METRIC_FILE: _flip(m[METRIC_FILE], len(m[METRIC_FILE]) // 2)}))
+    rc, out = _verify(bad, capsys, "--jobs", "0")
+    assert rc == 1
+    assert f"FAIL  {METRIC_FILE}: sha256" in out and "differs from the manifest" in out
+    assert "MISMATCH" in out and METRIC_FILE in out.splitlines()[-1]
+
+
+def test_flipped_byte_in_reconstruction_fails_naming_it(archived, tmp_path, capsys):
+    bad = tmp_path / "bad.tar.gz"
+    _rewrite(archived, bad, lambda m: m.update({RECON: _flip(m[RECON], len(m[RECON]) - 3)}))
+    rc, out = _verify(bad, capsys, "--jobs", "0")
+    assert rc == 1
+    assert f"FAIL  {RECON}: sha256" in out
+    # and the rows computed from it no longer match what their record says they were made from
+    assert f"was made from {RECON}" in out
+
+
+def test_flipped_byte_in_manifest_fails_naming_it(archived, tmp_path, capsys):
+    def flip_manifest(m):
+        text = m["ARCHIVE/MANIFEST.json"]
+        m["ARCHIVE/MANIFEST.json"] = _flip(text, text.index(b'"results/tables/') + 100)
+    bad = tmp_path / "bad.tar.gz"
+    _rewrite(archived, bad, flip_manifest)
+    rc, out = _verify(bad, capsys, "--jobs", "0")
+    assert rc == 1
+    assert "FAIL  ARCHIVE/MANIFEST.json:" in out and "the manifest was altered" in out
+
+
+def test_altered_reconstruction_under_a_rewritten_manifest_is_caught_by_replay(archived, tmp_path, capsys):
+    # a forger who also rewrites the manifest: the chain and the re-run still see it
+    def forge(m):
+        m[RECON] = _flip(m[RECON], len(m[RECON]) - 3)          # a byte of the tensor data
+        man = json.loads(m["ARCHIVE/MANIFEST.json"])
+        man["files"][RECON] = hashlib.sha256(m[RECON]).hexdigest()
+        m["ARCHIVE/MANIFEST.json"] = (json.dumps(man, indent=1, sort_keys=True) + "\n").encode()
+        m["ARCHIVE/MANIFEST.sha256"] = (hashlib.sha256(m["ARCHIVE/MANIFEST.json"]).hexdigest() + "  MANIFEST.json\n").encode()
+    bad = tmp_path / "forged.tar.gz"
+    _rewrite(archived, bad, forge)
+    rc, out = _verify(bad, capsys, "--only", RECON, "--jobs", "1")
+    assert rc == 1
+    assert "OK    manifest:" in out
+    assert f"was made from {RECON}" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith(f"FAIL  {RECON}:"))
+    assert "rule attack re-run" in line and "tensor 'x' differs" in line
+
+
+def test_verify_names_a_missing_or_unreadable_archive(tmp_path, capsys):
+    rc, out = _verify(tmp_path / "none.tar.gz", capsys)
+    assert rc == 1 and "no such file" in out
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a tar")
+    rc, out = _verify(junk, capsys)
+    assert rc == 1 and "not a readable archive" in out
