@@ -132,6 +132,14 @@ def bench_model(name: str, device: torch.device, x, y) -> dict:
     out["sens"]["meets_time_target"] = cost["seconds"] <= tgt["sens_seconds"]
     if "sens_peak_bytes" in tgt:
         out["sens"]["meets_memory_target"] = cost["peak_mib"] * 2**20 <= tgt["sens_peak_bytes"]
+    # the same computation on one thread, by process CPU time: a load-robust figure on a shared
+    # machine (2-thread CPU time is inflated by OpenMP threads spinning while they wait for a core)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cpu0 = time.process_time()
+    compute_scores("sens", model, x, y, grads, seed=0)
+    out["sens"]["cpu_seconds_1thread"] = round(time.process_time() - cpu0, 4)
+    torch.set_num_threads(threads)
     exact_flat = _flat(exact.scores, names)
     exact_mask = make_mask(exact.scores, RATIO, "global", names).flat()
 
@@ -204,6 +212,7 @@ def run() -> dict:
     result["load_avg_end"] = _load_avg()
     result["summary"] = {
         name: {"sens_s": r["sens"]["seconds"], "sens_cpu_s": r["sens"]["cpu_seconds"],
+               "sens_cpu_s_1thread": r["sens"]["cpu_seconds_1thread"],
                "sens_peak_mib": r["sens"]["peak_mib"],
                "naive_extrapolated_s": round(r["naive_reference"]["extrapolated_seconds"], 1),
                "speedup": r["speedup_vs_naive"],

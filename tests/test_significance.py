@@ -258,6 +258,20 @@ def test_sens_discrete_is_its_written_formula(tiny_case, step):
         assert info["gradient_evaluations"] == 2 * x.numel() and info["aggregate"] == aggregate
 
 
+def test_gradient_differences_of_a_batch_equal_autograd():
+    """The factored g(x) − g(y) (one product per weight over both points) on a batch of 2."""
+    model = _tiny(5)
+    names = [n for n, _ in model.named_parameters()]
+    gen = torch.Generator().manual_seed(6)
+    x0 = torch.randn(2, 2, 8, 8, dtype=F64, generator=gen)
+    y = torch.tensor([1, 3])
+    X, Y = torch.randn(3, *x0.shape, dtype=F64, generator=gen), torch.randn(3, *x0.shape, dtype=F64, generator=gen)
+    got = GradientJacobian(model, x0, y).differences(X, Y)
+    for i in range(3):
+        expect = _flat_grad(model, X[i], y) - _flat_grad(model, Y[i], y)
+        torch.testing.assert_close(torch.cat([t[i].reshape(-1) for t in got]), expect, rtol=1e-10, atol=1e-14)
+
+
 def test_sens_discrete_rms_tends_to_sens(tiny_case):
     model, x, y, names, J = tiny_case
     got, _ = sens_discrete_scores(model, x, y, step=1e-4, aggregate="rms")

@@ -19,7 +19,8 @@ Three estimators, all device-agnostic and vectorised with ``torch.func``:
   ``autograd.grad`` per gradient entry, ``M = 88,648`` for LeNet, 2,202,660 for the CNN).
 * :func:`sens_discrete_scores` (metric ``sens_discrete``): the paper's discrete
   approximation, central differences of ``g`` along each coordinate, ``2n`` gradient
-  evaluations vmapped in chunks (formula in its docstring).
+  evaluations vmapped in chunks, each pair's difference formed in one product per weight
+  (:meth:`GradientJacobian.differences`; formula in its docstring).
 * :func:`sens_probe_estimate` (metric ``sens_probe``): ``K`` Gaussian probes ``v ~ N(0, I_n)``,
   exact directional derivatives ``Jv`` by one JVP each; ``(1/K) Σ_k (Jv_k)_i²`` is an unbiased
   estimate of ``Sens_i²``, distributed exactly as ``Sens_i² χ²_K / K`` (stated error there).
@@ -341,6 +342,44 @@ class GradientJacobian:
             out.append(g_free[n] if t is None else self._weight_grad(t, acts[t.module], deltas[t.module]))
         return out
 
+    def differences(self, X: torch.Tensor, Y: torch.Tensor, reduce: str | None = None) -> list[torch.Tensor]:
+        """``g(x) − g(y)`` for each pair of rows of ``X`` and ``Y``: per parameter, ``C × shape``;
+        with ``reduce`` (``'l1'``, ``'sum'``, ``'sq'``) its ``Σ_pairs |·|``, ``Σ_pairs ·`` or
+        ``Σ_pairs ·²`` (``shape``).
+
+        A factored weight's difference ``∇W(δ_x, a_x) − ∇W(δ_y, a_y)`` is the weight gradient
+        of one "batch" holding both points, ``(a_x, δ_x)`` and ``(a_y, −δ_y)`` (it is bilinear and
+        sums over the batch), so it is formed in one product without materialising either
+        gradient.  Reduced Linear weights are accumulated pair by pair (one matrix product into
+        a reused buffer), which keeps the large fully-connected weights in cache."""
+        ops = {None: None, "l1": torch.abs, "sum": lambda t: t, "sq": torch.square}
+        if reduce not in ops:
+            raise ValueError(f"differences: reduce must be one of {list(ops)}, not {reduce!r}")
+        op = ops[reduce]
+        c = X.shape[0]
+        g_free, deltas, acts = vmap(self._F)(torch.cat([X, Y]))
+        taps = {t.weight: t for t in self.taps}
+        out = []
+        for n in self.names:
+            t = taps.get(n)
+            if t is None:
+                diff = g_free[n][:c] - g_free[n][c:]
+            else:
+                a = torch.cat([acts[t.module][:c], acts[t.module][c:]], 1)
+                d = torch.cat([deltas[t.module][:c], -deltas[t.module][c:]], 1)
+                if reduce is not None and t.kind == "linear":
+                    a, d = a.reshape(c, -1, a.shape[-1]), d.reshape(c, -1, d.shape[-1])
+                    acc = torch.zeros(d.shape[-1], a.shape[-1], dtype=a.dtype, device=a.device)
+                    buf = torch.empty_like(acc)
+                    for i in range(c):
+                        torch.mm(d[i].T, a[i], out=buf)
+                        acc.add_(op(buf))
+                    out.append(acc)
+                    continue
+                diff = self._weight_grad(t, a, d)
+            out.append(diff if reduce is None else op(diff).sum(0))
+        return out
+
     def _weight_grad(self, t: _Tap, a, d) -> torch.Tensor:
         """Per-point weight gradients from batched ``(a, δ)``: ``C × weight shape``."""
         c = a.shape[0]
@@ -457,7 +496,8 @@ def sens_discrete_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     * ``aggregate='rms'``: ``score_i = sqrt((1/n) Σ_j D_ij²)``, which tends to
       ``Sens_i / sqrt(n)`` as ``h → 0`` (same ranking as the exact Sens).
 
-    The ``2n`` perturbed gradients are evaluated ``2·chunk`` at a time through one vmap.
+    The ``2n`` perturbed gradients are evaluated ``2·chunk`` at a time through one vmap and
+    reduced over the chunk without materialising the per-point gradients of Linear weights.
     """
     if aggregate not in DISCRETE_AGGREGATES:
         raise ValueError(f"sens_discrete: aggregate must be one of {DISCRETE_AGGREGATES}, not {aggregate!r}")
@@ -469,10 +509,10 @@ def sens_discrete_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     acc = [torch.zeros(s, dtype=gj.x0.dtype, device=gj.x0.device) for s in gj.shapes]
     for start, stop in _chunks(gj.n, chunk):
         e = _basis(gj, start, stop, h)
-        c = stop - start
-        for a, g in zip(acc, gj.gradients_at(torch.cat([gj.x0 + e, gj.x0 - e]))):
-            d = (g[:c] - g[c:]) / (2 * h)
-            a.add_({"mean_abs": d.abs(), "abs_mean": d, "rms": d.square()}[aggregate].sum(0))
+        reduce = {"mean_abs": "l1", "abs_mean": "sum", "rms": "sq"}[aggregate]
+        scale = 1 / (2 * h) ** (2 if aggregate == "rms" else 1)
+        for a, d in zip(acc, gj.differences(gj.x0 + e, gj.x0 - e, reduce)):   # Σ_j over the chunk of (2h·D_ij)
+            a.add_(d, alpha=scale)
     formula = {
         "mean_abs": "score_i = (1/n) sum_j |g_i(x + h e_j) - g_i(x - h e_j)| / (2h)",
         "abs_mean": "score_i = |(1/n) sum_j (g_i(x + h e_j) - g_i(x - h e_j)) / (2h)|",
