@@ -23,8 +23,9 @@ Times are CPU seconds of the measuring process (``clock="process"``: the work is
 single-threaded, so this equals elapsed time on an idle core and stays meaningful when the
 machine is shared); ``wall_s`` is the elapsed time of each full-model run.
 
-Run alone: ``.venv/bin/python benchmarks/bench_he.py`` (prints the JSON; about 15-20
-minutes on 2 cores, dominated by the full-model encryption), or through
+Run alone: ``.venv/bin/python benchmarks/bench_he.py`` (prints the JSON; each full model
+takes about 5 minutes of CPU, so about 6-8 minutes on 2 idle cores -- far longer on a
+shared machine, whose CPU-time figures stay valid), or through
 ``benchmarks/run.py he`` (writes ``benchmarks/results/he.json``).  ``--bert N --gpt2 N``
 replace the full models by flat updates of N entries (quick checks).
 """
