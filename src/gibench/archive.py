@@ -54,8 +54,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from .provenance import (CONFIG_DIR, SIDECAR_SUFFIX, canonical_json, code_version, digest_obj, dir_digest,
-                         embedded_record, sha256_file, sidecar_path)
+from .provenance import (CONFIG_DIR, SIDECAR_SUFFIX, canonical_json, code_version, config_text, digest_obj,
+                         dir_digest, embedded_record, sha256_file, sidecar_path)
 
 META = "ARCHIVE"
 MANIFEST = f"{META}/MANIFEST.json"
@@ -82,12 +82,23 @@ _sha = sha256_file
 # ------------------------------------------------------------------ what goes in
 
 def _git_files(root: Path) -> list[str]:
+    """The workflow as git sees it: tracked files, plus untracked (not ignored) files inside the
+    top-level directories git tracks (new modules not committed yet) -- not loose files in the
+    root (old archives, reports) and not an unpacked archive lying in the tree."""
+    def ls(*args: str) -> list[str]:
+        out = subprocess.run(["git", "ls-files", "-z", *args], cwd=root, capture_output=True, check=True).stdout
+        return [f for f in out.decode().split("\0") if f]
+
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
-                             capture_output=True, check=True).stdout
+        tracked = ls("--cached")
+        others = ls("--others", "--exclude-standard")
     except (OSError, subprocess.CalledProcessError) as e:
         raise ArchiveError(f"{root}: not a git checkout; the archive packs the workflow as git sees it ({e})") from e
-    return sorted({f for f in out.decode().split("\0") if f and (root / f).is_file() and not (root / f).is_symlink()})
+    top = {f.split("/", 1)[0] for f in tracked if "/" in f}
+    unpacked = {f[: -len("/ARCHIVE/MANIFEST.json")] for f in others if f.endswith("/ARCHIVE/MANIFEST.json")}
+    keep = [f for f in others if "/" in f and f.split("/", 1)[0] in top
+            and not any(f == u or f.startswith(u + "/") for u in unpacked)]
+    return sorted({f for f in tracked + keep if (root / f).is_file() and not (root / f).is_symlink()})
 
 
 def environment_info() -> dict:
@@ -231,8 +242,7 @@ def create(output: str | Path, config: dict | None = None, workdir: str | Path =
 
     env = environment_info()
     extra = {
-        f"{META}/config.yaml": yaml.safe_dump(json.loads(canonical_json(config)), sort_keys=True,
-                                              allow_unicode=True).encode(),
+        f"{META}/config.yaml": config_text(config).encode(),
         f"{META}/environment.txt": environment_text(env).encode(),
         f"{META}/environment.json": (json.dumps(env, indent=1, sort_keys=True) + "\n").encode(),
     }
@@ -781,6 +791,12 @@ def replay_and_compare(root: Path, job: Job, config: dict, manifest: dict, repor
                 g2, d2 = compare_file(side_old, side_new, tol)
                 if not g2:
                     good, detail = False, f"{detail}; its {side_old.name}: {d2}"
+            if not good and new_rec is not None:
+                sa = (job.record.get("code") or {}).get("source_sha256")
+                sb = (new_rec.get("code") or {}).get("source_sha256")
+                if sa != sb:
+                    detail += (f" (note: it was made by gibench source {str(sa)[:12]}…, the archive holds source "
+                               f"{str(sb)[:12]}…: a code change since may explain the difference)")
             report.add(o, good, f"rule {job.rule} re-run on {info}: {why}{detail}")
     finally:
         for q, dst in moved:          # keep the replay's files for inspection, restore the archived ones

@@ -430,11 +430,26 @@ def snapshot_config(config: dict, root: str | os.PathLike = ".") -> Path:
     digest = digest_obj(config)
     path = config_path(digest, root)
     if not path.exists():
-        text = yaml.safe_dump(json.loads(canonical_json(config)), sort_keys=True, allow_unicode=True)
-        if digest_obj(yaml.safe_load(text)) != digest:       # YAML must read back to the same config
-            text = json.dumps(json.loads(canonical_json(config)), indent=1, sort_keys=True) + "\n"
-        io.write_text(path, text)
+        io.write_text(path, config_text(config))
     return path
+
+
+def plain_config(config: Any) -> Any:
+    """The config as plain JSON types, keys in their original order."""
+    return json.loads(json.dumps(config, default=_json_default))
+
+
+def config_text(config: dict) -> str:
+    """YAML of a config that reads back to the same digest *and the same key order*: Snakemake
+    compares a rule's params by their ``repr``, so a re-ordered config would look changed."""
+    import yaml
+
+    plain = plain_config(config)
+    text = yaml.safe_dump(plain, sort_keys=False, allow_unicode=True)
+    back = yaml.safe_load(text)
+    if back != plain or json.dumps(back) != json.dumps(plain):
+        text = json.dumps(plain, indent=1) + "\n"          # JSON is YAML too
+    return text
 
 
 def load_config_snapshot(digest: str, root: str | os.PathLike = ".") -> dict | None:
