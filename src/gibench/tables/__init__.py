@@ -20,7 +20,7 @@ from .figures import (build_curves_figure, build_grid_figure, build_traces_figur
                       file_recon_provider, plot_curves, plot_grid, plot_traces, victims_truth_provider)
 from .render import TableDoc, fmt_mean_std, fmt_ratio
 from .select import best_of_restarts, expand_shared
-from .selective_encryption import (TABLE_ORDER, build_table2, build_table3, build_table4, build_table5, build_table6,
+from .selective_encryption import (TABLE_ORDER, build_table2, build_table3, build_table4, build_table5, build_table6, table3,
                                    load_metric_rows, print_summary, rating, selected_rows, table2, table4,
                                    table5, table6)
 
@@ -74,7 +74,7 @@ def build_selective_encryption_outputs(metric_rows_path: Any, cost_rows_path: An
 
 __all__ = [
     "TABLES", "FIGURES", "TableDoc", "best_of_restarts", "expand_shared", "selected_rows", "rating",
-    "table2", "table4", "table5", "table6", "build_table2", "build_table4", "build_table5", "build_table6",
+    "table2", "table3", "table4", "table5", "table6", "build_table2", "build_table3", "build_table4", "build_table5", "build_table6",
     "plot_curves", "plot_traces", "plot_grid", "build_curves_figure", "build_traces_figure", "build_grid_figure",
     "figure_specs", "file_recon_provider", "victims_truth_provider", "print_summary", "load_metric_rows",
     "build_selective_encryption_outputs", "fmt_mean_std", "fmt_ratio",

@@ -142,13 +142,36 @@ def load_metric_rows(path: str | Path) -> list[dict]:
     return table.to_pylist()
 
 
+def attack_metric_names(cfg: Mapping[str, Any], attack: str, records: Iterable[dict] = ()) -> list[str]:
+    """The ranking metrics an attack was run with: ``attacks.<a>.metrics`` (else
+    ``significance.metrics``), plus any other metric in its rows; selectors excluded."""
+    entry = (cfg.get("attacks") or {}).get(attack) or {}
+    names = list(entry.get("metrics") or (cfg.get("significance") or {}).get("metrics") or [])
+    for r in records:
+        if r.get("attack") == attack and r.get("metric") not in names and r.get("metric") != SHARED_METRIC:
+            names.append(r["metric"])
+    return [m for m in names if not is_selector(m)]
+
+
+def attack_grid(cfg: Mapping[str, Any], attack: str, records: Iterable[dict] = ()) -> list[float]:
+    """The ratios an attack was run at: ``attacks.<a>.ratios`` (else the significance grid)."""
+    entry = (cfg.get("attacks") or {}).get(attack) or {}
+    if entry.get("ratios"):
+        return sorted({ratio_key(r) for r in entry["ratios"]})
+    return ratio_grid(cfg, [r for r in records if r.get("attack") == attack])
+
+
 def selected_rows(rows: Any, config: Mapping[str, Any]) -> list[dict]:
-    """Best restart per case (``evaluation.best_of_restarts``), ``any`` rows shared."""
+    """Best restart per case (``evaluation.best_of_restarts``), ``any`` rows (ratios 0 and 1)
+    shared by the significance metrics each attack was run with."""
     cfg = study_config(config)
     ev = evaluation(cfg)
     records = as_records(rows)
     best = best_of_restarts(records, criterion=ev["best_of_restarts"], protection=ev["protection"])
-    return expand_shared(best, significance_metrics(cfg, records))
+    out: list[dict] = []
+    for attack in dict.fromkeys(r["attack"] for r in best):
+        out += expand_shared([r for r in best if r["attack"] == attack], attack_metric_names(cfg, attack, records))
+    return out
 
 
 def _rows_for(records: list[dict], attack: str, model: str, dataset: str) -> list[dict]:
@@ -195,9 +218,10 @@ def table4_cells(rows: Any, config: Mapping[str, Any], max_ratio: float | None =
     metrics = significance_metrics(cfg, raw)
     if max_ratio is None:
         max_ratio = ev.get("table4_max_ratio")
-    grid = [r for r in ratio_grid(cfg, raw) if max_ratio is None or r <= max_ratio + 1e-9]
     cells = []
     for attack, model, dataset in case_order(cfg, raw):
+        grid = [r for r in attack_grid(cfg, attack, raw) if max_ratio is None or r <= max_ratio + 1e-9]
+        ran = attack_metric_names(cfg, attack, raw)
         modality = modality_of(model)
         crit = ev["protection"][modality]
         col, op, thr = crit["metric"], crit["op"], float(crit["threshold"])
@@ -209,7 +233,10 @@ def table4_cells(rows: Any, config: Mapping[str, Any], max_ratio: float | None =
                     "mean_at_min_ratio": None, "n_samples": len({r["slot"] for r in curve_rows}),
                     "n_missing_values": 0, "grid_max": max(grid) if grid else None, "reason": "",
                     "best_of_restarts": ev["best_of_restarts"], "modality": modality}
-            if not curve_rows:
+            if m not in ran:
+                cell["status"] = "not_run"
+                cell["reason"] = f"{m} is not among the metrics {attack} was run with"
+            elif not curve_rows:
                 cell["status"] = "missing"
             else:
                 curve = curve_means(curve_rows, col)
@@ -230,6 +257,8 @@ def table4_cells(rows: Any, config: Mapping[str, Any], max_ratio: float | None =
 def _cell_text(cell: dict) -> str:
     if cell["status"] == "reached":
         return fmt_ratio(cell["min_ratio"])
+    if cell["status"] == "not_run":
+        return "–"
     return cell["status"]
 
 
@@ -243,7 +272,7 @@ def _pivot(cells: list[dict], keys: Sequence[str], metrics: list[str], text: Cal
 
 
 def _samples_text(cells: list[dict]) -> str:
-    ns = sorted({c["n_samples"] for c in cells if c["status"] != "missing"})
+    ns = sorted({c["n_samples"] for c in cells if c["status"] not in ("missing", "not_run")})
     if not ns:
         return "no samples"
     return f"{ns[0]} samples per case" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} samples per case"
@@ -280,12 +309,19 @@ def table4(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     raw = as_records(rows)
     cells = table4_cells(raw, cfg, max_ratio=max_ratio)
     metrics = significance_metrics(cfg, raw)
-    grid = [r for r in ratio_grid(cfg, raw) if max_ratio is None or r <= max_ratio + 1e-9]
+    grids: dict[str, list[float]] = {}
+    for c in cells:
+        grids.setdefault(c["attack"], [r for r in attack_grid(cfg, c["attack"], raw)
+                                       if max_ratio is None or r <= max_ratio + 1e-9])
+    texts = {a: "{" + ", ".join(fmt_ratio(r) for r in g) + "}" for a, g in grids.items()}
+    grid_text = (f"the grid {next(iter(texts.values()))}" if len(set(texts.values())) <= 1 and texts else
+                 "the grids " + "; ".join(f"{display((cfg.get('attacks') or {}).get(a, {}).get('type', a))} {t}"
+                                          for a, t in texts.items()))
     modality = modality_of(cells[0]["model"]) if cells else "image"
     title = (f"Table 4: Minimal encryption ratio at which the mean over samples of "
              f"{_criteria_text(cells)} is reached ({_samples_text(cells)}). The ratio is the fraction of all "
-             f"gradient entries (every parameter tensor) that is encrypted, searched over the grid "
-             f"{{{', '.join(fmt_ratio(r) for r in grid)}}}; NA: no ratio in the grid reaches the level. "
+             f"gradient entries (every parameter tensor) that is encrypted, searched over {grid_text}; "
+             f"NA: no ratio in the grid reaches the level; –: the attack was not run with that metric. "
              f"Per sample the best of {_restarts_text(raw)} restarts is kept: {restart_rule(ev, modality)}.")
     computed = sorted({str(r.get(f"{c}_status")) for c in {x["criterion_metric"] for x in cells} for r in raw
                        if str(r.get(f"{c}_status") or "").startswith("ok")})
@@ -325,6 +361,9 @@ def table5_cells(rows: Any, config: Mapping[str, Any]) -> list[dict]:
     overrides = ev.get("table5_metric") or {}
     cells = []
     for attack, model, dataset in case_order(cfg, raw):
+        if ratio not in attack_grid(cfg, attack, raw):
+            continue  # the attack was not run at the Table 5 ratio (e.g. DAGER's fine grid): no row
+        ran = attack_metric_names(cfg, attack, raw)
         modality = modality_of(model)
         col = overrides.get(modality, DEFAULT_TABLE5_METRIC[modality]) if isinstance(overrides, Mapping) \
             else str(overrides)
@@ -336,7 +375,9 @@ def table5_cells(rows: Any, config: Mapping[str, Any]) -> list[dict]:
                     "ratio": ratio, "value_metric": col, "mean": None, "std": None, "n": int(vals.size),
                     "n_missing_values": len(rs) - int(vals.size), "best_of_restarts": ev["best_of_restarts"],
                     "reason": ""}
-            if not rs:
+            if m not in ran:
+                cell["status"] = "not_run"
+            elif not rs:
                 cell["status"] = "missing"
             elif vals.size == 0:
                 cell["status"] = "unavailable"
@@ -363,11 +404,19 @@ def table5(rows: Any, config: Mapping[str, Any]) -> TableDoc:
              f"restarts is kept: {restart_rule(ev, modality)}.")
 
     def text(c: dict) -> str:
+        if c["status"] == "not_run":
+            return "–"
         return fmt_mean_std(c["mean"], c["std"]) if c["status"] == "ok" else c["status"]
 
     notes = []
     if any(c["status"] == "unavailable" for c in cells):
         notes.append("unavailable: " + "; ".join(sorted({c["reason"] for c in cells if c["status"] == "unavailable"})))
+    if any(c["status"] == "not_run" for c in cells):
+        notes.append("–: the attack was not run with that significance metric.")
+    skipped = sorted({display((cfg.get("attacks") or {}).get(a, {}).get("type", a)) for a, _, _ in case_order(cfg, raw)
+                      if ratio_key(ev["table5_ratio"]) not in attack_grid(cfg, a, raw)})
+    if skipped:
+        notes.append(f"Not run at ratio {fmt_ratio(ratio_key(ev['table5_ratio']))} (no row): {', '.join(skipped)}.")
     if any(c["status"] == "missing" for c in cells):
         notes.append(f"missing: no rows at ratio {fmt_ratio(ratio_key(ev['table5_ratio']))} "
                      f"(is it in significance.ratios?).")
@@ -416,10 +465,13 @@ def table2_cells(rows: Any, config: Mapping[str, Any], max_ratio: float | None =
             cell.update(status="unavailable", rating=None)
         elif "missing" in statuses:
             cell.update(status="missing", rating=None)
+        elif "not_run" in statuses:
+            cell.update(status="not_run", rating=None)
         else:
             avg = float(np.mean(ratios))
             cell.update(status="ok", average_min_ratio=avg, rating=rating(avg))
-        cell["stars"] = STARS.get(cell["rating"], cell["status"]) if cell["rating"] else cell["status"]
+        cell["stars"] = (STARS.get(cell["rating"], cell["status"]) if cell["rating"]
+                         else ("–" if cell["status"] == "not_run" else cell["status"]))
         out.append(cell)
     return out
 
@@ -437,6 +489,8 @@ def table2(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     notes = [STAR_LEGEND,
              "Boundaries: average ≤ 0.1 → ★★★; 0.1 < average ≤ 0.5 → ★★; 0.5 < average ≤ 0.6 → ★; "
              "average > 0.6 or any NA → ×."]
+    if any(c["status"] == "not_run" for c in cells):
+        notes.append("–: the attack was not run with that significance metric.")
     unavailable = [c for c in cells4 if c["status"] == "unavailable"]
     if unavailable:
         notes.append("unavailable: " + "; ".join(sorted({c["reason"] for c in unavailable})))
@@ -702,7 +756,11 @@ def build_table5(*, metrics_path: Any, config: Mapping[str, Any], out_dir: str |
 
 def build_table3(*, metrics_path: Any, config: Mapping[str, Any], out_dir: str | Path,
                  formats: Sequence[str] = ("csv", "md"), **_: Any) -> list[Path]:
-    return table3(_metric_rows(metrics_path), config).write(out_dir, formats)
+    """Table 3 exists only for studies that ran layer selectors (the pipeline asks for it then)."""
+    rows = _metric_rows(metrics_path)
+    if not any(is_selector(r.get("metric")) for r in rows):
+        return []
+    return table3(rows, config).write(out_dir, formats)
 
 
 def build_table6(*, cost_path: Any, config: Mapping[str, Any], out_dir: str | Path,
