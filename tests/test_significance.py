@@ -319,6 +319,10 @@ def test_compute_scores_rejects_bad_input(tiny_case):
         compute_scores("grad", model, x, y, bad, seed=0)
     with pytest.raises(KeyError, match="unknown significance metric 'hessian'"):
         compute_scores("hessian", model, x, y, g, seed=0)
+    drop = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 2))
+    gd = {n: torch.zeros_like(p) for n, p in drop.named_parameters()}
+    with pytest.raises(ValueError, match="active dropout"):
+        compute_scores("sens", drop, torch.randn(1, 3), torch.tensor([0]), gd, seed=0, mode="train")
 
 
 @pytest.mark.slow

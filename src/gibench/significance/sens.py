@@ -132,6 +132,11 @@ class GradientJacobian:
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "cross_entropy",
                  mode: str = "eval", factored: bool = True):
         set_mode(model, mode)
+        random_layers = [n for n, m in model.named_modules()
+                         if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0]
+        if random_layers:
+            raise ValueError(f"sensitivity: the model is in {mode!r} mode with active dropout ({random_layers[:3]}): "
+                             "the gradient is random there and has no Jacobian; use gradient.model_mode: eval")
         try:
             self._loss = LOSSES[loss]
         except KeyError:
