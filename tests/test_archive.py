@@ -265,3 +265,51 @@ def test_verify_names_a_missing_or_unreadable_archive(tmp_path, capsys):
     junk.write_bytes(b"not a tar")
     rc, out = _verify(junk, capsys)
     assert rc == 1 and "not a readable archive" in out
+
+
+# ------------------------------------------------------------------ comparison rules (unit level)
+
+def _tensor_file(path: Path, x, **record) -> Path:
+    from gibench import io
+
+    io.save_tensors(path, {"x": x}, {"rule": "attack", "inputs": {}, **record})
+    return path
+
+
+def test_compare_is_exact_on_the_same_device_and_within_the_stated_tolerance_otherwise(tmp_path):
+    import torch
+
+    x = torch.linspace(0, 1, 50)
+    a = _tensor_file(tmp_path / "a.safetensors", x)
+    b = _tensor_file(tmp_path / "b.safetensors", x + 1e-7)
+    ok, detail = archive.compare_file(a, b, archive.Tolerance())
+    assert not ok and "tensor 'x' differs" in detail and "exact" in detail
+    ok, detail = archive.compare_file(a, b, archive.Tolerance(1e-6, 0.0))
+    assert ok and "within atol 1e-06" in detail
+    ok, _ = archive.compare_file(a, _tensor_file(tmp_path / "c.safetensors", x + 1e-3), archive.Tolerance(1e-6, 0.0))
+    assert not ok
+
+
+def test_measurements_in_a_record_are_reported_not_compared(tmp_path):
+    import torch
+
+    x = torch.zeros(3)
+    a = _tensor_file(tmp_path / "a.safetensors", x, attack={"final_loss": 0.5, "iterations_per_second": 20.0})
+    b = _tensor_file(tmp_path / "b.safetensors", x, attack={"final_loss": 0.5, "iterations_per_second": 31.0})
+    ok, detail = archive.compare_file(a, b, archive.Tolerance())
+    assert ok and "measured attack.iterations_per_second" in detail
+    c = _tensor_file(tmp_path / "c.safetensors", x, attack={"final_loss": 0.6, "iterations_per_second": 20.0})
+    ok, detail = archive.compare_file(a, c, archive.Tolerance())
+    assert not ok and "record.attack.final_loss" in detail
+
+
+def test_job_sample_is_seeded_and_spread_over_rules():
+    jobs = [archive.Job(f"m:{r}", r, {}, [f"results/{r}/{i}"]) for r in ("attack", "metrics", "table")
+            for i in range(10)]
+    s1 = archive.sample_jobs(jobs, 3, seed=7)
+    assert [j.outputs for j in s1] == [j.outputs for j in archive.sample_jobs(jobs, 3, seed=7)]
+    assert sorted(j.rule for j in s1) == ["attack", "metrics", "table"]
+    assert [j.outputs for j in s1] != [j.outputs for j in archive.sample_jobs(jobs, 3, seed=8)]
+    assert len(archive.sample_jobs(jobs, None, seed=0)) == 30
+    only = archive.sample_jobs(jobs, 5, seed=0, only=["results/table/*"])
+    assert len(only) == 5 and {j.rule for j in only} == {"table"}

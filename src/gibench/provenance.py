@@ -423,8 +423,6 @@ def config_path(digest: str, root: str | os.PathLike = ".") -> Path:
 def snapshot_config(config: dict, root: str | os.PathLike = ".") -> Path:
     """Write the (validated) config to ``results/configs/<digest>.yaml`` once; the digest is the
     ``config_digest`` every record of a job run with this config carries."""
-    import yaml
-
     from . import io
 
     digest = digest_obj(config)
