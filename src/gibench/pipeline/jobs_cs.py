@@ -423,11 +423,21 @@ def read_rows(path: str, rows: list[int]) -> tuple[np.ndarray, np.ndarray, np.nd
     return read_victims(path, rows)
 
 
+def _victim_spec(config: dict, dataset: str) -> dict:
+    """The victims' source/split (datasets.<name>), or the bundled slice when not configured."""
+    spec = config["datasets"].get(dataset)
+    if spec is not None:
+        return dict(spec)
+    ds = DATASETS.get(dataset)
+    return {"source": "bundled" if ds.bundled_splits else "hub",
+            "split": ds.bundled_splits[0] if ds.bundled_splits else "train"}
+
+
 def public_job(smk: Any, device: torch.device) -> dict:
     dataset = smk.wildcards.dataset
     cfg = smk.config
     ds = DATASETS.get(dataset)
-    vspec = cfg["datasets"].get(dataset, {"source": "bundled", "split": ds.bundled_splits[0]})
+    vspec = _victim_spec(cfg, dataset)
     pspec = {"source": vspec.get("source", "bundled"), "split": vspec.get("split", "test"), "size": 1000,
              **dict(cs(cfg).get("public", {}).get(dataset, {}))}
     split = ds.load(pspec["source"], pspec["split"], cfg["resources_dir"], cfg["hub_dir"])
@@ -765,7 +775,7 @@ def fl_job(smk: Any, device: torch.device) -> dict:
         train_pos, test_pos = np.arange(len(train.labels)), np.arange(len(train.labels), len(labels))
         source = f"{train.source} / {test.source}"
     else:
-        split = ds.load("bundled", spec.get("split", ds.bundled_splits[0]), cfg["resources_dir"], cfg["hub_dir"])
+        split = ds.load("bundled", spec.get("split") or ds.bundled_splits[0], cfg["resources_dir"], cfg["hub_dir"])
         images, labels = split.images, split.labels
         perm = np.random.default_rng(derive_seed(base, "cs_fl_holdout", dataset=d)).permutation(len(labels))
         n_test = int(round(float(u["holdout_fraction"]) * len(labels)))
@@ -874,8 +884,7 @@ def download_weights_job(smk: Any, device: torch.device) -> dict:
 
 def public_inputs(config: dict, wc) -> dict:
     """The victim pool (to exclude it) and the data files the public pool is read from."""
-    ds = DATASETS.get(wc.dataset)
-    vspec = config["datasets"].get(wc.dataset, {"source": "bundled", "split": ds.bundled_splits[0]})
+    vspec = _victim_spec(config, wc.dataset)
     pspec = {"source": vspec.get("source", "bundled"), "split": vspec.get("split", "test"),
              **dict(cs(config).get("public", {}).get(wc.dataset, {}))}
     out: dict = {}
