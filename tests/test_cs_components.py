@@ -400,3 +400,50 @@ class _Smk:
     def __init__(self, config, wildcards, inputs, outputs):
         self.config, self.wildcards, self.input, self.output = config, _NS(wildcards), _NS(inputs), _NS(outputs)
         self.rule = "test"
+
+
+def test_noniid_victims_are_the_protected_clients_dirichlet_shard(tmp_path):
+    import pyarrow as pa
+
+    from gibench import io
+    from gibench.config import validate
+    from gibench.fl import partition_dirichlet
+    from gibench.pipeline import jobs_cs as CS
+    from gibench.seeds import derive_seed
+
+    labels = np.repeat(np.arange(10), 20)
+    p = tmp_path / "victims.parquet"
+    io.save_table(p, pa.table({"label": labels.tolist()}), {"rule": "test"})
+    cfg = validate(_cfg(victims=3, non_iid={"clients": 4, "alpha": 0.3, "protected_client": 2}))
+    cfg["datasets"]["mnist"]["victims"] = 200
+    rows = CS.victim_rows(cfg, "mnist", "noniid", str(p))
+    parts = partition_dirichlet(labels, 4, 0.3, np.random.default_rng(derive_seed(0, "cs_noniid", dataset="mnist")),
+                                min_samples=1)
+    assert rows == [int(i) for i in parts[2][:3]]
+    assert CS.victim_rows(cfg, "mnist", "iid", str(p)) == [0, 1, 2]
+
+
+def test_table_cells_take_the_best_restart_per_victim_and_say_what_is_missing():
+    from gibench.config import validate
+    from gibench.tables.concealed_samples import cells, table_doc
+
+    cfg = validate(_cfg(restarts=2, unavailable={"cifar10": "not in this test"}, tables=["table1"],
+                        defenses={"none": [], "dp_gaussian": ["dp_gaussian"], "prune": ["prune"],
+                                  "soteria": ["soteria"], "dcs2": ["dcs2"]}))
+    rows = []
+    for slot, (good, bad) in {"s000": (20.0, 5.0), "s001": (30.0, 6.0)}.items():
+        rows.append({"dataset": "mnist", "attack": "gs", "cohort": "iid", "defense": "none", "slot": slot,
+                     "status": "ok", "attacker_loss": 0.01, "psnr": good, "ssim": 0.9})
+        rows.append({"dataset": "mnist", "attack": "gs", "cohort": "iid", "defense": "none", "slot": slot,
+                     "status": "ok", "attacker_loss": 0.5, "psnr": bad, "ssim": 0.1})
+    cl = cells("table1", rows, [], cfg)
+    psnr = next(c for c in cl if c["dataset"] == "mnist" and c["defense"] == "none" and c["column"] == "psnr")
+    assert (psnr["mean"], psnr["std"], psnr["n"]) == (25.0, 5.0, 2)          # lower attacker loss wins per victim
+    assert psnr["paper"] == 59.20
+    acc = next(c for c in cl if c["defense"] == "none" and c["column"] == "acc_test" and c["dataset"] == "mnist")
+    assert acc["status"] == "not computed"
+    assert all(c["status"] == "not run" for c in cl if c["dataset"] == "cifar10")
+    dcs = next(c for c in cl if c["dataset"] == "mnist" and c["defense"] == "dcs2" and c["column"] == "psnr")
+    assert dcs["status"] == "missing"
+    md = table_doc("table1", rows, [], cfg).to_markdown()
+    assert "25.00 ± 5.00" in md and "not in this test" in md
