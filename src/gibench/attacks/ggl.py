@@ -26,7 +26,6 @@ one.  Facts from GGL's ``celeba32_wgan-gp.py`` / GAN notebook and DCS-2's ``GGl_
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Callable
 

@@ -292,7 +292,6 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch
 
     from ..pipeline.jobs_cs import prep_for
     from .figures import save_figure
