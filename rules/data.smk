@@ -20,6 +20,9 @@ rule data:
         _victim_inputs,
     output:
         P.VICTIMS,
+    params:
+        # what the job depends on in the config: a change re-runs it and what depends on it
+        settings=lambda wc: T.job_settings(config, "data", wc),
     log:
         "logs/data/{dataset}.json",
     script:
@@ -32,6 +35,9 @@ rule model:
         lambda wc: T.model_inputs(config, wc.study, wc.model),
     output:
         P.WEIGHTS,
+    params:
+        # what the job depends on in the config: a change re-runs it and what depends on it
+        settings=lambda wc: T.job_settings(config, "model", wc),
     log:
         "logs/model/{study}/{dataset}/{model}.json",
     script:

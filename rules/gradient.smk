@@ -8,6 +8,9 @@ rule gradient:
     output:
         gradient=P.GRADIENT,
         knowledge=P.KNOWLEDGE,
+    params:
+        # what the job depends on in the config: a change re-runs it and what depends on it
+        settings=lambda wc: T.job_settings(config, "gradient", wc),
     log:
         "logs/gradient/{study}/{dataset}/{model}/{slot}.json",
     script:

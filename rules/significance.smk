@@ -10,6 +10,9 @@ rule significance:
     output:
         scores=P.SCORES,
         cost=P.SCORE_COST,
+    params:
+        # what the job depends on in the config: a change re-runs it and what depends on it
+        settings=lambda wc: T.job_settings(config, "significance", wc),
     log:
         "logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.json",
     script:
@@ -27,6 +30,9 @@ if _INTERIOR:
             [P.MASK.replace("{ratio}", r) for r in _INTERIOR],
         wildcard_constraints:
             metric="(?!any$)[a-z0-9_]+",
+        params:
+            # what the job depends on in the config: a change re-runs it and what depends on it
+            settings=lambda wc: T.job_settings(config, "masks", wc),
         log:
             "logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.json",
         script:
@@ -41,6 +47,9 @@ rule masks_any:
         P.MASK.replace("{metric}", P.ANY_METRIC),
     wildcard_constraints:
         ratio="r0[.]000|r1[.]000",
+    params:
+        # what the job depends on in the config: a change re-runs it and what depends on it
+        settings=lambda wc: T.job_settings(config, "masks_any", wc),
     log:
         "logs/masks/{study}/{dataset}/{model}/{slot}/any_{ratio}.json",
     script:

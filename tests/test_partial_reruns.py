@@ -91,6 +91,29 @@ def test_attack_hyperparameter_change_reruns_only_that_attack_and_dependents(run
     assert sorted(w["table"] for r, w in jobs if r == "table") == ["table2", "table4", "table5"]
 
 
+FULL_RUN = {"data": 1, "model": 1, "gradient": 1, "significance": 1, "masks": 1, "masks_any": 1, "attack": 4,
+            "metrics": 4, "gather_metrics": 1, "gather_cost": 1, "table": 4, "figure": 6, "all": 1}
+
+
+def test_gradient_setting_change_reruns_from_the_gradient_down(run_dir, tmp_path):
+    # gradient.model_mode changes the shared update: everything made from it, not victims or weights
+    wd = copy_run(run_dir, tmp_path / "wd")
+    cfg = copy.deepcopy(PROV_MICRO)
+    cfg["studies"][STUDY]["gradient"] = {"model_mode": "train"}
+    path = write_micro(wd, cfg)
+    expected = {k: v for k, v in FULL_RUN.items() if k not in ("data", "model")}
+    assert rules_of(dry_run_jobs(wd, path)) == expected
+
+
+def test_seed_change_leaves_nothing_stale(run_dir, tmp_path):
+    # every seed derives from the study seed: a new one re-makes everything, as a fresh run would
+    wd = copy_run(run_dir, tmp_path / "wd")
+    cfg = copy.deepcopy(PROV_MICRO)
+    cfg["seed"] = 2
+    path = write_micro(wd, cfg)
+    assert rules_of(dry_run_jobs(wd, path)) == FULL_RUN
+
+
 def test_single_table_target_builds_only_what_it_needs(tmp_path):
     path = write_micro(tmp_path)
     jobs = dry_run_jobs(tmp_path, path, TABLE5)

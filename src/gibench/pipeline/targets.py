@@ -132,7 +132,35 @@ def attack_params(config: dict, study: str, attack: str, model: str) -> dict:
     from .jobs_attack import attack_settings
 
     kind, params, restarts = attack_settings(config["studies"][study], attack, model)
-    return {"type": kind, "params": params, "restarts": restarts}
+    # the study seed: every attack seed derives from it
+    return {"type": kind, "params": params, "restarts": restarts, "seed": config.get("seed")}
+
+
+def job_settings(config: dict, rule: str, wc) -> dict:
+    """What an upstream job (rules data, model, gradient, significance, masks, masks_any) depends
+    on in the config -- the rule's params, so that changing it re-runs these jobs and what
+    depends on them, and nothing else.  The study seed is part of every seeded job's settings."""
+    from .jobs_data import model_options
+
+    seed = config.get("seed")
+    if rule == "data":
+        return {"seed": seed, "dataset": config["datasets"][wc.dataset]}
+    st = config["studies"][wc.study]
+    model = model_options(st, wc.model)
+    if rule == "model":
+        return {"seed": seed, "model": model}
+    if rule == "gradient":
+        return {"model": model, "gradient": st.get("gradient"), "threat_model": st.get("threat_model")}
+    sig = st.get("significance") or {}
+    if rule == "significance":
+        from .jobs_text import sens_estimator
+
+        name = sens_estimator(st, wc.model) if wc.metric == "sens" else wc.metric
+        return {"seed": seed, "model": model, "gradient": st.get("gradient"), "estimator": name,
+                "params": (sig.get("params") or {}).get(name, {})}
+    if rule in ("masks", "masks_any"):
+        return {"selection": sig.get("selection")}
+    raise ValueError(f"job_settings: no settings for rule {rule!r}")
 
 
 def se_attack_cases(config: dict, attack: str | None = None):
