@@ -240,7 +240,7 @@ def sd_table_job(smk: Any, device: torch.device) -> dict:
     from ..tables.stochastic_defenses import build_table
 
     wc = _wc(smk)
-    written = build_table(wc["table"], metrics_path=smk.input.metrics, config=smk.config,
+    written = build_table(wc["table"], metrics_path=list(smk.input.metrics), config=smk.config,
                           accuracy_path=smk.input.get("accuracy") if hasattr(smk.input, "get") else None,
                           out_dir=Path(smk.output.csv).parent, formats=("csv", "md"))
     say(f"table {T.STUDY}/{wc['table']}: {', '.join(str(p) for p in written)}")
@@ -251,7 +251,7 @@ def sd_figure_job(smk: Any, device: torch.device) -> dict:
     from ..tables.stochastic_defenses import build_grid
 
     wc = _wc(smk)
-    written = build_grid(wc["figure"], metrics_path=smk.input.metrics, recon_paths=list(smk.input.recons),
+    written = build_grid(wc["figure"], metrics_path=list(smk.input.metrics), recon_paths=list(smk.input.recons),
                          victims_paths=list(smk.input.victims), config=smk.config,
                          out_dir=Path(smk.output.png).parent)
     say(f"figure {T.STUDY}/{wc['figure']}: {len(written)} files")

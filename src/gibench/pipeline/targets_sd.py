@@ -174,9 +174,14 @@ def accuracy_input(config: dict) -> str | None:
     return accuracy_file(config, STUDY)
 
 
+def _metric_files_of(cases_: Any) -> list[str]:
+    return list(dict.fromkeys(METRICS.format(dataset=d, model=m, defense=dfn, attack=a) for d, m, dfn, a in cases_))
+
+
 def table_inputs(config: dict, wc: Any) -> dict:
-    out = {"metrics": ALL_METRICS}
+    """The metric rows of exactly the cases the table shows (one table re-runs only what it needs)."""
     spec = sd(config)["tables"][wc.table]
+    out: dict = {"metrics": _metric_files_of(table_cases(spec))}
     acc = accuracy_input(config)
     if acc is not None and spec["kind"] == "ablation" and spec.get("accuracy", True):
         out["accuracy"] = acc
@@ -194,7 +199,7 @@ def figure_inputs(config: dict, wc: Any) -> dict:
                    for s in st_slots for r in range(restarts)]
     from . import paths as P
 
-    return {"metrics": ALL_METRICS, "recons": recons,
+    return {"metrics": _metric_files_of(figure_cases(spec)), "recons": recons,
             "victims": [P.fmt(P.VICTIMS, dataset=d) for d in spec["datasets"]]}
 
 
@@ -210,7 +215,8 @@ def targets(config: dict) -> list[str]:
     st = sd(config)
     if not st:
         return []
-    out = [TABLE.format(table=t, ext=e) for t in st.get("tables") or {} for e in ("csv", "md")]
+    out = [ALL_METRICS] if cases(config) else []          # every metric row in one file
+    out += [TABLE.format(table=t, ext=e) for t in st.get("tables") or {} for e in ("csv", "md")]
     out += [FIGURE.format(figure=f, ext=e) for f in st.get("figures") or {} for e in ("png", "pdf")]
     return out
 

@@ -74,10 +74,14 @@ def defense_text(spec: list[dict]) -> str:
 
 
 def load_rows(metrics_path: Any) -> list[dict]:
+    """Rows from a Parquet file, a list of Parquet files, or rows as they are."""
     if isinstance(metrics_path, (str, Path)):
         table, _ = io.load_table(metrics_path)
         return table.to_pylist()
-    return list(metrics_path)
+    items = list(metrics_path)
+    if items and all(isinstance(p, (str, Path)) for p in items):
+        return [r for p in items for r in load_rows(p)]
+    return items
 
 
 def summarise(rows: list[dict], threshold: float) -> dict:
