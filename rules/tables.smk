@@ -9,6 +9,8 @@ rule table:
         csv=P.TABLE.replace("{ext}", "csv"),
         md=report_table(P.TABLE.replace("{ext}", "md")),
     wildcard_constraints:
+        # the selective-encryption study's tables; other studies have their own table rules
+        study="selective_encryption",
         table="table[0-9]+",
     params:
         # what the table depends on in the config: a change re-runs only the affected tables
@@ -25,6 +27,8 @@ rule figure:
     output:
         png=report_figure(P.FIGURE.replace("{ext}", "png")),
         pdf=P.FIGURE.replace("{ext}", "pdf"),
+    wildcard_constraints:
+        study="selective_encryption",
     params:
         settings=lambda wc: T.table_settings(config, wc.study, "figures"),
     log:
