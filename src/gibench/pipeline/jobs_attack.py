@@ -71,8 +71,10 @@ def attack_job(smk: Any, device: torch.device) -> dict:
     result = ATTACKS.get(kind)(net, shared, visible, input_shape=shape, mean=ds.mean, std=ds.std,
                                labels=labels_t, cfg=params, seed=seed, device=device, progress=progress)
     info = dict(result.info or {})
-    # wall time is a measurement of this run: it goes to the job log, not into the artifact
+    # speed is a measurement of this run: it goes to the job log, not into the artifact
+    # (re-running the job must give the same bytes)
     seconds = info.pop("seconds", round(time.time() - t0, 3))
+    speed = info.pop("iterations_per_second", None)
     info.update({"status": result.status, "message": result.message, "final_loss": result.final_loss,
                  "encrypted_fraction": float(mask.encrypted_fraction())})
     rec = make_record(rule="attack", wildcards=wc, params={"type": kind, **params}, config=cfg,
@@ -82,7 +84,8 @@ def attack_job(smk: Any, device: torch.device) -> dict:
                               "tv": float("nan"), "lr": float("nan")}]
     io.save_table(smk.output.trace, trace, rec)
     say(f"attack {wc['attack']} done: {result.status}, loss {result.final_loss:.4g} ({result.message})")
-    return {"attack_status": result.status, "final_loss": result.final_loss, "attack_seconds": seconds}
+    return {"attack_status": result.status, "final_loss": result.final_loss, "attack_seconds": seconds,
+            "iterations_per_second": speed}
 
 
 # ------------------------------------------------------------------ evaluation
