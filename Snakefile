@@ -16,7 +16,12 @@ from gibench.pipeline import paths as P
 from gibench.pipeline import targets as T
 
 
-configfile: "config/config.yaml"
+# The embedded default applies only when no --configfile is given: a study config is complete
+# on its own (Snakemake would otherwise merge the demo's studies into it).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 try:
