@@ -44,16 +44,9 @@ class CelebADataset(ImageDataset):
     def load(self, source: str, split: str, resources_dir, hub_dir=None) -> ImageSplit:
         if source != "hub":
             return _no_bundled(Path(resources_dir), split)
-        from .hub import hub_split_dir
+        from .hub import read_from_disk
 
-        path = hub_split_dir(hub_dir, self, split)
-        if not (path / "dataset_info.json").exists():
-            raise DatasetUnavailable(
-                f"{path}: the hub copy of celeba/{split} is not on disk. Run the download rule on a machine "
-                f"with internet: snakemake --cores 1 {path}/dataset_info.json")
-        import datasets as hf
-
-        d = hf.load_from_disk(str(path))
+        d = read_from_disk(self, split, hub_dir)
         images = np.stack([resize_crop(im) for im in d[self.hub_image_column]])
         labels = np.asarray(d[self.hub_label_column], dtype=np.int64)
         return ImageSplit(images, labels, np.arange(len(labels)), ["female", "male"],

@@ -15,11 +15,15 @@ import numpy as np
 from .base import DatasetUnavailable, ImageDataset, ImageSplit
 
 
-def hub_split_dir(hub_dir: str | Path, ds: ImageDataset, split: str) -> Path:
+def hub_split_dir(hub_dir: str | Path, ds, split: str) -> Path:
     return Path(hub_dir) / ds.name / split
 
 
-def download_split(ds: ImageDataset, split: str, hub_dir: str | Path, hub_id: str | None = None) -> Path:
+def fetch_to_disk(ds, split: str, hub_dir: str | Path, hub_id: str | None = None) -> Path:
+    """Fetch ``split`` of any registered dataset (image or text) with HF ``datasets`` and
+    ``save_to_disk`` it atomically under ``hub_dir`` (the download rule; login node).
+    ``hub_id`` may be a local directory of data files; ``ds.hub_config`` (text datasets,
+    e.g. GLUE's ``cola``) is passed as the config name when set."""
     try:
         import datasets as hf
     except ImportError as e:
@@ -27,11 +31,13 @@ def download_split(ds: ImageDataset, split: str, hub_dir: str | Path, hub_id: st
     if split not in ds.hub_splits:
         raise DatasetUnavailable(f"dataset {ds.name!r} has hub splits {sorted(ds.hub_splits)}, not {split!r}")
     repo = hub_id or ds.hub_id
+    config = getattr(ds, "hub_config", None)
+    args = [repo] if (Path(repo).is_dir() or config is None) else [repo, config]
     try:
-        d = hf.load_dataset(repo, split=ds.hub_splits[split])
+        d = hf.load_dataset(*args, split=ds.hub_splits[split])
     except Exception as e:  # network errors come in many types
         raise DatasetUnavailable(
-            f"could not fetch {repo!r} split {ds.hub_splits[split]!r} from the Hugging Face hub: "
+            f"could not fetch {'/'.join(args)!r} split {ds.hub_splits[split]!r} from the Hugging Face hub: "
             f"{type(e).__name__}: {e}. Run the download rule on a machine with internet "
             f"(snakemake --cores 1 {hub_split_dir(hub_dir, ds, split)}/dataset_info.json) "
             f"or use `source: bundled` for this dataset.") from e
@@ -47,7 +53,13 @@ def download_split(ds: ImageDataset, split: str, hub_dir: str | Path, hub_id: st
     return out
 
 
-def load_hub_split(ds: ImageDataset, split: str, hub_dir: str | Path | None) -> ImageSplit:
+# the image datasets' name for it, kept for the download script and tests
+download_split = fetch_to_disk
+
+
+def read_from_disk(ds, split: str, hub_dir: str | Path | None):
+    """The saved hub copy of ``ds``/``split`` as an HF ``Dataset``; a clear error naming the
+    download command when it is not on disk."""
     if hub_dir is None:
         raise DatasetUnavailable(f"dataset {ds.name!r}: source hub needs a hub_dir")
     path = hub_split_dir(hub_dir, ds, split)
@@ -57,7 +69,11 @@ def load_hub_split(ds: ImageDataset, split: str, hub_dir: str | Path | None) -> 
             f"on a machine with internet: snakemake --cores 1 {path}/dataset_info.json")
     import datasets as hf
 
-    d = hf.load_from_disk(str(path))
+    return hf.load_from_disk(str(path))
+
+
+def load_hub_split(ds: ImageDataset, split: str, hub_dir: str | Path | None) -> ImageSplit:
+    d = read_from_disk(ds, split, hub_dir)
     return split_from_hf(ds, d, source=f"hub: {ds.hub_id} split {ds.hub_splits.get(split, split)}")
 
 

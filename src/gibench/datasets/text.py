@@ -47,6 +47,7 @@ import torch
 
 from . import DATASETS
 from .base import DatasetUnavailable, verify_bundled
+from .hub import fetch_to_disk, read_from_disk
 
 LAMP_RNG_SEED = 101  # rng_seed of LAMP's and DAGER's run scripts
 
@@ -210,52 +211,13 @@ DATASETS.add("rotten_tomatoes", TextDataset(
 
 # --------------------------------------------------------------------------- hub
 
-def hub_split_dir(hub_dir: str | Path, ds: TextDataset, split: str) -> Path:
-    return Path(hub_dir) / ds.name / split
-
-
 def download_text_split(ds: TextDataset, split: str, hub_dir: str | Path, hub_id: str | None = None) -> Path:
-    """Fetch ``split`` with HF ``datasets`` and ``save_to_disk`` it under ``hub_dir``
-    (the download rule; login node).  ``hub_id`` may be a local directory of data files."""
-    try:
-        import datasets as hf
-    except ImportError as e:
-        raise DatasetUnavailable("source: hub needs the `datasets` package (pip install 'gibench[hub]')") from e
-    if split not in ds.hub_splits:
-        raise DatasetUnavailable(f"text dataset {ds.name!r} has hub splits {sorted(ds.hub_splits)}, not {split!r}")
-    repo = hub_id or ds.hub_id
-    args = [repo] if (Path(repo).is_dir() or ds.hub_config is None) else [repo, ds.hub_config]
-    try:
-        d = hf.load_dataset(*args, split=ds.hub_splits[split])
-    except Exception as e:  # network errors come in many types
-        raise DatasetUnavailable(
-            f"could not fetch {'/'.join(args)!r} split {ds.hub_splits[split]!r} from the Hugging Face hub: "
-            f"{type(e).__name__}: {e}. Run the download rule on a machine with internet "
-            f"(snakemake --cores 1 {hub_split_dir(hub_dir, ds, split)}/dataset_info.json) "
-            f"or use `source: bundled` for this dataset.") from e
-    out = hub_split_dir(hub_dir, ds, split)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    d.save_to_disk(str(tmp))
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    """Fetch ``split`` once and save it under ``hub_dir`` (the download rule; login node)."""
+    return fetch_to_disk(ds, split, hub_dir, hub_id)
 
 
 def load_text_hub_split(ds: TextDataset, split: str, hub_dir: str | Path | None) -> TextSplit:
-    if hub_dir is None:
-        raise DatasetUnavailable(f"text dataset {ds.name!r}: source hub needs a hub_dir")
-    path = hub_split_dir(hub_dir, ds, split)
-    if not (path / "dataset_info.json").exists():
-        raise DatasetUnavailable(
-            f"{path}: the hub copy of {ds.name!r}/{split} is not on disk. Run the download rule "
-            f"on a machine with internet: snakemake --cores 1 {path}/dataset_info.json")
-    import datasets as hf
-
-    d = hf.load_from_disk(str(path))
+    d = read_from_disk(ds, split, hub_dir)
     return text_split_from_hf(ds, d, source=f"hub: {ds.hub_id}" + (f" ({ds.hub_config})" if ds.hub_config else "")
                               + f" split {ds.hub_splits.get(split, split)}")
 

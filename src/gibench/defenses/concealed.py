@@ -8,8 +8,11 @@ Why these do not go into :data:`gibench.defenses.DEFENSES`: that registry holds 
 parameter records, which :class:`gibench.defenses.DefenseChain` applies in a fixed order
 (dropout, bottlenecks, DP with per-sample clipping, pruning) and silently ignores any other
 name.  DCS² needs the whole client batch, proxy (public) images and an optimisation of its
-own; Soteria needs the model and the inputs; ATS changes the inputs.  So this study has its
-own small registry (:data:`CS_DEFENSES`, one entry per defense) and one entry point,
+own; Soteria needs the model and the inputs; ATS changes the inputs; and both papers have a
+``prune`` with different semantics (DGC top-k vs numpy percentile).  So this family has its
+own registry (:data:`CS_DEFENSES`, one entry per defense; the records share
+:class:`~gibench.defenses.specs.DefenseRecord` and :class:`DefenseSpecError` with paper B's)
+and one entry point,
 :func:`defend`, which runs a configured list of steps::
 
     input steps      (ats)                        change the images the client trains on
@@ -42,7 +45,7 @@ Defenses:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
@@ -51,48 +54,21 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..registry import Registry
+from .specs import DefenseRecord, DefenseSpecError, _number
 
 
-class CSDefenseError(ValueError):
-    """A defense spec that cannot run: unknown name or option, bad value, bad combination."""
+#: the one error type of both defense families (the name is kept for this study's callers)
+CSDefenseError = DefenseSpecError
 
 
 # ====================================================================== records
 
 @dataclass(frozen=True)
-class CSDefense:
-    name: ClassVar[str] = ""
+class CSDefense(DefenseRecord):
     stage: ClassVar[str] = ""         # input | batch | gradient
-    label: ClassVar[str] = ""         # how the paper's tables name it
-
-    def check(self) -> None:
-        pass
-
-    def params(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def build(cls, params: Mapping[str, Any] | None) -> "CSDefense":
-        params = dict(params or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise CSDefenseError(f"defense {cls.name!r}: unknown option(s) {unknown}; known: {sorted(known) or 'none'}")
-        try:
-            d = cls(**params)
-        except TypeError as e:
-            raise CSDefenseError(f"defense {cls.name!r}: {e}") from None
-        d.check()
-        return d
 
 
-def _num(name: str, key: str, v: Any, lo: float, hi: float | None = None, lo_open: bool = False,
-         hi_open: bool = False) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise CSDefenseError(f"defense {name!r}: {key} must be a finite number, got {v!r}")
-    if (v <= lo if lo_open else v < lo) or (hi is not None and (v >= hi if hi_open else v > hi)):
-        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}{')' if hi_open or hi is None else ']'}"
-        raise CSDefenseError(f"defense {name!r}: {key} = {v!r} is outside {rng}")
+_num = _number
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ recommended value, see :mod:`gibench.models.defended`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Mapping
 
@@ -20,10 +21,13 @@ class DefenseSpecError(ValueError):
 
 
 @dataclass(frozen=True)
-class Defense:
+class DefenseRecord:
+    """A validated, immutable parameter record of one defense: the base of both defense
+    families (paper B's :class:`Defense` here, the concealed-samples study's
+    :class:`~gibench.defenses.concealed.CSDefense`)."""
+
     name: ClassVar[str] = ""
-    side: ClassVar[str] = ""          # "model" (changes the forward pass) | "gradient" (changes the update)
-    label: ClassVar[str] = ""         # the paper's abbreviation (DO, DP, GP, P, C)
+    label: ClassVar[str] = ""         # how the paper's tables name it
 
     def check(self) -> None:
         pass
@@ -32,23 +36,29 @@ class Defense:
         return asdict(self)
 
     @classmethod
-    def build(cls, params: Mapping[str, Any]) -> "Defense":
+    def build(cls, params: Mapping[str, Any] | None = None) -> "DefenseRecord":
+        params = dict(params or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:
             raise DefenseSpecError(f"defense {cls.name!r}: unknown option(s) {unknown}; known: {sorted(known) or 'none'}")
         try:
-            d = cls(**dict(params))
+            d = cls(**params)
         except TypeError as e:
             raise DefenseSpecError(f"defense {cls.name!r}: {e}") from None
         d.check()
         return d
 
 
+@dataclass(frozen=True)
+class Defense(DefenseRecord):
+    side: ClassVar[str] = ""          # "model" (changes the forward pass) | "gradient" (changes the update)
+
+
 def _number(name: str, key: str, value: Any, lo: float, hi: float | None = None, lo_open: bool = False,
             hi_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DefenseSpecError(f"defense {name!r}: {key} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DefenseSpecError(f"defense {name!r}: {key} must be a finite number, got {value!r}")
     bad_lo = value <= lo if lo_open else value < lo
     bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
     if bad_lo or bad_hi:

@@ -34,31 +34,20 @@ import torch
 from torch import nn
 
 from . import MODELS
+from .vision import LeNet
 
 #: torchvision's ImageNet ResNet-18 checkpoint (the file name carries its hash prefix)
 RESNET18_FILE = "resnet18-f37072fd.pth"
 RESNET18_URL = "https://download.pytorch.org/models/" + RESNET18_FILE
 
 
-class LeNetMNIST(nn.Module):
-    def __init__(self, num_classes: int, in_shape: tuple[int, int, int], init: str = "dlg_uniform"):
-        super().__init__()
-        c, h, w = in_shape
-        self.body = nn.Sequential(
-            nn.Conv2d(c, 12, 5, padding=2, stride=2), nn.Sigmoid(),
-            nn.Conv2d(12, 12, 5, padding=2, stride=2), nn.Sigmoid(),
-            nn.Conv2d(12, 12, 5, padding=2, stride=1), nn.Sigmoid(),
-        )
-        feat = 12 * ((h + 3) // 4) * ((w + 3) // 4)
-        self.fc = nn.Linear(feat, num_classes)
-        if init == "dlg_uniform":
-            for p in self.parameters():
-                nn.init.uniform_(p, -0.5, 0.5)
-        elif init != "torch_default":
-            raise ValueError(f"lenet_mnist: unknown init {init!r} (dlg_uniform | torch_default)")
+class LeNetMNIST(LeNet):
+    """The three-convolution LeNet of the DLG/DCS-2 code (see :class:`~.vision.LeNet`)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.body(x).flatten(1))
+    name = "lenet_mnist"
+
+    def __init__(self, num_classes: int, in_shape: tuple[int, int, int], init: str = "dlg_uniform"):
+        super().__init__(num_classes, in_shape, init=init, convs=3)
 
 
 class ConvNet(nn.Module):

@@ -18,22 +18,28 @@ from . import MODELS
 
 
 class LeNet(nn.Module):
-    def __init__(self, num_classes: int, in_shape: tuple[int, int, int], init: str = "dlg_uniform"):
+    """DLG-style LeNet: ``convs`` 5x5 convolutions with 12 channels and padding 2 (strides
+    2, 2, then 1), each followed by a Sigmoid, then one linear layer.  ``lenet`` has four
+    convolutions; ``lenet_mnist`` (the concealed-samples study, ``models/concealed.py``)
+    is the same network with three."""
+
+    name = "lenet"
+
+    def __init__(self, num_classes: int, in_shape: tuple[int, int, int], init: str = "dlg_uniform",
+                 convs: int = 4):
         super().__init__()
         c, h, w = in_shape
-        self.body = nn.Sequential(
-            nn.Conv2d(c, 12, 5, padding=2, stride=2), nn.Sigmoid(),
-            nn.Conv2d(12, 12, 5, padding=2, stride=2), nn.Sigmoid(),
-            nn.Conv2d(12, 12, 5, padding=2, stride=1), nn.Sigmoid(),
-            nn.Conv2d(12, 12, 5, padding=2, stride=1), nn.Sigmoid(),
-        )
+        layers: list[nn.Module] = []
+        for i in range(convs):
+            layers += [nn.Conv2d(c if i == 0 else 12, 12, 5, padding=2, stride=2 if i < 2 else 1), nn.Sigmoid()]
+        self.body = nn.Sequential(*layers)
         feat = 12 * ((h + 3) // 4) * ((w + 3) // 4)
         self.fc = nn.Linear(feat, num_classes)
         if init == "dlg_uniform":
             for p in self.parameters():
                 nn.init.uniform_(p, -0.5, 0.5)
         elif init != "torch_default":
-            raise ValueError(f"lenet: unknown init {init!r} (dlg_uniform | torch_default)")
+            raise ValueError(f"{self.name}: unknown init {init!r} (dlg_uniform | torch_default)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.body(x).flatten(1))
