@@ -424,3 +424,22 @@ def test_ssim_matches_the_gaussian_window_formula():
     want = smap.mean(dim=(1, 2, 3))
     got = image_metrics(rec, gt, names=("ssim",))["ssim"]
     assert got == pytest.approx(want.tolist(), abs=1e-9)
+
+
+def test_ssim_equals_torchmetrics():
+    """gibench re-implements SSIM for import time; torchmetrics (a test dependency) is the
+    independent reference: random, noisy, flat (variance clamped at 0) and greyscale images."""
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+
+    g = torch.Generator().manual_seed(7)
+    gt = torch.rand(3, 3, 32, 32, generator=g, dtype=torch.float64)
+    cases = [
+        (gt, (gt + 0.2 * torch.randn(gt.shape, generator=g, dtype=torch.float64)).clamp(0, 1)),
+        (torch.rand(2, 3, 32, 32, generator=g, dtype=torch.float64), gt[:2]),
+        (torch.full((1, 3, 16, 16), 0.5, dtype=torch.float64), torch.full((1, 3, 16, 16), 0.25, dtype=torch.float64)),
+        (torch.rand(2, 1, 28, 28, generator=g, dtype=torch.float64), torch.rand(2, 1, 28, 28, generator=g, dtype=torch.float64)),
+    ]
+    for rec, ref in cases:
+        want = tm_ssim(rec, ref, gaussian_kernel=True, sigma=1.5, kernel_size=11, reduction="none",
+                       data_range=1.0, k1=0.01, k2=0.03)
+        assert image_metrics(rec, ref, names=("ssim",))["ssim"] == pytest.approx(want.tolist(), abs=1e-12)

@@ -7,11 +7,12 @@ re-ordering of the batch is the caller's business.
 
 - ``mse``: mean over all C·H·W values of (rec − gt)², computed in float64.
 - ``psnr``: 10·log10(1 / MSE) dB (data range 1); ``inf`` for a perfect image.
-- ``ssim``: ``torchmetrics.functional.image.structural_similarity_index_measure`` with a
-  Gaussian window, σ = 1.5 (torchmetrics derives the window size from σ:
-  2·int(3.5σ + 0.5) + 1 = 11), data_range = 1, K1 = 0.01, K2 = 0.03, per channel; the
-  SSIM map covers the whole H×W image (torchmetrics reflect-pads by 5 pixels) and is
-  averaged per image over channels and pixels (reduction ``'none'``), in float64.
+- ``ssim``: torchmetrics' ``structural_similarity_index_measure`` (re-implemented in
+  :func:`ssim_map` for import time, tested equal to it): a Gaussian window, σ = 1.5
+  (torchmetrics derives the window size from σ: 2·int(3.5σ + 0.5) + 1 = 11),
+  data_range = 1, K1 = 0.01, K2 = 0.03, per channel; the SSIM map covers the whole H×W
+  image (reflect padding by 5 pixels) and is averaged per image over channels and pixels
+  (reduction ``'none'``), in float64.
 - ``lpips``: :class:`gibench.metrics.lpips.LPIPS` (default alex, v0.1) on the [0, 1]
   images (mapped to [−1, 1] inside); grayscale images are repeated to 3 channels.  When
   no model is available (backbone weights not downloaded) or the images are smaller than
@@ -24,6 +25,7 @@ import math
 from typing import Any, Sequence
 
 import torch
+from torch.nn import functional as F
 
 from .lpips import LPIPS
 
@@ -55,14 +57,53 @@ def psnr_per_image(rec: torch.Tensor, gt: torch.Tensor) -> list[float]:
     return [psnr_from_mse(m) for m in mse_per_image(rec, gt)]
 
 
-def ssim_per_image(rec: torch.Tensor, gt: torch.Tensor) -> list[float]:
-    from torchmetrics.functional.image import structural_similarity_index_measure
+def gaussian_window(size: int = SSIM_KERNEL_SIZE, sigma: float = SSIM_SIGMA, dtype=torch.float64) -> torch.Tensor:
+    """The normalised ``size`` x ``size`` Gaussian window (outer product of the 1-D one)."""
+    t = torch.arange(size, dtype=dtype) - (size // 2)
+    g = torch.exp(-(t ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
 
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor, *, padding: str = "reflect", clamp_variance: bool = True,
+             size: int = SSIM_KERNEL_SIZE, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """The (B, C, H, W) SSIM map of two image batches in [0, 1] (data range 1, K1 0.01, K2 0.03),
+    in float64.  ``padding='reflect'`` with ``clamp_variance`` is torchmetrics' definition
+    (reflect-pad by size // 2, local variances clamped at 0); ``padding='zeros'`` without the
+    clamp is the pytorch-ssim one DCS-2 uses (:mod:`gibench.metrics.concealed`).
+
+    Written here rather than imported: ``import torchmetrics`` takes about 3 s (it imports
+    transformers and scipy.signal), paid by every one of the hundreds of metric jobs of a
+    study; ``tests/test_image_metrics.py`` checks this against torchmetrics."""
+    if a.shape != b.shape or a.dim() != 4:
+        raise ValueError(f"ssim: need two (B, C, H, W) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if padding not in ("reflect", "zeros"):
+        raise ValueError(f"ssim: padding must be 'reflect' or 'zeros', got {padding!r}")
+    a, b = a.double(), b.double()
+    c = a.shape[1]
+    w = gaussian_window(size, sigma).to(a.device).expand(c, 1, size, size).contiguous()
+    pad = size // 2
+    if padding == "reflect":
+        a = F.pad(a, (pad, pad, pad, pad), mode="reflect")
+        b = F.pad(b, (pad, pad, pad, pad), mode="reflect")
+        conv_pad = 0
+    else:
+        conv_pad = pad
+    n = a.shape[0]
+    out = F.conv2d(torch.cat((a, b, a * a, b * b, a * b)), w, padding=conv_pad, groups=c).split(n)
+    mu_a, mu_b = out[0], out[1]
+    saa, sbb = out[2] - mu_a ** 2, out[3] - mu_b ** 2
+    if clamp_variance:
+        saa, sbb = saa.clamp(min=0.0), sbb.clamp(min=0.0)
+    sab = out[4] - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    return ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (saa + sbb + c2))
+
+
+def ssim_per_image(rec: torch.Tensor, gt: torch.Tensor) -> list[float]:
     rec, gt = _check_pair(rec, gt)
-    vals = structural_similarity_index_measure(
-        rec.double(), gt.double(), gaussian_kernel=True, sigma=SSIM_SIGMA, kernel_size=SSIM_KERNEL_SIZE,
-        reduction="none", data_range=1.0, k1=0.01, k2=0.03)
-    return [float(v) for v in vals.reshape(-1).cpu()]
+    vals = ssim_map(rec, gt).flatten(1).mean(dim=1)
+    return [float(v) for v in vals.cpu()]
 
 
 def lpips_per_image(rec: torch.Tensor, gt: torch.Tensor, lpips_model: LPIPS | None = None,
