@@ -108,7 +108,7 @@ def test_micro_run_produces_the_tables_and_the_grid(tmp_path):
     t4 = (out / "tables/stochastic_defenses/table4.csv").read_text().splitlines()
     assert t4[0].startswith("dataset,model,defense,defense_label,attack,ssim_mean,ssim_std,asr,n,status")
     assert len(t4) == 4 and all(",cdia," in line for line in t4[1:])
-    assert "not computed (FedAvg runs: issue 11)" in (out / "tables/stochastic_defenses/table4.md").read_text()
+    assert "not computed (no FedAvg run)" in (out / "tables/stochastic_defenses/table4.md").read_text()
     assert (out / "figures/stochastic_defenses/fig2_cnn.png").stat().st_size > 1000
     # the client's secrets are a separate file; the update holds no secret tensor
     from gibench import io

@@ -193,8 +193,13 @@ def invert(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0: torch.Te
 
     def objective(xx: torch.Tensor, ex: dict[str, torch.Tensor]):
         dist = match(grad_fn(xx, ex))
-        tv = total_variation(xx)
-        total = dist + c["tv"] * tv
+        if c["tv"]:
+            tv = total_variation(xx)
+            total = dist + c["tv"] * tv
+        else:                         # no TV term: its value is kept for the trace, without a graph
+            with torch.no_grad():
+                tv = total_variation(xx)
+            total = dist
         if penalty is not None:
             total = total + penalty(xx, ex)
         return total, dist, tv

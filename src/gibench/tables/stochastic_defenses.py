@@ -30,7 +30,7 @@ STUDY = "stochastic_defenses"
 MODEL_NAMES = {"sd_cnn": "CNN", "sd_vit": "ViT", "resnet18_gn": "ResNet-18"}
 ATTACK_NAMES = {"ig_defended": "IG", "ig": "IG", "wiig": "WIIG", "dpia": "DPIA", "gpia": "GPIA", "vbia": "VBIA",
                 "pig": "PIG", "dia": "DIA", "cdia": "CDIA"}
-NOT_COMPUTED = "not computed (FedAvg runs: issue 11)"
+NOT_COMPUTED = "not computed (no FedAvg run)"
 NOT_COMPUTED_NOTE = ("not computed: the study has no FedAvg runs; add a studies.stochastic_defenses.fl block "
                      "(gibench.fl, rules/fl.smk) listing these combinations to fill the column")
 DISPLAY_ORDER = ("dropout", "dp", "prune", "precode", "cvb")
