@@ -29,6 +29,8 @@ rule figure:
         pdf=P.FIGURE.replace("{ext}", "pdf"),
     wildcard_constraints:
         study="selective_encryption",
+        # he_cost_vs_protection is rule he_cost_figure's (rules/overhead.smk)
+        figure=r"(?!he_cost_vs_protection\.)[^/]+",
     params:
         settings=lambda wc: T.table_settings(config, wc.study, "figures"),
     log:
