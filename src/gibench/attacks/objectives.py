@@ -107,8 +107,8 @@ class GradientMatch:
             raise ValueError(f"expected {len(self.targets)} dummy gradients, got {len(dummy)}")
         if self.kind == "cosine":
             # the targets are already zero where encrypted, so <m⊙g', m⊙g> = <g', m⊙g>, and
-            # ‖m⊙g'‖² = <m⊙g', g'> (m ∈ {0, 1}): fused dot products, no masked copy of g'
-            # whose backward would cost another pass (benchmarks/bench_ig.py)
+            # ‖m⊙g'‖² is the sum of squares of g''s visible entries (a gather): no masked copy
+            # of g' whose backward would cost another pass (benchmarks/bench_ig.py)
             dot = sum(torch.dot(a.reshape(-1), t.reshape(-1)) for a, t in zip(dummy, self.targets))
             dn2 = sum(self._visible_sq(a, i) for i, a in enumerate(dummy))
             return 1.0 - dot / (torch.sqrt(dn2) * self.target_norm).clamp_min(_TINY)

@@ -68,7 +68,6 @@ class CSDefense(DefenseRecord):
     stage: ClassVar[str] = ""         # input | batch | gradient
 
 
-_num = _number
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class DPGaussian(CSDefense):
     std: float = 1e-3
 
     def check(self) -> None:
-        _num(self.name, "std", self.std, 0.0)
+        _number(self.name, "std", self.std, 0.0)
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class Prune(CSDefense):
     rate: float = 0.7
 
     def check(self) -> None:
-        _num(self.name, "rate", self.rate, 0.0, 1.0, hi_open=True)
+        _number(self.name, "rate", self.rate, 0.0, 1.0, hi_open=True)
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,8 @@ class Soteria(CSDefense):
     chunk: int = 64                  # features back-propagated at once (memory vs speed)
 
     def check(self) -> None:
-        _num(self.name, "rate", self.rate, 0.0, 1.0)
-        _num(self.name, "offset", self.offset, 0.0)
+        _number(self.name, "rate", self.rate, 0.0, 1.0)
+        _number(self.name, "offset", self.offset, 0.0)
         if not isinstance(self.chunk, int) or isinstance(self.chunk, bool) or self.chunk < 1:
             raise CSDefenseError(f"defense 'soteria': chunk must be a positive integer, got {self.chunk!r}")
 
@@ -172,16 +171,16 @@ class DCS2(CSDefense):
         n = self.name
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 0:
             raise CSDefenseError(f"defense {n!r}: iterations must be an integer >= 0, got {self.iterations!r}")
-        _num(n, "lr", self.lr, 0.0, lo_open=True)
+        _number(n, "lr", self.lr, 0.0, lo_open=True)
         if self.lr_schedule not in ("multistep", "none"):
             raise CSDefenseError(f"defense {n!r}: lr_schedule must be multistep or none, got {self.lr_schedule!r}")
         for k in ("lambda_x", "lambda_z", "epsilon", "noise_std", "margin", "eps"):
-            _num(n, k, getattr(self, k), 0.0)
-        _num(n, "lambda_g", self.lambda_g, 0.0, 1.0)
+            _number(n, k, getattr(self, k), 0.0)
+        _number(n, "lambda_g", self.lambda_g, 0.0, 1.0)
         if self.mixup_weight is not None:
-            _num(n, "mixup_weight", self.mixup_weight, 0.0, 1.0)
+            _number(n, "mixup_weight", self.mixup_weight, 0.0, 1.0)
         if self.xsim_threshold is not None:
-            _num(n, "xsim_threshold", self.xsim_threshold, 0.0, lo_open=True)
+            _number(n, "xsim_threshold", self.xsim_threshold, 0.0, lo_open=True)
         if not isinstance(self.start, Mapping) or set(self.start) - {"proxy", "noise", "mixup"}:
             raise CSDefenseError(f"defense {n!r}: start must be a mapping with keys proxy, noise, mixup "
                                  f"(booleans), got {self.start!r}")
