@@ -73,9 +73,9 @@ def test_hub_path_on_local_files(tmp_path, resources):
 
 
 def test_hub_download_rule_from_local_dir(tmp_path, resources):
-    """download_split takes a hub id; a local data directory stands in for the hub here."""
+    """fetch_to_disk takes a hub id; a local data directory stands in for the hub here."""
     datasets = pytest.importorskip("datasets")
-    from gibench.datasets.hub import download_split, load_hub_split
+    from gibench.datasets.hub import fetch_to_disk, load_hub_split
     from PIL import Image
 
     src = DATASETS.get("mnist").load("bundled", "test", resources)
@@ -85,7 +85,7 @@ def test_hub_download_rule_from_local_dir(tmp_path, resources):
         {"image": [Image.fromarray(im[..., 0]) for im in src.images[:4]], "label": src.labels[:4].tolist()},
         features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
     d.to_parquet(str(repo / "test.parquet"))
-    download_split(DATASETS.get("mnist"), "test", tmp_path / "hub", hub_id=str(repo))
+    fetch_to_disk(DATASETS.get("mnist"), "test", tmp_path / "hub", hub_id=str(repo))
     got = load_hub_split(DATASETS.get("mnist"), "test", tmp_path / "hub")
     assert got.labels.tolist() == [7, 2, 1, 0, 4][:4]
     assert np.array_equal(got.images, src.images[:4])
@@ -100,6 +100,6 @@ def test_unreachable_hub_is_actionable(tmp_path, monkeypatch):
     pytest.importorskip("datasets")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    from gibench.datasets.hub import download_split
+    from gibench.datasets.hub import fetch_to_disk
     with pytest.raises(DatasetUnavailable, match="machine with internet"):
-        download_split(DATASETS.get("cifar10"), "test", tmp_path, hub_id="no-such-org/no-such-dataset")
+        fetch_to_disk(DATASETS.get("cifar10"), "test", tmp_path, hub_id="no-such-org/no-such-dataset")

@@ -11,6 +11,7 @@ transformers = pytest.importorskip("transformers")
 from gibench import io  # noqa: E402
 from gibench.datasets import DATASETS, DatasetUnavailable  # noqa: E402
 from gibench.datasets import text as DT  # noqa: E402
+from gibench.datasets.hub import fetch_to_disk  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +79,14 @@ def test_victims_prefix_property_and_token_bounds(resources, toks):
 
 
 def test_hub_path_on_local_files(tmp_path):
-    """download_text_split with a local data directory (the real HF `datasets` code path), then
+    """fetch_to_disk with a local data directory (the real HF `datasets` code path), then
     the data rule's reader of the saved copy."""
     datasets = pytest.importorskip("datasets")
     src = tmp_path / "src"
     src.mkdir()
     (src / "train.csv").write_text("sentence,label\nA first sentence.,1\nAnother one.,0\n")
     ds = DATASETS.get("cola")
-    out = DT.download_text_split(ds, "train", tmp_path / "hub", hub_id=str(src))
+    out = fetch_to_disk(ds, "train", tmp_path / "hub", hub_id=str(src))
     assert (out / "dataset_info.json").exists()
     sp = DT.load_text_hub_split(ds, "train", tmp_path / "hub")
     assert sp.texts == ["A first sentence.", "Another one."] and sp.labels.tolist() == [1, 0]

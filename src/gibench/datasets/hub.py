@@ -1,6 +1,6 @@
 """The real download path for cluster runs: Hugging Face ``datasets``.
 
-``download_split`` runs in the download rule (a ``localrule``: the login node has
+``fetch_to_disk`` runs in the download rule (a ``localrule``: the login node has
 internet) and saves the split with ``save_to_disk`` under ``resources/hub/``;
 ``load_hub_split`` reads that copy back in the data rule, so compute nodes never need the
 network.  ``hub_id`` may also be a local directory of data files (how the tests exercise
@@ -51,10 +51,6 @@ def fetch_to_disk(ds, split: str, hub_dir: str | Path, hub_id: str | None = None
         shutil.rmtree(out)
     tmp.rename(out)
     return out
-
-
-# the image datasets' name for it, kept for the download script and tests
-download_split = fetch_to_disk
 
 
 def read_from_disk(ds, split: str, hub_dir: str | Path | None):

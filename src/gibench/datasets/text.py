@@ -20,7 +20,7 @@ datasets, whose ``modality`` is ``image``).  Two sources, as for the image datas
 
 * ``hub`` - the full split from the Hugging Face hub (``nyu-mll/glue`` configs ``cola``
   and ``sst2``, text column ``sentence``; ``cornell-movie-review-data/rotten_tomatoes``,
-  column ``text``), fetched once by the download rule (:func:`download_text_split`, a
+  column ``text``), fetched once by the download rule (:func:`gibench.datasets.hub.fetch_to_disk`, a
   ``localrule``) and read back from disk (:func:`load_text_hub_split`).  LAMP and DAGER
   attack the ``train`` split (LAMP's ``--split test`` means the first indices of its
   shuffled *train* split).  GLUE's test labels are hidden (-1).
@@ -47,7 +47,7 @@ import torch
 
 from . import DATASETS
 from .base import DatasetUnavailable, verify_bundled
-from .hub import fetch_to_disk, read_from_disk
+from .hub import read_from_disk
 
 LAMP_RNG_SEED = 101  # rng_seed of LAMP's and DAGER's run scripts
 
@@ -210,11 +210,6 @@ DATASETS.add("rotten_tomatoes", TextDataset(
 
 
 # --------------------------------------------------------------------------- hub
-
-def download_text_split(ds: TextDataset, split: str, hub_dir: str | Path, hub_id: str | None = None) -> Path:
-    """Fetch ``split`` once and save it under ``hub_dir`` (the download rule; login node)."""
-    return fetch_to_disk(ds, split, hub_dir, hub_id)
-
 
 def load_text_hub_split(ds: TextDataset, split: str, hub_dir: str | Path | None) -> TextSplit:
     d = read_from_disk(ds, split, hub_dir)
@@ -385,5 +380,5 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int | None = None)
 
 
 __all__ = ["is_text_dataset", "text_dataset", "TextDataset", "TextSplit", "read_cola_tsv", "read_glue_tsv", "read_lines",
-           "download_text_split", "load_text_hub_split", "choose_text_victims", "load_tokenizer",
+           "load_text_hub_split", "choose_text_victims", "load_tokenizer",
            "encode_texts", "LAMP_RNG_SEED"]

@@ -309,10 +309,8 @@ def table4(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     raw = as_records(rows)
     cells = table4_cells(raw, cfg, max_ratio=max_ratio)
     metrics = significance_metrics(cfg, raw)
-    grids: dict[str, list[float]] = {}
-    for c in cells:
-        grids.setdefault(c["attack"], [r for r in attack_grid(cfg, c["attack"], raw)
-                                       if max_ratio is None or r <= max_ratio + 1e-9])
+    grids = {a: [r for r in attack_grid(cfg, a, raw) if max_ratio is None or r <= max_ratio + 1e-9]
+             for a in dict.fromkeys(c["attack"] for c in cells)}     # once per attack, in table order
     texts = {a: "{" + ", ".join(fmt_ratio(r) for r in g) + "}" for a, g in grids.items()}
     grid_text = (f"the grid {next(iter(texts.values()))}" if len(set(texts.values())) <= 1 and texts else
                  "the grids " + "; ".join(f"{display((cfg.get('attacks') or {}).get(a, {}).get('type', a))} {t}"
