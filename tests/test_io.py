@@ -59,3 +59,21 @@ def test_record_input_digests(tmp_path):
     rec = make_record(rule="r", inputs=[f])
     # sha256("abc"), an independent fact
     assert rec["inputs"][str(f)] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_plain_values_survive_strict_json_and_a_parquet_row(tmp_path):
+    import json
+    import math
+
+    import numpy as np
+
+    obj = {"t": torch.tensor([1.5, float("nan")]), 3: (np.float32(0.25), np.int64(7)), "inf": float("-inf"),
+           "none": None, "flag": True}
+    strict = io.plain(obj)
+    assert json.loads(json.dumps(strict, allow_nan=False)) == {
+        "t": [1.5, "nan"], "3": [0.25, 7], "inf": "-inf", "none": None, "flag": True}
+    kept = io.plain([{"loss": float("nan"), "it": np.int32(2)}, {"loss": 0.5, "it": 3}], nan="keep")
+    io.save_table(tmp_path / "t.parquet", kept, {"rule": "test"})
+    table, _ = io.load_table(tmp_path / "t.parquet")
+    loss = table.column("loss").to_pylist()
+    assert math.isnan(loss[0]) and loss[1] == 0.5 and table.column("it").to_pylist() == [2, 3]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -57,6 +58,28 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def plain(obj: Any, nan: str = "str") -> Any:
+    """``obj`` with tensors, NumPy scalars and tuples turned into plain Python values (dict keys
+    as strings) for JSON or a Parquet row.  Infinities become strings ('inf', '-inf'); NaN
+    becomes the string 'nan' (``nan="str"``, strict JSON) or stays a float (``nan="keep"``, a
+    null-like value in a numeric Parquet column).  Anything else unknown becomes its ``str``."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v, nan) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v, nan) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return plain(obj.tolist(), nan)
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if hasattr(obj, "item") and not isinstance(obj, float):          # NumPy / 0-d array scalars
+        return plain(obj.item(), nan)
+    if isinstance(obj, float):
+        if math.isfinite(obj) or (nan == "keep" and math.isnan(obj)):
+            return obj
+        return str(obj)
+    return str(obj)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -377,7 +377,7 @@ def text_attack_job(smk: Any, device: torch.device) -> dict:
                  "encrypted_fraction": float(mask.encrypted_fraction()), "texts": list(out.texts),
                  "iterations": int(info.get("iterations", 0) or 0), "modality": "text"})
     rec = make_record(rule="attack", wildcards=wc, params={"type": kind, **params}, config=cfg,
-                      inputs=smk.input, outputs=smk.output, seed=seed, device=device, extra={"attack": _jsonable(info)})
+                      inputs=smk.input, outputs=smk.output, seed=seed, device=device, extra={"attack": io.plain(info, nan="keep")})
     B = len(out.sequences)
     T = max([len(s) for s in out.sequences] + [1])
     ids = torch.full((B, T), -1, dtype=torch.long)
@@ -387,23 +387,9 @@ def text_attack_job(smk: Any, device: torch.device) -> dict:
     lens = torch.as_tensor([len(s) for s in out.sequences], dtype=torch.long)
     io.save_tensors(smk.output.recon, {"token_ids": ids, "lengths": lens}, rec)
     trace = out.trace or [{"iteration": 0, "loss": float("nan")}]
-    io.save_table(smk.output.trace, [_jsonable(r) for r in trace], rec)
+    io.save_table(smk.output.trace, [io.plain(r, nan="keep") for r in trace], rec)
     say(f"attack {wc['attack']} done: {out.status} ({out.message}); {out.texts[:2]}")
     return {"status": out.status, "final_loss": out.final_loss, "attack_seconds": seconds}
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return obj if np.isnan(obj) else str(obj)
-    return obj
 
 
 # ------------------------------------------------------------------ evaluation

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..io import plain
 from ..registry import Registry
 
 
@@ -194,25 +195,9 @@ def compute_scores(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
         raise RuntimeError(f"metric {name!r}: scores not finite and non-negative in {bad[:5]}")
     info = {"metric": name, "params": {**opts, **params}, "names": names,
             "num_entries": int(sum(p.numel() for _, p in named)), **result.info}
-    return ScoreResult(scores, _jsonable(info))
+    return ScoreResult(scores, plain(info))
 
 
 def metric_options(name: str) -> dict[str, Any]:
     """The options a metric accepts, with their defaults."""
     return METRICS.get(name).options()
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else str(obj)
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if hasattr(obj, "item"):
-        return _jsonable(obj.item())
-    return str(obj)
