@@ -74,9 +74,16 @@ class GradientMatch:
             self.masks.append(m if self.masked else None)
         self.target_sq = [t.pow(2).sum() for t in self.targets]
         self.target_norm = torch.sqrt(sum(self.target_sq)) if self.targets else torch.zeros(())
-        # per masked tensor: the flat indices of its visible entries (None: all visible)
-        self._visible_index = [None if m is None else (m.reshape(-1) > 0).nonzero().reshape(-1)
-                               for m in self.masks]
+        # the global cosine works on one flat vector, as a minimal IG loop does: the target
+        # flattened once, and the indices of the visible entries in that vector (None: all)
+        if self.targets:
+            self._flat_target = torch.cat([t.reshape(-1) for t in self.targets])
+            if any(m is not None for m in self.masks):
+                vis = torch.cat([torch.ones(t.numel(), dtype=torch.bool, device=t.device) if m is None
+                                 else m.reshape(-1) > 0 for t, m in zip(self.targets, self.masks)])
+                self._flat_visible = vis.nonzero().reshape(-1)
+            else:
+                self._flat_visible = None
 
     @property
     def empty(self) -> bool:
@@ -90,15 +97,6 @@ class GradientMatch:
         return {"cost": self.cost, "tensors_used": len(self.names), "tensors_dropped": self.dropped,
                 "visible_entries": self.n_visible, "total_entries": self.n_total}
 
-    def _visible_sq(self, a: torch.Tensor, i: int) -> torch.Tensor:
-        """‖m⊙a‖² of dummy tensor i: a gather of the visible entries (cheaper, forward and
-        backward, than a masked copy of the whole tensor; no cancellation)."""
-        flat = a.reshape(-1)
-        idx = self._visible_index[i]
-        if idx is not None:
-            flat = flat.index_select(0, idx)
-        return torch.dot(flat, flat)
-
     def _masked(self, dummy: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [d if m is None else d * m for d, m in zip(dummy, self.masks)]
 
@@ -106,12 +104,14 @@ class GradientMatch:
         if len(dummy) != len(self.targets):
             raise ValueError(f"expected {len(self.targets)} dummy gradients, got {len(dummy)}")
         if self.kind == "cosine":
-            # the targets are already zero where encrypted, so <m⊙g', m⊙g> = <g', m⊙g>, and
-            # ‖m⊙g'‖² is the sum of squares of g''s visible entries (a gather): no masked copy
-            # of g' whose backward would cost another pass (benchmarks/bench_ig.py)
-            dot = sum(torch.dot(a.reshape(-1), t.reshape(-1)) for a, t in zip(dummy, self.targets))
-            dn2 = sum(self._visible_sq(a, i) for i, a in enumerate(dummy))
-            return 1.0 - dot / (torch.sqrt(dn2) * self.target_norm).clamp_min(_TINY)
+            # one flat vector (a cat; per-tensor ops cost more than the copy on small models).
+            # The target is already zero where encrypted, so <m⊙g', m⊙g> = <g', m⊙g>, and
+            # ‖m⊙g'‖² is the sum of squares of the visible entries (one gather): no masked
+            # copy of g' whose backward would cost another pass (benchmarks/bench_ig.py)
+            flat = torch.cat([a.reshape(-1) for a in dummy])
+            dot = torch.dot(flat, self._flat_target)
+            vis = flat if self._flat_visible is None else flat.index_select(0, self._flat_visible)
+            return 1.0 - dot / (torch.sqrt(torch.dot(vis, vis)) * self.target_norm).clamp_min(_TINY)
         d = self._masked(dummy)
         if self.kind == "cosine_layerwise":
             terms = [1.0 - (a * t).sum() / (a.norm() * tsq.sqrt()).clamp_min(_TINY)
