@@ -290,6 +290,22 @@ def test_compare_is_exact_on_the_same_device_and_within_the_stated_tolerance_oth
     assert not ok
 
 
+def test_directory_outputs_compare_their_files_not_snakemakes_marker(tmp_path):
+    import torch
+
+    for d in ("old", "new", "other"):
+        (tmp_path / d / "r1").mkdir(parents=True)
+        _tensor_file(tmp_path / d / "r1" / "global.safetensors", torch.arange(4.0) + (d == "other"))
+    (tmp_path / "old" / archive.SNAKEMAKE_DIR_MARKER).write_bytes(b"")   # Snakemake's directory() marker
+    ok, detail = archive.compare_file(tmp_path / "old", tmp_path / "new", archive.Tolerance())
+    assert ok and detail == "1 files equal"
+    ok, detail = archive.compare_file(tmp_path / "old", tmp_path / "other", archive.Tolerance())
+    assert not ok and detail.startswith("r1/global.safetensors: tensor 'x' differs")
+    (tmp_path / "new" / "extra.json").write_text("{}")
+    ok, detail = archive.compare_file(tmp_path / "old", tmp_path / "new", archive.Tolerance())
+    assert not ok and "extra.json" in detail
+
+
 def test_measurements_in_a_record_are_reported_not_compared(tmp_path):
     import torch
 

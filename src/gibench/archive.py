@@ -572,13 +572,21 @@ def _compare_png(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str]:
     return False, f"pixels differ: max difference {diff:.3g} (of 1.0){'' if tol.exact else f' > atol {tol.atol:g}'}"
 
 
+#: the empty marker Snakemake writes into a ``directory()`` output after its job; a job run
+#: outside Snakemake (a replay) does not write it, and it holds no result
+SNAKEMAKE_DIR_MARKER = ".snakemake_timestamp"
+
+
+def _dir_files(d: Path) -> list[str]:
+    return sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file() and p.name != SNAKEMAKE_DIR_MARKER)
+
+
 def compare_file(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str]:
     """Compare an archived output with its replay: values, then the embedded record."""
     if not new.exists():
         return False, "the re-run did not write it"
     if old.is_dir():
-        fa = sorted(p.relative_to(old).as_posix() for p in old.rglob("*") if p.is_file())
-        fb = sorted(p.relative_to(new).as_posix() for p in new.rglob("*") if p.is_file())
+        fa, fb = _dir_files(old), _dir_files(new)
         if fa != fb:
             return False, f"directory contents differ: {sorted(set(fa) ^ set(fb))[:5]}"
         for f in fa:
