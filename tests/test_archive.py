@@ -306,6 +306,30 @@ def test_directory_outputs_compare_their_files_not_snakemakes_marker(tmp_path):
     assert not ok and "extra.json" in detail
 
 
+def test_columns_a_job_declares_unseeded_are_reported_not_compared(tmp_path):
+    from gibench import io
+    from gibench.provenance import UNSEEDED_KEY
+
+    def table(name, size, n):
+        io.save_table(tmp_path / name, [{"ratio": 0.1, "n_encrypted": n, "ciphertext_bytes": size}],
+                      {"rule": "overhead", "inputs": {}, UNSEEDED_KEY: ["ciphertext_bytes"]})
+        return tmp_path / name
+
+    a, b = table("a.parquet", 994558, 100), table("b.parquet", 994721, 100)
+    ok, detail = archive.compare_file(a, b, archive.Tolerance())
+    assert ok and "ciphertext_bytes" in detail and "not compared" in detail
+    ok, detail = archive.compare_file(a, table("c.parquet", 994558, 101), archive.Tolerance())
+    assert not ok and "n_encrypted" in detail
+
+
+def test_timing_names_count_as_measurements():
+    for name in ("seconds", "attack_seconds", "l1_seconds_per_position", "iterations_per_second", "keygen_s",
+                 "job_peak_rss_bytes"):
+        assert archive.MEASUREMENT.search(name), name
+    for name in ("n_encrypted", "ciphertext_bytes", "ssim", "psnr", "status"):
+        assert not archive.MEASUREMENT.search(name), name
+
+
 def test_measurements_in_a_record_are_reported_not_compared(tmp_path):
     import torch
 

@@ -70,3 +70,27 @@ def test_restart_selection_by_attacker_loss_or_oracle():
     assert select_restart(rows, "attacker_loss")[0]["restart"] == 1      # a failed run is never preferred
     assert select_restart(rows, "oracle")[0]["restart"] == 0
     assert select_restart(rows, "oracle")[0]["restarts"] == 3
+
+
+def test_combinations_footnote_follows_the_config_whatever_the_hash_seed():
+    # the footnote once followed a set's order, i.e. the interpreter's string hashing, so a
+    # replay of the same job wrote a different table (found by `gibench verify --all`)
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, sys; from gibench.tables.stochastic_defenses import table_doc; "
+              "cfg = json.loads(sys.argv[1]); print(table_doc('table4', [], cfg).to_markdown())")
+    cfg = json.loads(json.dumps(CFG))
+    cfg["studies"]["stochastic_defenses"]["tables"]["table4"]["defenses"] = ["none", "dropout+dp+cvb", "dp", "dropout"]
+    outs = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        md = subprocess.run([sys.executable, "-c", script, json.dumps(cfg)], env=env, capture_output=True, text=True,
+                            check=True).stdout
+        outs.add([line for line in md.splitlines() if line.startswith("Combinations: ")][0])
+    assert len(outs) == 1
+    line = outs.pop()
+    assert [part.split(" = ")[0] for part in line[len("Combinations: "):].rstrip(".").split("; ")] == [
+        "none", "dropout+dp+cvb", "dp", "dropout"]

@@ -54,8 +54,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from .provenance import (CONFIG_DIR, SIDECAR_SUFFIX, canonical_json, code_version, config_text, digest_obj,
-                         dir_digest, embedded_record, sha256_file, sidecar_path)
+from .provenance import (CONFIG_DIR, SIDECAR_SUFFIX, UNSEEDED_KEY, canonical_json, code_version, config_text,
+                         digest_obj, dir_digest, embedded_record, sha256_file, sidecar_path)
 
 META = "ARCHIVE"
 MANIFEST = f"{META}/MANIFEST.json"
@@ -66,7 +66,7 @@ WORKDIR_TREES = ("results", "logs", ".snakemake/metadata")
 #: fnmatch patterns (``*`` spans directories) left out by default: significance scores
 DEFAULT_EXCLUDE = ("results/significance/*.safetensors",)
 #: measured values (timings, memory): reported, never compared
-MEASUREMENT = re.compile(r"(seconds?|per_second|_s|_ms|peak_bytes|peak_rss|rss_bytes|elapsed|wall_time)$")
+MEASUREMENT = re.compile(r"(seconds?(_per_[a-z0-9]+)?|per_second|_s|_ms|peak_bytes|peak_rss|rss_bytes|elapsed|wall_time)$")
 #: record fields that may differ between the original run and a replay (reported, not compared)
 RECORD_INFO_KEYS = ("code", "versions", "device", "format")
 DEFAULT_ATOL, DEFAULT_RTOL = 1e-5, 1e-4
@@ -534,7 +534,10 @@ def _compare_rows(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, dict
 
     ta, ra = io.load_table(old)
     tb, rb = io.load_table(new)
-    measured = sorted(c for c in set(ta.column_names) | set(tb.column_names) if MEASUREMENT.search(c))
+    # columns the producing job declares unseeded (e.g. CKKS's fresh encryption randomness)
+    unseeded = set((ra or {}).get(UNSEEDED_KEY) or []) | set((rb or {}).get(UNSEEDED_KEY) or [])
+    measured = sorted(c for c in set(ta.column_names) | set(tb.column_names)
+                      if MEASUREMENT.search(c) or c in unseeded)
     ca = [c for c in ta.column_names if c not in measured]
     cb = [c for c in tb.column_names if c not in measured]
     if sorted(ca) != sorted(cb):
@@ -547,7 +550,7 @@ def _compare_rows(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, dict
             d = diff_values(u, v, "", tol)
             if d:
                 return False, f"column {c!r} row {i}: {u!r} vs {v!r}", ra, rb
-    note = f"; measured columns reported, not compared: {measured}" if measured else ""
+    note = f"; measured or unseeded columns reported, not compared: {measured}" if measured else ""
     return True, f"{ta.num_rows} rows x {len(ca)} columns equal ({tol.describe()}){note}", ra, rb
 
 

@@ -42,6 +42,10 @@ from . import __version__
 
 RECORD_FORMAT = 2
 SIDECAR_SUFFIX = ".prov.json"
+#: record key under which a job lists the table columns that depend on randomness it cannot
+#: seed (TenSEAL draws CKKS keys and encryption noise from the OS); ``gibench verify``
+#: reports them and does not compare them
+UNSEEDED_KEY = "unseeded_columns"
 CONFIG_DIR = "results/configs"
 #: environment variable ``gibench verify`` sets when it replays jobs with an archive's code:
 #: the archive's code identity, honoured only if its ``source_sha256`` matches the running code

@@ -36,7 +36,7 @@ import torch
 
 from .. import io
 from ..config import fmt_slot, parse_ratio
-from ..provenance import make_record
+from ..provenance import UNSEEDED_KEY, make_record
 from . import paths as P
 from .runner import say
 
@@ -264,7 +264,8 @@ def overhead_job(smk: Any, device: torch.device) -> dict:
                       config=cfg, inputs=smk.input, outputs=smk.output, device="cpu",
                       extra={"he": {"params": params.to_dict(), "device": he.device_string(),
                                     "tenseal": rows[0]["tenseal"] if rows else None,
-                                    "measured": "one FedAvg round per ratio, see gibench.he.measure_overhead"}})
+                                    "measured": "one FedAvg round per ratio, see gibench.he.measure_overhead"},
+                             UNSEEDED_KEY: list(he.UNSEEDED_COLUMNS)})
     io.save_table(smk.output[0], rows, rec)
     return {"rows": len(rows), "peak_rss_bytes": peak}
 

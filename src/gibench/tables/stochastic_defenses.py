@@ -127,8 +127,10 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
     index: dict[tuple, list[dict]] = {}
     for r in rows:
         index.setdefault((r["dataset"], r["model"], r["defense"], r["attack"]), []).append(r)
-    chains = {d: T.chain_for(full, d) for d in set(spec["defenses"]) | ({spec["baseline"]["defense"]}
-                                                                          if spec.get("baseline") else set())}
+    # baseline first, then the table's defenses in config order (a set's order would follow
+    # the interpreter's string hashing and change the table's footnote between runs)
+    listed = ([spec["baseline"]["defense"]] if spec.get("baseline") else []) + list(spec["defenses"])
+    chains = {d: T.chain_for(full, d) for d in dict.fromkeys(listed)}
     body, tidy = [], []
     if spec["kind"] == "attacks":
         header = ["Dataset", "Model", "Defense", "Attack", "SSIM ↓", "ASR [%] ↓", "n"]
