@@ -324,7 +324,7 @@ def test_columns_a_job_declares_unseeded_are_reported_not_compared(tmp_path):
 
 def test_timing_names_count_as_measurements():
     for name in ("seconds", "attack_seconds", "l1_seconds_per_position", "iterations_per_second", "keygen_s",
-                 "job_peak_rss_bytes"):
+                 "job_peak_rss_bytes", "ratio_client_time_to_plain"):
         assert archive.MEASUREMENT.search(name), name
     for name in ("n_encrypted", "ciphertext_bytes", "ssim", "psnr", "status"):
         assert not archive.MEASUREMENT.search(name), name
