@@ -21,7 +21,6 @@ from torch import nn
 from gibench.masks import make_mask, mask_for
 from gibench.significance import (METRICS, NoTransformerBlocks, compute_scores, fifth_groups, sens_discrete_scores,
                                   sens_exact, sens_probe_estimate)
-from gibench.significance.cost import measure
 from gibench.significance.sens import GradientJacobian, conv2d_weight_grads, probe_interval_factors
 
 F64 = torch.float64

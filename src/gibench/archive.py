@@ -66,8 +66,8 @@ WORKDIR_TREES = ("results", "logs", ".snakemake/metadata")
 #: fnmatch patterns (``*`` spans directories) left out by default: significance scores
 DEFAULT_EXCLUDE = ("results/significance/*.safetensors",)
 #: measured values (timings, memory): reported, never compared
-MEASUREMENT = re.compile(r"(seconds?(_per_[a-z0-9]+)?|per_second|_s|_ms|_time_to_[a-z0-9]+|peak_bytes|peak_rss|rss_bytes"
-                         r"|elapsed|wall_time)$")
+MEASUREMENT = re.compile(r"(seconds?(_per_[a-z0-9]+)?|per_second|_s|_ms|_time_to_[a-z0-9]+"
+                         r"|peak_bytes|peak_rss|rss_bytes|elapsed|wall_time)$")
 #: record fields that may differ between the original run and a replay (reported, not compared)
 RECORD_INFO_KEYS = ("code", "versions", "device", "format")
 DEFAULT_ATOL, DEFAULT_RTOL = 1e-5, 1e-4

@@ -1014,7 +1014,8 @@ def measure_overhead(update: Mapping[str, torch.Tensor] | Sequence[Mapping[str, 
     or elapsed seconds (``clock="wall"``).  Reading tensors from disk is not counted, nor a
     warm-up round trip of one ciphertext before the measured rounds.  With ``repeats > 1``
     every timing is the median over the repeated rounds (sizes are the first round's: they
-    differ by a few hundred bytes between runs, see ``UNSEEDED_COLUMNS``; for the errors, which vary with the CKKS noise, the maximum is reported).  Correctness is checked on the
+    differ by a few hundred bytes between runs, see ``UNSEEDED_COLUMNS``; for the errors,
+    which vary with the CKKS noise, the maximum is reported).  Correctness is checked on the
     fly: ``max_abs_error_encrypted`` (decrypted sums vs the float64 weighted sums of the
     masked entries) and ``max_abs_error_plain_part``.
     """

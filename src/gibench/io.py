@@ -77,8 +77,8 @@ def plain(obj: Any, nan: str = "str") -> Any:
         return plain(obj.item(), nan)
     if isinstance(obj, float):
         if math.isfinite(obj) or (nan == "keep" and math.isnan(obj)):
-            return obj
-        return str(obj)
+            return float(obj)                                        # also np.float64 -> float
+        return str(float(obj))
     return str(obj)
 
 

@@ -67,8 +67,6 @@ class CSDefense(DefenseRecord):
     stage: ClassVar[str] = ""         # input | batch | gradient
 
 
-
-
 @dataclass(frozen=True)
 class DPGaussian(CSDefense):
     name: ClassVar[str] = "dp_gaussian"

@@ -377,7 +377,8 @@ def text_attack_job(smk: Any, device: torch.device) -> dict:
                  "encrypted_fraction": float(mask.encrypted_fraction()), "texts": list(out.texts),
                  "iterations": int(info.get("iterations", 0) or 0), "modality": "text"})
     rec = make_record(rule="attack", wildcards=wc, params={"type": kind, **params}, config=cfg,
-                      inputs=smk.input, outputs=smk.output, seed=seed, device=device, extra={"attack": io.plain(info, nan="keep")})
+                      inputs=smk.input, outputs=smk.output, seed=seed, device=device,
+                      extra={"attack": io.plain(info, nan="keep")})
     B = len(out.sequences)
     T = max([len(s) for s in out.sequences] + [1])
     ids = torch.full((B, T), -1, dtype=torch.long)
