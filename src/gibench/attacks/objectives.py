@@ -75,8 +75,9 @@ class GradientMatch:
         self.target_sq = [t.pow(2).sum() for t in self.targets]
         self.target_norm = torch.sqrt(sum(self.target_sq)) if self.targets else torch.zeros(())
         # the global cosine works on one flat vector, as a minimal IG loop does: the target
-        # flattened once, and the indices of the visible entries in that vector (None: all)
-        if self.targets:
+        # flattened once, and the indices of the visible entries in that vector (None: all);
+        # the other costs work per tensor and need neither
+        if self.kind == "cosine" and self.targets:
             self._flat_target = torch.cat([t.reshape(-1) for t in self.targets])
             if any(m is not None for m in self.masks):
                 vis = torch.cat([torch.ones(t.numel(), dtype=torch.bool, device=t.device) if m is None
