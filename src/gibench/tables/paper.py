@@ -99,7 +99,7 @@ def comparability_notes(pv: PaperValues, reasons: Mapping[str, Sequence[str]], w
     prefix = f"{what}: " if what else ""
     out = []
     for rs, labels in groups.items():
-        who = ", ".join(labels)
+        who = "every row" if len(groups) == 1 and len(labels) > 1 else ", ".join(labels)
         if rs:
             out.append(f"{prefix}NOT comparable with {pv.short} ({who}): " + "; ".join(rs) + ".")
         else:
