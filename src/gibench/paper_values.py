@@ -291,6 +291,15 @@ def load(study: str | None = None, path: str | Path | None = None) -> PaperValue
     return _CACHE[key]
 
 
+def digest(study: str) -> str | None:
+    """A short content hash of the study's paper-values file (None without one): part of the
+    table rules' params, so that a corrected paper value re-runs the tables that show it."""
+    import hashlib
+
+    p = path_for(study)
+    return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.exists() else None
+
+
 def studies() -> list[str]:
     """The studies with a paper-values file."""
     return sorted(p.stem for p in DIRECTORY.glob("*.yaml"))

@@ -440,5 +440,8 @@ def join_sd(name: str, doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tu
             rec["accuracy_comparable"] = not acc
             rec["accuracy_comparability"] = "; ".join(acc) if acc else "at the paper's scale and settings (as checked)"
         doc.tidy_columns += [c for c in ("accuracy_comparable", "accuracy_comparability") if c not in doc.tidy_columns]
-        doc.notes += comparability_notes(pv, {"FedAvg runs": acc}, "Accuracy")
+        if st.get("fl"):
+            doc.notes += comparability_notes(pv, {"FedAvg runs": acc}, "Accuracy")
+        else:
+            doc.notes.append(f"Accuracy: nothing to compare with {pv.short}'s column: {acc[0]}.")
     return doc
