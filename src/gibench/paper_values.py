@@ -20,7 +20,6 @@ A printed cell is parsed into ``value`` (the mean, or the rating word for ★ ce
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,18 +169,12 @@ def _where(path: Iterable[Any]) -> str:
     return out or "<top level>"
 
 
-def _canonical(spec: list[dict]) -> str:
+def canonical_defense(spec: list[dict]) -> str:
+    """A defense chain's spec as a string that compares equal across int/float spellings (20 / 20.0)."""
     def norm(v: Any) -> Any:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return v
-        return float(v)
+        return v if isinstance(v, bool) or not isinstance(v, (int, float)) else float(v)
 
     return json.dumps([{k: norm(v) for k, v in d.items()} for d in spec], sort_keys=True)
-
-
-def canonical_defense(spec: list[dict]) -> str:
-    """A defense chain's spec as a string that compares equal across int/float spellings."""
-    return _canonical(spec)
 
 
 def parse(data: Any, path: str | Path = "<paper values>") -> PaperValues:
@@ -303,7 +296,3 @@ def digest(study: str) -> str | None:
 def studies() -> list[str]:
     """The studies with a paper-values file."""
     return sorted(p.stem for p in DIRECTORY.glob("*.yaml"))
-
-
-def is_finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
