@@ -342,6 +342,8 @@ def test_every_selective_encryption_table_shows_a_paper_column(table):
         assert line[2:4] == ["10", "10"]                   # Layer Num.: ours, the paper's "LeNet	10"
     if table == "table2":
         assert [r["paper_rating"] for r in recs if r["model"] == "lenet"] == ["good", "good", ""]   # grad, sens, random
+        # the paper's LAMP/GPT-2 rating averages its Table 4 rows on CoLA and SST-2
+        assert "averaged over CoLA (paper: CoLA, SST-2)" in md
 
 
 def test_paper_scale_selective_encryption_config_is_comparable_and_demo_is_not():

@@ -216,9 +216,18 @@ def _se_grid_reason(pv: PaperValues, cfg: Mapping[str, Any], raw: Sequence[dict]
     return [f"the ratio grid lacks the paper's {', '.join(fmt_ratio(r) for r in lacking)}"] if lacking else []
 
 
-def _se_row(pv: PaperValues, table: str, **fields: Any) -> Row | None:
-    t = pv.table(table)
-    return t.get(**fields) if t is not None else None
+def _se_dataset_reason(pv: PaperValues, cfg: Mapping[str, Any], cells: Sequence[dict], key: Mapping[str, Any]
+                       ) -> list[str]:
+    """Table 2: the datasets our average runs over against those of the paper's Table 4 rows."""
+    t4 = pv.table("table4")
+    kind = _se_kind(cfg, key["attack"])
+    theirs = [r.fields["dataset"] for r in (t4.rows if t4 is not None else ())
+              if r.fields.get("attack") == kind and r.fields.get("model") == key["model"]]
+    ours = list(dict.fromkeys(d for c in cells for d in str(c.get("datasets") or "").split(";") if d))
+    if not theirs or sorted(ours) == sorted(theirs):
+        return []
+    return [f"averaged over {', '.join(display(d) for d in ours) or 'no dataset'} "
+            f"(paper: {', '.join(display(d) for d in theirs)})"]
 
 
 def _label(*parts: Any) -> str:
@@ -257,6 +266,8 @@ def join_se_pivot(table: str, doc: TableDoc, cells: Sequence[dict], cfg: Mapping
         rs = se_reasons(pv, cfg, raw, f["attack"], f["model"], f.get("dataset"), table)
         if table in ("table2", "table4"):
             rs += _se_grid_reason(pv, cfg, raw, f["attack"], f["model"], f.get("dataset"), max_ratio)
+        if table == "table2":
+            rs += _se_dataset_reason(pv, cfg, [c for c in cells if tuple(c[k] for k in keys) == key], f)
         reasons[key] = rs
     by_key = dict(zip(order, rows))
     for rec in cells:
