@@ -75,6 +75,13 @@ def cs(config: dict) -> dict:
     return config["studies"][STUDY]
 
 
+def paper_values_digest() -> str | None:
+    """Content hash of the study's paper-values file (part of the table rule's params)."""
+    from ..paper_values import digest
+
+    return digest(STUDY)
+
+
 def enabled(config: dict) -> bool:
     return STUDY in config.get("studies", {})
 

@@ -306,6 +306,10 @@ def table_settings(config: dict, study: str, table: str) -> dict:
                                                       "params", "model_params")}
                           for a, e in (st.get("attacks") or {}).items()}
         out["models"] = st.get("models")
+    if table.startswith("table"):
+        from ..paper_values import digest
+
+        out["paper_values"] = digest(study)     # the 'paper' columns (config/paper_values/<study>.yaml)
     return out
 
 

@@ -204,9 +204,12 @@ def figure_inputs(config: dict, wc: Any) -> dict:
 
 
 def table_settings(config: dict, name: str) -> dict:
+    from ..paper_values import digest
+
     st = sd(config)
     return {"table": st["tables"][name], "evaluation": st.get("evaluation", {}), "victims": st["victims"],
-            "defenses": {dfn: chain_for(config, dfn).spec() for dfn in st["tables"][name]["defenses"]}}
+            "defenses": {dfn: chain_for(config, dfn).spec() for dfn in st["tables"][name]["defenses"]},
+            "paper_values": digest(STUDY)}     # the 'paper' columns (config/paper_values/stochastic_defenses.yaml)
 
 
 # ---------------------------------------------------------------- targets and check

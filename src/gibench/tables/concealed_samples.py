@@ -5,7 +5,8 @@ Each table is a list of *blocks* (dataset, attack, cohort, defenses as rows, met
 columns), laid out like the paper's.  A cell is the mean ± standard deviation (population,
 ddof 0) over the victims of the per-victim best restart (lowest attacker loss; DCS-2 runs one
 restart); accuracy cells come from the study's FedAvg runs (mean over seeds, in percent).
-Next to every measured column the paper's value (its mean) is shown for comparison.  A
+Next to every measured column the paper's value (its mean, from config/paper_values/concealed_samples.yaml,
+read by :mod:`gibench.paper_values`) is shown for comparison.  A
 block whose dataset is not in ``cases`` shows "not run" with the reason (e.g. CelebA cannot
 be downloaded here); accuracy columns say "not computed" when the study has no ``utility``
 runs.
@@ -13,7 +14,7 @@ runs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -42,8 +43,6 @@ class Block:
     defenses: tuple[str, ...]
     columns: tuple[str, ...]
     cohort: str = "iid"
-    #: the paper's means, defense -> one value per column
-    paper: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,56 +53,43 @@ class Table:
 
 
 P4 = ("psnr", "ssim", "acc_sensitive", "acc_test")
+# the paper's values of every block come from config/paper_values/concealed_samples.yaml (see _paper)
 TABLES: dict[str, Table] = {t.name: t for t in [
     Table("table1", "Table 1: Defenses against GS attack on MNIST and CIFAR10", (
-        Block("mnist", "gs", BASE, P4, paper={"none": (59.20, 1.00, 86.98, 87.16), "dp_gaussian": (35.38, 0.83, 85.94, 86.91),
-                                              "prune": (14.13, 0.37, 85.94, 86.91), "soteria": (9.67, 0.30, 86.98, 86.94),
-                                              "dcs2": (7.84, 0.17, 86.98, 86.98)}),
-        Block("cifar10", "gs", BASE, P4, paper={"none": (20.41, 0.73, 90.35, 80.41), "dp_gaussian": (12.34, 0.28, 77.19, 79.65),
-                                                "prune": (11.26, 0.22, 77.80, 79.51), "soteria": (11.48, 0.29, 84.70, 79.76),
-                                                "dcs2": (8.04, 0.15, 80.39, 79.79)}))),
+        Block("mnist", "gs", BASE, P4), Block("cifar10", "gs", BASE, P4))),
     Table("table2", "Table 2: Defenses against GGL attack on CelebA and Imprint attack on TinyImageNet", (
-        Block("celeba", "ggl", BASE, P4, paper={"none": (19.92, 0.75, 100.0, 93.79), "dp_gaussian": (13.95, 0.44, 90.51, 93.19),
-                                               "prune": (9.57, 0.24, 91.41, 93.25), "soteria": (8.89, 0.24, 100.0, 93.86),
-                                               "dcs2": (8.24, 0.17, 100.0, 94.31)}),
-        Block("tiny_imagenet", "imprint", BASE, ("ssim", "lpips", "acc_sensitive", "acc_test"),
-              paper={"none": (1.00, 0.00, 73.94, 66.41), "dp_gaussian": (1.00, 0.00, 53.28, 65.65),
-                     "prune": (0.91, 0.16, 52.77, 65.73), "soteria": (1.00, 0.00, 41.84, 52.06),
-                     "dcs2": (0.79, 0.22, 59.88, 65.68)}))),
+        Block("celeba", "ggl", BASE, P4),
+        Block("tiny_imagenet", "imprint", BASE, ("ssim", "lpips", "acc_sensitive", "acc_test")))),
     Table("table3", "Table 3: DCS² with different λg on TinyImageNet (Imprint attack)", (
-        Block("tiny_imagenet", "imprint", ("dcs2_lg05", "dcs2", "dcs2_lg10"), ("ssim", "lpips", "acc_sensitive", "acc_test"),
-              paper={"dcs2_lg05": (0.80, 0.22, 60.33, 65.76), "dcs2": (0.79, 0.22, 59.88, 65.68),
-                     "dcs2_lg10": (0.78, 0.23, 58.54, 65.24)}),)),
+        Block("tiny_imagenet", "imprint", ("dcs2_lg05", "dcs2", "dcs2_lg10"), ("ssim", "lpips", "acc_sensitive", "acc_test")),)),
     Table("table4", "Table 4: Defend against adaptive attacks (GS initialised with the class-average image, MNIST)", (
-        Block("mnist", "adaptive", ("none", "dcs2"), ("psnr", "ssim"),
-              paper={"none": (59.22, 1.00), "dcs2": (7.87, 0.18)}),)),
+        Block("mnist", "adaptive", ("none", "dcs2"), ("psnr", "ssim")),)),
     Table("table5", "Table 5: Different start points on MNIST (GS attack)", (
-        Block("mnist", "gs", ("dcs2_start_proxy_mixup", "dcs2", "dcs2_start_mixup", "dcs2_start_noise"), P4,
-              paper={"dcs2_start_proxy_mixup": (7.97, 0.18, 86.56, 86.99), "dcs2": (7.84, 0.17, 86.98, 86.98),
-                     "dcs2_start_mixup": (7.69, 0.18, 86.98, 86.99), "dcs2_start_noise": (7.40, 0.16, 85.94, 86.94)}),)),
+        Block("mnist", "gs", ("dcs2_start_proxy_mixup", "dcs2", "dcs2_start_mixup", "dcs2_start_noise"), P4),)),
     Table("table6", "Table 6: Start points from CIFAR10 for CelebA (GGL attack)", (
-        Block("celeba", "ggl", ("none", "dcs2_start_cifar10"), ("psnr", "ssim", "acc_test"),
-              paper={"none": (19.92, 0.75, 93.79), "dcs2_start_cifar10": (8.68, 0.18, 94.13)}),)),
+        Block("celeba", "ggl", ("none", "dcs2_start_cifar10"), ("psnr", "ssim", "acc_test")),)),
     Table("table7", "Table 7: Combination of defenses (GS attack, MNIST)", (
-        Block("mnist", "gs", ("prune", "dcs2", "prune+dcs2"), P4,
-              paper={"prune": (14.13, 0.37, 85.94, 86.91), "dcs2": (7.84, 0.17, 86.98, 86.98),
-                     "prune+dcs2": (6.08, 0.12, 86.15, 86.92)}),)),
+        Block("mnist", "gs", ("prune", "dcs2", "prune+dcs2"), P4),)),
     Table("table9", "Table 9: Defenses against GS attack on CIFAR10: ATS vs DCS²", (
-        Block("cifar10", "gs", ("ats", "dcs2"), P4,
-              paper={"ats": (19.68, 0.59, 67.99, 75.70), "dcs2": (8.04, 0.15, 80.39, 79.79)}),)),
+        Block("cifar10", "gs", ("ats", "dcs2"), P4),)),
     Table("table10", "Table 10: Against GS attack on MNIST in the non-IID setting", (
-        Block("mnist", "gs", BASE, P4, cohort="noniid",
-              paper={"none": (57.50, 1.00, 89.84, 76.60), "dp_gaussian": (34.73, 0.83, 83.59, 75.75),
-                     "prune": (14.49, 0.39, 83.59, 75.75), "soteria": (7.28, 0.23, 85.42, 75.92),
-                     "dcs2": (7.27, 0.16, 89.32, 75.19)}),)),
+        Block("mnist", "gs", BASE, P4, cohort="noniid"),)),
     Table("table11", "Table 11: Defend against adaptive attacks on MNIST", (
-        Block("mnist", "adaptive", BASE, ("psnr", "ssim"),
-              paper={"none": (59.22, 1.00), "dp_gaussian": (35.28, 0.82), "prune": (14.23, 0.37),
-                     "soteria": (9.94, 0.31), "dcs2": (7.87, 0.18)}),)),
+        Block("mnist", "adaptive", BASE, ("psnr", "ssim")),)),
     Table("fig2", "Figure 2: example reconstructions (GS on MNIST and CIFAR10, GGL on CelebA, Imprint on TinyImageNet)", (
         Block("mnist", "gs", BASE, ()), Block("cifar10", "gs", BASE, ()), Block("celeba", "ggl", BASE, ()),
         Block("tiny_imagenet", "imprint", BASE, ()))),
 ]}
+
+
+def _paper(table: str, blk: Block, defense: str, column: str) -> float | None:
+    """The paper's mean of one cell (config/paper_values/concealed_samples.yaml), None if it has none."""
+    from ..paper_values import load
+
+    t = load(STUDY).table(table)
+    row = t.get(dataset=blk.dataset, attack=blk.attack, cohort=blk.cohort, defense=defense) if t else None
+    cell = row.cells.get(column) if row is not None else None
+    return cell.value if cell is not None and cell.is_number else None
 
 
 def _cs(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -179,8 +165,8 @@ def cells(table: str, metric_rows: list[dict], acc_rows: list[dict], config: Map
     for bi, blk in enumerate(TABLES[table].blocks):
         model = c["cases"].get(blk.dataset)
         for dfn in blk.defenses:
-            for ci, col in enumerate(blk.columns):
-                paper = blk.paper.get(dfn, (None,) * len(blk.columns))[ci]
+            for col in blk.columns:
+                paper = _paper(table, blk, dfn, col)
                 cell = {"table": table, "block": bi, "dataset": blk.dataset, "model": model, "attack": blk.attack,
                         "cohort": blk.cohort, "defense": dfn, "column": col, "mean": None, "std": None, "n": 0,
                         "paper": paper, "status": "ok", "note": ""}

@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from . import paper
 from .render import TableDoc, display, fmt_mean_std, fmt_ratio
 from .select import (SHARED_METRIC, as_records, best_of_restarts, expand_shared, is_missing,
                      modality_of, ratio_key, satisfies)
@@ -341,10 +342,12 @@ def table4(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     cols = ["attack", "model", "dataset", "significance_metric", "status", "min_ratio", "mean_at_min_ratio",
             "criterion_metric", "op", "threshold", "n_samples", "n_missing_values", "grid_max",
             "best_of_restarts", "reason"]
-    return TableDoc(name="table4", title=title,
-                    header=["Attack", "Model", "Dataset"] + [display(m) for m in metrics],
-                    body=_pivot(cells, ("attack", "model", "dataset"), metrics, _cell_text),
-                    tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
+    doc = TableDoc(name="table4", title=title,
+                   header=["Attack", "Model", "Dataset"] + [display(m) for m in metrics],
+                   body=_pivot(cells, ("attack", "model", "dataset"), metrics, _cell_text),
+                   tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
+    return paper.join_se_pivot("table4", doc, cells, cfg, raw, ("attack", "model", "dataset"), metrics,
+                               max_ratio=max_ratio)
 
 
 # ------------------------------------------------------------------ Table 5
@@ -421,10 +424,11 @@ def table5(rows: Any, config: Mapping[str, Any]) -> TableDoc:
     notes += text_notes(cfg, {c["model"] for c in cells})
     cols = ["attack", "model", "dataset", "significance_metric", "status", "value_metric", "ratio", "mean",
             "std", "n", "n_missing_values", "best_of_restarts", "reason"]
-    return TableDoc(name="table5", title=title,
-                    header=["Attack", "Model", "Dataset"] + [display(m) for m in metrics],
-                    body=_pivot(cells, ("attack", "model", "dataset"), metrics, text),
-                    tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
+    doc = TableDoc(name="table5", title=title,
+                   header=["Attack", "Model", "Dataset"] + [display(m) for m in metrics],
+                   body=_pivot(cells, ("attack", "model", "dataset"), metrics, text),
+                   tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
+    return paper.join_se_pivot("table5", doc, cells, cfg, raw, ("attack", "model", "dataset"), metrics)
 
 
 # ------------------------------------------------------------------ Table 2
@@ -495,10 +499,12 @@ def table2(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     notes += text_notes(cfg, {c["model"] for c in cells})
     cols = ["attack", "model", "significance_metric", "status", "rating", "stars", "average_min_ratio",
             "n_datasets", "n_na", "datasets"]
-    return TableDoc(name="table2", title=title,
-                    header=["Attack", "Model"] + [display(m) for m in metrics],
-                    body=_pivot(cells, ("attack", "model"), metrics, lambda c: c["stars"]),
-                    tidy_columns=cols, tidy=cells, notes=notes, group_columns=2)
+    doc = TableDoc(name="table2", title=title,
+                   header=["Attack", "Model"] + [display(m) for m in metrics],
+                   body=_pivot(cells, ("attack", "model"), metrics, lambda c: c["stars"]),
+                   tidy_columns=cols, tidy=cells, notes=notes, group_columns=2)
+    return paper.join_se_pivot("table2", doc, cells, cfg, raw, ("attack", "model"), metrics, value="paper_rating",
+                               max_ratio=max_ratio)
 
 
 # ------------------------------------------------------------------ Table 3 (text)
@@ -558,9 +564,10 @@ def table3(rows: Any, config: Mapping[str, Any]) -> TableDoc:
                      "encrypted); its metrics are those of the empty reconstruction.")
     cols = ["attack", "model", "dataset", "defense", "status", "enc_ratio_mean", "embed_dist_mean", "embed_dist_std",
             "rouge1_mean", "rouge1_std", "rouge2_mean", "rouge2_std", "n", "statuses", "best_of_restarts"]
-    return TableDoc(name="table3", title=title,
-                    header=["Attack", "Model", "Dataset", "Defense", "Enc. Ratio", "EmbedDist", "ROUGE-1", "ROUGE-2"],
-                    body=body, tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
+    doc = TableDoc(name="table3", title=title,
+                   header=["Attack", "Model", "Dataset", "Defense", "Enc. Ratio", "EmbedDist", "ROUGE-1", "ROUGE-2"],
+                   body=body, tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
+    return paper.join_se_table3(doc, cells, cfg, raw)
 
 
 # ------------------------------------------------------------------ what a text row depends on
@@ -723,10 +730,11 @@ def table6(cost_rows: Any, config: Mapping[str, Any]) -> TableDoc:
     notes += [f"{display(m)}: {display(metric)} computed by {display(est)}." for m, metric, est in other]
     cols = ["model", "dataset", "cost_metric", "status", "num_tensors", "num_parameters", "seconds_mean",
             "seconds_std", "n", "peak_mib_max", "peak_mib_mean", "devices", "estimators", "threads"]
-    return TableDoc(name="table6", title=title,
-                    header=["Model", "Dataset", "Layer Num.", "Params"]
-                    + [f"{display(m)} (s)" for m in metrics] + [f"{display(m)} peak (MiB)" for m in metrics],
-                    body=body, tidy_columns=cols, tidy=cells, notes=notes, group_columns=1)
+    doc = TableDoc(name="table6", title=title,
+                   header=["Model", "Dataset", "Layer Num.", "Params"]
+                   + [f"{display(m)} (s)" for m in metrics] + [f"{display(m)} peak (MiB)" for m in metrics],
+                   body=body, tidy_columns=cols, tidy=cells, notes=notes, group_columns=1)
+    return paper.join_se_table6(doc, cells, metrics)
 
 
 # ------------------------------------------------------------------ builders (one per output)

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from . import paper
 from .render import TableDoc, display, fmt_mean_std
 
 STUDY = "stochastic_defenses"
@@ -182,8 +183,9 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
         if spec.get("accuracy", True):
             notes.append("Accuracy: FedAvg test accuracy of the global model, mean ± std over seeds"
                          + (" (gibench.fl runs of this study)." if acc_rows is not None else f"; {NOT_COMPUTED_NOTE}."))
-    return TableDoc(name=name, title=title, header=header, body=body, tidy_columns=cols, tidy=tidy, notes=notes,
-                    group_columns=group)
+    doc = TableDoc(name=name, title=title, header=header, body=body, tidy_columns=cols, tidy=tidy, notes=notes,
+                   group_columns=group)
+    return paper.join_sd(name, doc, full, list(T.table_cases(spec)), lambda a: attack_name(st, a))
 
 
 def build_table(name: str, *, metrics_path: Any, config: Mapping[str, Any], out_dir: str | Path,
