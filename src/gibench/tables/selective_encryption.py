@@ -539,7 +539,9 @@ def table3(rows: Any, config: Mapping[str, Any]) -> TableDoc:
     n_text = (f"{ns[0]} samples" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} samples") if ns else "no samples"
     sel_raw = [r for r in raw if is_selector(r.get("metric"))]
     title = ("Table 3: Layer-selective encryption (Attn: every attention-layer entry; OneFifth-i: every entry of "
-             "the i-th fifth of the transformer blocks, the embedding layers excluded) against the text attacks. "
+             "the i-th chunk of 32 consecutive parameter tensors in the model's named_parameters() order, the word "
+             "embedding excluded: the paper's partition, which gives its GPT-2 ratios; OneFifth-i (blocks): the i-th "
+             "fifth of the transformer blocks, an alternative) against the text attacks. "
              "Enc. Ratio: encrypted entries over all gradient entries; EmbedDist, ROUGE-1, ROUGE-2: mean ± std over "
              f"{n_text} (population std, ddof = 0). Per sample the best of {_restarts_text(sel_raw)} restarts is "
              f"kept: {restart_rule(ev, 'text')}.")
@@ -553,6 +555,11 @@ def table3(rows: Any, config: Mapping[str, Any]) -> TableDoc:
              "-" if c["enc_ratio_mean"] is None else f"{c['enc_ratio_mean']:.4f}",
              ms(c, "embed_dist"), ms(c, "rouge1"), ms(c, "rouge2")] for c in cells]
     notes = text_notes(cfg, {c["model"] for c in cells})
+    empty = [c for c in cells if c["enc_ratio_mean"] == 0.0 and c["defense"] != "attn"]
+    for model in sorted({c["model"] for c in empty}):
+        which = ", ".join(dict.fromkeys(display(c["defense"]) for c in empty if c["model"] == model))
+        notes.append(f"{which} select nothing on this {display(model)} (too few parameter tensors for that chunk or "
+                     f"fifth): Enc. Ratio 0, the attack ran on the unencrypted gradient.")
     if any("no_recovery" in c["statuses"] for c in cells):
         notes.append("no_recovery: the attack recovered nothing (e.g. DAGER with its attention gradients "
                      "encrypted); its metrics are those of the empty reconstruction.")
