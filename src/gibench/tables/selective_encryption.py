@@ -619,7 +619,7 @@ def _lamp_priors(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
 def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
     """Caption notes for tables/figures with text rows: the models' weights, LAMP's prior, the
     Sens estimator and the conventions of ROUGE and EmbedDist."""
-    from ..metrics.text import ROUGE_CAPTION
+    from ..metrics.text import ROUGE_CAPTION, ROUGE_CAPTION_LAMP
 
     text_models = sorted({m for m in models if modality_of(m) == "text"})
     if not text_models:
@@ -634,15 +634,18 @@ def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
     sig = list((cfg.get("significance") or {}).get("metrics") or [])
     sens_used = any("sens" in ((e or {}).get("metrics") or sig) for a, e in (cfg.get("attacks") or {}).items()
                     if (e or {}).get("type", a) in TEXT_ATTACKS)
+    from ..pipeline.jobs_text import sens_estimator
+
     for m in text_models:
-        est = ((cfg.get("models") or {}).get(m) or {}).get("sens_estimator", "sens_probe")
+        est = sens_estimator(cfg, m)   # the function the significance job uses: the same estimator
         if sens_used and est != "sens":
-            notes.append(f"Sens on {display(m)} is computed by {display(est)} (exact Sens is infeasible at this "
-                         f"model size: paper, Table 6).")
-    strip = t.get("strip_special", True)
-    notes.append(ROUGE_CAPTION if strip else ROUGE_CAPTION.replace(
-        "removed from both reconstruction and reference, so a garbage reconstruction scores about 0",
-        "kept in both strings (LAMP's own scoring: a floor of about 2/(n+2) for BERT)"))
+            why = ("the paper's estimator for BERT/GPT-2, Table 6" if est == "sens_discrete" else
+                   "not the paper's Sens (Discrete)")
+            notes.append(f"Sens on {display(m)}: every Sens mask was made by {display(est)} ({why}; exact Sens is "
+                         f"infeasible at this model size).")
+    # evaluation.text.strip_special: the convention of every ROUGE value of the table (the metric
+    # rows carry it too, as rouge_convention, and both conventions as rouge1_stripped / rouge1_lamp)
+    notes.append(ROUGE_CAPTION if t.get("strip_special", True) else ROUGE_CAPTION_LAMP)
     notes.append(f"EmbedDist: Wasserstein-{p} distance between the input word-embedding vectors of the reconstructed "
                  f"and of the true tokens (the model's own embedding table; special tokens removed), Euclidean cost, "
                  + ("total transport cost with unit mass per true token (W × number of true tokens)"
@@ -654,8 +657,17 @@ def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
 # ------------------------------------------------------------------ Table 6
 
 def table6_cells(cost_rows: Any, config: Mapping[str, Any]) -> list[dict]:
+    """Time and peak memory per (model, dataset, metric).  A ``sens`` job whose row names
+    another estimator (``models.<m>.sens_estimator``: text models compute Sens by
+    ``sens_discrete``) is shown in that estimator's column, where its time belongs (the
+    paper's Table 6: "-" under Sens, the time under Sens (Discrete)); ``via_metric`` says so."""
     cfg = study_config(config)
-    recs = as_records(cost_rows)
+    recs = []
+    for r in as_records(cost_rows):
+        est = r.get("estimator")
+        if r["metric"] == "sens" and not is_missing(est) and est and est != "sens":
+            r = {**r, "metric": str(est), "via_metric": "sens"}
+        recs.append(r)
     metrics = list((cfg.get("significance") or {}).get("cost_metrics") or [])
     for r in recs:
         if r["metric"] not in metrics:
@@ -686,8 +698,9 @@ def table6_cells(cost_rows: Any, config: Mapping[str, Any]) -> list[dict]:
                 "peak_mib_max": float(peaks.max() / MIB) if peaks.size else None,
                 "peak_mib_mean": float(peaks.mean() / MIB) if peaks.size else None,
                 "devices": ";".join(sorted({str(r.get("device")) for r in ms if r.get("device")})),
-                # the estimator that computed the metric (text models compute "sens" by sens_probe)
+                # the estimator that computed the metric (text models compute "sens" by sens_discrete by default)
                 "estimators": ";".join(sorted({str(r["estimator"]) for r in ms if not is_missing(r.get("estimator"))})),
+                "via_metric": ";".join(sorted({str(r["via_metric"]) for r in ms if r.get("via_metric")})),
                 "threads": ";".join(map(str, sorted({int(r["threads"]) for r in ms
                                                      if not is_missing(r.get("threads"))}))),
             })
@@ -728,8 +741,11 @@ def table6(cost_rows: Any, config: Mapping[str, Any]) -> TableDoc:
     other = sorted({(c["model"], c["cost_metric"], c["estimators"]) for c in cells
                     if c["estimators"] and c["estimators"] != c["cost_metric"]})
     notes += [f"{display(m)}: {display(metric)} computed by {display(est)}." for m, metric, est in other]
+    via = sorted({(c["model"], c["cost_metric"]) for c in cells if c["via_metric"]})
+    notes += [f"{display(m)}: the {display(metric)} time is that of the job that made {display(m)}'s Sens masks "
+              f"(Sens computed by {display(metric)}: sens_estimator)." for m, metric in via]
     cols = ["model", "dataset", "cost_metric", "status", "num_tensors", "num_parameters", "seconds_mean",
-            "seconds_std", "n", "peak_mib_max", "peak_mib_mean", "devices", "estimators", "threads"]
+            "seconds_std", "n", "peak_mib_max", "peak_mib_mean", "devices", "estimators", "via_metric", "threads"]
     return TableDoc(name="table6", title=title,
                     header=["Model", "Dataset", "Layer Num.", "Params"]
                     + [f"{display(m)} (s)" for m in metrics] + [f"{display(m)} peak (MiB)" for m in metrics],
