@@ -7,7 +7,7 @@
 * ``sens`` is not ``grad``: the label derivative FedML-HE's code ranks by equals |g|;
 * ``sens_probe`` is unbiased within its stated (χ²_K) error, on fixed seeds;
 * ``sens_discrete`` equals its written-out formula computed by an explicit loop;
-* layer selectors partition the transformer blocks of tiny BERT / GPT-2 into fifths.
+* the block-fifths layer selectors partition the transformer blocks of tiny BERT / GPT-2 into fifths.
 """
 from __future__ import annotations
 
@@ -428,7 +428,7 @@ def test_fifths_partition_the_transformer_blocks(family, layers, sizes):
     seen: dict[str, int] = {}
     blocks_per_fifth = []
     for i in range(1, 6):
-        r = compute_scores(f"onefifth_{i}", hf, x, y, grads, seed=0)
+        r = compute_scores(f"onefifth_blocks_{i}", hf, x, y, grads, seed=0)
         chosen = [n for n in names if r.scores[n].all()]
         assert all(not r.scores[n].any() for n in names if n not in chosen)      # 0/1 per tensor
         assert r.info["selector"] is True

@@ -65,8 +65,16 @@ def test_datasets_restriction_and_cost_metrics():
     cfg = _cfg(lambda se: se["attacks"]["lamp"].update(datasets=["cola"], models=["gpt2"]))
     se = cfg["studies"]["selective_encryption"]
     assert not T.attack_runs_on(se, "lamp", "cola", "bert")
-    assert "sens" not in T.model_cost_metrics(se, "gpt2", "cola")             # infeasible at GPT-2 size
-    assert "sens" in T.model_cost_metrics(se, "lenet", "cifar100")
+    from gibench.pipeline.jobs_text import sens_estimator
+
+    # text models: exact Sens is infeasible (paper, Table 6 "-"); their Sens masks come from the
+    # paper's Sens (Discrete), timed once, by the `sens` job that makes the masks (no second job)
+    assert sens_estimator(se, "gpt2") == "sens_discrete" and sens_estimator(se, "lenet") == "sens"
+    assert T.model_cost_metrics(se, "gpt2", "cola") == ["sens", "sens_probe", "prodsig"]
+    assert T.model_cost_metrics(se, "lenet", "cifar100") == ["sens", "sens_discrete", "sens_probe", "prodsig"]
+    probe = _cfg(lambda se: se["models"]["gpt2"].update(sens_estimator="sens_probe"))["studies"]["selective_encryption"]
+    assert sens_estimator(probe, "gpt2") == "sens_probe"
+    assert T.model_cost_metrics(probe, "gpt2", "cola") == ["sens", "prodsig"]   # no sens_discrete job then
     assert T.model_inputs(cfg, "selective_encryption", "gpt2") == []          # random weights: no download
 
 

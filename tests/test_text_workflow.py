@@ -50,6 +50,9 @@ def test_text_micro_run_tables_figures_and_attacker_boundary(tmp_path):
     assert by[("dager", "any", 0.0)]["status"] == "ok" and by[("dager", "any", 0.0)]["rouge1"] == 1.0
     assert by[("dager", "any", 0.0)]["token_accuracy"] == 1.0 and by[("dager", "any", 0.0)]["embed_dist"] == 0.0
     assert by[("dager", "any", 1.0)]["status"] == "no_recovery" and by[("dager", "any", 1.0)]["rouge1"] == 0.0
+    # rows say which ROUGE convention rouge1 follows and carry both (exact recovery: 1 under either)
+    exact = by[("dager", "any", 0.0)]
+    assert exact["rouge_convention"] == "stripped" and exact["rouge1_stripped"] == exact["rouge1_lamp"] == 1.0
     assert by[("lamp", "any", 1.0)]["status"] == "nothing_visible"
     # the selector row carries the mask's encrypted fraction, whatever its ratio label
     attn = [r for r in rows if r["metric"] == "attn"]

@@ -6,13 +6,36 @@ ROUGE (:func:`rouge_scores`) is Google's ``rouge_score`` (the package behind HF
 punctuation is ignored).  The per-sentence F1 is reported; the mean over sentences is
 what LAMP's bootstrap ``mid`` estimates.
 
-Special tokens (caption text, :data:`ROUGE_CAPTION`): by default (``strip_special=True``)
-the reconstruction and the reference are decoded **without** the tokenizer's special
-tokens (BERT ``[CLS]``, ``[SEP]``, ``[PAD]``, ``[UNK]``, ``[MASK]``; GPT-2
-``<|endoftext|>``), so the positions the attacker pins from its knowledge of the sequence
-length earn no credit and a garbage reconstruction scores ~0.  LAMP's own scoring keeps
-``[CLS]``/``[SEP]`` in both strings, which puts a floor of about 2/(n+2) under BERT's
-ROUGE-1 for an n-word sentence (≈0.17 at n = 10); ``strip_special=False`` reproduces that.
+Special tokens, two conventions (``strip_special``; caption text :data:`ROUGE_CAPTION` /
+:data:`ROUGE_CAPTION_LAMP`):
+
+* ``strip_special=True`` (default, gibench's): the reconstruction and the reference are
+  decoded **without** the tokenizer's special tokens (BERT ``[CLS]``, ``[SEP]``, ``[PAD]``,
+  ``[UNK]``, ``[MASK]``; GPT-2 ``<|endoftext|>``) and without clean-up of tokenization
+  spaces, so the positions the attacker pins from its knowledge of the sequence length earn
+  no credit and a garbage reconstruction scores ~0.
+* ``strip_special=False``: **LAMP's scoring, as its official code computes it**
+  (:func:`lamp_text`; eth-sri/lamp ``utilities.remove_padding`` + ``tokenizer.decode``
+  under its pinned transformers 4.14.1 / tokenizers 0.10.3 / rouge-score 0.0.4, and the
+  GPT-2 port in insait-institute/dager-gradient-inversion ``lamp/``).  BERT: the ids up to
+  and including the **last** ``[SEP]``, decoded with the special tokens kept (``[CLS] ...
+  [SEP]``, and any ``[UNK]``/``[MASK]``/``[PAD]`` inside), WordPiece's joined-string clean-up
+  (tokenizers 0.10: `` .`` -> ``.``, `` ' `` -> ``'``, `` n't`` -> ``n't``, `` do not`` -> ``
+  don't``, ...) and then transformers' ``clean_up_tokenization`` (decode's default
+  ``clean_up_tokenization_spaces=True`` in 4.14).  "cls" and "sep" then match as words,
+  a floor of about 2/(n+2) under BERT's ROUGE-1 for an n-word sentence (≈0.17 at n = 10).
+  GPT-2 (no [CLS]/[SEP]): trailing pad ids (pad = eos) removed, every other
+  ``<|endoftext|>`` kept (as the word "endoftext"), then ``clean_up_tokenization``.  The
+  clean-up matters for ROUGE only where it joins letters: "does n't" -> "doesn't" (two
+  tokens, not three), "do not" -> "don't" (BERT), frequent in SST-2's PTB-tokenised text.
+  What is *not* reproduced: LAMP prints the bootstrap ``mid`` F1 of the aggregate over all
+  sentences (``BootstrapAggregator``, resampled without a seed); gibench reports each
+  sentence's F1, whose mean that ``mid`` estimates.  rouge-score 0.0.4's tokenizer and
+  n-gram F1 are those of the 0.1.2 used here (checked on the 0.0.4 wheel).
+
+``text_metrics`` reports the configured convention in ``rouge1``/``rouge2``/``rougeL`` and
+both conventions' means in ``rouge_by_convention``.  EmbedDist and token accuracy always
+leave the special tokens out (they are pinned by the threat model, not recovered).
 
 Batch > 1: reconstructions are matched to references with the Hungarian algorithm
 (``scipy.optimize.linear_sum_assignment``) on cost 1 − ROUGE-1 F1, as LAMP does; all
@@ -43,7 +66,20 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 ROUGE_CAPTION = ("ROUGE F1 (rouge_score, no stemming) on decoded text with the tokenizer's special tokens "
                  "([CLS]/[SEP]/[PAD], <|endoftext|>) removed from both reconstruction and reference, so a "
-                 "garbage reconstruction scores about 0; batches matched by the Hungarian algorithm on ROUGE-1.")
+                 "garbage reconstruction scores about 0 (gibench's convention, not LAMP's); batches matched by the "
+                 "Hungarian algorithm on ROUGE-1.")
+ROUGE_CAPTION_LAMP = ("ROUGE F1 (rouge_score, no stemming) as LAMP's official code scores it: text decoded up to the "
+                      "last [SEP] with [CLS]/[SEP] kept (BERT; GPT-2: trailing <|endoftext|> pads removed) and "
+                      "transformers 4.14's clean-up of tokenization spaces, so \"cls\"/\"sep\" count as matched "
+                      "words (a floor of about 2/(n+2) under BERT's ROUGE-1); batches matched by the Hungarian "
+                      "algorithm on ROUGE-1; per-sentence F1, not LAMP's bootstrap aggregate.")
+#: the string replacements of the WordPiece decoder's clean-up (tokenizers 0.10.x, on the joined
+#: string; BERT's tokenizer.json: decoder WordPiece, cleanup true), in order
+WORDPIECE_CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                     (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
+#: transformers' ``clean_up_tokenization`` (decode's ``clean_up_tokenization_spaces=True``), in order
+HF_CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+              (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 EMBED_CAPTION = ("EmbedDist: Wasserstein-1 distance between the input word-embedding vectors of the reconstructed "
                  "and the true tokens (special tokens removed), uniform weights, Euclidean cost, computed exactly.")
 
@@ -90,6 +126,40 @@ def decode(ids: Sequence[int], tokenizer, strip_special: bool = True) -> str:
         drop = special_ids(tokenizer)
         ids = [i for i in ids if i not in drop]
     return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def _replace_all(text: str, pairs) -> str:
+    for a, b in pairs:
+        text = text.replace(a, b)
+    return text
+
+
+def lamp_text(ids: Sequence[int], tokenizer) -> str:
+    """One sentence's text as LAMP's official scoring decodes it (module docstring).
+
+    Tokenizers with a ``[SEP]`` (BERT): ids up to and including the last ``sep_token_id``
+    (all of them if there is none), tokens joined by spaces with ``" ##"`` removed, the
+    WordPiece clean-up, then transformers' clean-up.  Others (GPT-2): trailing pad ids
+    (``pad_token_id``, else ``eos_token_id``) removed unless every id is one, byte-level
+    decode with special tokens kept, then transformers' clean-up."""
+    ids = [int(i) for i in ids]
+    sep = getattr(tokenizer, "sep_token_id", None)
+    if sep is not None:
+        for k in range(len(ids) - 1, -1, -1):
+            if ids[k] == sep:
+                ids = ids[:k + 1]
+                break
+        text = " ".join(tokenizer.convert_ids_to_tokens(ids)).replace(" ##", "")
+        text = _replace_all(text, WORDPIECE_CLEANUP)
+    else:
+        pad = getattr(tokenizer, "pad_token_id", None)
+        pad = tokenizer.eos_token_id if pad is None else pad
+        for k in range(len(ids) - 1, -1, -1):
+            if ids[k] != pad:
+                ids = ids[:k + 1]
+                break
+        text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return _replace_all(text, HF_CLEANUP)
 
 
 def strip_special_text(text: str, tokenizer) -> str:
@@ -216,6 +286,10 @@ def token_accuracy(pred_ids: Sequence[int], true_ids: Sequence[int], drop_ids: s
 
 # --------------------------------------------------------------------------- all together
 
+def _texts(ids: list[list[int]], tokenizer, strip_special: bool) -> list[str]:
+    return [decode(x, tokenizer, True) if strip_special else lamp_text(x, tokenizer) for x in ids]
+
+
 def text_metrics(pred_ids, true_ids, tokenizer, embedding: torch.Tensor | np.ndarray | None = None, *,
                  strip_special: bool = True, match: str = "hungarian", wasserstein_p: int = 1,
                  wasserstein_reduction: str = "mean", pred_lengths: Sequence[int] | None = None,
@@ -224,15 +298,21 @@ def text_metrics(pred_ids, true_ids, tokenizer, embedding: torch.Tensor | np.nda
 
     ``pred_ids`` / ``true_ids``: per-sentence id lists or (B x T) tensors (with
     ``*_lengths`` to cut padding).  ``embedding``: the model's input word-embedding
-    matrix (V x d); without it ``embed_dist`` is None.  Returns batch means (``rouge1``,
-    ``rouge2``, ``rougeL``, ``embed_dist``, ``token_accuracy``), per-sentence lists, the
-    decoded texts, the Hungarian assignment and the conventions used."""
+    matrix (V x d); without it ``embed_dist`` is None.  ``strip_special``: the ROUGE
+    convention (True: special tokens removed, gibench's; False: LAMP's scoring,
+    :func:`lamp_text`).  Returns batch means (``rouge1``, ``rouge2``, ``rougeL``,
+    ``embed_dist``, ``token_accuracy``), per-sentence lists, the decoded texts, the
+    Hungarian assignment, the conventions used and ``rouge_by_convention`` (``stripped``
+    and ``lamp``: the ROUGE means under each convention, each with its own pairing)."""
     P = as_id_lists(pred_ids, pred_lengths)
     T = as_id_lists(true_ids, true_lengths)
-    drop = special_ids(tokenizer) if strip_special else set()
-    pt = [decode(x, tokenizer, strip_special) for x in P]
-    tt = [decode(x, tokenizer, strip_special) for x in T]
-    r = rouge_scores(pt, tt, match=match)
+    drop = special_ids(tokenizer)          # EmbedDist and token accuracy: pinned specials never count
+    texts = {conv: (_texts(P, tokenizer, conv == "stripped"), _texts(T, tokenizer, conv == "stripped"))
+             for conv in ("stripped", "lamp")}
+    scored = {conv: rouge_scores(pt, tt, match=match) for conv, (pt, tt) in texts.items()}
+    used = "stripped" if strip_special else "lamp"
+    pt, tt = texts[used]
+    r = scored[used]
     assign = r["assignment"]
     wd = None
     if embedding is not None:
@@ -241,6 +321,7 @@ def text_metrics(pred_ids, true_ids, tokenizer, embedding: torch.Tensor | np.nda
     acc = [token_accuracy(P[assign[i]], T[i], drop) for i in range(len(T))]
     out = {t: r[t] for t in ROUGE_TYPES}
     out.update({f"{t}_per_sentence": r[f"{t}_per_sentence"] for t in ROUGE_TYPES})
+    out["rouge_by_convention"] = {conv: {t: sc[t] for t in ROUGE_TYPES} for conv, sc in scored.items()}
     out["embed_dist"] = None if wd is None else float(np.mean(wd))
     out["embed_dist_per_sentence"] = wd
     out["token_accuracy"] = float(np.nanmean(acc)) if acc else float("nan")
@@ -248,12 +329,13 @@ def text_metrics(pred_ids, true_ids, tokenizer, embedding: torch.Tensor | np.nda
     out["assignment"] = assign
     out["predictions"] = pt
     out["references"] = tt
-    out["conventions"] = {"strip_special": strip_special, "match": match, "rouge_stemmer": False,
+    out["conventions"] = {"strip_special": strip_special, "rouge": used, "match": match, "rouge_stemmer": False,
                           "embed": f"W{wasserstein_p} on input word embeddings, uniform weights, Euclidean cost, "
-                                   f"reduction {wasserstein_reduction}"}
+                                   f"reduction {wasserstein_reduction}, special tokens removed"}
     return out
 
 
-__all__ = ["ROUGE_TYPES", "ROUGE_CAPTION", "EMBED_CAPTION", "decode", "strip_special_text", "rouge_matrix",
+__all__ = ["ROUGE_TYPES", "ROUGE_CAPTION", "ROUGE_CAPTION_LAMP", "EMBED_CAPTION", "decode", "lamp_text",
+           "strip_special_text", "rouge_matrix", "WORDPIECE_CLEANUP", "HF_CLEANUP",
            "hungarian_match", "rouge_scores", "wasserstein_point_clouds", "embedding_wasserstein",
            "token_accuracy", "text_metrics", "as_id_lists", "special_ids"]

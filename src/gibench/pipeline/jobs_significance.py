@@ -29,7 +29,7 @@ def significance_job(smk: Any, device: torch.device) -> dict:
     grads, _ = io.load_tensors(smk.input.gradient, device=device)
     from .jobs_text import sens_estimator, significance_inputs
 
-    # `sens` is computed by the model's estimator (models.<m>.sens_estimator; text models: sens_probe)
+    # `sens` is computed by the model's estimator (models.<m>.sens_estimator; text models: sens_discrete)
     name = sens_estimator(study_cfg, wc["model"]) if wc["metric"] == "sens" else wc["metric"]
     params = dict(sig["params"].get(name, {}))
     if getattr(ds, "modality", "image") == "text":  # model(x) with x = token ids (jobs_text)

@@ -52,9 +52,10 @@ FAMILIES = ("gpt2", "bert")
 TEXT_METRIC_NAMES = ("rouge1", "rouge2", "rougeL", "embed_dist", "token_accuracy")
 #: keys of ``studies.<study>.models.<name>`` that configure the pipeline, not the model builder
 PIPELINE_MODEL_KEYS = ("tokenizer", "sens_estimator", "cost_metrics")
-#: text models use the probe estimator for "sens" unless configured otherwise (exact Sens is
-#: infeasible at BERT/GPT-2 size: paper, Table 6)
-DEFAULT_TEXT_SENS_ESTIMATOR = "sens_probe"
+#: text models compute "sens" with the paper's discrete approximation unless configured otherwise
+#: (paper, Table 6: exact Sens is infeasible at BERT/GPT-2 size, Sens (Discrete) is what it reports;
+#: ``sens_probe``, the Gaussian-probe estimator with a stated error, is the cheaper option)
+DEFAULT_TEXT_SENS_ESTIMATOR = "sens_discrete"
 
 
 # ------------------------------------------------------------------ small helpers
@@ -238,7 +239,8 @@ def significance_inputs(cfg: dict, wc: dict, victims_path: str, weights_path: st
 
 def sens_estimator(study_cfg: dict, model: str) -> str:
     """Which estimator computes the metric ``sens`` for ``model``: ``models.<m>.sens_estimator``,
-    by default exact ``sens`` for image models and ``sens_probe`` for text models."""
+    by default exact ``sens`` for image models and ``sens_discrete`` (the paper's Sens (Discrete))
+    for text models."""
     opts = (study_cfg.get("models") or {}).get(model, {})
     default = DEFAULT_TEXT_SENS_ESTIMATOR if model in FAMILIES else "sens"
     return opts.get("sens_estimator", default)
@@ -446,6 +448,12 @@ def text_metrics_job(smk: Any, device: torch.device) -> dict:
         for name in TEXT_METRIC_NAMES:
             v = m.get(name)
             row[name] = None if v is None or not np.isfinite(v) else float(v)
+        # which ROUGE convention rouge1/2/L follow, and both conventions side by side (the paper does
+        # not say whether it stripped [CLS]/[SEP]; LAMP's code keeps them)
+        row["rouge_convention"] = m["conventions"]["rouge"]
+        for conv, vals in m["rouge_by_convention"].items():
+            for t in ("rouge1", "rouge2"):
+                row[f"{t}_{conv}"] = None if not np.isfinite(vals[t]) else float(vals[t])
         row["embed_dist_status"] = ("ok (" + m["conventions"]["embed"] + ")") if row["embed_dist"] is not None \
             else "empty reconstruction (the attack recovered no token)"
         row["reconstruction"] = " || ".join(m["predictions"])
@@ -539,13 +547,13 @@ def check_text_study(config: dict, se: dict) -> list[str]:
             errs.append(f"config error at {where}.init: text models take size / pretrained, not init")
         if opts.get("tokenizer") == "hub" and not isinstance(opts.get("pretrained"), str):
             errs.append(f"config error at {where}.tokenizer: hub needs `pretrained: <hub name>` to name the tokenizer")
-        est = opts.get("sens_estimator")
         for j, name in enumerate(opts.get("cost_metrics") or []):
             if METRICS is not None and name not in METRICS:
                 errs.append(f"config error at {where}.cost_metrics[{j}]: unknown significance metric {name!r}")
-            if name == "sens" and (est or ("sens_probe" if m in FAMILIES else "sens")) != "sens":
+            used = sens_estimator(se, m)
+            if name == "sens" and used != "sens":
                 errs.append(f"config error at {where}.cost_metrics[{j}]: 'sens' would time the "
-                            f"{est or 'sens_probe'} estimator (sens_estimator); list that name instead")
+                            f"{used} estimator (sens_estimator); list that name instead")
     for name, entry in (se.get("attacks") or {}).items():
         where = f"{pre}.attacks.{name}"
         kind = entry.get("type", name)

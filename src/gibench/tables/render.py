@@ -24,6 +24,7 @@ DISPLAY = {
     "grad": "Grad", "prodsig": "ProdSig", "sens": "Sens", "param": "Param", "random": "Random",
     "sens_discrete": "Sens (Discrete)", "sens_probe": "Sens (Probe)", "attn": "Attn",
     **{f"onefifth_{i}": f"OneFifth-{i}" for i in range(1, 6)}, "token_accuracy": "Token Acc.",
+    **{f"onefifth_blocks_{i}": f"OneFifth-{i} (blocks)" for i in range(1, 6)},
     # models
     "lenet": "LeNet", "cnn": "CNN", "bert": "BERT", "gpt2": "GPT-2", "resnet18": "ResNet-18",
     # datasets

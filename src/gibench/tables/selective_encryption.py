@@ -545,7 +545,9 @@ def table3(rows: Any, config: Mapping[str, Any]) -> TableDoc:
     n_text = (f"{ns[0]} samples" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} samples") if ns else "no samples"
     sel_raw = [r for r in raw if is_selector(r.get("metric"))]
     title = ("Table 3: Layer-selective encryption (Attn: every attention-layer entry; OneFifth-i: every entry of "
-             "the i-th fifth of the transformer blocks, the embedding layers excluded) against the text attacks. "
+             "the i-th chunk of 32 consecutive parameter tensors in the model's named_parameters() order, the word "
+             "embedding excluded: the paper's partition, which gives its GPT-2 ratios; OneFifth-i (blocks): the i-th "
+             "fifth of the transformer blocks, an alternative) against the text attacks. "
              "Enc. Ratio: encrypted entries over all gradient entries; EmbedDist, ROUGE-1, ROUGE-2: mean ± std over "
              f"{n_text} (population std, ddof = 0). Per sample the best of {_restarts_text(sel_raw)} restarts is "
              f"kept: {restart_rule(ev, 'text')}.")
@@ -559,6 +561,11 @@ def table3(rows: Any, config: Mapping[str, Any]) -> TableDoc:
              "-" if c["enc_ratio_mean"] is None else f"{c['enc_ratio_mean']:.4f}",
              ms(c, "embed_dist"), ms(c, "rouge1"), ms(c, "rouge2")] for c in cells]
     notes = text_notes(cfg, {c["model"] for c in cells})
+    empty = [c for c in cells if c["enc_ratio_mean"] == 0.0 and c["defense"] != "attn"]
+    for model in sorted({c["model"] for c in empty}):
+        which = ", ".join(dict.fromkeys(display(c["defense"]) for c in empty if c["model"] == model))
+        notes.append(f"{which} select nothing on this {display(model)} (too few parameter tensors for that chunk or "
+                     f"fifth): Enc. Ratio 0, the attack ran on the unencrypted gradient.")
     if any("no_recovery" in c["statuses"] for c in cells):
         notes.append("no_recovery: the attack recovered nothing (e.g. DAGER with its attention gradients "
                      "encrypted); its metrics are those of the empty reconstruction.")
@@ -619,7 +626,7 @@ def _lamp_priors(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
 def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
     """Caption notes for tables/figures with text rows: the models' weights, LAMP's prior, the
     Sens estimator and the conventions of ROUGE and EmbedDist."""
-    from ..metrics.text import ROUGE_CAPTION
+    from ..metrics.text import ROUGE_CAPTION, ROUGE_CAPTION_LAMP
 
     text_models = sorted({m for m in models if modality_of(m) == "text"})
     if not text_models:
@@ -634,15 +641,18 @@ def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
     sig = list((cfg.get("significance") or {}).get("metrics") or [])
     sens_used = any("sens" in ((e or {}).get("metrics") or sig) for a, e in (cfg.get("attacks") or {}).items()
                     if (e or {}).get("type", a) in TEXT_ATTACKS)
+    from ..pipeline.jobs_text import sens_estimator
+
     for m in text_models:
-        est = ((cfg.get("models") or {}).get(m) or {}).get("sens_estimator", "sens_probe")
+        est = sens_estimator(cfg, m)   # the function the significance job uses: the same estimator
         if sens_used and est != "sens":
-            notes.append(f"Sens on {display(m)} is computed by {display(est)} (exact Sens is infeasible at this "
-                         f"model size: paper, Table 6).")
-    strip = t.get("strip_special", True)
-    notes.append(ROUGE_CAPTION if strip else ROUGE_CAPTION.replace(
-        "removed from both reconstruction and reference, so a garbage reconstruction scores about 0",
-        "kept in both strings (LAMP's own scoring: a floor of about 2/(n+2) for BERT)"))
+            why = ("the paper's estimator for BERT/GPT-2, Table 6" if est == "sens_discrete" else
+                   "not the paper's Sens (Discrete)")
+            notes.append(f"Sens on {display(m)}: every Sens mask was made by {display(est)} ({why}; exact Sens is "
+                         f"infeasible at this model size).")
+    # evaluation.text.strip_special: the convention of every ROUGE value of the table (the metric
+    # rows carry it too, as rouge_convention, and both conventions as rouge1_stripped / rouge1_lamp)
+    notes.append(ROUGE_CAPTION if t.get("strip_special", True) else ROUGE_CAPTION_LAMP)
     notes.append(f"EmbedDist: Wasserstein-{p} distance between the input word-embedding vectors of the reconstructed "
                  f"and of the true tokens (the model's own embedding table; special tokens removed), Euclidean cost, "
                  + ("total transport cost with unit mass per true token (W × number of true tokens)"
@@ -654,8 +664,17 @@ def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
 # ------------------------------------------------------------------ Table 6
 
 def table6_cells(cost_rows: Any, config: Mapping[str, Any]) -> list[dict]:
+    """Time and peak memory per (model, dataset, metric).  A ``sens`` job whose row names
+    another estimator (``models.<m>.sens_estimator``: text models compute Sens by
+    ``sens_discrete``) is shown in that estimator's column, where its time belongs (the
+    paper's Table 6: "-" under Sens, the time under Sens (Discrete)); ``via_metric`` says so."""
     cfg = study_config(config)
-    recs = as_records(cost_rows)
+    recs = []
+    for r in as_records(cost_rows):
+        est = r.get("estimator")
+        if r["metric"] == "sens" and not is_missing(est) and est and est != "sens":
+            r = {**r, "metric": str(est), "via_metric": "sens"}
+        recs.append(r)
     metrics = list((cfg.get("significance") or {}).get("cost_metrics") or [])
     for r in recs:
         if r["metric"] not in metrics:
@@ -686,8 +705,9 @@ def table6_cells(cost_rows: Any, config: Mapping[str, Any]) -> list[dict]:
                 "peak_mib_max": float(peaks.max() / MIB) if peaks.size else None,
                 "peak_mib_mean": float(peaks.mean() / MIB) if peaks.size else None,
                 "devices": ";".join(sorted({str(r.get("device")) for r in ms if r.get("device")})),
-                # the estimator that computed the metric (text models compute "sens" by sens_probe)
+                # the estimator that computed the metric (text models compute "sens" by sens_discrete by default)
                 "estimators": ";".join(sorted({str(r["estimator"]) for r in ms if not is_missing(r.get("estimator"))})),
+                "via_metric": ";".join(sorted({str(r["via_metric"]) for r in ms if r.get("via_metric")})),
                 "threads": ";".join(map(str, sorted({int(r["threads"]) for r in ms
                                                      if not is_missing(r.get("threads"))}))),
             })
@@ -728,8 +748,11 @@ def table6(cost_rows: Any, config: Mapping[str, Any]) -> TableDoc:
     other = sorted({(c["model"], c["cost_metric"], c["estimators"]) for c in cells
                     if c["estimators"] and c["estimators"] != c["cost_metric"]})
     notes += [f"{display(m)}: {display(metric)} computed by {display(est)}." for m, metric, est in other]
+    via = sorted({(c["model"], c["cost_metric"]) for c in cells if c["via_metric"]})
+    notes += [f"{display(m)}: the {display(metric)} time is that of the job that made {display(m)}'s Sens masks "
+              f"(Sens computed by {display(metric)}: sens_estimator)." for m, metric in via]
     cols = ["model", "dataset", "cost_metric", "status", "num_tensors", "num_parameters", "seconds_mean",
-            "seconds_std", "n", "peak_mib_max", "peak_mib_mean", "devices", "estimators", "threads"]
+            "seconds_std", "n", "peak_mib_max", "peak_mib_mean", "devices", "estimators", "via_metric", "threads"]
     doc = TableDoc(name="table6", title=title,
                    header=["Model", "Dataset", "Layer Num.", "Params"]
                    + [f"{display(m)} (s)" for m in metrics] + [f"{display(m)} peak (MiB)" for m in metrics],
