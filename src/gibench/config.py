@@ -123,7 +123,7 @@ def _check_semantics(config: dict) -> None:
         errs += STUDIES.get(study).check(config, study_cfg)
         errs += check_fl(config, study)            # the study's fl block (FedAvg runs), if any
     if errs:
-        raise ConfigError("\n".join(errs))
+        raise ConfigError("\n".join(dict.fromkeys(errs)))
 
 
 def _check_selective_encryption(config: dict, se: dict) -> list[str]:
@@ -172,14 +172,22 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     if ATTACKS is not None:
         from .pipeline.jobs_text import TEXT_ATTACKS  # lamp, dager: their own call convention
 
+        from .params import attack_param_errors
+
         for name, entry in se.get("attacks", {}).items():
             kind = entry.get("type", name)
             if kind not in ATTACKS and kind not in TEXT_ATTACKS:
                 errs.append(f"config error at {pre}.attacks.{name}: unknown attack {kind!r}; known: "
                             f"{', '.join(sorted(ATTACKS.names() + TEXT_ATTACKS.names()))}")
+                continue
+            base = [(f"{pre}.attacks.{name}.params", entry.get("params") or {})]
+            errs += attack_param_errors(kind, base)
+            for m, over in (entry.get("model_params") or {}).items():   # what the job on model m receives
+                errs += attack_param_errors(kind, base + [(f"{pre}.attacks.{name}.model_params.{m}", over)])
     from .pipeline.jobs_text import check_text_study
 
     errs += check_text_study(config, se)            # text cases and attacks, per-attack grids (fills text defaults)
+    errs = list(dict.fromkeys(errs))
     ev = se["evaluation"]
     ev.setdefault("protection", {})
     ev["protection"].setdefault("image", dict(DEFAULT_PROTECTION["image"]))

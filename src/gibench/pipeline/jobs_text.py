@@ -332,10 +332,21 @@ def _run_dager(ctx: TextAttackContext) -> TextAttackOutput:
                             trace, dict(res.info))
 
 
+def _text_params():
+    from ..attacks import dager, lamp
+    from ..params import ParamSpec
+
+    return (ParamSpec("lamp", lamp.SCHEMA, {**lamp.DEFAULTS, "prior": "none"}, lamp.resolve_cfg),
+            ParamSpec("dager", dager.SCHEMA, dager.DEFAULTS, dager.resolve_cfg))
+
+
+_LAMP_PARAMS, _DAGER_PARAMS = _text_params()
 TEXT_ATTACKS.add("lamp", TextAttack("lamp", _run_lamp, ("bert", "gpt2"),
-                                    "LAMP (Balunović et al. 2022): embedding optimisation + LM-guided reordering"))
+                                    "LAMP (Balunović et al. 2022): embedding optimisation + LM-guided reordering"),
+                 params=_LAMP_PARAMS)
 TEXT_ATTACKS.add("dager", TextAttack("dager", _run_dager, ("gpt2",),
-                                     "DAGER (Petrov et al. 2024): exact recovery from attention-gradient spans"))
+                                     "DAGER (Petrov et al. 2024): exact recovery from attention-gradient spans"),
+                 params=_DAGER_PARAMS)
 
 
 def text_attack_job(smk: Any, device: torch.device) -> dict:
