@@ -52,6 +52,14 @@ def _format_error(err: jsonschema.ValidationError) -> str:
         return f"config error at {where}: unknown key(s) {', '.join(map(repr, extra))}{hint}"
     if err.validator == "required":
         return f"config error at {where}: {err.message}"
+    if err.validator == "uniqueItems" and isinstance(err.instance, list):
+        seen, dup = [], []
+        for v in err.instance:
+            (dup if v in seen and v not in dup else seen).append(v)
+        return f"config error at {where}: {', '.join(map(repr, dup))} listed more than once in {err.instance!r}"
+    if err.validator == "minItems" and isinstance(err.instance, list):
+        return (f"config error at {where}: {err.instance!r} has {len(err.instance)} item(s); "
+                f"list at least {err.validator_value}")
     return (f"config error at {where}: {err.instance!r} is not allowed ({err.message}); "
             f"expected {_describe(err.schema)}")
 
@@ -115,6 +123,21 @@ def _check_semantics(config: dict) -> None:
     for name, ds in config["datasets"].items():
         if name not in DATASETS:
             errs.append(f"config error at datasets.{name}: unknown dataset {name!r}; known: {', '.join(DATASETS.names())}")
+            continue
+        entry = DATASETS.get(name)
+        src, split = ds.get("source", "bundled"), ds.get("split", "test")
+        if src == "bundled" and split not in entry.bundled_splits:
+            have = list(entry.bundled_splits)
+            errs.append(f"config error at datasets.{name}.split: the bundled slice of {name} has "
+                        f"{'split(s) ' + ', '.join(map(repr, have)) if have else 'no split (it is not bundled)'}, "
+                        f"not {split!r}; use source: hub for other splits")
+            continue
+        size = entry.pool_size(src, split)
+        if size is not None and ds["victims"] > size:     # before any target list is built from it
+            errs.append(f"config error at datasets.{name}.victims: {ds['victims']} is more than the {size} samples "
+                        f"of {name}'s {src} split {split!r} (the pool victims are drawn from)")
+    if errs:            # study checks and target lists would be built from these sizes
+        raise ConfigError("\n".join(errs))
     from .pipeline.studies import STUDIES
 
     from .pipeline.jobs_fl import check_fl
@@ -147,6 +170,9 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
         if m not in MODELS:
             errs.append(f"config error at {pre}.models.{m}: unknown model {m!r}; known: {', '.join(MODELS.names())}")
     sig = se["significance"]
+    if not sig["metrics"] and not any((e or {}).get("metrics") for e in (se.get("attacks") or {}).values()):
+        errs.append(f"config error at {pre}.significance.metrics: the list is empty, so no mask would be made or "
+                    f"attacked and the tables would hold a header only; list at least one metric, e.g. [grad]")
     for i, r in enumerate(sig["ratios"]):
         if abs(round(r * 1000) - r * 1000) > 1e-6:
             errs.append(f"config error at {pre}.significance.ratios[{i}]: {r} has more than 3 decimals (file names use r0.000)")

@@ -43,6 +43,11 @@ class ImageDataset:
     hub_label_column: str
     hub_splits: dict[str, str] = field(default_factory=dict)   # our split name -> hub split
     licence: str = ""
+    #: samples per split, "<source>:<split>" -> count (the config check bounds `victims` by it)
+    pool_sizes: dict[str, int] = field(default_factory=dict)
+
+    def pool_size(self, source: str, split: str) -> int | None:
+        return pool_size(self, source, split)
 
     # -- normalisation (the model's input space)
     def normalize(self, x_uint8_nhwc: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -82,6 +87,11 @@ class ImageDataset:
 
             return load_hub_split(self, split, hub_dir)
         raise ValueError(f"dataset {self.name!r}: unknown source {source!r} (bundled | hub)")
+
+
+def pool_size(ds, source: str, split: str) -> int | None:
+    """How many samples ``split`` of ``source`` holds (None: not declared in the registry entry)."""
+    return (getattr(ds, "pool_sizes", None) or {}).get(f"{source}:{split}")
 
 
 def verify_bundled(folder: Path, files: list[str]) -> None:

@@ -101,16 +101,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DATASETS.add("cifar100", ImageDataset(
     "cifar100", 100, (3, 32, 32), CIFAR100_MEAN, CIFAR100_STD, _cifar100_bundled, ("test",),
     hub_id="uoft-cs/cifar100", hub_image_column="img", hub_label_column="fine_label",
-    hub_splits={"train": "train", "test": "test"}, licence="no formal licence; cite Krizhevsky 2009"))
+    hub_splits={"train": "train", "test": "test"}, licence="no formal licence; cite Krizhevsky 2009",
+    pool_sizes={"bundled:test": 916, "hub:train": 50000, "hub:test": 10000}))
 DATASETS.add("cifar10", ImageDataset(
     "cifar10", 10, (3, 32, 32), CIFAR10_MEAN, CIFAR10_STD, _cifar10_bundled, ("test",),
     hub_id="uoft-cs/cifar10", hub_image_column="img", hub_label_column="label",
-    hub_splits={"train": "train", "test": "test"}, licence="no formal licence; cite Krizhevsky 2009"))
+    hub_splits={"train": "train", "test": "test"}, licence="no formal licence; cite Krizhevsky 2009",
+    pool_sizes={"bundled:test": 1017, "hub:train": 50000, "hub:test": 10000}))
 DATASETS.add("mnist", ImageDataset(
     "mnist", 10, (1, 28, 28), MNIST_MEAN, MNIST_STD, _mnist_bundled, ("test",),
     hub_id="ylecun/mnist", hub_image_column="image", hub_label_column="label",
-    hub_splits={"train": "train", "test": "test"}, licence="CC BY-SA 3.0"))
+    hub_splits={"train": "train", "test": "test"}, licence="CC BY-SA 3.0",
+    pool_sizes={"bundled:test": 10000, "hub:train": 60000, "hub:test": 10000}))
 DATASETS.add("tiny_imagenet", ImageDataset(
     "tiny_imagenet", 200, (3, 64, 64), IMAGENET_MEAN, IMAGENET_STD, _tiny_imagenet_bundled, ("val",),
     hub_id="zh-plus/tiny-imagenet", hub_image_column="image", hub_label_column="label",
-    hub_splits={"train": "train", "val": "valid"}, licence="ImageNet terms (non-commercial research)"))
+    hub_splits={"train": "train", "val": "valid"}, licence="ImageNet terms (non-commercial research)",
+    pool_sizes={"bundled:val": 200, "hub:train": 100000, "hub:val": 10000}))

@@ -579,6 +579,15 @@ def check_text_study(config: dict, se: dict) -> list[str]:
             errs.append(f"config error at {where}.victims: {entry['victims']} > the study's victims ({se['victims']})")
         runs_on = [c for c in se["cases"] if c["dataset"] in DATASETS and c["model"] in MODELS
                    and T.attack_runs_on(se, name, c["dataset"], c["model"])]
+        known = all(c["dataset"] in DATASETS and c["model"] in MODELS for c in se["cases"])
+        if not runs_on and known:     # an attack that would be dropped without a word
+            fam = (f"text models ({', '.join(TEXT_ATTACKS.get(kind).families)})" if kind in TEXT_ATTACKS
+                   else "image models")
+            filt = [k for k in ("models", "datasets") if entry.get(k)]
+            errs.append(f"config error at {where}: {name}{f' ({kind})' if kind != name else ''} attacks {fam}, but no case of this study "
+                        f"({', '.join(c['dataset'] + '/' + c['model'] for c in se['cases'])}) is one it runs on"
+                        + (f" (given its {' and '.join(filt)})" if filt else "")
+                        + "; add such a case or remove the attack")
         metrics = T.attack_metrics(se, name)
         sel = [x for x in metrics if x in SELECTORS]
         if sel and any(getattr(DATASETS.get(c["dataset"]), "modality", "image") != "text" for c in runs_on):
