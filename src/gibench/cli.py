@@ -3,7 +3,10 @@
   gibench where [--print-tables]            list (and print) the tables and figures of a run
   gibench provenance FILE...                a result file's record (+ run facts) in readable form
   gibench archive -o run.tar.gz             workflow + config + environment + results + sha256 manifest
-  gibench verify run.tar.gz [--jobs N]      check the manifest and the provenance chain, re-run N jobs
+  gibench verify run.tar.gz [--jobs N]      check the manifest and the provenance chain, re-derive the tables
+                                            and figures, re-run N jobs
+  gibench check-config FILE...              a config file's YAML (file:line:column of a syntax error) and
+                                            every check the Snakefile runs at DAG build
 """
 from __future__ import annotations
 
@@ -162,6 +165,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """What `snakemake --configfile FILE` cannot say: Snakemake reads the file before any workflow
+    code runs, and reports a YAML syntax error without file, line or column."""
+    from .config import ConfigError, load
+
+    rc = 0
+    for f in args.files:
+        try:
+            cfg = load(f)
+        except ConfigError as e:
+            print(e, file=sys.stderr)
+            rc = 1
+            continue
+        print(f"{f}: valid (studies: {', '.join(cfg['studies'])})")
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import archive as _a
 
@@ -201,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--timeout", type=float, default=3600.0, help="seconds per re-run job (default 3600)")
     v.add_argument("--keep", default=None, help="unpack into this directory and keep it (default: a temporary one)")
     v.set_defaults(fn=cmd_verify)
+    c = sub.add_parser("check-config", help="check config files: YAML syntax (file:line:column) and every DAG-build check")
+    c.add_argument("files", nargs="+")
+    c.set_defaults(fn=cmd_check_config)
     args = p.parse_args(argv)
     return args.fn(args)
 

@@ -221,15 +221,43 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     return errs
 
 
-def load(path: str | Path, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
+def read_yaml(path: str | Path) -> Any:
+    """A YAML/JSON file's content; a one-line error naming the file (and line and column of a
+    syntax error) instead of a traceback or a message without the place."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found (working directory {Path.cwd()})")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
     try:
-        cfg = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        line = text.splitlines()[mark.line] if mark is not None and mark.line < len(text.splitlines()) else ""
+        shown = f"\n    {line}\n    {' ' * mark.column}^" if line else ""
+        return_hint = " (a tab in the indentation or an unclosed bracket or quote is the usual cause)"
+        raise ConfigError(f"{where}: not valid YAML: {what}{return_hint}{shown}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    return validate(cfg or {}, schema_path)
+
+
+def load(path: str | Path, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
+    cfg = read_yaml(path)
+    if cfg is not None and not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping (datasets:, studies:, ...), "
+                          f"not a {type(cfg).__name__}")
+    try:
+        return validate(cfg or {}, schema_path)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: " + str(e).replace("\n", f"\n{path}: ")) from None
 
 
 def fmt_ratio(r: float) -> str:

@@ -13,6 +13,7 @@ half-written artifact behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -33,21 +34,54 @@ class ArtifactError(RuntimeError):
     """A file is missing, malformed or lacks its provenance record."""
 
 
+class DiskFull(ArtifactError):
+    """No space (or quota) left while writing an artifact; the message names the file."""
+
+    errno = errno.ENOSPC
+
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _disk_full(e: BaseException) -> bool:
+    """True for "no space left" / "quota exceeded", also when a library (pyarrow) drops the errno."""
+    return (isinstance(e, OSError) and e.errno in _FULL) or "No space left on device" in str(e) \
+        or "Disk quota exceeded" in str(e)
+
+
+def _free_bytes(folder: Path) -> str:
+    try:
+        st = os.statvfs(folder)
+        return f"{st.f_bavail * st.f_frsize / 2**20:.0f} MiB free there now"
+    except OSError:
+        return "free space unknown"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path in the target's directory, fsynced and renamed over ``path`` when the
+    block ends without error (removed otherwise).  A full disk or exhausted quota raises
+    :class:`DiskFull` naming ``path`` (nothing half-written is left behind)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+    except BaseException as e:
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
+        if _disk_full(e) and not isinstance(e, DiskFull):
+            raise DiskFull(f"{path}: no space left on the device (or quota exceeded) while "
+                                         f"writing it ({_free_bytes(path.parent)}); nothing was written. Free "
+                                         f"space on that filesystem (or put the working directory elsewhere) "
+                                         f"and run again") from e
         raise
 
 

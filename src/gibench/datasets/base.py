@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -112,8 +113,21 @@ def verify_bundled(folder: Path, files: list[str]) -> None:
         if name in want:
             got = hashlib.sha256(p.read_bytes()).hexdigest()
             if got != want[name]:
-                raise DatasetUnavailable(f"{p}: sha256 {got[:12]}… does not match its "
-                                         f"PROVENANCE.jsonl entry {want[name][:12]}…")
+                raise DatasetUnavailable(f"{p}: sha256 {got[:12]}… does not match its PROVENANCE.jsonl entry "
+                                         f"{want[name][:12]}… (the bundled file is damaged, truncated or "
+                                         f"replaced); restore it from git: `git checkout -- {p}`")
+
+
+@contextlib.contextmanager
+def reading_bundled(path: Path):
+    """Turn any failure to parse a bundled file into one line naming the file and how to restore it."""
+    try:
+        yield
+    except DatasetUnavailable:
+        raise
+    except Exception as e:  # noqa: BLE001 - pickle, gzip, struct, JSON, PIL: all mean a damaged file
+        raise DatasetUnavailable(f"{path}: cannot read this bundled file ({type(e).__name__}: {e}); it is damaged "
+                                 f"or truncated: restore it from git: `git checkout -- {path}`") from e
 
 
 def choose_victims(split: ImageSplit, n: int, seed: int) -> np.ndarray:

@@ -11,35 +11,38 @@ from pathlib import Path
 import numpy as np
 
 from . import DATASETS
-from .base import DatasetUnavailable, ImageDataset, ImageSplit, verify_bundled
+from .base import DatasetUnavailable, ImageDataset, ImageSplit, reading_bundled, verify_bundled
 
 
 def read_cifar_pickle(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     """A CIFAR python batch: dict with b'data' (N x 3072, channel-major) and labels."""
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="bytes")
-    data = np.asarray(d[b"data"], dtype=np.uint8)
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
-    labels = np.asarray(d[label_key], dtype=np.int64)
+    with reading_bundled(path):
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        data = np.asarray(d[b"data"], dtype=np.uint8)
+        images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+        labels = np.asarray(d[label_key], dtype=np.int64)
     return images, labels
 
 
 def read_cifar_names(path: Path, key: bytes) -> list[str]:
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="bytes")
-    return [n.decode() for n in d[key]]
+    with reading_bundled(path):
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        return [n.decode() for n in d[key]]
 
 
 def read_idx(path: Path) -> np.ndarray:
     """An idx file (MNIST), optionally gzipped."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte idx file")
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
+    with reading_bundled(path):
+        with opener(path, "rb") as f:
+            raw = f.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise ValueError(f"{path}: not an unsigned-byte idx file")
+        dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+        return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
 def _cifar100_bundled(folder: Path, split: str) -> ImageSplit:
@@ -80,7 +83,7 @@ def _tiny_imagenet_bundled(folder: Path, split: str) -> ImageSplit:
     images, labels, idx = [], [], []
     for r in rows:
         fname, wnid = r[0], r[1]
-        with Image.open(folder / "val_images" / fname) as im:
+        with reading_bundled(folder / "val_images" / fname), Image.open(folder / "val_images" / fname) as im:
             images.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
         labels.append(wnids.index(wnid))
         idx.append(int(fname.split("_")[1].split(".")[0]))
