@@ -154,7 +154,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     n = None if args.all else args.jobs
     report = archive.verify(args.archive, sample=n, seed=args.seed, atol=args.atol, rtol=args.rtol, keep=args.keep,
-                            only=args.only or (), device=args.device, timeout=args.timeout)
+                            only=args.only or (), device=args.device, timeout=args.timeout,
+                            derive=not args.no_derive, expect_id=args.expect_id)
     for v in report.verdicts:
         tag = "INFO" if v.info else ("OK  " if v.ok else "FAIL")
         print(f"{tag}  {v.item}: {v.detail}")
@@ -206,9 +207,16 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"leave out files matching GLOB (* spans directories; default: {', '.join(_a.DEFAULT_EXCLUDE)})")
     a.add_argument("--include-scores", action="store_true", help="also pack significance scores (large)")
     a.set_defaults(fn=cmd_archive)
-    v = sub.add_parser("verify", help="check an archive's manifest and provenance chain, re-run a sample of its jobs")
+    v = sub.add_parser("verify", help="check an archive's manifest and provenance chain, re-make its tables and "
+                                      "figures, re-run a sample of its other jobs")
     v.add_argument("archive")
-    v.add_argument("--jobs", type=int, default=4, help="how many jobs to re-run (default 4; 0: none)")
+    v.add_argument("--jobs", type=int, default=4,
+                   help="how many jobs to re-run besides the tables and figures (default 4; 0: none)")
+    v.add_argument("--no-derive", action="store_true",
+                   help="do not re-make the tables and figures from the archived rows (by default all are)")
+    v.add_argument("--expect-id", metavar="ID", default=None,
+                   help="the archive id (sha256 of ARCHIVE/MANIFEST.json) the archive must have, e.g. the one a "
+                        "paper or README publishes")
     v.add_argument("--all", action="store_true", help="re-run every job that can be re-run from the archive")
     v.add_argument("--only", action="append", metavar="GLOB", help="re-run only jobs with an output matching GLOB")
     v.add_argument("--seed", type=int, default=0, help="seed of the deterministic job sample (default 0)")
