@@ -56,7 +56,8 @@ def _format_error(err: jsonschema.ValidationError) -> str:
         seen, dup = [], []
         for v in err.instance:
             (dup if v in seen and v not in dup else seen).append(v)
-        return f"config error at {where}: {', '.join(map(repr, dup))} listed more than once in {err.instance!r}"
+        return (f"config error at {where}: {', '.join(map(repr, dup))} listed more than once "
+                f"(duplicate entries in {err.instance!r})")
     if err.validator == "minItems" and isinstance(err.instance, list):
         return (f"config error at {where}: {err.instance!r} has {len(err.instance)} item(s); "
                 f"list at least {err.validator_value}")
