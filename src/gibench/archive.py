@@ -860,8 +860,9 @@ def _compare_outputs(root: Path, job: Job, info: str, work: Path, atol: float,
             sa = (job.record.get("code") or {}).get("source_sha256")
             sb = (new_rec.get("code") or {}).get("source_sha256")
             if sa != sb:
-                detail += (f" (note: it was made by gibench source {str(sa)[:12]}…, the archive holds source "
-                           f"{str(sb)[:12]}…: a code change since may explain the difference)")
+                detail += (("\n        " if "\n" in detail else " ")
+                           + f"(note: it was made by gibench source {str(sa)[:12]}…, the archive holds source "
+                             f"{str(sb)[:12]}…: a code change since may explain the difference)")
         out.append((o, good, f"rule {job.rule} re-run on {info}: {why}{detail}"))
     return out
 
