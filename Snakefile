@@ -29,6 +29,29 @@ try:
 except gconfig.ConfigError as e:
     raise WorkflowError(str(e))
 
+# A lock left by a run killed with SIGKILL (out of memory, lost node, kill -9) is removed when no
+# process that held it runs any more (gibench.pipeline.runlock; Snakemake 9 cannot tell a stale
+# lock from a live one); with rerun-incomplete (profiles/default) the same command resumes.
+from gibench.pipeline import runlock
+
+if workflow.is_main_process:
+    _stale = runlock.clear_stale(".")
+    if _stale:
+        print(f"gibench: {_stale}", file=sys.stderr)
+
+
+onstart:
+    runlock.register(".")
+
+
+onsuccess:
+    runlock.release(".")
+
+
+onerror:
+    runlock.release(".")
+
+
 # the exact config every record's config_digest names: results/configs/<digest>.yaml
 from gibench.provenance import snapshot_config
 

@@ -24,7 +24,8 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 from gibench.attacks import dager as D  # noqa: E402
 
-DATA_DIRS = [HERE.parent / "resources" / "text", Path("/work/shared/data")]
+#: the bundled text resources of this repository (tokenizer, CoLA and SST-2 dev sentences)
+DATA_DIRS = [HERE.parent / "resources" / "text"]
 EOS = 50256
 TOKENS = 16
 L1_TARGET_S = 2.0

@@ -204,8 +204,13 @@ def test_archive_of_micro_study_verifies_clean(archived, capsys):
     assert rc == 0, out
     assert "OK    manifest:" in out and "OK    configs:" in out and "OK    provenance chain:" in out
     replays = [ln for ln in out.splitlines() if " re-run on cpu" in ln]
-    assert len({ln.split("rule ")[1].split()[0] for ln in replays}) == 5, out      # five different rules
+    sampled = [ln for ln in replays if "results/tables/" not in ln and "results/figures/" not in ln]
+    assert len({ln.split("rule ")[1].split()[0] for ln in sampled}) == 5, out      # five different rules
     assert all(ln.startswith("OK") for ln in replays), out
+    # and, by default, every table and figure re-made from the archived rows
+    for t in TABLES:
+        assert f"OK    results/tables/{STUDY}/{t}.md: rule table re-run on cpu" in out, out
+    assert sum(" results/figures/" in ln for ln in replays) >= 6
     assert "exact" in out or "bytes equal" in out
     assert out.strip().endswith("verdict: archive verified")
 
@@ -254,8 +259,85 @@ def test_altered_reconstruction_under_a_rewritten_manifest_is_caught_by_replay(a
     assert rc == 1
     assert "OK    manifest:" in out
     assert f"was made from {RECON}" in out
-    line = next(ln for ln in out.splitlines() if ln.startswith(f"FAIL  {RECON}:"))
+    assert f"FAIL  {RECON}: tensor data has sha256" in out          # its digest, without any re-run
+    line = next(ln for ln in out.splitlines() if ln.startswith(f"FAIL  {RECON}:") and "re-run" in ln)
     assert "rule attack re-run" in line and "tensor 'x' differs" in line
+
+
+def _rewrite_manifest(m: dict) -> None:
+    """What a forger does after changing members: recompute the manifest and its digest."""
+    man = json.loads(m["ARCHIVE/MANIFEST.json"])
+    for name in man["files"]:
+        man["files"][name] = hashlib.sha256(m[name]).hexdigest()
+    m["ARCHIVE/MANIFEST.json"] = (json.dumps(man, indent=1, sort_keys=True) + "\n").encode()
+    m["ARCHIVE/MANIFEST.sha256"] = (hashlib.sha256(m["ARCHIVE/MANIFEST.json"]).hexdigest() + "  MANIFEST.json\n").encode()
+
+
+TABLE5 = f"results/tables/{STUDY}/table5"
+
+
+def test_forged_table_under_a_rewritten_manifest_fails_the_default_verify(archived, tmp_path, capsys):
+    # issue 26: editing a value in Table 5 and recomputing the manifest passed ("archive verified"):
+    # the default replayed 4 sampled jobs, none of which read a table
+    def forge(m):
+        md = m[TABLE5 + ".md"].decode()
+        row = next(ln for ln in md.splitlines() if ln.startswith("| IG |"))
+        m[TABLE5 + ".md"] = md.replace(row, row.replace("0.14 ±", "0.41 ±")).encode()
+        csv = m[TABLE5 + ".csv"].decode()
+        line = next(ln for ln in csv.splitlines() if ln.startswith("ig,"))
+        m[TABLE5 + ".csv"] = csv.replace(line, line.replace(",0.1406", ",0.4106")).encode()
+        _rewrite_manifest(m)
+    bad = tmp_path / "forged_table.tar.gz"
+    _rewrite(archived, bad, forge)
+    rc, out = _verify(bad, capsys)                           # the default: no option
+    assert rc == 1, out
+    assert "OK    manifest:" in out and "OK    provenance chain:" in out     # the forgery is consistent
+    md = out.split(f"FAIL  {TABLE5}.md: ", 1)[1].split("\nOK", 1)[0].split("\nFAIL", 1)[0]
+    assert "rule table re-run" in md and "line 5, column" in md
+    archived_line = next(ln for ln in md.splitlines() if "archived:" in ln)
+    remade_line = next(ln for ln in md.splitlines() if "re-made:" in ln)
+    assert "0.41 ±" in archived_line and "0.14 ±" in remade_line       # the difference itself, shown
+    caret = next(ln for ln in md.splitlines() if ln.strip() == "^")
+    assert archived_line[caret.index("^")] == "4" and remade_line[caret.index("^")] == "1"
+    csv_fail = next(ln for ln in out.splitlines() if ln.startswith(f"FAIL  {TABLE5}.csv:"))
+    assert "column 'mean' row 0" in csv_fail or "line 2, column" in out
+    assert "MISMATCH" in out.splitlines()[-1]
+
+
+def test_expect_id_accepts_the_printed_id_and_refuses_another(archived, tmp_path, capsys):
+    members = _members(archived)
+    aid = hashlib.sha256(members["ARCHIVE/MANIFEST.json"]).hexdigest()
+    rc, out = _verify(archived, capsys, "--jobs", "0", "--no-derive", "--expect-id", aid)
+    assert rc == 0 and f"OK    archive id: {aid} is the expected id" in out
+    other = "0" * 64
+    rc, out = _verify(archived, capsys, "--jobs", "0", "--no-derive", "--expect-id", other)
+    assert rc == 1 and f"FAIL  archive id: {aid} is not the expected {other}" in out
+    rc, out = _verify(archived, capsys, "--jobs", "0", "--no-derive", "--expect-id", aid[:12])
+    assert rc == 1 and "is not an archive id" in out
+
+
+def test_flipped_tensor_byte_under_a_rewritten_manifest_is_caught_by_its_digest(archived, tmp_path, capsys):
+    # without re-running anything: the tensor data no longer matches the digest recorded when written
+    def forge(m):
+        m[RECON] = _flip(m[RECON], len(m[RECON]) - 3)
+        _rewrite_manifest(m)
+    bad = tmp_path / "forged_recon.tar.gz"
+    _rewrite(archived, bad, forge)
+    rc, out = _verify(bad, capsys, "--jobs", "0", "--no-derive")
+    assert rc == 1
+    line = next(ln for ln in out.splitlines() if ln.startswith(f"FAIL  {RECON}:"))
+    assert "tensor data has sha256" in line and "recorded when it was written" in line
+
+
+def test_text_difference_is_shown_where_it_is_not_as_two_equal_prefixes():
+    a = ("| IG | LeNet | CIFAR-100 | " + "x" * 90 + " | 0.1406 |\n").encode()
+    b = ("| IG | LeNet | CIFAR-100 | " + "x" * 90 + " | 0.4106 |\n").encode()
+    d = archive._first_line_diff(a, b)
+    assert "line 1, column 123" in d
+    arch = next(ln for ln in d.splitlines() if "archived:" in ln)
+    rem = next(ln for ln in d.splitlines() if "re-made:" in ln)
+    assert "0.1406" in arch and "0.4106" in rem and arch != rem
+    assert archive._first_line_diff(b"a\nb\n", b"a\n").startswith("2 vs 1 lines")
 
 
 def test_verify_names_a_missing_or_unreadable_archive(tmp_path, capsys):

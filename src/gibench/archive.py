@@ -21,12 +21,15 @@ like that directory, so that it can be unpacked and used as a checkout:
   inputs that were not archived; ``ARCHIVE/MANIFEST.sha256`` — the manifest's own sha256,
   the archive's id.
 
-``verify`` checks (1) the manifest (every member's sha256, nothing missing or extra, the
-manifest's own digest), (2) the configs (each snapshot's digest), (3) the provenance chain
-(every artifact's record names the sha256 of its inputs: they must match the archived
-files), and (4) re-runs a deterministic, seeded sample of jobs — spread over the rules —
-from the archived inputs with the archived code, comparing each output with the archived
-one: exactly (tensor values, row values, bytes) when the job was recorded on this kind of
+``verify`` checks (0) with ``expect_id``, the archive id against the published one, (1) the
+manifest (every member's sha256, nothing missing or extra, the manifest's own digest), (2) the
+configs (each snapshot's digest), (3) every tensor artifact's data against the digest recorded
+when it was written, (4) the provenance chain (every artifact's record names the sha256 of its
+inputs: they must match the archived files), (5) re-makes every table and figure from the
+archived rows (cheap; a forged number in a table under a rewritten manifest differs from the
+re-made one, shown as the differing line and position), and (6) re-runs a deterministic, seeded
+sample of the other jobs — spread over the rules — from the archived inputs with the archived
+code, comparing each output with the archived one: exactly (tensor values, row values, bytes) when the job was recorded on this kind of
 device with the same torch/numpy, within ``atol``/``rtol`` otherwise; measured columns
 (seconds, peak memory) are reported, not compared.  Each check prints a verdict; any FAIL
 makes the exit status non-zero.
@@ -476,7 +479,12 @@ def diff_values(a: Any, b: Any, path: str, tol: Tolerance) -> str | None:
         return None
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
         return None if _num_close(float(a), float(b), tol) else f"{path}: {a!r} vs {b!r}"
-    return None if a == b else f"{path}: {str(a)[:60]!r} vs {str(b)[:60]!r}"
+    if a == b:
+        return None
+    if isinstance(a, str) and isinstance(b, str) and max(len(a), len(b)) > 60:
+        col, cu, cv, _ = _window(a, b, 60)
+        return f"{path}: strings differ at character {col + 1}: {cu!r} vs {cv!r}"
+    return f"{path}: {str(a)[:60]!r} vs {str(b)[:60]!r}"
 
 
 def compare_records(old: dict, new: dict, tol: Tolerance) -> tuple[str | None, list[str]]:
@@ -510,8 +518,8 @@ def _compare_tensors(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, d
 
     from . import io
 
-    a, ra = io.load_tensors(old)
-    b, rb = io.load_tensors(new)
+    a, ra = io.load_tensors(old, verify=False)       # an altered archived file: check_tensor_digests says so
+    b, rb = io.load_tensors(new, verify=False)
     if sorted(a) != sorted(b):
         return False, f"tensor names differ: {sorted(set(a) ^ set(b))[:5]}", ra, rb
     for k in sorted(a):
@@ -550,17 +558,36 @@ def _compare_rows(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, dict
         for i, (u, v) in enumerate(zip(x, y)):
             d = diff_values(u, v, "", tol)
             if d:
-                return False, f"column {c!r} row {i}: {u!r} vs {v!r}", ra, rb
+                shown = (d.split(": ", 1)[1] if isinstance(u, str) and isinstance(v, str) and d.startswith(": ")
+                         else f"{u!r} vs {v!r}")
+                return False, f"column {c!r} row {i}: {shown}", ra, rb
     note = f"; measured or unseeded columns reported, not compared: {measured}" if measured else ""
     return True, f"{ta.num_rows} rows x {len(ca)} columns equal ({tol.describe()}){note}", ra, rb
 
 
+def _window(u: str, v: str, width: int = 72) -> tuple[int, str, str, str]:
+    """(first differing position, the two strings cut to ``width`` characters around it, a caret
+    line under it): the difference itself, never two identically truncated prefixes."""
+    col = next((i for i, (x, y) in enumerate(zip(u, v)) if x != y), min(len(u), len(v)))
+    start = max(0, col - width // 3)
+
+    def cut(s: str) -> str:
+        return ("…" if start else "") + s[start:start + width] + ("…" if len(s) > start + width else "")
+
+    return col, cut(u), cut(v), " " * (col - start + (1 if start else 0)) + "^"
+
+
 def _first_line_diff(a: bytes, b: bytes) -> str:
     la, lb = a.decode("utf-8", "replace").splitlines(), b.decode("utf-8", "replace").splitlines()
+    n_diff = sum(1 for u, v in zip(la, lb) if u != v) + abs(len(la) - len(lb))
     for i, (u, v) in enumerate(zip(la, lb)):
         if u != v:
-            return f"line {i + 1}: {u[:70]!r} vs {v[:70]!r}"
-    return f"{len(la)} vs {len(lb)} lines"
+            col, cu, cv, caret = _window(u, v)
+            return (f"line {i + 1}, column {col + 1} (first of {n_diff} differing line(s)):\n"
+                    f"        archived: {cu}\n        re-made:  {cv}\n                  {caret}")
+    longer, who = (la, "archived") if len(la) > len(lb) else (lb, "re-made")
+    extra = longer[min(len(la), len(lb))]
+    return f"{len(la)} vs {len(lb)} lines; the {who} file goes on with line {min(len(la), len(lb)) + 1}: {extra[:100]!r}"
 
 
 def _compare_png(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str]:
@@ -726,29 +753,44 @@ def _move(src: Path, dst: Path) -> None:
         shutil.move(str(src), str(dst))
 
 
-def _run_replay(root: Path, job: Job, config: dict, manifest: dict, device: str | None, timeout: float | None,
-                work: Path) -> tuple[bool, str]:
-    req = work / "request.json"
-    req.parent.mkdir(parents=True, exist_ok=True)
-    req.write_text(json.dumps({"record": job.record, "config": config, "device": device}))
+def _replay_env(root: Path, manifest: dict) -> dict:
     env = dict(os.environ)
     src = root / "src"
     if src.is_dir():      # the archived code, not whatever gibench this process imported
         env["PYTHONPATH"] = str(src) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["GIBENCH_ARCHIVED_CODE"] = json.dumps(manifest.get("code") or {})
+    return env
+
+
+def _run_replays(root: Path, jobs: list[Job], configs: list[dict], manifest: dict, device: str | None,
+                 timeout: float | None, work: Path) -> list[tuple[bool, str]]:
+    """Re-run ``jobs`` one after another in one fresh process; (ok, device or why not) per job."""
+    req = work / "request.json"
+    req.parent.mkdir(parents=True, exist_ok=True)
+    req.write_text(json.dumps({"jobs": [{"record": j.record, "config": c, "device": device}
+                                        for j, c in zip(jobs, configs)]}))
     try:
-        proc = subprocess.run([sys.executable, "-m", "gibench.pipeline.replay", str(req)], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([sys.executable, "-m", "gibench.pipeline.replay", str(req)], cwd=root,
+                              env=_replay_env(root, manifest), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return False, f"re-running rule {job.rule!r} took longer than {timeout:g} s"
+        return [(False, f"re-running rule {j.rule!r} took longer than {timeout:g} s") for j in jobs]
     last = (proc.stdout.strip().splitlines() or [""])[-1]
     try:
         res = json.loads(last)
-    except json.JSONDecodeError:
-        res = {"ok": False, "error": (proc.stderr or proc.stdout)[-1500:]}
-    if not res.get("ok"):
-        return False, f"re-running rule {job.rule!r} ({job.name}) failed: {res.get('error')}"
-    return True, res.get("device", "?")
+        results = res["results"] if "results" in res else [res]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        results = [{"ok": False, "error": (proc.stderr or proc.stdout)[-1500:]}]
+    out = []
+    for k, j in enumerate(jobs):
+        r = results[k] if k < len(results) else {"ok": False, "error": (proc.stderr or proc.stdout)[-1500:]}
+        out.append((True, r.get("device", "?")) if r.get("ok") else
+                   (False, f"re-running rule {j.rule!r} ({j.name}) failed: {r.get('error')}"))
+    return out
+
+
+def _run_replay(root: Path, job: Job, config: dict, manifest: dict, device: str | None, timeout: float | None,
+                work: Path) -> tuple[bool, str]:
+    return _run_replays(root, [job], [config], manifest, device, timeout, work)[0]
 
 
 def _tolerance_for(old_rec: dict, new_rec: dict | None, atol: float, rtol: float) -> tuple[Tolerance, str]:
@@ -764,67 +806,181 @@ def _tolerance_for(old_rec: dict, new_rec: dict | None, atol: float, rtol: float
     return Tolerance(atol, rtol), why
 
 
-def replay_and_compare(root: Path, job: Job, config: dict, manifest: dict, report: Report, k: int,
-                       atol: float, rtol: float, device: str | None, timeout: float | None) -> None:
-    from .provenance import read_any_record
-
-    work = root / ".verify" / f"job{k:03d}"
-    moved: list[tuple[Path, Path]] = []
-    paths = []
+def _set_aside(root: Path, job: Job, work: Path) -> list[tuple[Path, Path]]:
+    """Move the job's archived outputs (and their sidecars) to ``work/archived``."""
+    moved = []
     for o in job.outputs:
         p = root / o
-        paths.append(o)
         for q in (p, sidecar_path(p)):
             if q.exists():
                 dst = work / "archived" / q.relative_to(root)
                 _move(q, dst)
                 moved.append((q, dst))
+    return moved
+
+
+def _put_back(root: Path, job: Job, moved: list[tuple[Path, Path]], work: Path) -> None:
+    """Keep the replay's files under ``work/replayed`` for inspection, restore the archived ones."""
+    for q, dst in moved:
+        if q.exists() or q.is_symlink():
+            _move(q, work / "replayed" / q.relative_to(root))
+        _move(dst, q)
+    for o in job.outputs:
+        q = root / o
+        if q.exists() and not any(m[0] == q for m in moved):
+            _move(q, work / "replayed" / o)
+
+
+def _compare_outputs(root: Path, job: Job, info: str, work: Path, atol: float,
+                     rtol: float) -> list[tuple[str, bool | None, str]]:
+    """(output, ok (None: a note), detail) of each output of a finished replay."""
+    from .provenance import read_any_record
+
+    out: list[tuple[str, bool | None, str]] = []
+    for o in job.outputs:
+        new, old = root / o, work / "archived" / o
+        if not old.exists():
+            out.append((o, None, f"rule {job.rule} re-run wrote it; it is not in the archive (excluded)"))
+            continue
+        try:
+            new_rec = read_any_record(new) if new.is_file() else None
+        except Exception:
+            new_rec = None
+        tol, why = _tolerance_for(job.record, new_rec, atol, rtol)
+        try:
+            good, detail = compare_file(old, new, tol)
+        except Exception as e:
+            good, detail = False, f"could not compare ({type(e).__name__}: {e})"
+        side_old, side_new = sidecar_path(old), sidecar_path(new)
+        if good and side_old.exists():
+            g2, d2 = compare_file(side_old, side_new, tol)
+            if not g2:
+                good, detail = False, f"{detail}; its {side_old.name}: {d2}"
+        if not good and new_rec is not None:
+            sa = (job.record.get("code") or {}).get("source_sha256")
+            sb = (new_rec.get("code") or {}).get("source_sha256")
+            if sa != sb:
+                detail += (("\n        " if "\n" in detail else " ")
+                           + f"(note: it was made by gibench source {str(sa)[:12]}…, the archive holds source "
+                             f"{str(sb)[:12]}…: a code change since may explain the difference)")
+        out.append((o, good, f"rule {job.rule} re-run on {info}: {why}{detail}"))
+    return out
+
+
+def _report(report: Report, verdicts: list[tuple[str, bool | None, str]]) -> None:
+    for item, ok, detail in verdicts:
+        if ok is None:
+            report.note(item, detail)
+        else:
+            report.add(item, ok, detail)
+
+
+def replay_and_compare(root: Path, job: Job, config: dict, manifest: dict, report: Report, k: int,
+                       atol: float, rtol: float, device: str | None, timeout: float | None) -> None:
+    work = root / ".verify" / f"job{k:03d}"
+    moved = _set_aside(root, job, work)
     try:
         ok, info = _run_replay(root, job, config, manifest, device, timeout, work)
         if not ok:
             report.add(job.outputs[0], False, info)
             return
-        for o in paths:
-            new, old = root / o, work / "archived" / o
-            if not old.exists():
-                report.note(o, f"rule {job.rule} re-run wrote it; it is not in the archive (excluded)")
-                continue
-            try:
-                new_rec = read_any_record(new) if new.is_file() else None
-            except Exception:
-                new_rec = None
-            tol, why = _tolerance_for(job.record, new_rec, atol, rtol)
-            try:
-                good, detail = compare_file(old, new, tol)
-            except Exception as e:
-                good, detail = False, f"could not compare ({type(e).__name__}: {e})"
-            side_old, side_new = sidecar_path(old), sidecar_path(new)
-            if good and side_old.exists():
-                g2, d2 = compare_file(side_old, side_new, tol)
-                if not g2:
-                    good, detail = False, f"{detail}; its {side_old.name}: {d2}"
-            if not good and new_rec is not None:
-                sa = (job.record.get("code") or {}).get("source_sha256")
-                sb = (new_rec.get("code") or {}).get("source_sha256")
-                if sa != sb:
-                    detail += (f" (note: it was made by gibench source {str(sa)[:12]}…, the archive holds source "
-                               f"{str(sb)[:12]}…: a code change since may explain the difference)")
-            report.add(o, good, f"rule {job.rule} re-run on {info}: {why}{detail}")
+        _report(report, _compare_outputs(root, job, info, work, atol, rtol))
     finally:
-        for q, dst in moved:          # keep the replay's files for inspection, restore the archived ones
-            if q.exists() or q.is_symlink():
-                _move(q, work / "replayed" / q.relative_to(root))
-            _move(dst, q)
-        for o in paths:
-            q = root / o
-            if (q.exists() and not any(m[0] == q for m in moved)):
-                _move(q, work / "replayed" / o)
+        _put_back(root, job, moved, work)
+
+
+def _independent(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+    """(jobs that read no output of another job of the list, the others)."""
+    outs = {o for j in jobs for o in j.outputs}
+    free, tied = [], []
+    for j in jobs:
+        (tied if any(p in outs for p in (j.record.get("inputs") or {})) else free).append(j)
+    return free, tied
+
+
+def rederive(root: Path, jobs: list[Job], configs: dict[str, dict], manifest: dict, report: Report,
+             atol: float, rtol: float, device: str | None, timeout: float | None) -> None:
+    """Re-make every table and figure from the archived rows (all in one process: they are cheap);
+    a job whose output differs there is re-run alone before a mismatch is reported, so that no
+    state shared between jobs of one process can cause it."""
+    free, tied = _independent(jobs)
+    work = root / ".verify" / "tables_and_figures"
+    moved = {id(j): _set_aside(root, j, work) for j in free}
+    retry: list[Job] = []
+    try:
+        results = _run_replays(root, free, [configs[j.record["config_digest"]] for j in free], manifest, device,
+                               None if timeout is None else timeout * max(1, len(free)), work)
+        for j, (ok, info) in zip(free, results):
+            verdicts = _compare_outputs(root, j, info, work, atol, rtol) if ok else [(j.outputs[0], False, info)]
+            if all(v[1] is not False for v in verdicts):
+                _report(report, verdicts)
+            else:
+                retry.append(j)
+    finally:
+        for j in free:
+            _put_back(root, j, moved[id(j)], work)
+    for k, j in enumerate(retry + tied):
+        replay_and_compare(root, j, configs[j.record["config_digest"]], manifest, report, 900 + k, atol, rtol,
+                           device, timeout)
+
+
+def is_table_or_figure(job: Job) -> bool:
+    return any(_is_final(o) for o in job.outputs)
+
+
+def check_tensor_digests(root: Path, report: Report) -> None:
+    """Each archived tensor artifact's data against the digest recorded when it was written (what
+    a byte changed after the fact, under a rewritten manifest, cannot hide from)."""
+    from . import io
+
+    checked = old = bad = 0
+    for name in _archive_files(root):
+        if not (name.startswith("results/") and name.endswith(".safetensors")):
+            continue
+        try:
+            want = io.recorded_digest(root / name)
+            if want is None:
+                old += 1
+                continue
+            tensors, _ = io.load_tensors(root / name, verify=False)
+        except Exception as e:  # noqa: BLE001 - unreadable: say so, naming it
+            report.add(name, False, f"unreadable tensor artifact ({type(e).__name__}: {e})")
+            bad += 1
+            continue
+        checked += 1
+        got = io.tensor_digest(tensors)
+        if got != want:
+            bad += 1
+            report.add(name, False, f"tensor data has sha256 {got[:16]}…, not the {str(want)[:16]}… recorded when "
+                                    f"it was written (altered after the job wrote it)")
+    if not bad and checked:
+        report.add("tensor data", True, f"{checked} tensor artifacts match the digest recorded when they were written")
+    if old:
+        report.note("tensor data", f"{old} tensor artifact(s) were written before digests were recorded (not checked)")
+
+
+def check_id(root: Path, expect_id: str, report: Report) -> None:
+    """The archive id (sha256 of the manifest) against the one a paper or README publishes."""
+    want = expect_id.strip().lower()
+    mpath = root / MANIFEST
+    got = _sha(mpath) if mpath.exists() else None
+    if not re.fullmatch(r"[0-9a-f]{64}", want):
+        report.add("archive id", False, f"--expect-id {expect_id!r} is not an archive id (64 hexadecimal digits, "
+                                        f"as `gibench archive` prints it)")
+    elif got != want:
+        report.add("archive id", False, f"{got} is not the expected {want}: this is another archive (or one whose "
+                                        f"contents and manifest were both changed)")
+    else:
+        report.add("archive id", True, f"{got} is the expected id")
 
 
 def verify(archive: str | Path, sample: int | None = 4, seed: int = 0, atol: float = DEFAULT_ATOL,
            rtol: float = DEFAULT_RTOL, keep: str | Path | None = None, only: Iterable[str] = (),
-           device: str | None = None, timeout: float | None = 3600.0) -> Report:
-    """Check an archive; see the module docstring.  ``sample``: jobs to re-run (None: all, 0: none)."""
+           device: str | None = None, timeout: float | None = 3600.0, derive: bool = True,
+           expect_id: str | None = None) -> Report:
+    """Check an archive; see the module docstring.  ``sample``: other jobs to re-run (None: all, 0:
+    none); ``derive``: re-make every table and figure from the archived rows; ``expect_id``: the
+    archive id the archive must have."""
     report = Report()
     archive = Path(archive)
     if not archive.exists():
@@ -842,23 +998,43 @@ def verify(archive: str | Path, sample: int | None = 4, seed: int = 0, atol: flo
         except (tarfile.TarError, OSError, EOFError, ArchiveError) as e:
             report.add(str(archive), False, f"not a readable archive ({e})")
             return report
+        if expect_id is not None:
+            check_id(root, expect_id, report)
         digests: dict[str, str] = {}
         manifest = check_manifest(root, report, digests) or {}
         configs = check_configs(root, manifest, report)
+        check_tensor_digests(root, report)
         records = all_records(root)
         check_chain(root, records, digests, report)
-        if sample == 0:
-            report.note("replay", "no jobs re-run (--jobs 0)")
+        if sample == 0 and not derive:
+            report.note("replay", "no jobs re-run (--jobs 0 --no-derive)")
             return report
         jobs, skipped = replay_jobs(root, records, configs)
         if skipped:
             report.note("replay", "not re-runnable from the archive: " +
                         ", ".join(f"{n} job(s): {why}" for why, n in sorted(skipped.items())))
-        picked = sample_jobs(jobs, sample, seed, only)
-        if not picked:
-            report.add("replay", False, "no job could be re-run from the archive" + (f" matching {list(only)}" if only else ""))
+        final = [j for j in jobs if is_table_or_figure(j)] if derive else []
+        if derive:
+            n_final = len({_job_key(r) for n, r in records.items() if _is_final(n)})
+            if not final and n_final:
+                report.add("tables and figures", False, f"none of the {n_final} table/figure jobs can be re-made "
+                                                        f"from the archive")
+            elif final:
+                report.note("tables and figures", f"re-making all {len(final)} table and figure jobs from the "
+                                                  f"archived rows" + (f" ({n_final - len(final)} cannot be)"
+                                                                      if n_final > len(final) else ""))
+                rederive(root, final, configs, manifest, report, atol, rtol, device, timeout)
+        if sample == 0:
+            report.note("replay", "no other jobs re-run (--jobs 0)")
             return report
-        report.note("replay", f"re-running {len(picked)} of {len(jobs)} re-runnable jobs (seed {seed}; rules "
+        others = [j for j in jobs if j not in final]
+        picked = sample_jobs(others, sample, seed, only)
+        if not picked:
+            if not final:
+                report.add("replay", False, "no job could be re-run from the archive"
+                           + (f" matching {list(only)}" if only else ""))
+            return report
+        report.note("replay", f"re-running {len(picked)} of {len(others)} other re-runnable jobs (seed {seed}; rules "
                               f"{', '.join(sorted({j.rule for j in picked}))})")
         for k, job in enumerate(picked):
             config = configs[job.record["config_digest"]]

@@ -3,7 +3,10 @@
   gibench where [--print-tables]            list (and print) the tables and figures of a run
   gibench provenance FILE...                a result file's record (+ run facts) in readable form
   gibench archive -o run.tar.gz             workflow + config + environment + results + sha256 manifest
-  gibench verify run.tar.gz [--jobs N]      check the manifest and the provenance chain, re-run N jobs
+  gibench verify run.tar.gz [--jobs N]      check the manifest and the provenance chain, re-derive the tables
+                                            and figures, re-run N jobs
+  gibench check-config FILE...              a config file's YAML (file:line:column of a syntax error) and
+                                            every check the Snakefile runs at DAG build
 """
 from __future__ import annotations
 
@@ -151,7 +154,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     n = None if args.all else args.jobs
     report = archive.verify(args.archive, sample=n, seed=args.seed, atol=args.atol, rtol=args.rtol, keep=args.keep,
-                            only=args.only or (), device=args.device, timeout=args.timeout)
+                            only=args.only or (), device=args.device, timeout=args.timeout,
+                            derive=not args.no_derive, expect_id=args.expect_id)
     for v in report.verdicts:
         tag = "INFO" if v.info else ("OK  " if v.ok else "FAIL")
         print(f"{tag}  {v.item}: {v.detail}")
@@ -160,6 +164,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
                          f"MISMATCH in {len(fails)} item(s): " + ", ".join(v.item for v in fails[:5])
                          + (" …" if len(fails) > 5 else "")))
     return 0 if report.ok else 1
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """What `snakemake --configfile FILE` cannot say: Snakemake reads the file before any workflow
+    code runs, and reports a YAML syntax error without file, line or column."""
+    from .config import ConfigError, load
+
+    rc = 0
+    for f in args.files:
+        try:
+            cfg = load(f)
+        except ConfigError as e:
+            print(e, file=sys.stderr)
+            rc = 1
+            continue
+        print(f"{f}: valid (studies: {', '.join(cfg['studies'])})")
+    return rc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,9 +207,16 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"leave out files matching GLOB (* spans directories; default: {', '.join(_a.DEFAULT_EXCLUDE)})")
     a.add_argument("--include-scores", action="store_true", help="also pack significance scores (large)")
     a.set_defaults(fn=cmd_archive)
-    v = sub.add_parser("verify", help="check an archive's manifest and provenance chain, re-run a sample of its jobs")
+    v = sub.add_parser("verify", help="check an archive's manifest and provenance chain, re-make its tables and "
+                                      "figures, re-run a sample of its other jobs")
     v.add_argument("archive")
-    v.add_argument("--jobs", type=int, default=4, help="how many jobs to re-run (default 4; 0: none)")
+    v.add_argument("--jobs", type=int, default=4,
+                   help="how many jobs to re-run besides the tables and figures (default 4; 0: none)")
+    v.add_argument("--no-derive", action="store_true",
+                   help="do not re-make the tables and figures from the archived rows (by default all are)")
+    v.add_argument("--expect-id", metavar="ID", default=None,
+                   help="the archive id (sha256 of ARCHIVE/MANIFEST.json) the archive must have, e.g. the one a "
+                        "paper or README publishes")
     v.add_argument("--all", action="store_true", help="re-run every job that can be re-run from the archive")
     v.add_argument("--only", action="append", metavar="GLOB", help="re-run only jobs with an output matching GLOB")
     v.add_argument("--seed", type=int, default=0, help="seed of the deterministic job sample (default 0)")
@@ -201,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--timeout", type=float, default=3600.0, help="seconds per re-run job (default 3600)")
     v.add_argument("--keep", default=None, help="unpack into this directory and keep it (default: a temporary one)")
     v.set_defaults(fn=cmd_verify)
+    c = sub.add_parser("check-config", help="check config files: YAML syntax (file:line:column) and every DAG-build check")
+    c.add_argument("files", nargs="+")
+    c.set_defaults(fn=cmd_check_config)
     args = p.parse_args(argv)
     return args.fn(args)
 

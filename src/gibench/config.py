@@ -52,6 +52,15 @@ def _format_error(err: jsonschema.ValidationError) -> str:
         return f"config error at {where}: unknown key(s) {', '.join(map(repr, extra))}{hint}"
     if err.validator == "required":
         return f"config error at {where}: {err.message}"
+    if err.validator == "uniqueItems" and isinstance(err.instance, list):
+        seen, dup = [], []
+        for v in err.instance:
+            (dup if v in seen and v not in dup else seen).append(v)
+        return (f"config error at {where}: {', '.join(map(repr, dup))} listed more than once "
+                f"(duplicate entries in {err.instance!r})")
+    if err.validator == "minItems" and isinstance(err.instance, list):
+        return (f"config error at {where}: {err.instance!r} has {len(err.instance)} item(s); "
+                f"list at least {err.validator_value}")
     return (f"config error at {where}: {err.instance!r} is not allowed ({err.message}); "
             f"expected {_describe(err.schema)}")
 
@@ -115,6 +124,21 @@ def _check_semantics(config: dict) -> None:
     for name, ds in config["datasets"].items():
         if name not in DATASETS:
             errs.append(f"config error at datasets.{name}: unknown dataset {name!r}; known: {', '.join(DATASETS.names())}")
+            continue
+        entry = DATASETS.get(name)
+        src, split = ds.get("source", "bundled"), ds.get("split", "test")
+        if src == "bundled" and split not in entry.bundled_splits:
+            have = list(entry.bundled_splits)
+            errs.append(f"config error at datasets.{name}.split: the bundled slice of {name} has "
+                        f"{'split(s) ' + ', '.join(map(repr, have)) if have else 'no split (it is not bundled)'}, "
+                        f"not {split!r}; use source: hub for other splits")
+            continue
+        size = entry.pool_size(src, split)
+        if size is not None and ds["victims"] > size:     # before any target list is built from it
+            errs.append(f"config error at datasets.{name}.victims: {ds['victims']} is more than the {size} samples "
+                        f"of {name}'s {src} split {split!r} (the pool victims are drawn from)")
+    if errs:            # study checks and target lists would be built from these sizes
+        raise ConfigError("\n".join(errs))
     from .pipeline.studies import STUDIES
 
     from .pipeline.jobs_fl import check_fl
@@ -123,7 +147,7 @@ def _check_semantics(config: dict) -> None:
         errs += STUDIES.get(study).check(config, study_cfg)
         errs += check_fl(config, study)            # the study's fl block (FedAvg runs), if any
     if errs:
-        raise ConfigError("\n".join(errs))
+        raise ConfigError("\n".join(dict.fromkeys(errs)))
 
 
 def _check_selective_encryption(config: dict, se: dict) -> list[str]:
@@ -147,6 +171,9 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
         if m not in MODELS:
             errs.append(f"config error at {pre}.models.{m}: unknown model {m!r}; known: {', '.join(MODELS.names())}")
     sig = se["significance"]
+    if not sig["metrics"] and not any((e or {}).get("metrics") for e in (se.get("attacks") or {}).values()):
+        errs.append(f"config error at {pre}.significance.metrics: the list is empty, so no mask would be made or "
+                    f"attacked and the tables would hold a header only; list at least one metric, e.g. [grad]")
     for i, r in enumerate(sig["ratios"]):
         if abs(round(r * 1000) - r * 1000) > 1e-6:
             errs.append(f"config error at {pre}.significance.ratios[{i}]: {r} has more than 3 decimals (file names use r0.000)")
@@ -172,14 +199,22 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     if ATTACKS is not None:
         from .pipeline.jobs_text import TEXT_ATTACKS  # lamp, dager: their own call convention
 
+        from .params import attack_param_errors
+
         for name, entry in se.get("attacks", {}).items():
             kind = entry.get("type", name)
             if kind not in ATTACKS and kind not in TEXT_ATTACKS:
                 errs.append(f"config error at {pre}.attacks.{name}: unknown attack {kind!r}; known: "
                             f"{', '.join(sorted(ATTACKS.names() + TEXT_ATTACKS.names()))}")
+                continue
+            base = [(f"{pre}.attacks.{name}.params", entry.get("params") or {})]
+            errs += attack_param_errors(kind, base)
+            for m, over in (entry.get("model_params") or {}).items():   # what the job on model m receives
+                errs += attack_param_errors(kind, base + [(f"{pre}.attacks.{name}.model_params.{m}", over)])
     from .pipeline.jobs_text import check_text_study
 
     errs += check_text_study(config, se)            # text cases and attacks, per-attack grids (fills text defaults)
+    errs = list(dict.fromkeys(errs))
     ev = se["evaluation"]
     ev.setdefault("protection", {})
     ev["protection"].setdefault("image", dict(DEFAULT_PROTECTION["image"]))
@@ -187,15 +222,43 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     return errs
 
 
-def load(path: str | Path, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
+def read_yaml(path: str | Path) -> Any:
+    """A YAML/JSON file's content; a one-line error naming the file (and line and column of a
+    syntax error) instead of a traceback or a message without the place."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found (working directory {Path.cwd()})")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
     try:
-        cfg = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        line = text.splitlines()[mark.line] if mark is not None and mark.line < len(text.splitlines()) else ""
+        shown = f"\n    {line}\n    {' ' * mark.column}^" if line else ""
+        return_hint = " (a tab in the indentation or an unclosed bracket or quote is the usual cause)"
+        raise ConfigError(f"{where}: not valid YAML: {what}{return_hint}{shown}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    return validate(cfg or {}, schema_path)
+
+
+def load(path: str | Path, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
+    cfg = read_yaml(path)
+    if cfg is not None and not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping (datasets:, studies:, ...), "
+                          f"not a {type(cfg).__name__}")
+    try:
+        return validate(cfg or {}, schema_path)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: " + str(e).replace("\n", f"\n{path}: ")) from None
 
 
 def fmt_ratio(r: float) -> str:

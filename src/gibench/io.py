@@ -13,6 +13,8 @@ half-written artifact behind.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import math
 import os
@@ -33,21 +35,54 @@ class ArtifactError(RuntimeError):
     """A file is missing, malformed or lacks its provenance record."""
 
 
+class DiskFull(ArtifactError):
+    """No space (or quota) left while writing an artifact; the message names the file."""
+
+    errno = errno.ENOSPC
+
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _disk_full(e: BaseException) -> bool:
+    """True for "no space left" / "quota exceeded", also when a library (pyarrow) drops the errno."""
+    return (isinstance(e, OSError) and e.errno in _FULL) or "No space left on device" in str(e) \
+        or "Disk quota exceeded" in str(e)
+
+
+def _free_bytes(folder: Path) -> str:
+    try:
+        st = os.statvfs(folder)
+        return f"{st.f_bavail * st.f_frsize / 2**20:.0f} MiB free there now"
+    except OSError:
+        return "free space unknown"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path in the target's directory, fsynced and renamed over ``path`` when the
+    block ends without error (removed otherwise).  A full disk or exhausted quota raises
+    :class:`DiskFull` naming ``path`` (nothing half-written is left behind)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+    except BaseException as e:
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
+        if _disk_full(e) and not isinstance(e, DiskFull):
+            raise DiskFull(f"{path}: no space left on the device (or quota exceeded) while "
+                                         f"writing it ({_free_bytes(path.parent)}); nothing was written. Free "
+                                         f"space on that filesystem (or put the working directory elsewhere) "
+                                         f"and run again") from e
         raise
 
 
@@ -88,30 +123,66 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 # ---------------------------------------------------------------- tensors (safetensors)
 
+#: key of the embedded record that holds :func:`tensor_digest` of the file's tensors (verified on load)
+DIGEST_KEY = "tensor_sha256"
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over every tensor in name order: its name, dtype and shape, then its raw bytes
+    (CPU, contiguous, native little-endian: the bytes safetensors stores)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach()
+        if t.device.type != "cpu":
+            t = t.to("cpu")
+        t = t.contiguous()
+        h.update(json.dumps([name, str(t.dtype).removeprefix("torch."), list(t.shape)]).encode())
+        if t.numel():
+            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()
+
+
 def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
                  record: Mapping[str, Any]) -> None:
+    """Write ``tensors`` with ``record`` embedded, plus the digest of their data (:data:`DIGEST_KEY`),
+    which :func:`load_tensors` checks: a flipped byte in the data is found when the file is read."""
     clean = {}
     for k, v in tensors.items():
         if not isinstance(v, torch.Tensor):
             raise TypeError(f"save_tensors({path}): {k!r} is {type(v).__name__}, not a tensor")
         clean[k] = v.detach().to("cpu").contiguous()
-    meta = {META_KEY: json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)}
+    rec = {**dict(record), DIGEST_KEY: tensor_digest(clean)}
+    meta = {META_KEY: json.dumps(rec, sort_keys=True, separators=(",", ":"), default=str)}
     data = st_save(clean, metadata=meta)
     write_bytes(path, data)
 
 
-def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu"
+def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True
                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the embedded record (without the digest) of a gibench tensor artifact.
+    The tensor data must match the digest its record holds (files written before digests were
+    recorded have none and are read unchecked; ``verify=False``: not checked, for tools that
+    report a mismatch themselves)."""
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{path}: no such file")
     try:
-        with safe_open(os.fspath(path), framework="pt", device=str(device)) as f:
+        with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types
         raise ArtifactError(f"{path}: not a readable safetensors file ({e})") from e
-    return tensors, _parse_record(path, meta.get(META_KEY))
+    record = _parse_record(path, meta.get(META_KEY), keep_digest=True)
+    want = record.pop(DIGEST_KEY, None)
+    if want is not None and verify:
+        got = tensor_digest(tensors)
+        if got != want:
+            raise ArtifactError(f"{path}: its tensor data has sha256 {got[:16]}…, not the {str(want)[:16]}… "
+                                f"recorded when it was written: the file was altered or damaged since. Delete it "
+                                f"and run the workflow again (the job that makes it re-creates it)")
+    if str(device) != "cpu":
+        tensors = {k: v.to(device) for k, v in tensors.items()}
+    return tensors, record
 
 
 def tensor_names_in_file_order(path: str | os.PathLike) -> list[str]:
@@ -152,13 +223,25 @@ def load_table(path: str | os.PathLike) -> tuple[pa.Table, dict[str, Any]]:
 
 # ---------------------------------------------------------------- generic
 
-def _parse_record(path: Path, raw: str | None) -> dict[str, Any]:
+def _parse_record(path: Path, raw: str | None, keep_digest: bool = False) -> dict[str, Any]:
+    """The embedded record; the content digest (an integrity field of the file, checked by
+    :func:`load_tensors`) is not part of it unless ``keep_digest``."""
     if raw is None:
         raise ArtifactError(f"{path}: has no embedded gibench provenance record")
     try:
-        return json.loads(raw)
+        rec = json.loads(raw)
     except json.JSONDecodeError as e:
         raise ArtifactError(f"{path}: provenance record is not valid JSON ({e})") from e
+    if not keep_digest and isinstance(rec, dict):
+        rec.pop(DIGEST_KEY, None)
+    return rec
+
+
+def recorded_digest(path: str | os.PathLike) -> str | None:
+    """The tensor-data digest a tensor artifact recorded when it was written (None: an older file)."""
+    with safe_open(os.fspath(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get(META_KEY)
+    return _parse_record(Path(path), raw, keep_digest=True).get(DIGEST_KEY) if raw else None
 
 
 def read_record(path: str | os.PathLike) -> dict[str, Any]:

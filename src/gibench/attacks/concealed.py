@@ -25,7 +25,8 @@ from torch import nn
 from . import ATTACKS, AttackResult
 from . import ggl as _ggl  # noqa: F401  (registers ggl)
 from . import imprint as _imprint  # noqa: F401  (registers imprint)
-from .ig import (attack_labels, initial_input, invert, nothing_to_match, prepare_model, resolve_cfg,
+from ..params import ParamSpec
+from .ig import (SCHEMA as IG_SCHEMA, attack_labels, initial_input, invert, nothing_to_match, prepare_model, resolve_cfg,
                  result_from)
 from .objectives import GradientMatch
 
@@ -39,6 +40,12 @@ GS_DEFAULTS: dict[str, Any] = {
 
 def gs_cfg(cfg: dict | None) -> dict:
     return resolve_cfg({**GS_DEFAULTS, **dict(cfg or {})})
+
+
+def _params(kind: str) -> ParamSpec:
+    from .ig import DEFAULTS
+
+    return ParamSpec(kind, IG_SCHEMA, {**DEFAULTS, **GS_DEFAULTS}, gs_cfg)
 
 
 def _run(model: nn.Module, shared, visible, *, input_shape, mean, std, labels, cfg, seed, device, progress,
@@ -62,7 +69,7 @@ def _run(model: nn.Module, shared, visible, *, input_shape, mean, std, labels, c
     return result_from(loop, y, info)
 
 
-@ATTACKS.register("gs")
+@ATTACKS.register("gs", params=_params("gs"))
 def gs_attack(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None, *,
               input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None, seed: int,
               device: torch.device | str = "cpu", progress: Callable[[int, float], None] | None = None,
@@ -71,7 +78,7 @@ def gs_attack(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[s
                 seed=seed, device=device, progress=progress, init_x=None, kind="gs")
 
 
-@ATTACKS.register("adaptive")
+@ATTACKS.register("adaptive", params=_params("adaptive"))
 def adaptive_attack(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None, *,
                     input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None,
                     seed: int, device: torch.device | str = "cpu",

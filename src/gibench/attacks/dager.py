@@ -109,6 +109,35 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def _int(lo: int, null: bool = False) -> dict:
+    return {"type": ["integer", "null"] if null else "integer", "minimum": lo}
+
+
+#: JSON schema of each option (gibench.params: checked when the DAG is built)
+SCHEMA: dict[str, dict] = {
+    "variant": {"enum": list(VARIANTS)},
+    "rank_tol": {"anyOf": [{"enum": ["gap", "readme", None]}, {"type": "number", "exclusiveMinimum": 0}]},
+    "rank_gap": {"type": "number", "exclusiveMinimum": 1},
+    "rank_cutoff": _int(0),
+    "rank_blocks": _int(1),
+    "n_layers": _int(2),
+    "l1_span_thresh": {"type": "number", "exclusiveMinimum": 0},
+    "l2_span_thresh": {"type": "number", "exclusiveMinimum": 0},
+    "l1_filter": {"enum": ["all", "maxB"]},
+    "parallel": _int(1),
+    "distinct_thresh": {"type": "number", "minimum": 0, "maximum": 1},
+    "batch_size": _int(1, null=True),
+    "max_len": _int(1, null=True),
+    "time_limit": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    "max_l1_candidates": _int(1, null=True),
+    "max_step_candidates": _int(1),
+    "max_prefixes": _int(1),
+    "pool_size": _int(1),
+    "vocab_chunk": _int(1, null=True),
+    "span_dtype": {"enum": ["float32", "float64"]},
+}
+
+
 @dataclass
 class DagerResult:
     """``sequences``: recovered token ids, one list per sentence (``batch_size`` of them when

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..params import ParamSpec
 from . import ATTACKS, AttackResult
 
 LATENT = 128
@@ -148,7 +149,24 @@ def resolve_cfg(cfg: dict | None) -> dict:
     return out
 
 
-@ATTACKS.register("ggl")
+_POS = {"type": "number", "exclusiveMinimum": 0}
+#: JSON schema of each option (gibench.params)
+SCHEMA: dict[str, dict] = {
+    "optimizer": {"enum": ["adam", "cma"]},
+    "iterations": {"type": "integer", "minimum": 0},
+    "lr": _POS,
+    "lr_schedule": {"enum": ["multistep", "none"]},
+    "tv": {"type": "number", "minimum": 0},
+    "kld": {"type": "number", "minimum": 0},
+    "budget": {"type": "integer", "minimum": 1},
+    "population": {"type": "integer", "minimum": 2},
+    "sigma0": _POS,
+    "cma_kld": {"type": "number", "minimum": 0},
+    "labels": {"enum": ["known", "recover"]},
+}
+
+
+@ATTACKS.register("ggl", params=ParamSpec("ggl", SCHEMA, DEFAULTS, resolve_cfg))
 def ggl_attack(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None, *,
                input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None, seed: int,
                device: torch.device | str = "cpu", progress: Callable[[int, float], None] | None = None,

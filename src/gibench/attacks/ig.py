@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..params import ParamSpec
 from . import ATTACKS, AttackResult
 from .labels import LabelRecoveryRefused, recover_labels
 from .objectives import COSTS, GradientMatch
@@ -63,6 +64,30 @@ DEFAULTS: dict[str, Any] = {
 }
 MILESTONES = (2.667, 1.6, 1.142)
 
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+#: JSON schema of each option (gibench.params: checked when the DAG is built, in every study)
+SCHEMA: dict[str, dict] = {
+    "iterations": {"type": "integer", "minimum": 0},
+    "lr": _POSITIVE,
+    "optimizer": {"enum": ["adam", "sgd"]},
+    "lr_schedule": {"enum": ["multistep", "plateau", "none"]},
+    "signed": {"type": "boolean"},
+    "boxed": {"type": "boolean"},
+    "tv": {"type": "number", "minimum": 0},
+    "init": {"enum": ["randn", "rand", "zeros"]},
+    "cost": {"enum": list(COSTS)},
+    "labels": {"enum": ["known", "recover"]},
+    "model_mode": {"enum": ["eval", "train"]},
+    "keep": {"enum": ["last", "best"]},
+    "trace_every": {"type": ["integer", "null"], "minimum": 1},
+    "time_limit": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    "dtype": {"enum": ["float32", "float64"]},
+    "plateau_factor": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "plateau_patience": {"type": "integer", "minimum": 1},
+    "stop_loss": {"type": ["number", "null"]},
+    "stop_patience": {"type": ["integer", "null"], "minimum": 1},
+}
+
 
 def resolve_cfg(cfg: dict | None) -> dict:
     cfg = dict(cfg or {})
@@ -81,6 +106,9 @@ def resolve_cfg(cfg: dict | None) -> dict:
     if out["iterations"] < 0:
         raise ValueError(f"ig: iterations must be >= 0, got {out['iterations']}")
     return out
+
+
+PARAMS = ParamSpec("ig", SCHEMA, DEFAULTS, resolve_cfg)
 
 
 def milestones(iterations: int) -> list[int]:
@@ -290,7 +318,7 @@ def result_from(loop: dict[str, Any], y: torch.Tensor, info: dict[str, Any]) -> 
                         final_loss=loop["final_distance"], trace=loop["trace"], info=info)
 
 
-@ATTACKS.register("ig")
+@ATTACKS.register("ig", params=PARAMS)
 def inverting_gradients(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None,
                         *, input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None,
                         seed: int, device: torch.device | str = "cpu",

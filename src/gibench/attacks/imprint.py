@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..params import ParamSpec
 from . import ATTACKS, AttackResult
 
 BLOCK_PREFIX = "imprint."
@@ -140,7 +141,17 @@ def read_out(dw: torch.Tensor, db: torch.Tensor, n_images: int, select: str = "w
     return torch.stack(xs[:n_images]), hits
 
 
-@ATTACKS.register("imprint")
+#: JSON schema of each option (gibench.params); bins, gain and mode also build the server's block
+SCHEMA: dict[str, dict] = {
+    "bins": {"type": "integer", "minimum": 1},
+    "gain": {"type": "number", "exclusiveMinimum": 0},
+    "mode": {"type": "integer", "minimum": 0},
+    "select": {"enum": list(SELECT_RULES)},
+    "boxed": {"type": "boolean"},
+}
+
+
+@ATTACKS.register("imprint", params=ParamSpec("imprint", SCHEMA, DEFAULTS, resolve_cfg))
 def imprint_attack(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None, *,
                    input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None, seed: int,
                    device: torch.device | str = "cpu", progress=None, server: ImprintSecrets | dict | None = None,

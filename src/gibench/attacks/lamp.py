@@ -142,6 +142,38 @@ def resolve_cfg(cfg: dict | None) -> dict:
     return out
 
 
+def _nonneg(t: str = "number") -> dict:
+    return {"type": t, "minimum": 0}
+
+
+#: JSON schema of each option (gibench.params: checked when the DAG is built); ``prior`` is the
+#: pipeline's key for the language-model prior (loaded by the caller, see jobs_text)
+SCHEMA: dict[str, dict] = {
+    "variant": {"enum": sorted(VARIANTS)},
+    "loss": {"enum": [*LOSSES, None]},
+    "tag_factor": _nonneg(),
+    "coeff_perplexity": {"type": ["number", "null"], "minimum": 0},
+    "coeff_reg": {"type": ["number", "null"], "minimum": 0},
+    "lr": {"type": "number", "exclusiveMinimum": 0},
+    "lr_decay": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "lr_step": {"type": "integer", "minimum": 1},
+    "n_steps": _nonneg("integer"),
+    "init_candidates": {"type": "integer", "minimum": 1},
+    "init_permutations": _nonneg("integer"),
+    "init_size": {"anyOf": [{"enum": ["auto"]}, {"type": "number", "exclusiveMinimum": 0}]},
+    "swap_every": {"type": "integer", "minimum": 1},
+    "swap_burnin": {"type": "number", "minimum": 0, "maximum": 1},
+    "swap_candidates": {"type": "integer", "minimum": 1},
+    "time_limit": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    "model_mode": {"enum": ["eval", "train"]},
+    "exclude_unused": {"type": "boolean"},
+    "trace_every": {"type": "integer", "minimum": 1},
+    "eval_chunk": {"type": "integer", "minimum": 1},
+    "eval_memory_mb": {"type": "integer", "minimum": 1},
+    "prior": {"type": ["string", "null"]},
+}
+
+
 # --------------------------------------------------------------------------- objective
 
 class MaskedGradDistance:

@@ -59,7 +59,8 @@ import torch
 from torch import nn
 
 from . import ATTACKS, AttackResult
-from .ig import (DEFAULTS as IG_DEFAULTS, Extra, attack_labels, initial_input, invert, nothing_to_match,
+from ..params import ParamSpec
+from .ig import (DEFAULTS as IG_DEFAULTS, SCHEMA as IG_SCHEMA, Extra, attack_labels, initial_input, invert, nothing_to_match,
                  prepare_model, resolve_cfg, result_from)
 from .objectives import GradientMatch
 
@@ -327,13 +328,29 @@ def prepare(kind: str, model: nn.Module, shared: dict[str, torch.Tensor], visibl
     return Prepared(model, match, y, x0, box, c, dummy_gradient, extras, penalty, info)
 
 
+_LR = {"type": ["number", "null"], "exclusiveMinimum": 0}
+#: JSON schema of this module's own options (gibench.params); every attack here also takes IG's
+OPTIONS_SCHEMA: dict[str, dict] = {
+    "mask_lr": _LR, "eps_lr": _LR, "noise_lr": _LR,
+    "mask_reg": {"type": "number", "minimum": 0},
+    "noise_reg": {"type": "number", "minimum": 0},
+    "ignore": {"anyOf": [{"enum": ["auto"]}, {"type": "array", "items": {"type": "string"}}]},
+    "secret_noise": {"enum": ["add", "subtract"]},
+}
+
+
+def params_spec(kind: str) -> ParamSpec:
+    return ParamSpec(kind, {**IG_SCHEMA, **OPTIONS_SCHEMA}, {**IG_DEFAULTS, **OPTIONS},
+                     lambda cfg: split_cfg(kind, cfg))
+
+
 def _register(kind: str, doc: str) -> None:
     def attack(model, shared, visible, **kwargs) -> AttackResult:
         return defended_attack(kind, model, shared, visible, **kwargs)
 
     attack.__name__ = kind
     attack.__doc__ = doc
-    ATTACKS.add(kind, attack)
+    ATTACKS.add(kind, attack, params=params_spec(kind))
 
 
 for _kind, _doc in {

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -43,6 +44,11 @@ class ImageDataset:
     hub_label_column: str
     hub_splits: dict[str, str] = field(default_factory=dict)   # our split name -> hub split
     licence: str = ""
+    #: samples per split, "<source>:<split>" -> count (the config check bounds `victims` by it)
+    pool_sizes: dict[str, int] = field(default_factory=dict)
+
+    def pool_size(self, source: str, split: str) -> int | None:
+        return pool_size(self, source, split)
 
     # -- normalisation (the model's input space)
     def normalize(self, x_uint8_nhwc: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -84,6 +90,11 @@ class ImageDataset:
         raise ValueError(f"dataset {self.name!r}: unknown source {source!r} (bundled | hub)")
 
 
+def pool_size(ds, source: str, split: str) -> int | None:
+    """How many samples ``split`` of ``source`` holds (None: not declared in the registry entry)."""
+    return (getattr(ds, "pool_sizes", None) or {}).get(f"{source}:{split}")
+
+
 def verify_bundled(folder: Path, files: list[str]) -> None:
     """Check bundled files against the sha256 in their PROVENANCE.jsonl."""
     prov = folder / "PROVENANCE.jsonl"
@@ -102,8 +113,21 @@ def verify_bundled(folder: Path, files: list[str]) -> None:
         if name in want:
             got = hashlib.sha256(p.read_bytes()).hexdigest()
             if got != want[name]:
-                raise DatasetUnavailable(f"{p}: sha256 {got[:12]}… does not match its "
-                                         f"PROVENANCE.jsonl entry {want[name][:12]}…")
+                raise DatasetUnavailable(f"{p}: sha256 {got[:12]}… does not match its PROVENANCE.jsonl entry "
+                                         f"{want[name][:12]}… (the bundled file is damaged, truncated or "
+                                         f"replaced); restore it from git: `git checkout -- {p}`")
+
+
+@contextlib.contextmanager
+def reading_bundled(path: Path):
+    """Turn any failure to parse a bundled file into one line naming the file and how to restore it."""
+    try:
+        yield
+    except DatasetUnavailable:
+        raise
+    except Exception as e:  # noqa: BLE001 - pickle, gzip, struct, JSON, PIL: all mean a damaged file
+        raise DatasetUnavailable(f"{path}: cannot read this bundled file ({type(e).__name__}: {e}); it is damaged "
+                                 f"or truncated: restore it from git: `git checkout -- {path}`") from e
 
 
 def choose_victims(split: ImageSplit, n: int, seed: int) -> np.ndarray:

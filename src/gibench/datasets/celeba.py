@@ -57,4 +57,5 @@ DATASETS.add("celeba", CelebADataset(
     "celeba", 2, (3, SIZE, SIZE), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), _no_bundled, (),
     hub_id="flwrlabs/celeba", hub_image_column="image", hub_label_column="Male",
     hub_splits={"train": "train", "valid": "valid", "test": "test"},
-    licence="CelebA: non-commercial research only (no redistribution)"))
+    licence="CelebA: non-commercial research only (no redistribution)",
+    pool_sizes={"hub:train": 162770, "hub:valid": 19867, "hub:test": 19962}))

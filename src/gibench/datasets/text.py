@@ -87,6 +87,13 @@ class TextDataset:
     modality: str = "text"
     #: token sequences have no fixed shape; kept so text and image datasets share the model builder call
     shape: tuple = ()
+    #: sentences per split before any token-length filter, "<source>:<split>" -> count
+    pool_sizes: dict[str, int] = field(default_factory=dict)
+
+    def pool_size(self, source: str, split: str) -> int | None:
+        from .base import pool_size
+
+        return pool_size(self, source, split)
 
     def load(self, source: str, split: str, resources_dir: str | Path,
              hub_dir: str | Path | None = None) -> TextSplit:
@@ -196,17 +203,20 @@ DATASETS.add("cola", TextDataset(
     "cola", 2, ["unacceptable", "acceptable"], _cola_bundled, ("in_domain_dev",),
     hub_id="nyu-mll/glue", hub_config="cola", text_column="sentence", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
-    licence="CoLA: research use (fair use, see resources/text/cola/README)"))
+    licence="CoLA: research use (fair use, see resources/text/cola/README)",
+    pool_sizes={"bundled:in_domain_dev": 527, "hub:train": 8551, "hub:validation": 1043, "hub:test": 1063}))
 DATASETS.add("sst2", TextDataset(
     "sst2", 2, ["negative", "positive"], _sst2_bundled, ("validation",),
     hub_id="nyu-mll/glue", hub_config="sst2", text_column="sentence", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
-    licence="SST-2 (GLUE): research use"))
+    licence="SST-2 (GLUE): research use",
+    pool_sizes={"bundled:validation": 872, "hub:train": 67349, "hub:validation": 872, "hub:test": 1821}))
 DATASETS.add("rotten_tomatoes", TextDataset(
     "rotten_tomatoes", 2, ["negative", "positive"], _rt_bundled, ("first500",),
     hub_id="cornell-movie-review-data/rotten_tomatoes", hub_config=None, text_column="text", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
-    licence="sentence polarity v1.0 (Pang & Lee 2005): research use"))
+    licence="sentence polarity v1.0 (Pang & Lee 2005): research use",
+    pool_sizes={"bundled:first500": 1000, "hub:train": 8530, "hub:validation": 1066, "hub:test": 1066}))
 
 
 # --------------------------------------------------------------------------- hub

@@ -11,35 +11,38 @@ from pathlib import Path
 import numpy as np
 
 from . import DATASETS
-from .base import DatasetUnavailable, ImageDataset, ImageSplit, verify_bundled
+from .base import DatasetUnavailable, ImageDataset, ImageSplit, reading_bundled, verify_bundled
 
 
 def read_cifar_pickle(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     """A CIFAR python batch: dict with b'data' (N x 3072, channel-major) and labels."""
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="bytes")
-    data = np.asarray(d[b"data"], dtype=np.uint8)
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
-    labels = np.asarray(d[label_key], dtype=np.int64)
+    with reading_bundled(path):
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        data = np.asarray(d[b"data"], dtype=np.uint8)
+        images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+        labels = np.asarray(d[label_key], dtype=np.int64)
     return images, labels
 
 
 def read_cifar_names(path: Path, key: bytes) -> list[str]:
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="bytes")
-    return [n.decode() for n in d[key]]
+    with reading_bundled(path):
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        return [n.decode() for n in d[key]]
 
 
 def read_idx(path: Path) -> np.ndarray:
     """An idx file (MNIST), optionally gzipped."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte idx file")
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
+    with reading_bundled(path):
+        with opener(path, "rb") as f:
+            raw = f.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise ValueError(f"{path}: not an unsigned-byte idx file")
+        dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+        return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
 def _cifar100_bundled(folder: Path, split: str) -> ImageSplit:
@@ -80,7 +83,7 @@ def _tiny_imagenet_bundled(folder: Path, split: str) -> ImageSplit:
     images, labels, idx = [], [], []
     for r in rows:
         fname, wnid = r[0], r[1]
-        with Image.open(folder / "val_images" / fname) as im:
+        with reading_bundled(folder / "val_images" / fname), Image.open(folder / "val_images" / fname) as im:
             images.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
         labels.append(wnids.index(wnid))
         idx.append(int(fname.split("_")[1].split(".")[0]))
@@ -101,16 +104,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DATASETS.add("cifar100", ImageDataset(
     "cifar100", 100, (3, 32, 32), CIFAR100_MEAN, CIFAR100_STD, _cifar100_bundled, ("test",),
     hub_id="uoft-cs/cifar100", hub_image_column="img", hub_label_column="fine_label",
-    hub_splits={"train": "train", "test": "test"}, licence="no formal licence; cite Krizhevsky 2009"))
+    hub_splits={"train": "train", "test": "test"}, licence="no formal licence; cite Krizhevsky 2009",
+    pool_sizes={"bundled:test": 916, "hub:train": 50000, "hub:test": 10000}))
 DATASETS.add("cifar10", ImageDataset(
     "cifar10", 10, (3, 32, 32), CIFAR10_MEAN, CIFAR10_STD, _cifar10_bundled, ("test",),
     hub_id="uoft-cs/cifar10", hub_image_column="img", hub_label_column="label",
-    hub_splits={"train": "train", "test": "test"}, licence="no formal licence; cite Krizhevsky 2009"))
+    hub_splits={"train": "train", "test": "test"}, licence="no formal licence; cite Krizhevsky 2009",
+    pool_sizes={"bundled:test": 1017, "hub:train": 50000, "hub:test": 10000}))
 DATASETS.add("mnist", ImageDataset(
     "mnist", 10, (1, 28, 28), MNIST_MEAN, MNIST_STD, _mnist_bundled, ("test",),
     hub_id="ylecun/mnist", hub_image_column="image", hub_label_column="label",
-    hub_splits={"train": "train", "test": "test"}, licence="CC BY-SA 3.0"))
+    hub_splits={"train": "train", "test": "test"}, licence="CC BY-SA 3.0",
+    pool_sizes={"bundled:test": 10000, "hub:train": 60000, "hub:test": 10000}))
 DATASETS.add("tiny_imagenet", ImageDataset(
     "tiny_imagenet", 200, (3, 64, 64), IMAGENET_MEAN, IMAGENET_STD, _tiny_imagenet_bundled, ("val",),
     hub_id="zh-plus/tiny-imagenet", hub_image_column="image", hub_label_column="label",
-    hub_splits={"train": "train", "val": "valid"}, licence="ImageNet terms (non-commercial research)"))
+    hub_splits={"train": "train", "val": "valid"}, licence="ImageNet terms (non-commercial research)",
+    pool_sizes={"bundled:val": 200, "hub:train": 100000, "hub:val": 10000}))

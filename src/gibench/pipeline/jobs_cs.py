@@ -246,6 +246,7 @@ TABLE_DATASETS = {
 def check_cs(config: dict, c: dict) -> list[str]:
     from ..attacks import ATTACKS
     from ..defenses.concealed import CSDefenseError, CS_DEFENSES
+    from ..params import attack_param_errors
     from ..tables.concealed_samples import TABLES, needed_blocks
 
     pre = f"studies.{STUDY}"
@@ -268,11 +269,37 @@ def check_cs(config: dict, c: dict) -> list[str]:
         elif kind not in ("gs", "adaptive", "imprint", "ggl", "ig"):
             errs.append(f"config error at {pre}.attacks.{name}: attack type {kind!r} is not one of this study's "
                         "(gs, adaptive, imprint, ggl, ig)")
+        else:
+            base = [(f"{pre}.attacks.{name}.params", entry.get("params") or {})]
+            errs += attack_param_errors(kind, base)
+            for d, over in (entry.get("dataset_params") or {}).items():   # what the job on dataset d receives
+                errs += attack_param_errors(kind, base + [(f"{pre}.attacks.{name}.dataset_params.{d}", over)])
+    bad_params = False
     for d in c.get("defense_params", {}):
         for step in c["defense_params"][d]:
             if step not in CS_DEFENSES:
                 errs.append(f"config error at {pre}.defense_params.{d}.{step}: unknown defense step {step!r}; "
                             f"known: {', '.join(CS_DEFENSES.names())}")
+                continue
+            try:        # each dataset's defaults on their own, at their own key
+                CS_DEFENSES.get(step).build(c["defense_params"][d][step])
+            except (CSDefenseError, TypeError, ValueError) as e:
+                errs.append(f"config error at {pre}.defense_params.{d}.{step}: {e}")
+                bad_params = True
+    over = ((c.get("utility") or {}).get("defense_overrides") or {})
+    for step, opts in over.items():      # FedAvg-only options over each dataset's defaults
+        if step not in CS_DEFENSES:
+            errs.append(f"config error at {pre}.utility.defense_overrides.{step}: unknown defense step {step!r}; "
+                        f"known: {', '.join(CS_DEFENSES.names())}")
+            continue
+        for d in c["cases"]:
+            try:
+                CS_DEFENSES.get(step).build({**dict(c.get("defense_params", {}).get(d, {}).get(step, {})), **dict(opts)})
+            except (CSDefenseError, TypeError, ValueError) as e:
+                errs.append(f"config error at {pre}.utility.defense_overrides.{step} (dataset {d}): {e}")
+                bad_params = True
+    if bad_params:            # every defense list built from them would repeat the same complaint
+        return list(dict.fromkeys(errs))
     for name in c["defenses"]:
         for d in c["cases"]:
             try:

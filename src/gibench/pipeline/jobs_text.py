@@ -334,10 +334,21 @@ def _run_dager(ctx: TextAttackContext) -> TextAttackOutput:
                             trace, dict(res.info))
 
 
+def _text_params():
+    from ..attacks import dager, lamp
+    from ..params import ParamSpec
+
+    return (ParamSpec("lamp", lamp.SCHEMA, {**lamp.DEFAULTS, "prior": "none"}, lamp.resolve_cfg),
+            ParamSpec("dager", dager.SCHEMA, dager.DEFAULTS, dager.resolve_cfg))
+
+
+_LAMP_PARAMS, _DAGER_PARAMS = _text_params()
 TEXT_ATTACKS.add("lamp", TextAttack("lamp", _run_lamp, ("bert", "gpt2"),
-                                    "LAMP (Balunović et al. 2022): embedding optimisation + LM-guided reordering"))
+                                    "LAMP (Balunović et al. 2022): embedding optimisation + LM-guided reordering"),
+                 params=_LAMP_PARAMS)
 TEXT_ATTACKS.add("dager", TextAttack("dager", _run_dager, ("gpt2",),
-                                     "DAGER (Petrov et al. 2024): exact recovery from attention-gradient spans"))
+                                     "DAGER (Petrov et al. 2024): exact recovery from attention-gradient spans"),
+                 params=_DAGER_PARAMS)
 
 
 def text_attack_job(smk: Any, device: torch.device) -> dict:
@@ -576,6 +587,15 @@ def check_text_study(config: dict, se: dict) -> list[str]:
             errs.append(f"config error at {where}.victims: {entry['victims']} > the study's victims ({se['victims']})")
         runs_on = [c for c in se["cases"] if c["dataset"] in DATASETS and c["model"] in MODELS
                    and T.attack_runs_on(se, name, c["dataset"], c["model"])]
+        known = all(c["dataset"] in DATASETS and c["model"] in MODELS for c in se["cases"])
+        if not runs_on and known:     # an attack that would be dropped without a word
+            fam = (f"text models ({', '.join(TEXT_ATTACKS.get(kind).families)})" if kind in TEXT_ATTACKS
+                   else "image models")
+            filt = [k for k in ("models", "datasets") if entry.get(k)]
+            errs.append(f"config error at {where}: {name}{f' ({kind})' if kind != name else ''} attacks {fam}, but no case of this study "
+                        f"({', '.join(c['dataset'] + '/' + c['model'] for c in se['cases'])}) is one it runs on"
+                        + (f" (given its {' and '.join(filt)})" if filt else "")
+                        + "; add such a case or remove the attack")
         metrics = T.attack_metrics(se, name)
         sel = [x for x in metrics if x in SELECTORS]
         if sel and any(getattr(DATASETS.get(c["dataset"]), "modality", "image") != "text" for c in runs_on):

@@ -11,7 +11,8 @@ equal the old one byte for byte.
 ``python -m gibench.pipeline.replay REQUEST.json`` does the same in a fresh process (what
 ``gibench verify`` runs, with the archive's own ``src/`` first on ``PYTHONPATH``): REQUEST holds
 ``{"record": ..., "config": ..., "device": "cpu" | "cuda" | null}``; it prints one JSON line
-``{"ok": true, "device": ...}`` or ``{"ok": false, "error": ...}``.
+``{"ok": true, "device": ...}`` or ``{"ok": false, "error": ...}``.  A REQUEST ``{"jobs": [...]}``
+of several such entries runs them one after another and prints ``{"results": [...]}``.
 """
 from __future__ import annotations
 
@@ -199,6 +200,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with open(argv[0]) as f:
         req = json.load(f)
+    if "jobs" in req:                   # several jobs, one after another (gibench verify: tables, figures)
+        results = []
+        for r in req["jobs"]:
+            try:
+                results.append({"ok": True, "device": replay(r["record"], r["config"], r.get("device"))})
+            except Exception as e:      # reported to the caller, which names the job
+                results.append({"ok": False, "error": f"{type(e).__name__}: {e}",
+                                "traceback": traceback.format_exc()[-2000:]})
+        print(json.dumps({"results": results}))
+        return 0 if all(r["ok"] for r in results) else 1
     try:
         dev = replay(req["record"], req["config"], req.get("device"))
     except BaseException as e:          # reported to the caller, which names the job

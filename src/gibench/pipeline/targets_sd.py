@@ -227,7 +227,8 @@ def targets(config: dict) -> list[str]:
 def check(config: dict, st: dict) -> list[str]:
     """Config errors of the study, each naming its key (run at DAG build)."""
     from ..attacks import ATTACKS
-    from ..attacks.stochastic import ORACLE_ATTACKS, SD_ATTACKS, split_cfg
+    from ..attacks.stochastic import ORACLE_ATTACKS, SD_ATTACKS
+    from ..params import attack_param_errors
     from ..datasets import DATASETS
     from ..defenses import DEFENSES, DefenseChain, DefenseSpecError
     from ..models import MODELS
@@ -235,10 +236,17 @@ def check(config: dict, st: dict) -> list[str]:
     pre = f"studies.{STUDY}"
     errs: list[str] = []
     batch = int((st.get("gradient") or {}).get("batch_size", 1))
-    for name in st.get("defense_defaults") or {}:
+    for name, opts in (st.get("defense_defaults") or {}).items():
         if name not in DEFENSES:
             errs.append(f"config error at {pre}.defense_defaults.{name}: unknown defense {name!r}; known: "
                         f"{', '.join(DEFENSES.names())}")
+            continue
+        try:                 # the defaults on their own, at their own key
+            DEFENSES.get(name).build(opts)
+        except (DefenseSpecError, TypeError, ValueError) as e:
+            errs.append(f"config error at {pre}.defense_defaults.{name}: {e}")
+    if errs:                 # every combination built from them would repeat the same complaint
+        return list(dict.fromkeys(errs))
     for d in st.get("inputs") or {}:
         if d not in DATASETS:
             errs.append(f"config error at {pre}.inputs.{d}: unknown dataset {d!r}; known: {', '.join(DATASETS.names())}")
@@ -278,12 +286,10 @@ def check(config: dict, st: dict) -> list[str]:
         if oracle and kind not in ORACLE_ATTACKS:
             errs.append(f"config error at {where}: oracle: true gives {kind} the client's secrets, but it is not an "
                         f"oracle attack (oracle attacks: {', '.join(ORACLE_ATTACKS)})")
-        for model in [None, *(entry.get("model_params") or {})]:
-            try:
-                split_cfg(kind, {**dict(st.get("attack_params") or {}), **dict(entry.get("params") or {}),
-                                 **((entry.get("model_params") or {}).get(model, {}) if model else {})})
-            except ValueError as e:
-                errs.append(f"config error at {where}{'.model_params.' + model if model else '.params'}: {e}")
+        base = [(f"{pre}.attack_params", st.get("attack_params") or {}), (f"{where}.params", entry.get("params") or {})]
+        errs += attack_param_errors(kind, base)
+        for model, over in (entry.get("model_params") or {}).items():   # what the job on that model receives
+            errs += attack_param_errors(kind, base + [(f"{where}.model_params.{model}", over)])
     n_victims = int(st["victims"])
 
     def check_case(d: str, m: str, dfn: str, a: str | None, where: str) -> None:
