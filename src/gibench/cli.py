@@ -4,6 +4,7 @@
   gibench provenance FILE...                a result file's record (+ run facts) in readable form
   gibench archive -o run.tar.gz             workflow + config + environment + results + sha256 manifest
   gibench verify run.tar.gz [--jobs N]      check the manifest and the provenance chain, re-run N jobs
+  gibench claims [--study S] [--configfile F]   the papers' findings checked against a run's tables
 """
 from __future__ import annotations
 
@@ -162,6 +163,83 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _run_config(study: str, results: Path, root: Path) -> tuple[dict | None, str]:
+    """The config a study's tables were made with: the snapshot their records name."""
+    from collections import Counter
+
+    from .provenance import load_config_snapshot, read_any_record
+
+    digests = Counter()
+    for f in sorted((results / "tables" / study).glob("*.csv")):
+        try:
+            d = read_any_record(f).get("config_digest")
+        except Exception:
+            continue
+        if d:
+            digests[d] += 1
+    for d, _ in digests.most_common():
+        cfg = load_config_snapshot(d, root)
+        if cfg is not None:
+            more = f" ({len(digests) - 1} other config(s) made some tables)" if len(digests) > 1 else ""
+            return cfg, f"the config the tables name, sha256 {d[:16]}…{more}"
+    return None, ("no config: the tables carry no record naming a config snapshot under results/configs/ "
+                  "(give --configfile)")
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from . import claims as C
+    from . import io
+    from .config import ConfigError, validate
+    from .provenance import make_record, sidecar_path, sidecar_text
+
+    results, root = Path(args.results), Path(args.root)
+    config = None
+    if args.configfile:
+        import yaml
+
+        try:
+            config = validate(yaml.safe_load(Path(args.configfile).read_text()))
+        except (OSError, ConfigError) as e:
+            print(f"gibench claims: {args.configfile}: {e}", file=sys.stderr)
+            return 2
+    cdir = Path(args.claims_dir) if args.claims_dir else None
+    studies = args.study or [s for s in C.STUDIES if (results / "tables" / s).is_dir()]
+    if not studies:
+        print(f"gibench claims: no tables under {results / 'tables'}; run the pipeline first", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out) if args.out else results / "claims"
+    rc = 0
+    for study in studies:
+        path = (cdir / f"{study}.yaml") if cdir else C.claims_file(study, config)
+        try:
+            cf = C.load_claims(path)
+        except C.ClaimsError as e:
+            print(f"gibench claims: {e}", file=sys.stderr)
+            rc = 2
+            continue
+        cfg, source = (config, f"--configfile {args.configfile}") if config is not None else \
+            _run_config(study, results, root)
+        if cfg is None:
+            print(f"gibench claims: {study}: {source}", file=sys.stderr)
+            rc = 2
+            continue
+        made = C.tables_made(cfg, study) if study in (cfg.get("studies") or {}) else set()
+        tables_dir = results / "tables" / study
+        written, verdicts = C.write_report(cf, cfg, tables_dir, out_dir, made)
+        inputs = [str(path)] + [str(tables_dir / f"{t}.csv") for t in cf.tables_read()
+                                if (tables_dir / f"{t}.csv").exists()]
+        rec = make_record(rule="gibench claims", wildcards={"study": study}, config=cfg, inputs=inputs,
+                          outputs=[str(p) for p in written], params={"config_source": source})
+        for p in written:
+            io.write_text(sidecar_path(p), sidecar_text({**rec, "file": str(p)}))
+        n = C.counts(verdicts)
+        if not args.quiet:
+            print((out_dir / f"{study}.md").read_text())
+        print(f"{study}: {len(cf.claims)} findings, {len(verdicts)} checks: {n[C.HOLDS]} hold, {n[C.FAILS]} fail, "
+              f"{n[C.NOT_CHECKABLE]} not checkable here  ->  {out_dir / (study + '.md')}  (config: {source})")
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import archive as _a
 
@@ -201,6 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--timeout", type=float, default=3600.0, help="seconds per re-run job (default 3600)")
     v.add_argument("--keep", default=None, help="unpack into this directory and keep it (default: a temporary one)")
     v.set_defaults(fn=cmd_verify)
+    c = sub.add_parser("claims", help="check the papers' findings (config/claims/<study>.yaml) against a run's tables")
+    c.add_argument("--study", action="append", help="a study (default: every study with tables under --results)")
+    c.add_argument("--results", default="results", help="the run's results directory (default: results)")
+    c.add_argument("--root", default=".", help="working directory the run's records are relative to")
+    c.add_argument("--configfile", default=None,
+                   help="the config the run used (default: the snapshot in results/configs/ its tables name)")
+    c.add_argument("--claims-dir", default=None, help="directory of the claims files (default: config/claims)")
+    c.add_argument("--out", default=None, help="where to write <study>.{md,csv} (default: <results>/claims)")
+    c.add_argument("--quiet", action="store_true", help="print only the one-line summary per study")
+    c.set_defaults(fn=cmd_claims)
     args = p.parse_args(argv)
     return args.fn(args)
 
