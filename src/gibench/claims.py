@@ -269,10 +269,11 @@ class NotCheckable(Exception):
 def read_csv_table(path: Path, name: str) -> CsvTable:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        cells = []
-        for i, row in enumerate(reader):
+        cells, last = [], 1
+        for row in reader:
             row = dict(row)
-            row["_line"] = i + 2
+            row["_line"] = last + 1            # where the record starts (a quoted field may span lines)
+            last = reader.line_num
             cells.append(row)
         return CsvTable(name=name, path=path, columns=list(reader.fieldnames or []), cells=cells)
 
