@@ -192,7 +192,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
     from .config import ConfigError, validate
     from .provenance import make_record, sidecar_path, sidecar_text
 
-    results, root = Path(args.results), Path(args.root)
+    results = Path(args.results)
+    root = Path(args.root) if args.root else results.resolve().parent
     config = None
     if args.configfile:
         import yaml
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("claims", help="check the papers' findings (config/claims/<study>.yaml) against a run's tables")
     c.add_argument("--study", action="append", help="a study (default: every study with tables under --results)")
     c.add_argument("--results", default="results", help="the run's results directory (default: results)")
-    c.add_argument("--root", default=".", help="working directory the run's records are relative to")
+    c.add_argument("--root", default=None, help="the run's working directory (default: the parent of --results)")
     c.add_argument("--configfile", default=None,
                    help="the config the run used (default: the snapshot in results/configs/ its tables name)")
     c.add_argument("--claims-dir", default=None, help="directory of the claims files (default: config/claims)")
