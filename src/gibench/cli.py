@@ -23,7 +23,12 @@ def cmd_where(args: argparse.Namespace) -> int:
         for t in tables:
             print(f"\n=== {t}\n")
             print(t.read_text())
+    claims = sorted(root.glob("claims/*.md"))
     print(f"\nResults under {root.resolve()}:")
+    if claims:
+        print(f"  claims  ({len(claims)}): {root / 'claims'}/<study>.{{md,csv}} (the papers' findings checked)")
+        for c in claims:
+            print(f"    {c}")
     print(f"  tables  ({len(tables)}): {root / 'tables'}/<study>/<table>.{{csv,md}}")
     for t in tables:
         print(f"    {t}")
