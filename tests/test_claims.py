@@ -413,3 +413,21 @@ def test_cli_writes_the_report_with_provenance(tmp_path, capsys):
     # without --configfile the config is the snapshot the tables' records name: none here -> a clear error
     rc = main(["claims", "--results", str(results), "--quiet"])
     assert rc == 2 and "give --configfile" in capsys.readouterr().err
+
+
+def test_rule_inputs_are_exactly_what_the_claims_read():
+    """The rule reads the claims file and the CSVs of the tables its claims name that the config makes
+    (MICRO makes only Table 6); `rule all` asks for the reports only with a claims block."""
+    import copy
+
+    from workflow_helpers import MICRO
+
+    from gibench.pipeline import jobs_claims as JC
+
+    cfg = validate(copy.deepcopy({**MICRO, "claims": {}}))
+    assert JC.claims_inputs(cfg, "selective_encryption") == {
+        "claims": str(SHIPPED["selective_encryption"]),
+        "tables": ["results/tables/selective_encryption/table6.csv"]}
+    assert JC.claims_targets(cfg) == ["results/claims/selective_encryption.md", "results/claims/selective_encryption.csv"]
+    assert JC.claims_targets(validate(copy.deepcopy(MICRO))) == []
+    assert JC.claims_targets(validate(copy.deepcopy({**MICRO, "claims": {"enabled": False}}))) == []
