@@ -166,7 +166,7 @@ def test_not_checkable_reasons(tmp_path):
     assert all(x.verdict == C.NOT_CHECKABLE for x in v.values())
     assert v["no-table"].reason_kind == "not run" and "t2.csv does not exist" in v["no-table"].reason
     assert v["no-cell"].reason == "no cell of t.csv with defense_label = DO (present: C, DP, DP+C, none)"
-    assert v["unavailable"].reason_kind == "unavailable" and "backbone weights missing" in v["unavailable"].reason
+    assert v["unavailable"].reason == "t.csv line 5 (mnist/cnn/C/ig): unavailable (backbone weights missing)"
     assert v["no-column"].reason_kind == "not run" and "no column(s) init" in v["no-column"].reason
     assert "2 cells of t.csv match where the claim expects one" in v["ambiguous"].reason
     assert v["encoded-not"].reason_kind == "not encoded" and v["encoded-not"].reason == "a figure-only trend"
@@ -373,6 +373,7 @@ def test_report_on_a_constructed_result_set(tmp_path):
     v = by["t4-ig-cnn-param"]
     assert (v.verdict, v.reason_kind, v.at_scale) == (C.NOT_CHECKABLE, "scale", C.HOLDS)
     assert "restarts 3 < 5" in v.reason and "ratio grid lacks 0.4, 0.6" in v.reason
+    assert v.ours == "min_ratio = NA (as inf)"          # the empty cell shows its status
     assert "evaluation.best_of_restarts is attacker_loss, not oracle" in v.reason
     assert by["t4-ig-cnn-grad"].ours == "min_ratio = 0.5" and by["t4-ig-cnn-grad"].at_scale == C.FAILS   # paper 0.2
     assert by["t4-ig-lenet-grad[attack=ig]"].at_scale == C.HOLDS                                        # 0.2 = paper

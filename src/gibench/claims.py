@@ -400,6 +400,8 @@ class Evaluator:
     def __init__(self, claim: Claim, table: CsvTable):
         self.claim, self.table, self.check = claim, table, claim.check
         self.status_col = self.check.get("status_column", "status")
+        #: (line, column) -> the status of an empty cell counted as ``empty_as`` (shown instead of the number)
+        self.substituted: dict[tuple[int, str], str] = {}
         self.show = self.check.get("show") or next(
             (c for c in (self.check.get("by"), "defense_label", "defense", "significance_metric", "cost_metric",
                          "attack") if c and c in table.columns), None)
@@ -415,6 +417,7 @@ class Evaluator:
         if raw in (None, ""):
             ea = self.check.get("empty_as")
             if ea is not None:
+                self.substituted[(cell["_line"], column)] = status or "empty"
                 return float(ea)
             raise NotCheckable("not run", f"{self.table.name}.csv line {cell['_line']}: {column} is empty"
                                           + (f" (status {status})" if status else ""))
@@ -423,7 +426,16 @@ class Evaluator:
 
     def _cell_reason(self, cell: dict, status: str) -> str:
         why = next((str(cell[k]) for k in ("reason", "note", "accuracy_status") if cell.get(k)), "")
-        return f"{self.table.name}.csv line {cell['_line']}: {status}" + (f" ({why})" if why and why != status else "")
+        what = "/".join(str(cell[k]) for k in ("dataset", "model", self.show, "attack", "column")
+                        if k and cell.get(k) not in (None, ""))
+        return (f"{self.table.name}.csv line {cell['_line']}" + (f" ({what})" if what else "") + f": {status}"
+                + (f" ({why})" if why and why != status else ""))
+
+    def shown(self, v: Any, cells: list[dict], column: str) -> str:
+        """A value as the report shows it: an empty cell counted as ``empty_as`` shows its status (NA)."""
+        if len(cells) == 1 and (cells[0]["_line"], column) in self.substituted:
+            return f"{self.substituted[(cells[0]['_line'], column)]} (as {fmt_value(v)})"
+        return fmt_value(v)
 
     def name(self, cell: dict, among: list[dict] | None = None) -> str:
         """What tells ``cell`` apart from the other cells ``among``: the columns whose values differ
@@ -475,12 +487,12 @@ class Evaluator:
             vals = [(c, self.value(c, col)) for c in cells]
             res = [compare(v, op, want, tol) for _, v in vals]
             ok = all(res) if how == "all" else any(res)
-            shown = "; ".join(f"{self.name(c, cells)}: {fmt_value(v)}" + ("" if r else " ✗")
+            shown = "; ".join(f"{self.name(c, cells)}: {self.shown(v, [c], col)}" + ("" if r else " ✗")
                               for (c, v), r in zip(vals, res))
             return Outcome(ok, f"{col} {shown}", cells)
         v = self.reduce(cells, col, how)
         label = col if how == "one" else f"{how} {col} over {len(cells)} cells"
-        return Outcome(compare(v, op, want, tol), f"{label} = {fmt_value(v)}", cells)
+        return Outcome(compare(v, op, want, tol), f"{label} = {self.shown(v, cells, col)}", cells)
 
     def _groups(self, cells: list[dict]) -> list[tuple[str, list[dict]]]:
         gb = self.check.get("group_by")
@@ -504,12 +516,12 @@ class Evaluator:
                 except NotCheckable as e:
                     raise NotCheckable("not run", f"item {label!r}" + (f" in group {gname}" if gname else "")
                                                   + f": {e.reason}") from None
-                vals.append((label, self.reduce(mine, col, how)))
+                vals.append((label, self.reduce(mine, col, how), mine))
                 used += mine
-            g_ok = all(_related(a, rel, b, f) for (_, a), (_, b) in zip(vals, vals[1:]))
+            g_ok = all(_related(a, rel, b, f) for (_, a, _), (_, b, _) in zip(vals, vals[1:]))
             ok &= g_ok
             sym = f" {rel} " if f == 1 else f" {rel} {fmt_value(f)}× "
-            chain = sym.join(f"{l} {fmt_value(v)}" for l, v in vals)
+            chain = sym.join(f"{l} {self.shown(v, m, col)}" for l, v, m in vals)
             texts.append((f"{gname}: " if gname else "") + chain + ("" if g_ok else " ✗"))
         return Outcome(ok, f"{col}: " + "; ".join(texts), used)
 
@@ -533,7 +545,8 @@ class Evaluator:
             ok &= g_ok
             ordered = sorted(vals.items(), key=lambda kv: kv[1], reverse=not want_min)
             texts.append((f"{gname}: " if gname else "") + f"{ch['is']} {col} at {', '.join(tops)} ("
-                         + ", ".join(f"{k} {fmt_value(v)}" for k, v in ordered) + ")" + ("" if g_ok else " ✗"))
+                         + ", ".join(f"{k} {self.shown(v, cands[k], col)}" for k, v in ordered) + ")"
+                         + ("" if g_ok else " ✗"))
         return Outcome(ok, "; ".join(texts), cells)
 
     def _only(self, cells: list[dict]) -> Outcome:
