@@ -9,7 +9,6 @@ below.  That checks each predicate against an independent source, not against ou
 from __future__ import annotations
 
 import csv
-import textwrap
 from pathlib import Path
 
 import pytest

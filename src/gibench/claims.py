@@ -129,8 +129,8 @@ def validate_claims(data: Any, path: Path) -> list[str]:
         p = list(err.absolute_path)
         if len(p) >= 2 and p[0] == "claims" and isinstance(p[1], int):
             raw = data["claims"][p[1]]
-            errors.append(f"claims file {path}: {_claim_label(raw, p[1])} at {_where(p[2:]) if p[2:] else 'its top level'}: "
-                          f"{_schema_message(err)}")
+            at = _where(p[2:]) if p[2:] else "its top level"
+            errors.append(f"claims file {path}: {_claim_label(raw, p[1])} at {at}: {_schema_message(err)}")
         else:
             errors.append(f"claims file {path}: at {_where(p)}: {_schema_message(err)}")
     if errors:
@@ -140,7 +140,8 @@ def validate_claims(data: Any, path: Path) -> list[str]:
     for i, raw in enumerate(data["claims"]):
         label = _claim_label(raw, i)
         if raw["id"] in seen:
-            errors.append(f"claims file {path}: {label} at id: {raw['id']!r} is also the id of claims[{seen[raw['id']]}]")
+            errors.append(f"claims file {path}: {label} at id: {raw['id']!r} is also the id of "
+                          f"claims[{seen[raw['id']]}]")
         seen.setdefault(raw["id"], i)
         check = raw["check"]
         kind = check["kind"]
@@ -148,8 +149,8 @@ def validate_claims(data: Any, path: Path) -> list[str]:
         sub["$defs"] = schema["$defs"]
         n_before = len(errors)
         for err in sorted(cls(sub).iter_errors(check), key=lambda e: list(map(str, e.absolute_path))):
-            errors.append(f"claims file {path}: {label} at check{('.' + _where(err.absolute_path)) if err.absolute_path else ''}: "
-                          f"{_schema_message(err)}")
+            at = "check" + ("." + _where(err.absolute_path) if err.absolute_path else "")
+            errors.append(f"claims file {path}: {label} at {at}: {_schema_message(err)}")
         if kind == "none" or len(errors) > n_before:     # the check's shape is wrong: nothing more to say
             continue
         table = check["table"]
@@ -855,7 +856,8 @@ def report_doc(cf: ClaimsFile, verdicts: list[Verdict], config: Mapping[str, Any
                      if link_base is not None else f"{v.table}.csv:{v.lines}")
         body.append([v.label, v.claim.where, v.claim.words, paper_text(v.claim.paper), v.ours or "–", verdict,
                      why_text or "", cells])
-        tidy.append({"study": v.study, "claim": v.claim.id, "variant": ";".join(f"{k}={x}" for k, x in v.variant.items()),
+        tidy.append({"study": v.study, "claim": v.claim.id,
+                     "variant": ";".join(f"{k}={x}" for k, x in v.variant.items()),
                      "where": v.claim.where, "words": v.claim.words, "paper": paper_text(v.claim.paper),
                      "ours": v.ours, "verdict": v.verdict, "reason_kind": v.reason_kind, "reason": v.reason,
                      "at_this_scale": v.at_scale, "scale_needed": v.scale_needed, "scale_run": v.scale_run,
