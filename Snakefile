@@ -73,6 +73,7 @@ include: "rules/fl.smk"
 include: "rules/overhead.smk"
 include: "rules/concealed_samples.smk"
 include: "rules/stochastic_defenses.smk"
+include: "rules/claims.smk"
 
 
 rule all:

@@ -7,6 +7,7 @@
                                             and figures, re-run N jobs
   gibench check-config FILE...              a config file's YAML (file:line:column of a syntax error) and
                                             every check the Snakefile runs at DAG build
+  gibench claims [--study S] [--configfile F]   the papers' findings checked against a run's tables
 """
 from __future__ import annotations
 
@@ -25,7 +26,12 @@ def cmd_where(args: argparse.Namespace) -> int:
         for t in tables:
             print(f"\n=== {t}\n")
             print(t.read_text())
+    claims = sorted(root.glob("claims/*.md"))
     print(f"\nResults under {root.resolve()}:")
+    if claims:
+        print(f"  claims  ({len(claims)}): {root / 'claims'}/<study>.{{md,csv}} (the papers' findings checked)")
+        for c in claims:
+            print(f"    {c}")
     print(f"  tables  ({len(tables)}): {root / 'tables'}/<study>/<table>.{{csv,md}}")
     for t in tables:
         print(f"    {t}")
@@ -183,6 +189,84 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return rc
 
 
+def _run_config(study: str, results: Path, root: Path) -> tuple[dict | None, str]:
+    """The config a study's tables were made with: the snapshot their records name."""
+    from collections import Counter
+
+    from .provenance import load_config_snapshot, read_any_record
+
+    digests = Counter()
+    for f in sorted((results / "tables" / study).glob("*.csv")):
+        try:
+            d = read_any_record(f).get("config_digest")
+        except Exception:
+            continue
+        if d:
+            digests[d] += 1
+    for d, _ in digests.most_common():
+        cfg = load_config_snapshot(d, root)
+        if cfg is not None:
+            more = f" ({len(digests) - 1} other config(s) made some tables)" if len(digests) > 1 else ""
+            return cfg, f"the config the tables name, sha256 {d[:16]}…{more}"
+    return None, ("no config: the tables carry no record naming a config snapshot under results/configs/ "
+                  "(give --configfile)")
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from . import claims as C
+    from . import io
+    from .config import ConfigError, validate
+    from .provenance import make_record, sidecar_path, sidecar_text
+
+    results = Path(args.results)
+    root = Path(args.root) if args.root else results.resolve().parent
+    config = None
+    if args.configfile:
+        import yaml
+
+        try:
+            config = validate(yaml.safe_load(Path(args.configfile).read_text()))
+        except (OSError, ConfigError) as e:
+            print(f"gibench claims: {args.configfile}: {e}", file=sys.stderr)
+            return 2
+    cdir = Path(args.claims_dir) if args.claims_dir else None
+    studies = args.study or [s for s in C.STUDIES if (results / "tables" / s).is_dir()]
+    if not studies:
+        print(f"gibench claims: no tables under {results / 'tables'}; run the pipeline first", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out) if args.out else results / "claims"
+    rc = 0
+    for study in studies:
+        path = (cdir / f"{study}.yaml") if cdir else C.claims_file(study, config)
+        try:
+            cf = C.load_claims(path)
+        except C.ClaimsError as e:
+            print(f"gibench claims: {e}", file=sys.stderr)
+            rc = 2
+            continue
+        cfg, source = (config, f"--configfile {args.configfile}") if config is not None else \
+            _run_config(study, results, root)
+        if cfg is None:
+            print(f"gibench claims: {study}: {source}", file=sys.stderr)
+            rc = 2
+            continue
+        made = C.tables_made(cfg, study) if study in (cfg.get("studies") or {}) else set()
+        tables_dir = results / "tables" / study
+        written, verdicts = C.write_report(cf, cfg, tables_dir, out_dir, made)
+        inputs = [str(path)] + [str(tables_dir / f"{t}.csv") for t in cf.tables_read()
+                                if (tables_dir / f"{t}.csv").exists()]
+        rec = make_record(rule="gibench claims", wildcards={"study": study}, config=cfg, inputs=inputs,
+                          outputs=[str(p) for p in written], params={"config_source": source})
+        for p in written:
+            io.write_text(sidecar_path(p), sidecar_text({**rec, "file": str(p)}))
+        n = C.counts(verdicts)
+        if not args.quiet:
+            print((out_dir / f"{study}.md").read_text())
+        print(f"{study}: {len(cf.claims)} findings, {len(verdicts)} checks: {n[C.HOLDS]} hold, {n[C.FAILS]} fail, "
+              f"{n[C.NOT_CHECKABLE]} not checkable here  ->  {out_dir / (study + '.md')}  (config: {source})")
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import archive as _a
 
@@ -232,6 +316,16 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check-config", help="check config files: YAML syntax (file:line:column) and every DAG-build check")
     c.add_argument("files", nargs="+")
     c.set_defaults(fn=cmd_check_config)
+    c = sub.add_parser("claims", help="check the papers' findings (config/claims/<study>.yaml) against a run's tables")
+    c.add_argument("--study", action="append", help="a study (default: every study with tables under --results)")
+    c.add_argument("--results", default="results", help="the run's results directory (default: results)")
+    c.add_argument("--root", default=None, help="the run's working directory (default: the parent of --results)")
+    c.add_argument("--configfile", default=None,
+                   help="the config the run used (default: the snapshot in results/configs/ its tables name)")
+    c.add_argument("--claims-dir", default=None, help="directory of the claims files (default: config/claims)")
+    c.add_argument("--out", default=None, help="where to write <study>.{md,csv} (default: <results>/claims)")
+    c.add_argument("--quiet", action="store_true", help="print only the one-line summary per study")
+    c.set_defaults(fn=cmd_claims)
     args = p.parse_args(argv)
     return args.fn(args)
 

@@ -432,4 +432,7 @@ def all_targets(config: dict) -> list[str]:
     for study in config["studies"]:
         targets += STUDIES.get(study).targets(config)
     targets += fl_targets(config)          # studies with an fl block: FedAvg accuracy table + curves
+    from .jobs_claims import claims_targets
+
+    targets += claims_targets(config)      # with a claims block: the papers' findings checked
     return sorted(dict.fromkeys(targets))
