@@ -80,10 +80,14 @@ def pm_of(config: dict, defense: str) -> str:
 
 def attack_settings(config: dict, attack: str, model: str | None = None) -> tuple[str, dict, int, bool]:
     """(registry name, hyperparameters, restarts, oracle) of an attack entry: ``attack_params``,
+    then ``attack_model_params`` for ``model`` (every attack on that model, e.g. the TV weight),
     then the entry's ``params``, then its ``model_params`` for ``model``."""
     st = sd(config)
     entry = st["attacks"][attack]
-    params = {**dict(st.get("attack_params") or {}), **dict(entry.get("params") or {})}
+    params = dict(st.get("attack_params") or {})
+    if model is not None:
+        params.update((st.get("attack_model_params") or {}).get(model) or {})
+    params.update(entry.get("params") or {})
     if model is not None:
         params.update((entry.get("model_params") or {}).get(model, {}))
     return entry.get("type", attack), params, int(entry.get("restarts", 1)), bool(entry.get("oracle", False))
@@ -275,12 +279,17 @@ def check(config: dict, st: dict) -> list[str]:
         if oracle and kind not in ORACLE_ATTACKS:
             errs.append(f"config error at {where}: oracle: true gives {kind} the client's secrets, but it is not an "
                         f"oracle attack (oracle attacks: {', '.join(ORACLE_ATTACKS)})")
-        for model in [None, *(entry.get("model_params") or {})]:
+        for model in dict.fromkeys([None, *(st.get("attack_model_params") or {}), *(entry.get("model_params") or {})]):
             try:
-                split_cfg(kind, {**dict(st.get("attack_params") or {}), **dict(entry.get("params") or {}),
-                                 **((entry.get("model_params") or {}).get(model, {}) if model else {})})
+                split_cfg(kind, attack_settings(config, name, model)[1])
             except ValueError as e:
-                errs.append(f"config error at {where}{'.model_params.' + model if model else '.params'}: {e}")
+                key = ('.params' if model is None else '.model_params.' + model
+                       if model in (entry.get("model_params") or {}) else f" (with attack_model_params.{model})")
+                errs.append(f"config error at {where}{key}: {e}")
+    for model in st.get("attack_model_params") or {}:
+        if model not in MODELS:
+            errs.append(f"config error at {pre}.attack_model_params.{model}: unknown model {model!r}; known: "
+                        f"{', '.join(MODELS.names())}")
     n_victims = int(st["victims"])
 
     def check_case(d: str, m: str, dfn: str, a: str | None, where: str) -> None:
