@@ -186,14 +186,17 @@ def test_stochastic_table1_shows_both_wiig_rows_labelled():
     from gibench.tables.stochastic_defenses import table_doc
 
     cfg = copy.deepcopy(_sd("config/config.yaml"))
+    st = cfg["studies"]["stochastic_defenses"]
+    st["attacks"]["dpia_absolute"] = {"type": "dpia", "params": {"noise_units": "absolute"}}
+    st["tables"]["table1"]["attacks"].append("dpia_absolute")
     rows = [{"dataset": d, "model": "sd_cnn", "defense": dfn, "attack": a, "slot": "s000", "restart": 0,
              "status": "ok", "ssim": 0.5}
             for d in ("mnist", "cifar10") for dfn, a in [("none", "ig"), ("dp_1e-3", "ig"), ("dp_1e-3", "wiig"),
                                                         ("dp_1e-3", "wiig_subtract"), ("dp_1e-3", "dpia"),
-                                                        ("cvb", "wiig")]]
+                                                        ("dp_1e-3", "dpia_absolute"), ("cvb", "wiig")]]
     doc = table_doc("table1", rows, cfg)
     labels = [line[3] for line in doc.body]
-    assert labels[:5] == ["IG", "IG", "WIIG (add)", "WIIG (subtract)", "DPIA"]
+    assert labels[:6] == ["IG", "IG", "WIIG (add)", "WIIG (subtract)", "DPIA", "DPIA (absolute)"]
     assert {(r["attack"], r["attack_label"]) for r in doc.tidy} >= {("wiig", "WIIG (add)"),
                                                                    ("wiig_subtract", "WIIG (subtract)")}
     md = doc.to_markdown()

@@ -208,9 +208,13 @@ def figure_inputs(config: dict, wc: Any) -> dict:
 
 
 def table_settings(config: dict, name: str) -> dict:
+    """What a table depends on in the config, including the settings of the attacks it shows
+    (its captions name the TV weight, WIIG's and DPIA's variants)."""
     st = sd(config)
-    return {"table": st["tables"][name], "evaluation": st.get("evaluation", {}), "victims": st["victims"],
-            "defenses": {dfn: chain_for(config, dfn).spec() for dfn in st["tables"][name]["defenses"]}}
+    spec = st["tables"][name]
+    attacks = {f"{a}@{m}": attack_settings(config, a, m) for _, m, _, a in table_cases(spec) if a in st["attacks"]}
+    return {"table": spec, "evaluation": st.get("evaluation", {}), "victims": st["victims"],
+            "defenses": {dfn: chain_for(config, dfn).spec() for dfn in spec["defenses"]}, "attacks": attacks}
 
 
 # ---------------------------------------------------------------- targets and check

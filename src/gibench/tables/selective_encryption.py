@@ -647,8 +647,8 @@ def dager_variant_notes(cfg: Mapping[str, Any]) -> list[str]:
             seen.setdefault(v, f"{attack_label(cfg, name)}: {DAGER_VARIANT_TEXT.get(v, v)}.")
     if not seen:
         return []
-    return list(seen.values()) + (["Paper A does not say how its DAGER treats encrypted entries."]
-                                  if len(seen) > 1 else [])
+    return list(seen.values()) + ["Paper A does not say how its DAGER treats encrypted entries; "
+                                  "docs/regimes_variants.md compares the two."]
 
 
 def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:

@@ -52,7 +52,9 @@ def attack_name(config: Mapping[str, Any], attack: str) -> str:
 
 def attack_label(config: Mapping[str, Any], attack: str, model: str, chain) -> str:
     """The attack as a table row names it: the paper's name, with the variant where the variant
-    changes the attack against this client (WIIG under DP: ``WIIG (add)`` / ``WIIG (subtract)``)."""
+    changes the attack against this client (WIIG under DP: ``WIIG (add)`` / ``WIIG (subtract)``;
+    DPIA in absolute noise units: ``DPIA (absolute)``); any other entry named otherwise than its
+    attack carries the entry's name (``IG (ig_tv001)``)."""
     from ..pipeline import targets_sd as T
 
     st = _study(config)
@@ -61,6 +63,10 @@ def attack_label(config: Mapping[str, Any], attack: str, model: str, chain) -> s
     kind, params, _, _ = T.attack_settings(full, attack, model)
     if kind == "wiig" and chain.uses("dp"):
         return f"{name} ({params.get('secret_noise', 'add')})"
+    if kind == "dpia" and chain.uses("dp") and params.get("noise_units", "sigma_tau") != "sigma_tau":
+        return f"{name} ({params['noise_units']})"
+    if attack != kind and attack not in ATTACK_NAMES:
+        return f"{name} ({attack})"
     return name
 
 
