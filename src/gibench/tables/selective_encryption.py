@@ -276,16 +276,24 @@ def attack_label(cfg: Mapping[str, Any], attack: str) -> str:
     return display(kind) if attack == kind else f"{display(kind)} ({attack})"
 
 
-def _pivot(cells: list[dict], keys: Sequence[str], metrics: list[str], text: Callable[[dict], str],
-           cfg: Mapping[str, Any] | None = None) -> list[list[str]]:
+def label_attacks(cells: list[dict], cfg: Mapping[str, Any]) -> list[dict]:
+    """Each cell with the row label of its attack entry (``attack_label``; :func:`_pivot` shows it)."""
+    for c in cells:
+        c["attack_label"] = attack_label(cfg, c["attack"])
+    return cells
+
+
+def _pivot(cells: list[dict], keys: Sequence[str], metrics: list[str], text: Callable[[dict], str]
+           ) -> list[list[str]]:
     rows: dict[tuple, dict] = {}
     for c in cells:
         rows.setdefault(tuple(c[k] for k in keys), {})[c["significance_metric"]] = c
 
-    def label(k: str, v: Any) -> str:
-        return attack_label(cfg, v) if k == "attack" and cfg is not None else display(v)
+    def label(k: str, v: Any, row: dict) -> str:     # the attack entry's label when the cells carry it
+        first = next(iter(row.values()))
+        return str(first["attack_label"]) if k == "attack" and first.get("attack_label") else display(v)
 
-    return [[label(k, v) for k, v in zip(keys, key)] + [text(row[m]) if m in row else "missing" for m in metrics]
+    return [[label(k, v, row) for k, v in zip(keys, key)] + [text(row[m]) if m in row else "missing" for m in metrics]
             for key, row in rows.items()]
 
 
@@ -325,7 +333,7 @@ def table4(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     if max_ratio is None:
         max_ratio = ev.get("table4_max_ratio")
     raw = as_records(rows)
-    cells = table4_cells(raw, cfg, max_ratio=max_ratio)
+    cells = label_attacks(table4_cells(raw, cfg, max_ratio=max_ratio), cfg)
     metrics = significance_metrics(cfg, raw)
     grids = {a: [r for r in attack_grid(cfg, a, raw) if max_ratio is None or r <= max_ratio + 1e-9]
              for a in dict.fromkeys(c["attack"] for c in cells)}     # once per attack, in table order
@@ -361,7 +369,7 @@ def table4(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
             "best_of_restarts", "reason"]
     return TableDoc(name="table4", title=title,
                     header=["Attack", "Model", "Dataset"] + [display(m) for m in metrics],
-                    body=_pivot(cells, ("attack", "model", "dataset"), metrics, _cell_text, cfg),
+                    body=_pivot(cells, ("attack", "model", "dataset"), metrics, _cell_text),
                     tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
 
 
@@ -408,7 +416,7 @@ def table5(rows: Any, config: Mapping[str, Any]) -> TableDoc:
     cfg = study_config(config)
     ev = evaluation(cfg)
     raw = as_records(rows)
-    cells = table5_cells(raw, cfg)
+    cells = label_attacks(table5_cells(raw, cfg), cfg)
     metrics = significance_metrics(cfg, raw)
     value_metrics = sorted({display(c["value_metric"]) for c in cells}) or ["MSE"]
     ns = sorted({c["n"] for c in cells if c["status"] == "ok"})
@@ -441,7 +449,7 @@ def table5(rows: Any, config: Mapping[str, Any]) -> TableDoc:
             "std", "n", "n_missing_values", "best_of_restarts", "reason"]
     return TableDoc(name="table5", title=title,
                     header=["Attack", "Model", "Dataset"] + [display(m) for m in metrics],
-                    body=_pivot(cells, ("attack", "model", "dataset"), metrics, text, cfg),
+                    body=_pivot(cells, ("attack", "model", "dataset"), metrics, text),
                     tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
 
 
@@ -496,7 +504,7 @@ def table2(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     cfg = study_config(config)
     raw = as_records(rows)
     cells4 = table4_cells(raw, cfg, max_ratio=max_ratio)
-    cells = table2_cells(raw, cfg, t4_cells=cells4)
+    cells = label_attacks(table2_cells(raw, cfg, t4_cells=cells4), cfg)
     metrics = significance_metrics(cfg, raw)
     title = ("Table 2: Qualitative summary of the significance metrics against each attack, from Table 4 "
              f"({_criteria_text(cells4)}; {_samples_text(cells4)}). The average is the mean over the model's "
@@ -515,7 +523,7 @@ def table2(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
             "n_datasets", "n_na", "datasets"]
     return TableDoc(name="table2", title=title,
                     header=["Attack", "Model"] + [display(m) for m in metrics],
-                    body=_pivot(cells, ("attack", "model"), metrics, lambda c: c["stars"], cfg),
+                    body=_pivot(cells, ("attack", "model"), metrics, lambda c: c["stars"]),
                     tidy_columns=cols, tidy=cells, notes=notes, group_columns=2)
 
 
