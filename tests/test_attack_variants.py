@@ -161,9 +161,11 @@ def test_attack_settings_precedence():
 
 @pytest.mark.parametrize("where,value,message", [
     (("stochastic_defenses", "attacks", "wiig_subtract", "params", "secret_noise"), "minus",
-     "attacks.wiig_subtract.params.secret_noise: 'minus' is not allowed"),
+     "attacks.wiig_subtract.params: wiig: secret_noise must be one of 'add', 'subtract', got 'minus'"),
     (("stochastic_defenses", "attacks", "dpia", "params", "noise_units"), "raw",
-     "attacks.dpia.params.noise_units: 'raw' is not allowed"),
+     "attacks.dpia.params: dpia: noise_units must be one of 'sigma_tau', 'absolute', got 'raw'"),
+    (("stochastic_defenses", "attack_model_params", "sd_cnn", "noise_units"), "raw",
+     "attack_model_params.sd_cnn.noise_units: 'raw' is not allowed"),
     (("stochastic_defenses", "attack_model_params", "sd_cnn", "tv"), -0.1, "attack_model_params.sd_cnn.tv"),
     (("stochastic_defenses", "attack_model_params", "lenet5"), {"tv": 0.1},
      "attack_model_params.lenet5: unknown model 'lenet5'"),

@@ -208,13 +208,9 @@ def figure_inputs(config: dict, wc: Any) -> dict:
 
 
 def table_settings(config: dict, name: str) -> dict:
-    """What a table depends on in the config, including the settings of the attacks it shows
-    (its captions name the TV weight, WIIG's and DPIA's variants)."""
     st = sd(config)
-    spec = st["tables"][name]
-    attacks = {f"{a}@{m}": attack_settings(config, a, m) for _, m, _, a in table_cases(spec) if a in st["attacks"]}
-    return {"table": spec, "evaluation": st.get("evaluation", {}), "victims": st["victims"],
-            "defenses": {dfn: chain_for(config, dfn).spec() for dfn in spec["defenses"]}, "attacks": attacks}
+    return {"table": st["tables"][name], "evaluation": st.get("evaluation", {}), "victims": st["victims"],
+            "defenses": {dfn: chain_for(config, dfn).spec() for dfn in st["tables"][name]["defenses"]}}
 
 
 # ---------------------------------------------------------------- targets and check
@@ -283,18 +279,14 @@ def check(config: dict, st: dict) -> list[str]:
         if oracle and kind not in ORACLE_ATTACKS:
             errs.append(f"config error at {where}: oracle: true gives {kind} the client's secrets, but it is not an "
                         f"oracle attack (oracle attacks: {', '.join(ORACLE_ATTACKS)})")
-        for model in dict.fromkeys([None, *(st.get("attack_model_params") or {}), *(entry.get("model_params") or {})]):
+        for model in [None, *(entry.get("model_params") or {})]:
             try:
-                split_cfg(kind, attack_settings(config, name, model)[1])
+                split_cfg(kind, {**dict(st.get("attack_params") or {}), **dict(entry.get("params") or {}),
+                                 **((entry.get("model_params") or {}).get(model, {}) if model else {})})
             except ValueError as e:
-                key = ('.params' if model is None else '.model_params.' + model
-                       if model in (entry.get("model_params") or {}) else f" (with attack_model_params.{model})")
-                errs.append(f"config error at {where}{key}: {e}")
-    for model in st.get("attack_model_params") or {}:
-        if model not in MODELS:
-            errs.append(f"config error at {pre}.attack_model_params.{model}: unknown model {model!r}; known: "
-                        f"{', '.join(MODELS.names())}")
+                errs.append(f"config error at {where}{'.model_params.' + model if model else '.params'}: {e}")
     n_victims = int(st["victims"])
+    errs += attack_model_param_errors(config, st)
 
     def check_case(d: str, m: str, dfn: str, a: str | None, where: str) -> None:
         if d not in DATASETS:
@@ -338,6 +330,29 @@ def check(config: dict, st: dict) -> list[str]:
 
         errs += check_fl(config, STUDY)
     return list(dict.fromkeys(errs))
+
+
+def attack_model_param_errors(config: dict, st: dict) -> list[str]:
+    """``attack_model_params``: known models, and every attack's settings on each of them (what
+    the job on that model receives: attack_params < attack_model_params < params < model_params)."""
+    from ..attacks.stochastic import SD_ATTACKS, split_cfg
+    from ..models import MODELS
+
+    pre = f"studies.{STUDY}.attack_model_params"
+    errs: list[str] = []
+    for model in st.get("attack_model_params") or {}:
+        if model not in MODELS:
+            errs.append(f"config error at {pre}.{model}: unknown model {model!r}; known: {', '.join(MODELS.names())}")
+            continue
+        for name, entry in (st.get("attacks") or {}).items():
+            kind = entry.get("type", name)
+            if kind not in SD_ATTACKS:
+                continue                       # reported with the attack entry
+            try:
+                split_cfg(kind, attack_settings(config, name, model)[1])
+            except ValueError as e:
+                errs.append(f"config error at {pre}.{model} (attack {name}): {e}")
+    return errs
 
 
 def _builds(config: dict, dataset: str, model: str, chain) -> str | None:
