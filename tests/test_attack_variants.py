@@ -159,27 +159,29 @@ def test_attack_settings_precedence():
 
 # ---------------------------------------------------------------- config errors name the key
 
-@pytest.mark.parametrize("where,value,message", [
+@pytest.mark.parametrize("where,value,words", [
     (("stochastic_defenses", "attacks", "wiig_subtract", "params", "secret_noise"), "minus",
-     "attacks.wiig_subtract.params: wiig: secret_noise must be one of 'add', 'subtract', got 'minus'"),
+     ["attacks.wiig_subtract.params", "secret_noise", "'minus'", "'subtract'"]),
     (("stochastic_defenses", "attacks", "dpia", "params", "noise_units"), "raw",
-     "attacks.dpia.params: dpia: noise_units must be one of 'sigma_tau', 'absolute', got 'raw'"),
+     ["attacks.dpia.params", "noise_units", "'raw'", "'sigma_tau'"]),
     (("stochastic_defenses", "attack_model_params", "sd_cnn", "noise_units"), "raw",
-     "attack_model_params.sd_cnn.noise_units: 'raw' is not allowed"),
-    (("stochastic_defenses", "attack_model_params", "sd_cnn", "tv"), -0.1, "attack_model_params.sd_cnn.tv"),
+     ["attack_model_params.sd_cnn", "noise_units", "'raw'"]),
+    (("stochastic_defenses", "attack_model_params", "sd_cnn", "tv"), -0.1, ["attack_model_params.sd_cnn.tv", "-0.1"]),
     (("stochastic_defenses", "attack_model_params", "lenet5"), {"tv": 0.1},
-     "attack_model_params.lenet5: unknown model 'lenet5'"),
+     ["attack_model_params.lenet5", "unknown model 'lenet5'"]),
     (("selective_encryption", "attacks", "dager_zero_fill", "params", "variant"), "oracle",
-     "attacks.dager_zero_fill.params: dager: cfg 'variant' must be one of"),
+     ["attacks.dager_zero_fill.params", "variant", "'oracle'", "zero_fill"]),
 ])
-def test_bad_variant_values_fail_with_the_key(where, value, message):
+def test_bad_variant_values_fail_with_the_key(where, value, words):
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     node = cfg["studies"]
     for k in where[:-1]:
         node = node[k]
     node[where[-1]] = value
-    with pytest.raises(ConfigError, match="(?s)" + message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError) as err:
         validate(cfg)
+    line = next((ln for ln in str(err.value).splitlines() if words[0] in ln), str(err.value))
+    assert all(w in line for w in words), (words, str(err.value))
 
 
 # ---------------------------------------------------------------- tables label the variants
