@@ -125,8 +125,8 @@ def plot_curves(rows: Any, config: Mapping[str, Any], *, model: str, dataset: st
     else:
         axes[0].legend(fontsize=7, frameon=False)
     weights = text_model_short(cfg, model)
-    fig.suptitle(f"{attack_label(cfg, attack)} on {display(model)} ({display(dataset)}): mean over {n_samples} samples "
-                 f"± s.e.m.; best restart by {ev['best_of_restarts']}{missing_note}"
+    fig.suptitle(f"{attack_label(cfg, attack)} on {display(model)} ({display(dataset)}): mean over {n_samples} "
+                 f"samples ± s.e.m.; best restart by {ev['best_of_restarts']}{missing_note}"
                  + (f"\n{display(model)}: {weights}" if weights else ""), fontsize=9)
     return save_figure(fig, out_dir, f"curves_{model}_{dataset}_{attack}", formats)
 
