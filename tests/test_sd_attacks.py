@@ -39,7 +39,8 @@ def _distance_at_truth(kind, chain, model, x, y, grads, secrets=None, extras_fro
                 seed=3, defenses=chain, secrets=secrets if kind in ORACLE_ATTACKS else None)
     ex = {k: e.value for k, e in p.extras.items()}
     if extras_from_secrets:                     # the attacker's variables set to the client's draws
-        ex = {k: secrets[k] for k in ex}
+        scale = p.info.get("dp_noise", {}).get("scale", 1.0)     # DPIA optimises Xi_A / scale (sigma tau units)
+        ex = {k: secrets[k] / (scale if k.startswith(DP_PREFIX) else 1.0) for k in ex}
     return float(p.match(p.dummy_gradient(x, ex)).detach())
 
 

@@ -30,8 +30,28 @@ attack             dropout masks Psi_A           DP (clip + Xi_A)      pruning m
   to attacks the config marks ``oracle: true``.
 * **DPIA** (section 4.1): dummy noise Xi_A ~ N(0, sigma^2 tau^2) per parameter tensor,
   optimised jointly with the image; the dummy gradient is clipped per sample to tau and Xi_A/B
-  is added.  The paper regularises Xi_A "to have a mean of 0 and a standard deviation of
-  sigma tau" without a formula; we add ``noise_reg`` * sum_l (|mean(Xi_l)| + |std(Xi_l) - sigma tau|).
+  is added.  Its entries have std sigma tau (0.02 for DP (20, 1e-3)) while Adam moves every
+  optimised entry by about the learning rate per step (the image's: 1 in the paper), so
+  optimising Xi_A itself throws it ~50 noise-stds per step.  ``noise_units`` says what is
+  optimised (both are the same objective as a function of Xi_A at the same initial draw):
+
+  - ``sigma_tau`` (default): z with Xi_A = sigma tau * z, z_0 ~ N(0, I) (the same draw), so an
+    Adam step moves Xi_A by about ``noise_lr`` (default: the image's lr) noise-stds;
+  - ``absolute``: Xi_A itself (what this code did before; kept to show the difference).
+
+  The paper regularises Xi_A "to have a mean of 0 and a standard deviation of sigma^2 tau^2"
+  (sic: sigma^2 tau^2 is the variance of the noise it draws; we take std sigma tau) without a
+  formula or weight.  Ours, on the optimised variable v_l of each parameter tensor l:
+  ``noise_reg`` * sum_l (|mean(v_l)| + |std(v_l) - s|), s = 1 for ``sigma_tau`` (v = z: the
+  deviation in noise-stds) and s = sigma tau for ``absolute`` (v = Xi_A: the deviation in
+  gradient units, 1/(sigma tau) = 50 times weaker for DP (20, 1e-3)).
+* **WIIG with DP** (``secret_noise``): the paper's text (section 4.1) has the attacker compute
+  GDF(DP_XiC(G), DP_XiC(G')), i.e. *add* the client's noise Xi_C to its clipped dummy gradient
+  (``add``, the default).  ``subtract`` removes Xi_C/B from the update instead and matches
+  it against the clipped dummy gradient: the same information, an exact copy of the clean
+  clipped gradient as the target, and a better-conditioned cosine when the noise dominates the
+  update (the cosine distance is not translation invariant, so the two optimise different
+  objectives).  Both have distance 0 at the true input.
 * **GPIA** (section 4.2): the client's pruning mask, read off the update (eq. 2), is applied
   to the dummy gradient.
 * **VBIA** (section 4.3): eps_A ~ N(0, I) optimised jointly (no projection, no regulariser).
@@ -69,12 +89,16 @@ OPTIONS: dict[str, Any] = {
     "mask_reg": 1e-4,       # DIA: weight of sum_l |(1 - mean(psi_l)) - p| (DIA repository)
     "eps_lr": None,         # VBIA: learning rate of eps_A (None: the image's)
     "noise_lr": None,       # DPIA: learning rate of Xi_A (None: the image's)
-    "noise_reg": 1.0,       # DPIA: weight of sum_l (|mean Xi_l| + |std Xi_l - sigma tau|) (our choice)
+    "noise_reg": 1.0,       # DPIA: weight of the noise regulariser (our choice; module docstring)
+    "noise_units": "sigma_tau",  # DPIA: optimise z with Xi_A = sigma tau * z ('sigma_tau') or Xi_A itself ('absolute')
     "ignore": "auto",       # PIG: 'auto' (the model's pig_ignored()) or substrings of parameter names
     "secret_noise": "add",  # WIIG with DP: 'add' Xi_C to the clipped dummy gradient (the client's computation)
                             # or 'subtract' it from the update and match the clipped gradients (same information,
                             # better conditioned when the noise dominates the update)
 }
+
+#: the allowed values of the string options (checked by split_cfg, i.e. at DAG build)
+CHOICES: dict[str, tuple[str, ...]] = {"secret_noise": ("add", "subtract"), "noise_units": ("sigma_tau", "absolute")}
 
 
 @dataclass(frozen=True)
@@ -124,8 +148,9 @@ def split_cfg(kind: str, cfg: Mapping[str, Any] | None) -> tuple[dict, dict]:
         raise ValueError(f"{kind}: unknown option(s) {unknown}; known: {sorted(set(IG_DEFAULTS) | set(OPTIONS))}")
     ig_part = resolve_cfg({k: v for k, v in cfg.items() if k in IG_DEFAULTS})
     own = {**OPTIONS, **{k: v for k, v in cfg.items() if k in OPTIONS}}
-    if own["secret_noise"] not in ("add", "subtract"):
-        raise ValueError(f"{kind}: secret_noise must be 'add' or 'subtract', got {own['secret_noise']!r}")
+    for key, allowed in CHOICES.items():
+        if own[key] not in allowed:
+            raise ValueError(f"{kind}: {key} must be one of {', '.join(map(repr, allowed))}, got {own[key]!r}")
     ign = own["ignore"]
     if ign != "auto" and not (isinstance(ign, list) and all(isinstance(s, str) for s in ign)):
         raise ValueError(f"{kind}: ignore must be 'auto' or a list of parameter-name substrings, got {ign!r}")
@@ -240,10 +265,17 @@ def prepare(kind: str, model: nn.Module, shared: dict[str, torch.Tensor], visibl
     if mimic.dp == "optimise" and dp is None:
         notes.append(f"{kind}: the client used no DP: no noise to optimise (IG)")
         mimic = replace(mimic, dp="none")
+    # DPIA's optimised variable v: Xi_A = noise_scale * v (sigma_tau: v = z in noise-stds; absolute: v = Xi_A)
+    sigma_tau = float(dp.sigma) * float(dp.clip) if dp is not None else 0.0
+    noise_scale = sigma_tau if own["noise_units"] == "sigma_tau" else 1.0
     if mimic.dp == "optimise":
-        xi0 = dp_noise({n: p.shape for n, p in named}, dp.clip, dp.sigma, init_gen)
-        for n, v in xi0.items():
+        z0 = dp_noise({n: p.shape for n, p in named}, 1.0, 1.0, init_gen)     # N(0, I): the draw of Xi_A / (sigma tau)
+        for n, z in z0.items():
+            v = z if own["noise_units"] == "sigma_tau" else z * sigma_tau
             extras[DP_PREFIX + n] = Extra(v.to(device, dtype=named[0][1].dtype), own["noise_lr"])
+        info["dp_noise"] = {"units": own["noise_units"], "sigma_tau": sigma_tau, "scale": noise_scale,
+                            "regulariser": "noise_reg * sum_l (|mean v_l| + |std v_l - s|), Xi_A = scale * v, "
+                                           + ("s = 1" if own["noise_units"] == "sigma_tau" else "s = sigma tau")}
     secret_xi: dict[str, torch.Tensor] = {}
     if "secret" in (mimic.dropout, mimic.bottleneck, mimic.dp):
         needed = ([MODEL_PREFIX + k for k in drop_keys] if mimic.dropout == "secret" else []) \
@@ -293,7 +325,7 @@ def prepare(kind: str, model: nn.Module, shared: dict[str, torch.Tensor], visibl
         if mimic.dp == "none":
             g = torch.autograd.grad(forward_loss(xx, y, values), [all_params[i] for i in want], create_graph=True)
         else:
-            xi = secret_xi if mimic.dp == "secret" else {k[len(DP_PREFIX):]: v for k, v in ex.items()
+            xi = secret_xi if mimic.dp == "secret" else {k[len(DP_PREFIX):]: v * noise_scale for k, v in ex.items()
                                                          if k.startswith(DP_PREFIX)}
             summed = [torch.zeros_like(p) for p in all_params]
             for i in range(batch):           # per-sample clipping to tau over all parameters
@@ -315,7 +347,7 @@ def prepare(kind: str, model: nn.Module, shared: dict[str, torch.Tensor], visibl
                 for k in drop_keys:
                     total = total + own["mask_reg"] * ((1.0 - ex[MODEL_PREFIX + k].mean()) - rates[k]).abs()
             if mimic.dp == "optimise":
-                target = float(dp.sigma) * float(dp.clip)
+                target = 1.0 if own["noise_units"] == "sigma_tau" else sigma_tau
                 for n in all_names:
                     v = ex[DP_PREFIX + n]
                     std = v.std() if v.numel() > 1 else v.abs().reshape(())

@@ -604,6 +604,15 @@ def check_text_study(config: dict, se: dict) -> list[str]:
         if sel and not [r for r in T.interior_ratios(config)]:
             errs.append(f"config error at {where}.metrics: selectors {sel} need one ratio strictly between 0 and 1 "
                         f"in significance.ratios (their masks are filed under the smallest interior ratio)")
+        if kind == "dager":             # DAGER's options (e.g. variant: visible_rows | zero_fill) at DAG build
+            from ..attacks.dager import resolve_cfg as dager_cfg
+
+            for m in [None, *(entry.get("model_params") or {})]:
+                params = {**dict(entry.get("params") or {}), **((entry.get("model_params") or {}).get(m) or {})}
+                try:
+                    dager_cfg(params)
+                except (ValueError, TypeError) as e:
+                    errs.append(f"config error at {where}{'.model_params.' + m if m else '.params'}: {e}")
         if kind == "lamp" and runs_on:
             tm = se.get("threat_model") or {}
             for key in ("labels_known", "sequence_lengths_known"):

@@ -80,10 +80,14 @@ def pm_of(config: dict, defense: str) -> str:
 
 def attack_settings(config: dict, attack: str, model: str | None = None) -> tuple[str, dict, int, bool]:
     """(registry name, hyperparameters, restarts, oracle) of an attack entry: ``attack_params``,
+    then ``attack_model_params`` for ``model`` (every attack on that model, e.g. the TV weight),
     then the entry's ``params``, then its ``model_params`` for ``model``."""
     st = sd(config)
     entry = st["attacks"][attack]
-    params = {**dict(st.get("attack_params") or {}), **dict(entry.get("params") or {})}
+    params = dict(st.get("attack_params") or {})
+    if model is not None:
+        params.update((st.get("attack_model_params") or {}).get(model) or {})
+    params.update(entry.get("params") or {})
     if model is not None:
         params.update((entry.get("model_params") or {}).get(model, {}))
     return entry.get("type", attack), params, int(entry.get("restarts", 1)), bool(entry.get("oracle", False))
@@ -291,6 +295,7 @@ def check(config: dict, st: dict) -> list[str]:
         for model, over in (entry.get("model_params") or {}).items():   # what the job on that model receives
             errs += attack_param_errors(kind, base + [(f"{where}.model_params.{model}", over)])
     n_victims = int(st["victims"])
+    errs += attack_model_param_errors(config, st)
 
     def check_case(d: str, m: str, dfn: str, a: str | None, where: str) -> None:
         if d not in DATASETS:
@@ -334,6 +339,29 @@ def check(config: dict, st: dict) -> list[str]:
 
         errs += check_fl(config, STUDY)
     return list(dict.fromkeys(errs))
+
+
+def attack_model_param_errors(config: dict, st: dict) -> list[str]:
+    """``attack_model_params``: known models, and every attack's settings on each of them (what
+    the job on that model receives: attack_params < attack_model_params < params < model_params)."""
+    from ..attacks.stochastic import SD_ATTACKS, split_cfg
+    from ..models import MODELS
+
+    pre = f"studies.{STUDY}.attack_model_params"
+    errs: list[str] = []
+    for model in st.get("attack_model_params") or {}:
+        if model not in MODELS:
+            errs.append(f"config error at {pre}.{model}: unknown model {model!r}; known: {', '.join(MODELS.names())}")
+            continue
+        for name, entry in (st.get("attacks") or {}).items():
+            kind = entry.get("type", name)
+            if kind not in SD_ATTACKS:
+                continue                       # reported with the attack entry
+            try:
+                split_cfg(kind, attack_settings(config, name, model)[1])
+            except ValueError as e:
+                errs.append(f"config error at {pre}.{model} (attack {name}): {e}")
+    return errs
 
 
 def _builds(config: dict, dataset: str, model: str, chain) -> str | None:

@@ -26,7 +26,7 @@ import numpy as np
 from .. import io
 from .render import display, fmt_ratio
 from .select import SHARED_METRIC, as_records, best_of_restarts, is_missing, modality_of, ratio_key
-from .selective_encryption import (DEFAULT_PANELS, STUDY, case_order, curve_means, evaluation,
+from .selective_encryption import (DEFAULT_PANELS, STUDY, attack_label, case_order, curve_means, evaluation,
                                    load_metric_rows, ratio_grid, selected_rows, significance_metrics,
                                    study_config, text_model_short)
 
@@ -125,8 +125,8 @@ def plot_curves(rows: Any, config: Mapping[str, Any], *, model: str, dataset: st
     else:
         axes[0].legend(fontsize=7, frameon=False)
     weights = text_model_short(cfg, model)
-    fig.suptitle(f"{display(attack)} on {display(model)} ({display(dataset)}): mean over {n_samples} samples "
-                 f"± s.e.m.; best restart by {ev['best_of_restarts']}{missing_note}"
+    fig.suptitle(f"{attack_label(cfg, attack)} on {display(model)} ({display(dataset)}): mean over {n_samples} "
+                 f"samples ± s.e.m.; best restart by {ev['best_of_restarts']}{missing_note}"
                  + (f"\n{display(model)}: {weights}" if weights else ""), fontsize=9)
     return save_figure(fig, out_dir, f"curves_{model}_{dataset}_{attack}", formats)
 

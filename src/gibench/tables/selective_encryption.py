@@ -263,12 +263,38 @@ def _cell_text(cell: dict) -> str:
     return cell["status"]
 
 
+def attack_label(cfg: Mapping[str, Any], attack: str) -> str:
+    """An attack entry as the table rows name it.  DAGER always names its attacker under
+    encryption (``DAGER (visible_rows)``, ``DAGER (zero_fill)``: the paper does not say which
+    it ran); another entry whose name is not its registry name is a variant and carries that
+    name (``IG (ig_zero_fill)``); otherwise the attack's display name."""
+    entry = (cfg.get("attacks") or {}).get(attack) or {}
+    kind = entry.get("type", attack)
+    if kind == "dager":
+        from ..attacks.dager import DEFAULTS as DAGER_DEFAULTS
+
+        return f"{display(kind)} ({(entry.get('params') or {}).get('variant', DAGER_DEFAULTS['variant'])})"
+    return display(kind) if attack == kind else f"{display(kind)} ({attack})"
+
+
+def label_attacks(cells: list[dict], cfg: Mapping[str, Any]) -> list[dict]:
+    """Each cell with the row label of its attack entry (``attack_label``; :func:`_pivot` shows it)."""
+    for c in cells:
+        c["attack_label"] = attack_label(cfg, c["attack"])
+    return cells
+
+
 def _pivot(cells: list[dict], keys: Sequence[str], metrics: list[str], text: Callable[[dict], str]
            ) -> list[list[str]]:
     rows: dict[tuple, dict] = {}
     for c in cells:
         rows.setdefault(tuple(c[k] for k in keys), {})[c["significance_metric"]] = c
-    return [[display(k) for k in key] + [text(row[m]) if m in row else "missing" for m in metrics]
+
+    def label(k: str, v: Any, row: dict) -> str:     # the attack entry's label when the cells carry it
+        first = next(iter(row.values()))
+        return str(first["attack_label"]) if k == "attack" and first.get("attack_label") else display(v)
+
+    return [[label(k, v, row) for k, v in zip(keys, key)] + [text(row[m]) if m in row else "missing" for m in metrics]
             for key, row in rows.items()]
 
 
@@ -308,13 +334,13 @@ def table4(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     if max_ratio is None:
         max_ratio = ev.get("table4_max_ratio")
     raw = as_records(rows)
-    cells = table4_cells(raw, cfg, max_ratio=max_ratio)
+    cells = label_attacks(table4_cells(raw, cfg, max_ratio=max_ratio), cfg)
     metrics = significance_metrics(cfg, raw)
     grids = {a: [r for r in attack_grid(cfg, a, raw) if max_ratio is None or r <= max_ratio + 1e-9]
              for a in dict.fromkeys(c["attack"] for c in cells)}     # once per attack, in table order
     texts = {a: "{" + ", ".join(fmt_ratio(r) for r in g) + "}" for a, g in grids.items()}
     grid_text = (f"the grid {next(iter(texts.values()))}" if len(set(texts.values())) <= 1 and texts else
-                 "the grids " + "; ".join(f"{display((cfg.get('attacks') or {}).get(a, {}).get('type', a))} {t}"
+                 "the grids " + "; ".join(f"{attack_label(cfg, a)} {t}"
                                           for a, t in texts.items()))
     modality = modality_of(cells[0]["model"]) if cells else "image"
     title = (f"Table 4: Minimal encryption ratio at which the mean over samples of "
@@ -393,7 +419,7 @@ def table5(rows: Any, config: Mapping[str, Any]) -> TableDoc:
     cfg = study_config(config)
     ev = evaluation(cfg)
     raw = as_records(rows)
-    cells = table5_cells(raw, cfg)
+    cells = label_attacks(table5_cells(raw, cfg), cfg)
     metrics = significance_metrics(cfg, raw)
     value_metrics = sorted({display(c["value_metric"]) for c in cells}) or ["MSE"]
     ns = sorted({c["n"] for c in cells if c["status"] == "ok"})
@@ -414,7 +440,7 @@ def table5(rows: Any, config: Mapping[str, Any]) -> TableDoc:
         notes.append("unavailable: " + "; ".join(sorted({c["reason"] for c in cells if c["status"] == "unavailable"})))
     if any(c["status"] == "not_run" for c in cells):
         notes.append("–: the attack was not run with that significance metric.")
-    skipped = sorted({display((cfg.get("attacks") or {}).get(a, {}).get("type", a)) for a, _, _ in case_order(cfg, raw)
+    skipped = sorted({attack_label(cfg, a) for a, _, _ in case_order(cfg, raw)
                       if ratio_key(ev["table5_ratio"]) not in attack_grid(cfg, a, raw)})
     if skipped:
         notes.append(f"Not run at ratio {fmt_ratio(ratio_key(ev['table5_ratio']))} (no row): {', '.join(skipped)}.")
@@ -482,7 +508,7 @@ def table2(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     cfg = study_config(config)
     raw = as_records(rows)
     cells4 = table4_cells(raw, cfg, max_ratio=max_ratio)
-    cells = table2_cells(raw, cfg, t4_cells=cells4)
+    cells = label_attacks(table2_cells(raw, cfg, t4_cells=cells4), cfg)
     metrics = significance_metrics(cfg, raw)
     title = ("Table 2: Qualitative summary of the significance metrics against each attack, from Table 4 "
              f"({_criteria_text(cells4)}; {_samples_text(cells4)}). The average is the mean over the model's "
@@ -623,6 +649,30 @@ def _lamp_priors(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
     return out
 
 
+DAGER_VARIANT_TEXT = {
+    "visible_rows": "each span is built from the rows of the c_attn gradient whose entries are all visible (exact "
+                    "while the visible rows still reach the rank; ours, stronger than any published attacker)",
+    "zero_fill": "encrypted entries are replaced by 0 and the whole gradient is used (the naive attacker: every "
+                 "touched row leaves the span)",
+}
+
+
+def dager_variant_notes(cfg: Mapping[str, Any]) -> list[str]:
+    """What each configured DAGER entry's attacker under encryption does (paper A does not say
+    how its DAGER treats encrypted entries; both are run and labelled)."""
+    from ..attacks.dager import DEFAULTS as DAGER_DEFAULTS
+
+    seen = {}
+    for name, entry in (cfg.get("attacks") or {}).items():
+        if (entry or {}).get("type", name) == "dager":
+            v = ((entry or {}).get("params") or {}).get("variant", DAGER_DEFAULTS["variant"])
+            seen.setdefault(v, f"{attack_label(cfg, name)}: {DAGER_VARIANT_TEXT.get(v, v)}.")
+    if not seen:
+        return []
+    return list(seen.values()) + ["Paper A does not say how its DAGER treats encrypted entries; "
+                                  "docs/regimes_variants.md compares the two."]
+
+
 def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
     """Caption notes for tables/figures with text rows: the models' weights, LAMP's prior, the
     Sens estimator and the conventions of ROUGE and EmbedDist."""
@@ -636,6 +686,7 @@ def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
     p, red = int(t.get("embed_p", 1)), t.get("embed_reduction", "sum")
     notes = [_text_model_description(cfg, m) for m in text_models]
     notes += _lamp_priors(cfg, text_models)
+    notes += dager_variant_notes(cfg)
     from ..pipeline.jobs_text import TEXT_ATTACKS
 
     sig = list((cfg.get("significance") or {}).get("metrics") or [])

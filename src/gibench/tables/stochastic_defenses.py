@@ -51,6 +51,63 @@ def attack_name(config: Mapping[str, Any], attack: str) -> str:
     return ATTACK_NAMES.get(attack, ATTACK_NAMES.get(kind, attack.upper()))
 
 
+def attack_label(config: Mapping[str, Any], attack: str, model: str, chain) -> str:
+    """The attack as a table row names it: the paper's name, with the variant where the variant
+    changes the attack against this client (WIIG under DP: ``WIIG (add)`` / ``WIIG (subtract)``;
+    DPIA in absolute noise units: ``DPIA (absolute)``); any other entry named otherwise than its
+    attack carries the entry's name (``IG (ig_tv001)``)."""
+    from ..pipeline import targets_sd as T
+
+    st = _study(config)
+    full = config if "studies" in config else {"studies": {STUDY: st}}
+    name = attack_name(st, attack)
+    kind, params, _, _ = T.attack_settings(full, attack, model)
+    if kind == "wiig" and chain.uses("dp"):
+        return f"{name} ({params.get('secret_noise', 'add')})"
+    if kind == "dpia" and chain.uses("dp") and params.get("noise_units", "sigma_tau") != "sigma_tau":
+        return f"{name} ({params['noise_units']})"
+    if attack != kind and attack not in ATTACK_NAMES:
+        return f"{name} ({attack})"
+    return name
+
+
+#: where a TV weight comes from (caption): the CVB repository's per-model attack configs
+#: (configs/models/{CNN,ResNet18,ViT}.yaml, ``attack.regularization``; with or without CVB)
+#: and paper B's text (section 5.2, = the CVB repository's configs/attacks/IG.yaml default)
+CVB_TV = {"sd_cnn": (0.1, "CNN.yaml"), "resnet18_gn": (0.1, "ResNet18.yaml"), "sd_vit": (1e-4, "ViT.yaml")}
+PAPER_TV = 0.01
+
+
+def tv_source(model: str, tv: float) -> str:
+    cvb = CVB_TV.get(model)
+    if cvb is not None and float(tv) == cvb[0]:
+        return f"CVB repository configs/models/{cvb[1]}"
+    if float(tv) == PAPER_TV:
+        return "paper B, section 5.2 (= the CVB repository's configs/attacks/IG.yaml default)"
+    return "set in the config (neither paper B's 0.01 nor the CVB repository's per-model value)"
+
+
+def tv_note(config: Mapping[str, Any], cases: Sequence[tuple[str, str, str, str]]) -> str:
+    """The TV weights the table's attacks ran with, per model, with their source."""
+    from ..pipeline import targets_sd as T
+
+    st = _study(config)
+    full = config if "studies" in config else {"studies": {STUDY: st}}
+    per_model: dict[str, dict[float, list[str]]] = {}
+    for _, m, _, a in cases:
+        tv = float(T.attack_settings(full, a, m)[1].get("tv", 0.0))
+        names = per_model.setdefault(m, {}).setdefault(tv, [])
+        if attack_name(st, a) not in names:
+            names.append(attack_name(st, a))
+    parts = []
+    for m, by_tv in per_model.items():
+        many = len(by_tv) > 1
+        parts += [f"{model_name(m)} {_g(tv)}" + (f" ({', '.join(names)})" if many else "") + f" [{tv_source(m, tv)}]"
+                  for tv, names in by_tv.items()]
+    return ("TV weight λ_TV: " + "; ".join(parts) + ". Paper B's text gives 0.01 for every model; the CVB "
+            "repository's model configs override it (CNN, ResNet-18 0.1; ViT 1e-4).")
+
+
 def _g(x: float) -> str:
     return f"{x:g}"
 
@@ -139,10 +196,12 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
             s = summarise(index.get((d, m, dfn, a), []), thr)
             ssim, asr = _cells(s)
             label = defense_text(chains[dfn].spec())
-            body.append([display(d), model_name(m), label, attack_name(st, a), ssim, asr, str(s["n"])])
+            a_label = attack_label(full, a, m, chains[dfn])
+            body.append([display(d), model_name(m), label, a_label, ssim, asr, str(s["n"])])
             tidy.append({"dataset": d, "model": m, "defense": dfn, "defense_label": chains[dfn].label,
-                         "attack": a, **s})
-        cols = ["dataset", "model", "defense", "defense_label", "attack", "ssim_mean", "ssim_std", "asr", "n", "status"]
+                         "attack": a, "attack_label": a_label, **s})
+        cols = ["dataset", "model", "defense", "defense_label", "attack", "attack_label", "ssim_mean", "ssim_std",
+                "asr", "n", "status"]
         group = 3
     else:
         with_acc = bool(spec.get("accuracy", True))
@@ -177,6 +236,8 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
              f"Arrows: direction of improvement for the defending client. Restart per victim: "
              f"{ev['best_of_restarts']}.",
              "Combinations: " + "; ".join(f"{d} = {t}" for d, t in dp_text.items()) + "."]
+    notes.append(tv_note(full, list(T.table_cases(spec))))
+    notes += variant_notes(full, list(T.table_cases(spec)), chains)
     if spec["kind"] == "ablation":
         notes.append("DO: Dropout, DP: differential privacy (clip + noise), GP: gradient pruning, PM: privacy module "
                      "(P = PRECODE, C = CVB); ✓/✗: used or not.")
@@ -186,6 +247,38 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
     doc = TableDoc(name=name, title=title, header=header, body=body, tidy_columns=cols, tidy=tidy, notes=notes,
                    group_columns=group)
     return paper.join_sd(name, doc, full, list(T.table_cases(spec)), lambda a: attack_name(st, a))
+
+
+def variant_notes(config: Mapping[str, Any], cases: Sequence[tuple[str, str, str, str]], chains: Mapping) -> list[str]:
+    """What the attack variants in the table do (WIIG's handling of the client's DP noise,
+    DPIA's noise parametrisation), once each."""
+    from ..pipeline import targets_sd as T
+
+    notes: dict[str, None] = {}
+    for _, m, dfn, a in cases:
+        kind, params, _, _ = T.attack_settings(config, a, m)
+        if not chains[dfn].uses("dp"):
+            continue
+        if kind == "wiig":
+            mode = params.get("secret_noise", "add")
+            notes[("WIIG (add): the client's noise Ξ_C is added to the attacker's clipped dummy gradient, "
+                   "GDF(DP_ΞC(G), DP_ΞC(G')) as paper B's text (section 4.1) describes WIIG."
+                   if mode == "add" else
+                   "WIIG (subtract): Ξ_C/B is subtracted from the update and the remainder (the client's clean "
+                   "clipped gradient) is matched against the attacker's clipped dummy gradient; the same "
+                   "information as WIIG (add), not the paper's wording (a different cosine objective).")] = None
+        elif kind in ("dpia",):
+            units = params.get("noise_units", "sigma_tau")
+            reg = params.get("noise_reg", 1.0)
+            lr = params.get("noise_lr")
+            notes[(f"DPIA: the dummy noise Ξ_A is optimised jointly with the image "
+                   + ("as z = Ξ_A/(στ) (init N(0, I), regulariser "
+                      f"{_g(float(reg))}·Σ_l(|mean z_l| + |std z_l − 1|))" if units == "sigma_tau" else
+                      f"in absolute units (init N(0, σ²τ²), regulariser {_g(float(reg))}·Σ_l(|mean Ξ_l| + "
+                      "|std Ξ_l − στ|))")
+                   + f", learning rate {'the image’s' if lr is None else _g(float(lr))}; the paper asks for mean 0 "
+                   "and std στ without a formula or weight (our choice).")] = None
+    return list(notes)
 
 
 def build_table(name: str, *, metrics_path: Any, config: Mapping[str, Any], out_dir: str | Path,
