@@ -368,6 +368,7 @@ OPTIONS_SCHEMA: dict[str, dict] = {
     "noise_reg": {"type": "number", "minimum": 0},
     "ignore": {"anyOf": [{"enum": ["auto"]}, {"type": "array", "items": {"type": "string"}}]},
     "secret_noise": {"enum": ["add", "subtract"]},
+    "noise_units": {"enum": ["sigma_tau", "absolute"]},
 }
 
 

@@ -236,9 +236,9 @@ def _label(*parts: Any) -> str:
 
 def _se_label(cfg: Mapping[str, Any], attack: str, *rest: Any) -> str:
     """IG/LeNet/CIFAR-100; an attack entry named other than its type: LAMP (lamp_selectors)/..."""
-    kind = _se_kind(cfg, attack)
-    first = display(kind) if kind == attack else f"{display(kind)} ({attack})"
-    return "/".join([first] + [display(p) for p in rest])
+    from .selective_encryption import attack_label  # the tables' own row label (paper.py is imported by it)
+
+    return "/".join([attack_label(cfg, attack)] + [display(p) for p in rest])
 
 
 def join_se_pivot(table: str, doc: TableDoc, cells: Sequence[dict], cfg: Mapping[str, Any], raw: Sequence[dict],
@@ -378,7 +378,11 @@ def sd_reasons(pv: PaperValues, full: Mapping[str, Any], dataset: str, model: st
             if float(v) < float(ref):
                 out.append(f"at most {_num(v)} attack iterations (paper: {_num(ref)})")
         elif float(v) != float(ref):
-            out.append(f"attack {key} {_num(v)} (paper: {_num(ref)})")
+            # the paper's code may have run another value than its text (per model): both compare
+            code = ((pv.scale_value("attack_code") or {}).get(key) or {}).get(model)
+            if code is None or float(v) != float(code):
+                also = f"; its code: {_num(code)}" if code is not None else ""
+                out.append(f"attack {key} {_num(v)} (paper: {_num(ref)}{also})")
     return out
 
 
