@@ -103,3 +103,27 @@ def test_definitions_and_border():
         ssim_per_image(gt[..., :10, :10], gt[..., :10, :10], "center")
     with pytest.raises(ValueError, match="unknown SSIM definition"):
         ssim_per_image(gt, gt, "middle")
+
+
+def test_stochastic_defenses_rows_use_the_configured_ssim():
+    """The study's metric rows: ``ssim`` (and the ASR's success) follow ``evaluation.ssim``;
+    both definitions are kept as columns."""
+    from types import SimpleNamespace
+
+    from gibench.pipeline.jobs_sd import evaluate_restarts
+
+    gt_np, rec_np = normalised_case(13, 2, "cifar10", 1.5)
+    gt, rec = torch.from_numpy(gt_np), torch.from_numpy(rec_np)
+    ds = SimpleNamespace(denormalize=lambda x: x * 0.25 + 0.5)
+    wc = {"dataset": "cifar10", "model": "sd_cnn", "defense": "none", "attack": "ig", "slot": "s000", "rep": "0"}
+    center = scaled_ssim(rec, gt, "center")
+    full = scaled_ssim(rec, gt, "full")
+    thr = (center[0] + full[0]) / 2            # between the two values of image 0
+    for name, want in (("ssim_center", center), ("ssim", full)):
+        (row,) = evaluate_restarts([(wc, rec, {"status": "ok"})], gt, ds, thr, name)
+        assert row["ssim"] == pytest.approx(sum(want) / 2, abs=1e-12) and row["ssim_definition"] == name
+        assert row["ssim_center"] == pytest.approx(sum(center) / 2, abs=1e-12)
+        assert row["ssim_full"] == pytest.approx(sum(full) / 2, abs=1e-12)
+        assert row["success"] == sum(v > thr for v in want) / 2
+    with pytest.raises(ValueError, match="evaluation.ssim"):
+        evaluate_restarts([(wc, rec, {})], gt, ds, 0.5, "ssim_middle")
