@@ -138,6 +138,33 @@ def cs_rows(cfg: dict, tmp: Path) -> list[dict]:
     return out
 
 
+def se_tables(cfg: dict, se: list[dict]) -> str:
+    """Tables 2 and 4 of the selective-encryption study from the run's gathered rows: before =
+    the stored rows and the run's own protection criterion; after = LPIPS filled in from the
+    re-run and the paper's criterion, LPIPS >= 0.3."""
+    from gibench.tables.selective_encryption import table2, table4
+
+    gathered = Path("results/metrics/selective_encryption/metrics.parquet")
+    if not gathered.exists():
+        return "(no gathered selective-encryption rows)\n"
+    old = io.load_table(gathered)[0].to_pylist()
+    new_lp = {r["case"]: (r["lpips_after"], r["lpips_status_after"]) for r in se}
+    new = []
+    for r in old:
+        key = f"{r['dataset']}/{r['model']}/{r['slot']}/{r['metric']}/r{r['ratio']:.3f}/{r['attack']}/rep{r['restart']}"
+        if key in new_lp:
+            r = {**r, "lpips": new_lp[key][0], "lpips_status": new_lp[key][1]}
+        new.append(r)
+    after_cfg = copy.deepcopy(cfg)
+    after_cfg["studies"]["selective_encryption"]["evaluation"]["protection"]["image"] = \
+        {"metric": "lpips", "op": ">=", "threshold": 0.3}
+    out = []
+    for name, fn in (("table4", table4), ("table2", table2)):
+        out.append(f"### {name} before (stored rows, the run's criterion)\n\n" + fn(old, cfg).to_markdown())
+        out.append(f"### {name} after (LPIPS computed, criterion LPIPS >= 0.3)\n\n" + fn(new, after_cfg).to_markdown())
+    return "\n\n".join(out) + "\n"
+
+
 def report(se: list[dict], sd: list[dict], cs: list[dict], k: int) -> str:
     lines = []
     w = lines.append
@@ -202,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=None, help="the run's config (default RUN/config/config.yaml)")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown here")
     ap.add_argument("--examples", type=int, default=3)
+    ap.add_argument("--tables", action="store_true", help="also print SE Tables 2 and 4 before/after")
     args = ap.parse_args(argv)
     out = args.out.resolve() if args.out else None
     run = args.run.resolve()
@@ -215,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         sd = sd_rows(cfg, tmp) if "stochastic_defenses" in cfg["studies"] else []
         cs = cs_rows(cfg, tmp) if "concealed_samples" in cfg["studies"] else []
     text = report(se, sd, cs, args.examples)
+    if args.tables and se:
+        text += "\n## selective_encryption tables\n\n" + se_tables(cfg, se)
     print(text)
     if out:
         out.write_text(text)

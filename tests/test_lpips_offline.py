@@ -239,3 +239,11 @@ def test_pipeline_uses_the_bundled_alexnet(tmp_path):
                                                                       "alexnet_features.safetensors")
     cfg["studies"]["selective_encryption"]["evaluation"]["lpips"]["backbone"] = "vgg"
     assert T.lpips_backbone_file(cfg, "selective_encryption") is None
+
+
+def test_concealed_samples_caption_names_the_lpips_input():
+    from gibench.tables.concealed_samples import _lpips_note
+
+    assert "raw01" in _lpips_note({}) and "as DCS-2's code does" in _lpips_note({})
+    note = _lpips_note({"evaluation": {"lpips": {"input": "pm1"}}})
+    assert "pm1" in note and "do not compare directly" in note
