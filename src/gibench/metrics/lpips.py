@@ -2,7 +2,7 @@
 implemented here without torchvision or the ``lpips`` package.
 
 Definition (v0.1, the authors' default).  Both images, given in [0, 1], are mapped to
-[-1, 1], then shifted and scaled per channel by the LPIPS "scaling layer"
+[-1, 1] (input convention ``pm1``, below), then shifted and scaled per channel by the LPIPS "scaling layer"
 (shift = (-0.030, -0.088, -0.188), scale = (0.458, 0.448, 0.450)); v0.0 skips that step.
 Each image goes through an ImageNet backbone and L feature maps f_l (B, C_l, H_l, W_l) are
 tapped after chosen ReLUs.  Every feature vector is scaled to unit length over channels,
@@ -27,8 +27,8 @@ Backbones (torchvision module layout, so torchvision's ImageNet checkpoints load
 Input convention (``input``): ``"pm1"`` (default) maps [0, 1] images to [-1, 1] before the
 scaling layer, the authors' convention (``lpips.LPIPS.forward(..., normalize=True)``);
 ``"raw01"`` feeds the [0, 1] images unchanged, as if they were already in [-1, 1] -- what
-code gets that calls ``lpips.LPIPS(net=...)(x, y)`` on [0, 1] images, e.g. DCS-2's
-``dlg/utils/metrics.py`` (``lpips_loss``), whose LPIPS values paper C reports.
+``lpips.LPIPS(net=...)(x, y)`` computes on [0, 1] images without ``normalize=True``, as
+DCS-2's ``dlg/utils/metrics.py`` (``lpips_loss``) calls it for the values paper C reports.
 
 The linear heads are the authors' released weights (bundled in
 ``resources/lpips/weights/v{0.0,0.1}/{alex,squeeze,vgg}.pth``, keys
