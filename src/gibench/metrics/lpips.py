@@ -593,7 +593,8 @@ def load_lpips(backbone: str = "alex", version: str = "0.1", heads_dir: str | os
     heads_file = Path(heads_dir if heads_dir is not None else default_heads_dir(version)) / f"{backbone}.pth"
     if not heads_file.is_file():
         raise LPIPSUnavailable(f"LPIPS v{version} linear heads not found at {heads_file}; they are bundled "
-                               f"with gibench under resources/lpips/weights (restore them from the repository)")
+                               f"with gibench under resources/lpips/weights (restore them from git: "
+                               f"`git checkout -- {heads_file}`)")
     if backbone_path is not None:
         path = Path(backbone_path)
         if not path.is_file():
@@ -621,7 +622,8 @@ def load_lpips(backbone: str = "alex", version: str = "0.1", heads_dir: str | os
     try:
         heads = torch.load(heads_file, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file means "unavailable"
-        raise LPIPSUnavailable(f"cannot read LPIPS heads {heads_file}: {e}") from e
+        raise LPIPSUnavailable(f"cannot read LPIPS heads {heads_file}: {e} (a damaged bundled file: restore it "
+                               f"from git: `git checkout -- {heads_file}`)") from e
     try:
         state = _read_state(path, map_location)
     except Exception as e:  # noqa: BLE001
