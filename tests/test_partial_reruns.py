@@ -59,7 +59,7 @@ def test_table_formatting_change_reruns_only_that_table(run_dir, tmp_path):
     # evaluation.table5_ratio only decides what Table 5 shows: no metric, figure or other table
     wd = copy_run(run_dir, tmp_path / "wd")
     cfg = copy.deepcopy(PROV_MICRO)
-    cfg["studies"][STUDY]["evaluation"] = {"table5_ratio": 0.0}
+    cfg["studies"][STUDY]["evaluation"] = {**cfg["studies"][STUDY]["evaluation"], "table5_ratio": 0.0}
     path = write_micro(wd, cfg)
     jobs = dry_run_jobs(wd, path)
     assert rules_of(jobs) == {"table": 1, "all": 1}, jobs

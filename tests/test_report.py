@@ -1,7 +1,7 @@
 """`snakemake --report` (issue 8): one self-contained HTML file with every table and figure of
 the micro run, each captioned with what it shows (a table's own caption and notes), the
 config it came from (its record's config digest) and what could not be computed here
-(LPIPS: no backbone weights offline)."""
+(LPIPS with VGG16, whose weights the micro run does not download)."""
 from __future__ import annotations
 
 import html
@@ -54,9 +54,9 @@ def test_report_has_every_table_with_its_caption_config_and_notes(report):
             assert note in cap, (key, note)
         rec = json.loads((run / (key + ".prov.json")).read_text())
         assert rec["config_digest"] in cap and rec["code"]["git_commit"] in cap
-    # what could not be computed here: LPIPS (Table 4's criterion here) without backbone weights
+    # what could not be computed here: LPIPS (Table 4's criterion here) without VGG16 weights
     cap4 = _plain(results[f"results/tables/{STUDY}/table4.md"]["caption"])
-    assert "LPIPS could not be computed" in cap4 and "backbone weights not found" in cap4
+    assert "LPIPS could not be computed" in cap4 and "VGG16 backbone weights not found" in cap4
 
 
 def test_report_has_every_figure_with_what_it_shows_and_what_is_missing(report):
@@ -70,8 +70,8 @@ def test_report_has_every_figure_with_what_it_shows_and_what_is_missing(report):
         assert f.stem in cap and "What it shows" in cap
         rec = json.loads((run / (key + ".prov.json")).read_text())
         assert rec["config_digest"] in cap
-        # the metric rows say LPIPS is unavailable here; the caption says so
-        assert '"lpips": [' in cap and "unavailable: AlexNet backbone weights not found" in cap
+        # the metric rows say LPIPS (VGG16) is unavailable here; the caption says so
+        assert '"lpips": [' in cap and "unavailable: VGG16 backbone weights not found" in cap
 
 
 def test_report_describes_the_workflow_and_its_config(report):

@@ -49,7 +49,7 @@ SLURM_MICRO = copy.deepcopy(MICRO)
 SLURM_MICRO["studies"]["selective_encryption"].update({
     "significance": {"metrics": ["grad"], "ratios": [0.0, 0.5], "cost_metrics": ["grad"]},
     "attacks": {"ig": {"restarts": 1, "params": {"iterations": 30}}},
-    # LPIPS needs backbone weights this offline machine does not have
+    # no LPIPS: fewer CPU seconds per metrics job (LPIPS itself is tested elsewhere)
     "evaluation": {"image_metrics": ["mse", "psnr", "ssim"],
                    "protection": {"image": {"metric": "ssim", "op": "<=", "threshold": 0.3}},
                    "table5_ratio": 0.5},

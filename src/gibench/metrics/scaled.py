@@ -7,10 +7,20 @@ rescales *each image independently* to [0, 1] before it computes SSIM (and MSE/P
 
 with max/min over all channels and pixels of that image, applied to the tensors as the model
 sees them (normalised space: the victim input and the reconstruction).  SSIM is then
-torchmetrics' ``StructuralSimilarityIndexMeasure`` with its defaults (Gaussian window 11,
-sigma 1.5, K1 0.01, K2 0.03); torchmetrics takes the data range as the larger value range
-of the two images, which after the rescaling is 1 up to the 1e-5 term -- we pass 1.0
-(:func:`gibench.metrics.image.ssim_per_image`).
+``torchmetrics.StructuralSimilarityIndexMeasure(reduction='none')`` (``configs/metrics/ssim.yaml``
+``ScaledSSIM``; defaults: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, ``data_range=None``)
+called on one (input, reconstruction) pair at a time (``src/attacks.py``
+``rate_reconstruction_quality``), with the torchmetrics the repository pins, **0.11.4**.
+That version averages only the centre of the SSIM map (cropped by the window's pad, 5
+pixels, per side) and does not clamp local variances; with ``data_range=None`` it takes the
+larger value range of the two images, 1 - 1e-5/(max - min + 1e-5) after the rescaling.
+
+``definition`` selects the SSIM (:data:`gibench.metrics.image.SSIM_DEFINITIONS`):
+
+- ``"center"`` (default): exactly the above -- the CVB code's value, tested against
+  torchmetrics 0.11.4's own outputs (``tests/test_ssim_tm0114.py``);
+- ``"full"``: gibench's earlier value, torchmetrics >= 1.0's full-map mean with variances
+  clamped and data range 1 (on the same reconstructions it reads about 0.1-0.2 lower).
 """
 from __future__ import annotations
 
@@ -29,9 +39,12 @@ def scale_single_01(x: torch.Tensor) -> torch.Tensor:
     return (1.0 - (hi - flat) / ((hi - lo) + SCALE_EPS)).view_as(x)
 
 
-def scaled_ssim(rec: torch.Tensor, gt: torch.Tensor) -> list[float]:
+def scaled_ssim(rec: torch.Tensor, gt: torch.Tensor, definition: str = "center") -> list[float]:
     """Paper B's SSIM of each reconstruction against its ground truth (normalised-space tensors)."""
-    return ssim_per_image(scale_single_01(rec), scale_single_01(gt))
+    a, b = scale_single_01(rec), scale_single_01(gt)
+    if definition == "center":
+        return ssim_per_image(a, b, "center", data_range="per_image")
+    return ssim_per_image(a, b, definition)
 
 
 def scaled_mse(rec: torch.Tensor, gt: torch.Tensor) -> list[float]:

@@ -91,17 +91,38 @@ def attack_job(smk: Any, device: torch.device) -> dict:
 # ------------------------------------------------------------------ evaluation
 
 def lpips_for(cfg: dict, study_cfg: dict, backbone_path: str | None, device: torch.device):
-    """(LPIPS model or None, status string)."""
+    """(LPIPS model or None, status string).  ``evaluation.lpips`` gives backbone, version and
+    input convention (``pm1`` unless set); ``backbone_path`` is the job's backbone input (the
+    bundled AlexNet or a downloaded file), else the usual places are searched."""
     from ..metrics.lpips import LPIPSUnavailable, load_lpips
 
-    lp = study_cfg["evaluation"]["lpips"]
+    lp = {"backbone": "alex", "version": "0.1", "input": "pm1", **study_cfg["evaluation"]["lpips"]}
     heads = f"{cfg['resources_dir']}/lpips/weights/v{lp['version']}"
     try:
         model = load_lpips(backbone=lp["backbone"], version=lp["version"], heads_dir=heads,
-                           backbone_path=backbone_path, hub_dir=cfg["hub_dir"])
-        return model.to(device), f"ok ({lp['backbone']}, v{lp['version']})"
+                           backbone_path=backbone_path, hub_dir=cfg["hub_dir"],
+                           resources_dir=cfg["resources_dir"], input=lp["input"])
+        return model.to(device), model.status
     except LPIPSUnavailable as e:
         return None, f"unavailable: {e}"
+
+
+def download_backbone_job(smk: Any, device: torch.device) -> dict:
+    """``download_lpips_backbone``: the output's file name picks the backbone."""
+    from pathlib import Path
+
+    from ..metrics.lpips import FEATURES_FILES, fetch_backbone
+
+    out = Path(smk.output[0])
+    backbone = {v: k for k, v in FEATURES_FILES.items()}.get(out.name)
+    if backbone is None:
+        raise ValueError(f"{out.name}: not an LPIPS backbone file ({', '.join(FEATURES_FILES.values())})")
+    attempts: list[str] = []
+    rec = make_record(rule="download_lpips_backbone", wildcards=dict(smk.wildcards), outputs=smk.output)
+    fetch_backbone(backbone, out, record=rec, attempts=attempts)
+    for a in attempts:
+        say(f"download_lpips_backbone: {a}")
+    return {"file": str(out), "failed_sources": attempts}
 
 
 def metrics_job(smk: Any, device: torch.device) -> dict:
@@ -133,7 +154,7 @@ def metrics_job(smk: Any, device: torch.device) -> dict:
                "attacker_loss": float(info.get("final_loss", float("nan"))),
                "encrypted_fraction": float(info.get("encrypted_fraction", float("nan"))),
                "iterations": int(info.get("iterations", 0))}
-        for name in ("mse", "psnr", "ssim", "lpips"):
+        for name in ("mse", "psnr", "ssim", "lpips") + tuple(n for n in ev["image_metrics"] if n == "ssim_center"):
             vals = m.get(name)
             # batch mean; None when not computed (e.g. LPIPS without backbone weights)
             row[name] = None if not vals or any(v is None for v in vals) else float(sum(vals) / len(vals))

@@ -707,14 +707,15 @@ def metrics_job(smk: Any, device: torch.device) -> dict:
 
     wc = dict(smk.wildcards)
     cfg = smk.config
-    ev = {"ssim": "dcs2", "lpips": {"backbone": "alex", "version": "0.1", "datasets": ["tiny_imagenet"]},
+    ev = {"ssim": "dcs2", "lpips": {"backbone": "alex", "version": "0.1", "input": "raw01", "datasets": ["tiny_imagenet"]},
           "ats_ground_truth": "transformed", **dict(cs(cfg).get("evaluation", {}))}
     prep = prep_for(cfg, wc["dataset"])
     lp_model, lp_status = None, "not computed for this dataset (DCS-2 reports LPIPS for TinyImageNet only)"
     if wc["dataset"] in ev["lpips"].get("datasets", []):
         backbone = getattr(smk.input, "backbone", None)
-        lp_model, lp_status = lpips_for(cfg, {"evaluation": {"lpips": {**{"backbone": "alex", "version": "0.1"},
-                                                                       **ev["lpips"]}}}, backbone, device)
+        lp_model, lp_status = lpips_for(cfg, {"evaluation": {"lpips": {"backbone": "alex", "version": "0.1",
+                                                                       "input": "raw01", **ev["lpips"]}}},
+                                        backbone, device)
     secrets = {}
     for p in smk.input.secrets:
         t, rec = io.load_tensors(p)
@@ -979,10 +980,10 @@ def metrics_inputs(config: dict, wc) -> dict:
     ev = cs(config).get("evaluation", {})
     lp = ev.get("lpips", {})
     if wc.dataset in lp.get("datasets", ["tiny_imagenet"]):
-        from ..metrics.lpips import BACKBONE_FILES
+        from .targets import lpips_backbone_path
 
-        path = f"{config['hub_dir']}/torch/{BACKBONE_FILES[lp.get('backbone', 'alex')]}"
-        if Path(path).exists():
+        path = lpips_backbone_path(config, lp.get("backbone", "alex"))
+        if path is not None:
             out["backbone"] = path
     return out
 

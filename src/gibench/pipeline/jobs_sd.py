@@ -164,26 +164,37 @@ def sd_attack_job(smk: Any, device: torch.device) -> dict:
 # ---------------------------------------------------------------- evaluation against ground truth
 
 def evaluate_restarts(recons: list[tuple[dict, torch.Tensor, dict]], gt_model: torch.Tensor, ds,
-                      threshold: float) -> list[dict]:
+                      threshold: float, ssim: str = "ssim_center") -> list[dict]:
     """Metric rows of one slot's restarts: paper B's SSIM (per-image min-max scaled, CVB code)
-    on the model-space tensors, MSE/PSNR on the de-normalised images clamped to [0, 1]."""
+    on the model-space tensors, MSE/PSNR on the de-normalised images clamped to [0, 1].
+
+    ``ssim`` names the registered SSIM (``gibench.metrics.SSIM_METRICS``) that fills the
+    ``ssim`` column and decides success: ``ssim_center`` (torchmetrics 0.11.4, the CVB code's
+    value) or ``ssim`` (the full-map mean of torchmetrics >= 1.0).  Both are kept, as
+    ``ssim_center`` and ``ssim_full``; ``ssim_definition`` says which one ``ssim`` is."""
+    from ..metrics import SSIM_METRICS
     from ..metrics.image import mse_per_image, psnr_per_image
     from ..metrics.scaled import scaled_ssim
 
+    if ssim not in SSIM_METRICS:
+        raise ValueError(f"evaluation.ssim: {ssim!r} is not one of {', '.join(SSIM_METRICS)}")
     gt_pix = ds.denormalize(gt_model).clamp(0, 1)
     rows = []
     for wc, x, info in recons:
         x = x.to(gt_model)
-        ssim = scaled_ssim(x, gt_model)
+        by_def = {"center": scaled_ssim(x, gt_model, "center"), "full": scaled_ssim(x, gt_model, "full")}
+        chosen = by_def[SSIM_METRICS[ssim]]
         pix = ds.denormalize(x).clamp(0, 1)
         mse, psnr = mse_per_image(pix, gt_pix), psnr_per_image(pix, gt_pix)
-        b = len(ssim)
+        b = len(chosen)
         rows.append({"study": T.STUDY, "dataset": wc["dataset"], "model": wc["model"], "defense": wc["defense"],
                      "attack": wc["attack"], "slot": wc["slot"], "restart": int(wc["rep"]),
                      "status": info.get("status", "unknown"), "attacker_loss": float(info.get("final_loss", float("nan"))),
                      "iterations": int(info.get("iterations", 0)), "stop_reason": str(info.get("stop_reason") or ""),
-                     "ssim": sum(ssim) / b, "mse": sum(mse) / b, "psnr": sum(psnr) / b,
-                     "success": sum(v > threshold for v in ssim) / b})
+                     "ssim": sum(chosen) / b, "ssim_definition": ssim,
+                     "ssim_center": sum(by_def["center"]) / b, "ssim_full": sum(by_def["full"]) / b,
+                     "mse": sum(mse) / b, "psnr": sum(psnr) / b,
+                     "success": sum(v > threshold for v in chosen) / b})
     return rows
 
 
@@ -211,7 +222,8 @@ def sd_metrics_job(smk: Any, device: torch.device) -> dict:
     wc = _wc(smk)
     cfg = smk.config
     st = T.sd(cfg)
-    ev = {"asr_threshold": 0.5, "best_of_restarts": "attacker_loss", **(st.get("evaluation") or {})}
+    ev = {"asr_threshold": 0.5, "best_of_restarts": "attacker_loss", "ssim": "ssim_center",
+          **(st.get("evaluation") or {})}
     ds = T.dataset_view(cfg, wc["dataset"])
     batch = int((st.get("gradient") or {}).get("batch_size", 1))
     rows = []
@@ -220,7 +232,8 @@ def sd_metrics_job(smk: Any, device: torch.device) -> dict:
         rwc = rec["wildcards"]
         imgs, _, _ = read_victims(smk.input.victims, slot_rows(rwc["slot"], batch))
         gt = ds.normalize(imgs)
-        rows += evaluate_restarts([(rwc, tensors["x"], rec.get("attack", {}))], gt, ds, float(ev["asr_threshold"]))
+        rows += evaluate_restarts([(rwc, tensors["x"], rec.get("attack", {}))], gt, ds, float(ev["asr_threshold"]),
+                                  ev["ssim"])
     kept = select_restart(rows, ev["best_of_restarts"])
     chain = T.chain_for(cfg, wc["defense"])
     for r in kept:

@@ -37,4 +37,4 @@ def fmt(path: str, **wc) -> str:
         wc["slot"] = fmt_slot(wc["slot"])
     return path.format(**wc)
 SCORE_COST = R + "/significance/{study}/{dataset}/{model}/{slot}/{metric}.cost.parquet"
-BACKBONE = "{hub_dir}/torch/{file}"
+BACKBONE = "{hub_dir}/lpips/{file}"  # LPIPS backbone features (download_lpips_backbone)

@@ -202,15 +202,21 @@ def restart_paths(config: dict, wc) -> list[str]:
 
 
 def lpips_backbone_file(config: dict, study: str) -> str | None:
-    """The torchvision backbone file LPIPS needs, if it is on disk (LPIPS is reported as
-    unavailable otherwise; the download rule fetches it on a machine with internet)."""
+    """The backbone file LPIPS will read, if one is on disk: the bundled AlexNet, or what the
+    download rule (``download_lpips_backbone``) left under ``hub_dir``.  ``None`` otherwise
+    (LPIPS is then reported as unavailable, with the reason and the command that fetches it)."""
     ev = config["studies"][study].get("evaluation", {})
     if "lpips" not in ev.get("image_metrics", []):
         return None
-    from ..metrics.lpips import BACKBONE_FILES
+    return lpips_backbone_path(config, (ev.get("lpips") or {}).get("backbone", "alex"))
 
-    path = P.BACKBONE.format(hub_dir=config["hub_dir"], file=BACKBONE_FILES[ev["lpips"]["backbone"]])
-    return path if Path(path).exists() else None
+
+def lpips_backbone_path(config: dict, backbone: str) -> str | None:
+    """:func:`gibench.metrics.lpips.find_backbone` with the config's hub and resources dirs."""
+    from ..metrics.lpips import find_backbone
+
+    path = find_backbone(backbone, config["hub_dir"], config.get("resources_dir", "resources"))
+    return None if path is None else str(path)
 
 
 def metric_files(config: dict, study: str) -> list[str]:

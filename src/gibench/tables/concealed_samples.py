@@ -253,10 +253,21 @@ def table_doc(table: str, metric_rows: list[dict], acc_rows: list[dict], config:
                  "computed on the sensitive image, de-normalised and clamped to [0, 1]; SSIM as the DCS-2 code "
                  "(Gaussian 11/1.5, zero padding); accuracies (%) from the study's FedAvg runs on the protected "
                  "client's data and the held-out test set.")
+    if any("lpips" in blk.columns for blk in spec.blocks):
+        notes.append(_lpips_note(c))
     tidy_cols = ["table", "dataset", "model", "attack", "cohort", "defense", "column", "mean", "std", "n", "paper",
                  "status", "note"]
     return TableDoc(name=table, title=spec.title, header=header, body=body, tidy_columns=tidy_cols, tidy=cl,
                     notes=notes, group_columns=0)
+
+
+def _lpips_note(c: Mapping[str, Any]) -> str:
+    lp = {"backbone": "alex", "version": "0.1", "input": "raw01", **((c.get("evaluation") or {}).get("lpips") or {})}
+    how = ("the [0, 1] images fed unmapped, as DCS-2's code does (lpips.LPIPS(net)(x, y) without normalize=True), "
+           "so the values compare with the paper's" if lp["input"] == "raw01" else
+           "the [0, 1] images mapped to [-1, 1] (the LPIPS authors' convention), not DCS-2's unmapped input: "
+           "the values do not compare directly with the paper's")
+    return f"LPIPS: {lp['backbone']} v{lp['version']} (evaluation.lpips.input: {lp['input']}), {how}."
 
 
 def build_table(table: str, metrics_path: Any, accuracy_path: Any, config: Mapping[str, Any]) -> TableDoc:

@@ -4,7 +4,8 @@ Definitions (also in the captions):
 
 * one row per victim slot and case (dataset, model, defense combination, attack): the restart
   kept by ``evaluation.best_of_restarts`` (:func:`gibench.pipeline.jobs_sd.select_restart`);
-* **SSIM**: the CVB reference code's SSIM (each image min-max scaled to [0, 1] first,
+* **SSIM**: the CVB reference code's SSIM (each image min-max scaled to [0, 1] first; ``evaluation.ssim``
+  picks torchmetrics 0.11.4's centre-of-map mean, the default, or the full-map mean;
   :mod:`gibench.metrics.scaled`), mean ± std over the victims (population std, ddof = 0);
 * **ASR [%]**: 100 x the share of victims whose SSIM exceeds ``evaluation.asr_threshold`` (0.5);
 * **Accuracy [%]** (ablation tables): the FedAvg test accuracy of the global model, mean ± std
@@ -232,7 +233,8 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
     title = f"{name.replace('table', 'Table ')}: {spec.get('title') or default_titles[spec['kind']]}"
     dp_text = {d: defense_text(c.spec()) for d, c in chains.items()}
     notes = [f"SSIM: the CVB reference code's SSIM (each image min-max scaled to [0, 1] first; Gaussian window 11, "
-             f"σ 1.5), mean ± std (population) over n victims; ASR: share of victims with SSIM > {thr:g}. "
+             f"σ 1.5; {_ssim_definition_text(ev)}), mean ± std (population) over n victims; "
+             f"ASR: share of victims with SSIM > {thr:g}. "
              f"Arrows: direction of improvement for the defending client. Restart per victim: "
              f"{ev['best_of_restarts']}.",
              "Combinations: " + "; ".join(f"{d} = {t}" for d, t in dp_text.items()) + "."]
@@ -279,6 +281,14 @@ def variant_notes(config: Mapping[str, Any], cases: Sequence[tuple[str, str, str
                    + f", learning rate {'the image’s' if lr is None else _g(float(lr))}; the paper asks for mean 0 "
                    "and std στ without a formula or weight (our choice).")] = None
     return list(notes)
+
+
+def _ssim_definition_text(ev: Mapping[str, Any]) -> str:
+    if ev.get("ssim", "ssim_center") == "ssim_center":
+        return ("as torchmetrics 0.11.4, the CVB code's pin, computes it: the mean over the centre of the SSIM map, "
+                "cropped by the window's 5-pixel pad per side; evaluation.ssim: ssim_center")
+    return ("the mean over the full SSIM map as torchmetrics >= 1.0 computes it, not the CVB code's "
+            "torchmetrics 0.11.4 value; evaluation.ssim: ssim")
 
 
 def build_table(name: str, *, metrics_path: Any, config: Mapping[str, Any], out_dir: str | Path,
