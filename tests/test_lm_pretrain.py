@@ -161,7 +161,7 @@ def test_training_is_deterministic():
     states = []
     for _ in range(2):
         m = PT.build_lm(cfg, 11)
-        trace = PT.train_causal_lm(m, seqs, steps=4, batch_size=8, lr=1e-2, warmup=1, min_lr_ratio=0.1,
+        trace = PT.train_lm(m, seqs, steps=4, batch_size=8, lr=1e-2, warmup=1, min_lr_ratio=0.1,
                                    weight_decay=0.01, seed=3, pad=50256, log_every=2)
         states.append((PT.lm_state(m), trace))
     assert states[0][1] == states[1][1]
@@ -176,8 +176,9 @@ def test_next_token_nll_matches_the_hf_loss():
     ids = torch.tensor([[5, 9, 200, 7, 11]])
     with torch.no_grad():
         nll, n = PT.next_token_nll(m, ids, torch.ones_like(ids))
+        ref = m(input_ids=ids, labels=ids).loss
     assert n == 4
-    assert float(nll / n) == pytest.approx(float(m(input_ids=ids, labels=ids).loss), rel=1e-5)
+    assert float(nll / n) == pytest.approx(float(ref), rel=1e-5)
 
 
 # ------------------------------------------------------------------ artifact, trunk, prior loading
@@ -211,6 +212,54 @@ def test_trunk_in_the_classifier_and_lm_round_trip(tiny_lm, tmp_path):
         PT.load_trunk(wrong, path)
 
 
+# ------------------------------------------------------------------ BERT: masked LM
+
+TINY_BERT = {**TINY, "config_overrides": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                          "intermediate_size": 64, "max_position_embeddings": 64},
+             "steps": 100, "batch_size": 16}
+
+
+def test_mlm_choice_follows_berts_recipe():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.tensor([[101] + list(range(2000, 2040)) + [102, 0, 0], [101, 2000, 102] + [0] * 41])
+    mask = (ids != 0).long()
+    out, chosen = PT.mlm_choice(ids, mask, g)
+    assert not chosen[ids == 101].any() and not chosen[ids == 102].any() and not chosen[mask == 0].any()
+    assert chosen[1].sum() == 1 and chosen[1, 1]                   # a one-word sentence still has a target
+    big = torch.randint(1000, 30000, (64, 100))
+    out, ch = PT.mlm_choice(big, torch.ones_like(big), torch.Generator().manual_seed(1))
+    rate = float(ch.float().mean())
+    masked = float((out[ch] == 103).float().mean())
+    kept = float((out[ch] == big[ch]).float().mean())
+    assert abs(rate - 0.15) < 0.01 and abs(masked - 0.8) < 0.03 and 0.08 < kept < 0.13
+    assert torch.equal(out[~ch], big[~ch])
+    again, ch2 = PT.mlm_choice(big, torch.ones_like(big), torch.Generator().manual_seed(1))
+    assert torch.equal(again, out) and torch.equal(ch2, ch)
+
+
+def test_bert_masked_lm_pretraining_and_trunk(tmp_path):
+    from gibench.models import build_model
+    from gibench.pipeline.jobs_lm import pretrain
+
+    torch.set_num_threads(1)
+    model, facts, _ = pretrain("bert", PT.settings(TINY_BERT), 5, RES, None, [])
+    p = facts["perplexity"]["heldout"]
+    # masked-token perplexity of a random head: near uniform over 30,522 tokens; measured after training: see below
+    assert 15000 < p["random"]["perplexity"] < 60000
+    assert p["trained"]["perplexity"] < p["random"]["perplexity"] / 20
+    path = _save_tiny(tmp_path, model, facts)
+    net = build_model("bert", 2, None, 7, size="demo", config_overrides=TINY_BERT["config_overrides"])
+    fresh = {k: v.detach().clone() for k, v in net.named_parameters()}
+    info = PT.load_trunk(net, path)
+    own = dict(net.named_parameters())
+    assert sorted(info["kept_initialisation"]) == sorted(k for k in own if k.startswith(("classifier.", "bert.pooler.")))
+    for k in own:
+        ref = PT.lm_state(model).get(k, fresh[k])
+        assert torch.equal(own[k].detach(), ref), k
+    with pytest.raises(io.ArtifactError, match="causal"):
+        PT.load_lm(path)
+
+
 # ------------------------------------------------------------------ config checks
 
 def _cfg(models: dict, prior: str = "none", cases=None) -> dict:
@@ -227,10 +276,10 @@ def test_config_checks_name_the_key():
 
     ok = gconfig.validate(_cfg({"gpt2": {"size": "demo", "weights": "pretrained_local"}}, "pretrained_local"))
     assert ok["lm_pretrain"]["gpt2"]["steps"] == PT.defaults()["steps"]
+    gconfig.validate(_cfg({"bert": {"weights": "pretrained_local"}}, cases=[{"dataset": "cola", "model": "bert"}]))
     bad = [
         (_cfg({"gpt2": {"weights": "pretrained_local", "size": "base"}}), "models.gpt2.size"),
-        (_cfg({"bert": {"weights": "pretrained_local"}}, cases=[{"dataset": "cola", "model": "bert"}]),
-         "models.bert.weights"),
+        (_cfg({"gpt2": {"weights": "pretrained_local", "pretrained": "gpt2"}}), "models.gpt2.weights"),
         (_cfg({"bert": {"size": "demo"}}, "pretrained_local", cases=[{"dataset": "cola", "model": "bert"}]),
          "attacks.lamp.params.prior"),
         (_cfg({"gpt2": {"weights": "pretrained"}}), "models.gpt2.weights"),
@@ -254,3 +303,62 @@ def test_targets_follow_the_selection():
     assert T.model_inputs(rnd, "selective_encryption", "gpt2") == []
     assert "results/tables/selective_encryption/lm_pretrain.md" in T.all_targets(local)
     assert not [t for t in T.all_targets(rnd) if "lm_pretrain" in t or "/lm/" in t]
+
+
+# ------------------------------------------------------------------ through the real Snakefile
+
+MICRO_LOCAL = {
+    "seed": 4,
+    "lm_pretrain": {"gpt2": {"config_overrides": {"n_embd": 32, "n_layer": 3, "n_head": 2, "n_positions": 64},
+                             "corpora": [{"dataset": "cola", "split": "train"}],
+                             "heldout": [{"dataset": "cola", "split": "in_domain_dev"}], "heldout_sentences": 20,
+                             "steps": 3, "batch_size": 8, "warmup": 1, "log_every": 1}},
+    "datasets": {"cola": {"source": "bundled", "split": "in_domain_dev", "victims": 1, "max_tokens": 9}},
+    "studies": {"selective_encryption": {
+        "cases": [{"dataset": "cola", "model": "gpt2"}],
+        "victims": 1,
+        "models": {"gpt2": {"weights": "pretrained_local", "cost_metrics": ["prodsig"]}},
+        "significance": {"metrics": ["grad"], "ratios": [0.0, 0.3, 1.0], "cost_metrics": ["prodsig"]},
+        "attacks": {"lamp": {"ratios": [0.0, 1.0],
+                             "params": {"n_steps": 12, "init_candidates": 2, "init_permutations": 1, "swap_every": 5,
+                                        "swap_candidates": 3, "prior": "pretrained_local"}}},
+        "evaluation": {"best_of_restarts": "oracle"},
+    }},
+}
+
+
+@pytest.mark.slow
+def test_local_model_micro_run(tmp_path):
+    import hashlib
+
+    from workflow_helpers import run_snakemake, write_config
+
+    cfg = write_config(tmp_path, MICRO_LOCAL)
+    run_snakemake(tmp_path, cfg, timeout=3000)
+    res = tmp_path / "results"
+    lm_file = res / "lm" / "gpt2" / "lm.safetensors"
+    lm_state, rec = io.load_tensors(lm_file)
+    lm = rec["lm"]
+    assert lm["heldout"]["victim_pools"]["cola"]["victims"] == 1 and lm["corpus"]["parts"][0]["dropped_overlap"] > 0
+    assert lm["perplexity"]["heldout"]["trained"]["perplexity"] < lm["perplexity"]["heldout"]["random"]["perplexity"]
+    # the attacked model: the LM's trunk, a seeded head of its own
+    init, mrec = io.load_tensors(res / "models" / "selective_encryption" / "cola" / "gpt2" / "init.safetensors")
+    assert all(torch.equal(init[k], v) for k, v in lm_state.items() if k in init)
+    assert "score.weight" in init and "score.weight" not in lm_state
+    assert mrec["model"]["weights"]["source"] == "pretrained_local"
+    # LAMP read the LM as its prior
+    attacks = list((res / "attacks").rglob("*.safetensors"))
+    lamp = [p for p in attacks if io.read_record(p)["attack"]["status"] == "ok"]
+    assert lamp and all("results/lm/gpt2/lm.safetensors" in io.read_record(p)["inputs"] for p in lamp)
+    assert all(io.read_record(p)["attack"]["prior"].endswith("lm.safetensors") for p in lamp)
+    tables = res / "tables" / "selective_encryption"
+    md = (tables / "lm_pretrain.md").read_text()
+    assert "Held-out ppl (trained)" in md and "not the pretrained GPT-2/BERT of the paper" in md
+    t4 = (tables / "table4.md").read_text()
+    assert "trunk of the local gpt2 language model" in t4 and "LAMP prior on GPT-2: the local gpt2" in t4
+    assert "held-out perplexity" in t4
+    # re-running the job gives the same bytes
+    digest = hashlib.sha256(lm_file.read_bytes()).hexdigest()
+    lm_file.unlink()
+    run_snakemake(tmp_path, cfg, "results/lm/gpt2/lm.safetensors", timeout=1200)
+    assert hashlib.sha256(lm_file.read_bytes()).hexdigest() == digest

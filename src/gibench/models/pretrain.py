@@ -22,7 +22,7 @@ reviews), and SST-2's training phrases that are parts of a held-out sentence go 
 check is a plain substring search over the joined keys (exact, no hashing or sampling);
 :func:`overlapping` is tested on the real bundled corpora.
 
-**Training** (:func:`train_causal_lm`): sentences as separate sequences from position 0
+**Training** (:func:`train_lm`): sentences as separate sequences from position 0
 with no BOS token, as LAMP's prior scores them (``gibench.attacks.lamp.lm_loss``: each
 token predicted from the ones before it, the first one not scored), truncated to
 ``max_length`` tokens; random batches of ``batch_size`` sentences (a seeded permutation per
@@ -32,10 +32,20 @@ only); AdamW (betas 0.9/0.95, weight decay on matrices only), linear warm-up the
 decay to ``min_lr_ratio``, gradient clipping at 1; dropout off.  Seeded: the same seed,
 settings and thread count give the same bytes.
 
-**Perplexity** (:func:`causal_perplexity`): exp of the mean next-token cross-entropy over
+**Perplexity** (:func:`perplexity`): exp of the mean next-token cross-entropy over
 all predicted tokens of a set of sentences, under the same convention; recorded for the
 random initialisation and the trained model, on the held-out split sample and on the
 victims.
+
+**BERT** (``lm_pretrain.bert``): the reduced BERT with the real uncased vocabulary as a
+**masked** language model (BERT's recipe: 15 % of the non-special tokens of each sentence
+chosen, at least one; of those 80 % become ``[MASK]``, 10 % a random token, 10 % stay; the
+loss over the chosen tokens; ``[CLS] ... [SEP]`` around each sentence; no next-sentence
+task, so BERT's pooler is not trained and stays the classifier's seeded initialisation).
+Its perplexity is the masked-token perplexity exp(mean cross-entropy of the chosen tokens)
+under one fixed seeded choice, the same for the random and the trained model.  A masked LM
+is not a causal LM, so it cannot be LAMP's prior (LAMP's BERT prior is a causal LM over the
+BERT vocabulary, GBDA's).
 """
 from __future__ import annotations
 
@@ -51,7 +61,9 @@ from torch import nn
 from torch.nn import functional as F
 
 #: objective per text family (the family fixes the vocabulary and the tokenizer)
-OBJECTIVES = {"gpt2": "causal"}
+OBJECTIVES = {"gpt2": "causal", "bert": "mlm"}
+#: the prefix of the trunk's parameter names (what a classifier takes over)
+TRUNK_PREFIX = {"gpt2": "transformer.", "bert": "bert."}
 
 def defaults() -> dict[str, Any]:
     """The defaults of ``lm_pretrain.<family>``, read from the config schema
@@ -168,11 +180,12 @@ def heldout_sample(specs: Sequence[dict], resources_dir: str | Path, hub_dir: st
 
 
 def encode(tokenizer, texts: Sequence[str], max_length: int, min_tokens: int = 2) -> list[list[int]]:
-    """Token ids of each text (no special tokens for GPT-2), truncated to ``max_length``;
-    texts with fewer than ``min_tokens`` tokens (nothing to predict) are left out."""
+    """Token ids of each text as the model sees it (GPT-2: no special tokens; BERT:
+    ``[CLS] ... [SEP]``), truncated to ``max_length`` (BERT keeps its ``[SEP]``); texts with
+    fewer than ``min_tokens`` tokens (nothing to predict) are left out."""
     out = []
     for t in texts:
-        ids = tokenizer(t, add_special_tokens=False)["input_ids"][:max_length]
+        ids = tokenizer(t, truncation=True, max_length=max_length)["input_ids"]
         if len(ids) >= min_tokens:
             out.append(list(ids))
     return out
@@ -187,18 +200,21 @@ def lm_config(family: str, size: str = "demo", config_overrides: dict | None = N
 
     if family not in OBJECTIVES:
         raise ValueError(f"lm_pretrain: no local language model for {family!r} (available: {sorted(OBJECTIVES)})")
-    over = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, **(config_overrides or {})}
-    cfg = make_config(family, size, 2, "eager", over)
+    off = ({"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0} if family == "gpt2"
+           else {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    cfg = make_config(family, size, 2, "eager", {**off, **(config_overrides or {})})
     return cfg
 
 
 def build_lm(cfg, seed: int) -> nn.Module:
-    """A GPT2LMHeadModel (output layer tied to the word embeddings) with weights drawn under ``seed``."""
+    """GPT2LMHeadModel (GPT-2) or BertForMaskedLM (BERT), output layer tied to the word
+    embeddings, with weights drawn under ``seed``."""
     import transformers as tr
 
+    cls = tr.GPT2LMHeadModel if cfg.model_type == "gpt2" else tr.BertForMaskedLM
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        model = tr.GPT2LMHeadModel(cfg)
+        model = cls(cfg)
     model.tie_weights()
     return model
 
@@ -225,17 +241,67 @@ def next_token_nll(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> t
     return F.cross_entropy(logits.float(), target, reduction="sum"), int(target.numel())
 
 
+#: BERT's special ids (bert-base-uncased vocab.txt): [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103
+BERT_SPECIAL = (0, 100, 101, 102, 103)
+BERT_MASK = 103
+
+
+def mlm_choice(ids: torch.Tensor, mask: torch.Tensor, gen: torch.Generator, rate: float = 0.15,
+               vocab: int = 30522) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's corruption of a right-padded batch: (corrupted ids, chosen positions).  Each
+    non-special token is chosen with probability ``rate`` (the first candidate of a sentence
+    when none is); chosen tokens become [MASK] (80 %), a random token (10 %) or stay (10 %).
+    Draws from ``gen`` (CPU) in a fixed order: the same generator state gives the same choice."""
+    cand = mask.bool().clone()
+    for s in BERT_SPECIAL:
+        cand &= ids != s
+    u = torch.rand(ids.shape, generator=gen).to(ids.device)
+    chosen = cand & (u < rate)
+    none = ~chosen.any(1) & cand.any(1)
+    if none.any():
+        first = cand.float().argmax(1)
+        chosen[none, first[none]] = True
+    kind = torch.rand(ids.shape, generator=gen).to(ids.device)
+    rand_tok = torch.randint(0, vocab, ids.shape, generator=gen).to(ids.device)
+    out = ids.clone()
+    out[chosen & (kind < 0.8)] = BERT_MASK
+    swap = chosen & (kind >= 0.8) & (kind < 0.9)
+    out[swap] = rand_tok[swap]
+    return out, chosen
+
+
+def masked_nll(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, gen: torch.Generator
+               ) -> tuple[torch.Tensor, int]:
+    """(sum of the cross-entropies of the chosen tokens, their number) of BERT's MLM loss; the
+    prediction head is evaluated at the chosen positions only."""
+    corrupted, chosen = mlm_choice(ids, mask, gen, vocab=model.config.vocab_size)
+    h = model.bert(input_ids=corrupted, attention_mask=mask).last_hidden_state
+    logits = model.cls(h[chosen])
+    target = ids[chosen]
+    return F.cross_entropy(logits.float(), target, reduction="sum"), int(target.numel())
+
+
+def objective_nll(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, gen: torch.Generator):
+    """The training objective of ``model``'s family: next-token (GPT-2) or masked-token (BERT)."""
+    if getattr(model.config, "model_type", "") == "bert":
+        return masked_nll(model, ids, mask, gen)
+    return next_token_nll(model, ids, mask)
+
+
 @torch.no_grad()
-def causal_perplexity(model: nn.Module, seqs: Sequence[Sequence[int]], pad: int, batch_size: int = 64,
-                      device: torch.device | str = "cpu") -> dict:
-    """Perplexity of ``seqs`` (token-id lists): exp(total NLL / predicted tokens)."""
+def perplexity(model: nn.Module, seqs: Sequence[Sequence[int]], pad: int, batch_size: int = 64,
+               device: torch.device | str = "cpu", seed: int = 0) -> dict:
+    """Perplexity of ``seqs`` under the model's objective: exp(total NLL / predicted tokens);
+    for BERT the masked-token perplexity under a choice drawn from ``seed`` (the same choice
+    for every model evaluated with the same seed)."""
     was = model.training
     model.eval()
+    gen = torch.Generator().manual_seed(int(seed))
     total, n = 0.0, 0
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))   # little padding; sums are order-free
     for s in range(0, len(order), batch_size):
         ids, mask = _batch([seqs[i] for i in order[s:s + batch_size]], pad, device)
-        nll, k = next_token_nll(model, ids, mask)
+        nll, k = objective_nll(model, ids, mask, gen)
         total += float(nll)
         n += k
     model.train(was)
@@ -252,12 +318,13 @@ def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float) -> fl
     return lr * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
-def train_causal_lm(model: nn.Module, seqs: Sequence[Sequence[int]], *, steps: int, batch_size: int, lr: float,
-                    warmup: int, min_lr_ratio: float, weight_decay: float, seed: int, pad: int,
-                    device: torch.device | str = "cpu", log_every: int = 50,
-                    progress: Callable[[int, float], None] | None = None) -> list[dict]:
-    """Train ``model`` in place (see the module docstring); returns the training trace
-    (step, mean training loss per token since the last row, learning rate)."""
+def train_lm(model: nn.Module, seqs: Sequence[Sequence[int]], *, steps: int, batch_size: int, lr: float,
+             warmup: int, min_lr_ratio: float, weight_decay: float, seed: int, pad: int,
+             device: torch.device | str = "cpu", log_every: int = 50,
+             progress: Callable[[int, float], None] | None = None) -> list[dict]:
+    """Train ``model`` in place on its family's objective (see the module docstring); returns
+    the training trace (step, mean training loss per predicted token since the last row,
+    learning rate, predicted tokens, epochs)."""
     if not seqs:
         raise ValueError("lm_pretrain: the training text is empty (every sentence was held out?)")
     model.to(device).train()
@@ -266,6 +333,7 @@ def train_causal_lm(model: nn.Module, seqs: Sequence[Sequence[int]], *, steps: i
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95), eps=1e-8)
     rng = np.random.default_rng(int(seed))
+    gen = torch.Generator().manual_seed(int(seed))          # BERT's masking draws
     order = rng.permutation(len(seqs))
     cursor = 0
     trace = []
@@ -280,7 +348,7 @@ def train_causal_lm(model: nn.Module, seqs: Sequence[Sequence[int]], *, steps: i
         cur = lr_at(step, steps, lr, warmup, min_lr_ratio)
         for g in opt.param_groups:
             g["lr"] = cur
-        nll, n = next_token_nll(model, ids, mask)
+        nll, n = objective_nll(model, ids, mask, gen)
         loss = nll / max(n, 1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -301,8 +369,11 @@ def train_causal_lm(model: nn.Module, seqs: Sequence[Sequence[int]], *, steps: i
 # --------------------------------------------------------------------------- artifacts
 
 def lm_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """What the artifact stores: the trunk (``transformer.*``); the output layer is the tied
-    word-embedding matrix."""
+    """What the artifact stores: GPT-2's trunk (``transformer.*``; the output layer is the
+    tied word-embedding matrix), or BERT's trunk and MLM head without the tied decoder matrix."""
+    if getattr(model.config, "model_type", "") == "bert":
+        tied = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")   # = word embeddings, cls bias
+        return {k: v for k, v in model.state_dict().items() if k not in tied}
     return {k: v for k, v in model.state_dict().items() if k.startswith("transformer.")}
 
 
@@ -316,6 +387,9 @@ def load_lm(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     lm = rec.get("lm") or {}
     if "config" not in lm:
         raise io.ArtifactError(f"{path}: not an lm_pretrain artifact (no lm.config in its record)")
+    if lm.get("objective") != "causal":
+        raise io.ArtifactError(f"{path}: a {lm.get('objective')} language model ({lm.get('family')}), not a "
+                               f"causal one; LAMP's prior must be causal")
     cfg = tr.GPT2Config(**lm["config"])
     cfg._attn_implementation = "eager"
     model = tr.GPT2LMHeadModel(cfg)
@@ -331,13 +405,16 @@ def load_lm(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
 
 #: architecture fields that must agree between the language model and the attacked model
 ARCH_KEYS = {"gpt2": ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "activation_function",
-                      "layer_norm_epsilon")}
+                      "layer_norm_epsilon"),
+             "bert": ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                      "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps")}
 
 
 def load_trunk(net: nn.Module, path: str | Path) -> dict:
     """Copy the trunk of the language model at ``path`` into the classifier ``net`` (its
-    ``transformer.*`` tensors; the classification head keeps its seeded initialisation).
-    The architectures must agree; returns the language model's record facts."""
+    ``transformer.*`` / ``bert.*`` tensors; the classification head - and BERT's pooler, which
+    masked-LM training does not train - keep their seeded initialisation).  The
+    architectures must agree; returns the language model's record facts."""
     from .. import io
 
     state, rec = io.load_tensors(path)
@@ -352,15 +429,17 @@ def load_trunk(net: nn.Module, path: str | Path) -> dict:
                                f"architecture of lm_pretrain.{family}")
     own = dict(net.named_parameters())
     trunk = {k: v for k, v in state.items() if k in own}
-    missing = [k for k in own if k.startswith("transformer.") and k not in trunk]
+    missing = [k for k in own if k.startswith(TRUNK_PREFIX[family]) and k not in trunk and ".pooler." not in k]
     if missing:
         raise io.ArtifactError(f"{path}: lacks trunk tensors {missing[:3]}")
     with torch.no_grad():
         for k, v in trunk.items():
             own[k].copy_(v.to(own[k].dtype))
-    return {"lm_path": str(path), "tensors_loaded": len(trunk), "perplexity": lm.get("perplexity")}
+    return {"lm_path": str(path), "tensors_loaded": len(trunk), "kept_initialisation": sorted(set(own) - set(trunk)),
+            "perplexity": lm.get("perplexity")}
 
 
-__all__ = ["OBJECTIVES", "defaults", "settings", "text_key", "overlapping", "Corpus", "read_corpus",
-           "heldout_sample", "encode", "lm_config", "build_lm", "next_token_nll", "causal_perplexity", "lr_at",
-           "train_causal_lm", "lm_state", "load_lm", "load_trunk", "ARCH_KEYS"]
+__all__ = ["OBJECTIVES", "TRUNK_PREFIX", "defaults", "settings", "text_key", "overlapping", "Corpus", "read_corpus",
+           "heldout_sample", "encode", "lm_config", "build_lm", "next_token_nll", "mlm_choice", "masked_nll",
+           "objective_nll", "perplexity", "lr_at", "train_lm", "lm_state", "load_lm",
+           "load_trunk", "ARCH_KEYS"]

@@ -197,9 +197,12 @@ def check_lm_config(config: dict, study_cfg: dict, pre: str) -> list[str]:
             if params.get("prior") != LOCAL:
                 continue
             where = f"config error at {pre}.attacks.{name}.params.prior"
-            if m not in OBJECTIVES:
+            causal = [f for f, o in OBJECTIVES.items() if o == "causal"]
+            if m not in causal:
                 errs.append(f"{where}: pretrained_local on {m!r}: LAMP's prior is a causal language model over the "
-                            f"model's vocabulary, and lm_pretrain trains one for {', '.join(OBJECTIVES)} only")
+                            f"model's vocabulary, and lm_pretrain trains one for {', '.join(causal)} only (its "
+                            f"{m} model is a masked LM)" if m in OBJECTIVES else
+                            f"{where}: pretrained_local on {m!r}: no local language model for it")
             elif m not in lm_cfg:
                 errs.append(f"{where}: pretrained_local needs lm_pretrain.{m}")
     return errs
@@ -224,43 +227,42 @@ def pretrain(family: str, s: dict, seed: int, resources_dir: str | Path, hub_dir
     splits.  Returns (model, facts for the artifact record, volatile timings)."""
     from ..datasets.text import load_tokenizer
     from ..models import count_parameters
-    from ..models.pretrain import (OBJECTIVES, build_lm, causal_perplexity, encode, heldout_sample, lm_config,
-                                   read_corpus, text_key, train_causal_lm)
+    from ..models.pretrain import (OBJECTIVES, build_lm, encode, heldout_sample, lm_config, perplexity, read_corpus,
+                                   text_key, train_lm)
     from ..models.text import PAD_ID, SIZES
 
-    if OBJECTIVES.get(family) != "causal":
-        raise ValueError(f"lm_pretrain.{family}: only causal language models are implemented "
-                         f"(families: {sorted(OBJECTIVES)})")
     sample, held_info, held_all = heldout_sample(s["heldout"], resources_dir, hub_dir, int(s["heldout_sentences"]),
                                                  seed)
     corpus = read_corpus(s["corpora"], resources_dir, hub_dir, held_all + list(victims))
     tok = load_tokenizer(family, "bundled", resources_dir)
     L = int(s["max_length"])
-    seqs = encode(tok, corpus.texts, L)
-    held_seqs = encode(tok, sample, L)
-    vic_seqs = encode(tok, victims, L)
+    least = 2 if OBJECTIVES[family] == "causal" else 3          # something to predict
+    seqs = encode(tok, corpus.texts, L, least)
+    held_seqs = encode(tok, sample, L, least)
+    vic_seqs = encode(tok, victims, L, least)
     cfg = lm_config(family, s["size"], s["config_overrides"])
     model = build_lm(cfg, seed).to(device)
     pad = PAD_ID[family]
-    ppl = {"heldout": {"random": causal_perplexity(model, held_seqs, pad, device=device)},
-           "victims": {"random": causal_perplexity(model, vic_seqs, pad, device=device)}}
+    # BERT: the same seeded masking for the random and the trained model
+    ppl = {"heldout": {"random": perplexity(model, held_seqs, pad, device=device, seed=seed)},
+           "victims": {"random": perplexity(model, vic_seqs, pad, device=device, seed=seed)}}
     t0, c0 = time.time(), time.process_time()
-    trace = train_causal_lm(model, seqs, steps=int(s["steps"]), batch_size=int(s["batch_size"]), lr=float(s["lr"]),
+    trace = train_lm(model, seqs, steps=int(s["steps"]), batch_size=int(s["batch_size"]), lr=float(s["lr"]),
                             warmup=int(s["warmup"]), min_lr_ratio=float(s["min_lr_ratio"]),
                             weight_decay=float(s["weight_decay"]), seed=seed, pad=pad, device=device,
                             log_every=int(s["log_every"]), progress=progress)
     seconds, cpu = time.time() - t0, time.process_time() - c0
-    ppl["heldout"]["trained"] = causal_perplexity(model, held_seqs, pad, device=device)
-    ppl["victims"]["trained"] = causal_perplexity(model, vic_seqs, pad, device=device)
+    ppl["heldout"]["trained"] = perplexity(model, held_seqs, pad, device=device, seed=seed)
+    ppl["victims"]["trained"] = perplexity(model, vic_seqs, pad, device=device, seed=seed)
     arch_keys = list(SIZES[family]["base"]) + list(s["config_overrides"] or {})
     arch = {k: getattr(cfg, k) for k in dict.fromkeys(arch_keys)}
     held_keys = sorted({text_key(t) for t in held_all + list(victims)})
-    tokens = sum(len(q) - 1 for q in seqs)
+    tokens = sum(len(q) for q in seqs)
     facts = {
         "family": family, "objective": OBJECTIVES[family], "size": s["size"], "config": arch,
         "parameters": count_parameters(model), "settings": s,
         "corpus": {"parts": corpus.parts, "texts": len(corpus.texts), "sequences": len(seqs),
-                   "predicted_tokens": tokens},
+                   "tokens": tokens},
         "heldout": {"splits": held_info, "sentences_excluded_from_training": len(held_all),
                     "victims": len(victims), "key_digest": hashlib.sha256("\n".join(held_keys).encode()).hexdigest(),
                     "rule": "a training text is dropped when its letters-and-digits key contains, or is "
@@ -306,6 +308,11 @@ def lm_pretrain_job(smk: Any, device: torch.device) -> dict:
 
 # ------------------------------------------------------------------ the table
 
+def _shape(c: dict) -> tuple[Any, Any]:
+    """(blocks, width) of a GPT-2 or BERT config dict."""
+    return c.get("n_layer", c.get("num_hidden_layers")), c.get("n_embd", c.get("hidden_size"))
+
+
 def lm_table(records: list[dict]):
     """The table of the local language models (one row per family) from their records."""
     from ..tables.render import TableDoc, display
@@ -314,10 +321,11 @@ def lm_table(records: list[dict]):
     for rec in records:
         lm = rec["lm"]
         c, p = lm["config"], lm["perplexity"]
-        arch = f"{c.get('n_layer')} blocks × {c.get('n_embd')}, vocab {c.get('vocab_size'):,}"
+        layers, width = _shape(c)
+        arch = f"{layers} blocks × {width}, vocab {c.get('vocab_size'):,}"
         row = {
             "family": lm["family"], "objective": lm["objective"], "architecture": arch, "parameters": lm["parameters"],
-            "training_texts": lm["corpus"]["texts"], "predicted_tokens": lm["corpus"]["predicted_tokens"],
+            "training_texts": lm["corpus"]["texts"], "corpus_tokens": lm["corpus"]["tokens"],
             "dropped_overlap": sum(x["dropped_overlap"] for x in lm["corpus"]["parts"]),
             "steps": lm["settings"]["steps"], "batch_size": lm["settings"]["batch_size"],
             "epochs": lm["epochs"],
@@ -351,7 +359,8 @@ def lm_table(records: list[dict]):
         "(letters-and-digits key contains or is contained in a held-out key).",
         "Perplexity: exp of the mean next-token cross-entropy over the predicted tokens (each sentence from "
         "position 0, no BOS token: the convention of LAMP's prior), of the random initialisation and of the "
-        "trained model; held-out sample: " + "; ".join(held) + ".",
+        "trained model; for a masked LM (BERT) the masked-token perplexity under one fixed seeded choice of "
+        "15 % of the tokens; held-out sample: " + "; ".join(held) + ".",
     ]
     cols = list(tidy[0]) if tidy else ["family"]
     return TableDoc(name=LM_TABLE, title="Local language models: held-out perplexity before and after pretraining",
@@ -384,9 +393,11 @@ def lm_description(family: str) -> str:
         if lm:
             p = lm["perplexity"]["heldout"]
             c = lm["config"]
-            return (f"the local {family} language model (rule lm_pretrain: {c.get('n_layer')} blocks of width "
-                    f"{c.get('n_embd')}, {lm['settings']['steps']:,} steps on the bundled training text, victims "
-                    f"held out; held-out perplexity {p['trained']['perplexity']:,.1f}, random initialisation "
+            layers, width = _shape(c)
+            kind = "masked-token " if lm.get("objective") == "mlm" else ""
+            return (f"the local {family} language model (rule lm_pretrain: {layers} blocks of width "
+                    f"{width}, {lm['settings']['steps']:,} steps on the bundled training text, victims "
+                    f"held out; held-out {kind}perplexity {p['trained']['perplexity']:,.1f}, random initialisation "
                     f"{p['random']['perplexity']:,.0f})")
     return f"the local {family} language model (rule lm_pretrain; its artifact {path} was not found)"
 
