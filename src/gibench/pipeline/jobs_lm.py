@@ -7,9 +7,10 @@ model of a text family (:mod:`gibench.models.pretrain`).  A study uses it in two
   language model's trunk with a fresh, seeded classification head (the model rule copies the
   trunk; the architecture is ``lm_pretrain.<family>``'s);
 * ``attacks.<lamp attack>.params.prior: pretrained_local`` - LAMP's discrete steps are
-  scored by this language model (the GPT-2 port of LAMP scores with GPT-2 itself).
+  scored by this language model (the GPT-2 port of LAMP scores with GPT-2 itself); causal
+  models only (GPT-2), BERT's is a masked LM.
 
-The artifact ``results/lm/<family>/lm.safetensors`` holds the trunk; its record holds the
+The artifact ``results/lm/<family>/lm.safetensors`` holds the trunk (BERT: and its MLM head); its record holds the
 architecture, the training text (per corpus: sentences, kept, dropped as overlapping a
 held-out sentence), the settings, the training trace and the perplexities of the random
 initialisation and of the trained model on the held-out sample and on the victims.  Timings
@@ -210,16 +211,6 @@ def check_lm_config(config: dict, study_cfg: dict, pre: str) -> list[str]:
 
 # ------------------------------------------------------------------ the job
 
-def read_victim_texts(paths: list[str]) -> list[str]:
-    texts = []
-    for p in paths:
-        table, _ = io.load_table(p)
-        if "text" not in table.column_names:
-            raise io.ArtifactError(f"{p}: no column 'text'; is it a text victims table?")
-        texts += [str(t) for t in table.column("text").to_pylist()]
-    return texts
-
-
 def pretrain(family: str, s: dict, seed: int, resources_dir: str | Path, hub_dir: str | Path | None,
              victims: list[str], device: torch.device | str = "cpu", progress=None) -> tuple[torch.nn.Module, dict, dict]:
     """Train the local language model of ``family`` with settings ``s`` (see
@@ -387,7 +378,7 @@ def lm_description(family: str) -> str:
     if path.exists():
         try:
             rec = io.read_record(path)
-        except Exception:  # an unreadable artifact: say what the config asks for
+        except Exception:  # an unreadable artifact: the caption says it was not found
             rec = {}
         lm = rec.get("lm")
         if lm:
@@ -404,5 +395,5 @@ def lm_description(family: str) -> str:
 
 __all__ = ["LOCAL", "LM_TABLE", "lm_settings", "lm_inputs", "lm_path", "uses_local_weights", "local_prior_models",
            "lm_families", "lm_table_targets", "lm_table_inputs", "architecture_options", "pretrain", "lm_pretrain_job",
-           "lm_table", "lm_table_job", "lm_description", "read_victim_texts", "text_datasets", "victim_texts",
+           "lm_table", "lm_table_job", "lm_description", "text_datasets", "victim_texts",
            "lm_job_settings", "check_lm_config"]
