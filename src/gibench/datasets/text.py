@@ -16,7 +16,19 @@ datasets, whose ``modality`` is ``image``).  Two sources, as for the image datas
                                     ``sentence<TAB>label``) = HF ``glue/sst2`` validation
   rotten_tomatoes ``first500``      the first 500 lines of ``rt-polarity.pos`` (label 1) and
                                     of ``rt-polarity.neg`` (label 0), UTF-8, pos first
+  cola           ``train``          CoLA 1.1 ``raw/in_domain_train.tsv`` (8,551 rows = GLUE
+                                    CoLA train), stored xz-compressed
+  sst2           ``train``          GLUE SST-2 ``train.tsv`` (67,349 rows = HF ``glue/sst2``
+                                    train), xz-compressed
+  rotten_tomatoes ``train`` /       HF's split of the full polarity files (xz-compressed):
+                 ``validation`` /   the first 4,265 lines of each file (pos then neg), the
+                 ``test``           next 533, the last 533; texts as HF's loader makes them
+                                    (cp1252 bytes read as latin-1, stripped)
   ============== ================== ==========================================================
+
+  The ``train`` splits are row-for-row the hub's ``train`` splits (same texts, same
+  order, so LAMP's sampler picks the same sentences offline); the pipeline pretrains its
+  local language model on them (:mod:`gibench.models.pretrain`).
 
 * ``hub`` - the full split from the Hugging Face hub (``nyu-mll/glue`` configs ``cola``
   and ``sst2``, text column ``sentence``; ``cornell-movie-review-data/rotten_tomatoes``,
@@ -126,12 +138,14 @@ def text_dataset(name: str) -> "TextDataset":
 
 # --------------------------------------------------------------------------- readers
 
-def read_cola_tsv(path: str | Path) -> tuple[list[str], np.ndarray, list[str], list[str]]:
+def read_cola_tsv(path: str | Path, content: str | None = None) -> tuple[list[str], np.ndarray, list[str], list[str]]:
     """CoLA raw tsv (no header): source code, label (0/1), original notation, sentence.
+    ``content``: the file's text when already read (``path`` then only names it in errors).
 
     Returns (sentences, labels, source codes, original notations)."""
     texts, labels, codes, orig = [], [], [], []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    raw = Path(path).read_text(encoding="utf-8") if content is None else content
+    for n, line in enumerate(raw.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split("\t", 3)
@@ -145,9 +159,9 @@ def read_cola_tsv(path: str | Path) -> tuple[list[str], np.ndarray, list[str], l
 
 
 def read_glue_tsv(path: str | Path, text_column: str = "sentence",
-                  label_column: str = "label") -> tuple[list[str], np.ndarray]:
+                  label_column: str = "label", content: str | None = None) -> tuple[list[str], np.ndarray]:
     """A GLUE single-sentence tsv with a header row (SST-2: ``sentence<TAB>label``)."""
-    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    lines = (Path(path).read_text(encoding="utf-8") if content is None else content).split("\n")
     header = lines[0].rstrip("\r").split("\t")
     try:
         ti, li = header.index(text_column), header.index(label_column)
@@ -166,14 +180,40 @@ def read_glue_tsv(path: str | Path, text_column: str = "sentence",
     return texts, np.asarray(labels, np.int64)
 
 
-def read_lines(path: str | Path, encoding: str = "utf-8") -> list[str]:
+def read_lines(path: str | Path, encoding: str = "utf-8", content: str | None = None) -> list[str]:
     """One sentence per line (Rotten Tomatoes ``rt-polarity.{pos,neg}``); the line break
     is removed, nothing else."""
-    raw = Path(path).read_text(encoding=encoding)
+    raw = Path(path).read_text(encoding=encoding) if content is None else content
     return [ln.rstrip("\r") for ln in raw.split("\n")[:-1 if raw.endswith("\n") else None]]
 
 
+def read_xz(folder: Path, name: str) -> str:
+    """The UTF-8 text of the bundled ``<name>.xz`` (the file's sha256 checked against
+    PROVENANCE.jsonl, the decompressed bytes against its ``content_sha256``)."""
+    import hashlib
+    import json
+    import lzma
+
+    verify_bundled(folder, [name + ".xz"])
+    raw = lzma.decompress((folder / (name + ".xz")).read_bytes())
+    want = {}
+    for line in (folder / "PROVENANCE.jsonl").read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            want[rec["file"]] = rec.get("content_sha256")
+    got = hashlib.sha256(raw).hexdigest()
+    if want.get(name + ".xz") and got != want[name + ".xz"]:
+        raise DatasetUnavailable(f"{folder / (name + '.xz')}: decompressed sha256 {got[:12]}… does not match "
+                                 f"its PROVENANCE.jsonl content_sha256")
+    return raw.decode("utf-8")
+
+
 def _cola_bundled(folder: Path, split: str) -> TextSplit:
+    if split == "train":
+        texts, labels, _, _ = read_cola_tsv(folder / "in_domain_train.tsv.xz",
+                                            content=read_xz(folder, "in_domain_train.tsv"))
+        return TextSplit(texts, labels, np.arange(len(texts)), ["unacceptable", "acceptable"],
+                         source="bundled: CoLA 1.1 raw/in_domain_train.tsv (8,551 sentences, = GLUE CoLA train)")
     verify_bundled(folder, ["in_domain_dev.tsv"])
     texts, labels, _, _ = read_cola_tsv(folder / "in_domain_dev.tsv")
     return TextSplit(texts, labels, np.arange(len(texts)), ["unacceptable", "acceptable"],
@@ -181,13 +221,47 @@ def _cola_bundled(folder: Path, split: str) -> TextSplit:
 
 
 def _sst2_bundled(folder: Path, split: str) -> TextSplit:
+    if split == "train":
+        texts, labels = read_glue_tsv(folder / "train.tsv.xz", content=read_xz(folder, "train.tsv"))
+        return TextSplit(texts, labels, np.arange(len(texts)), ["negative", "positive"],
+                         source="bundled: GLUE SST-2 train.tsv (67,349 phrases, = HF glue/sst2 train)")
     verify_bundled(folder, ["dev.tsv"])
     texts, labels = read_glue_tsv(folder / "dev.tsv")
     return TextSplit(texts, labels, np.arange(len(texts)), ["negative", "positive"],
                      source="bundled: GLUE SST-2 dev.tsv (872 sentences, = HF glue/sst2 validation)")
 
 
+#: HF rotten_tomatoes: 80/10/10 of each polarity file, int(n * 0.8 + 0.5) and int(n * 0.9 + 0.5)
+RT_LINES = 5331
+RT_SPLITS = {"train": (0, int(RT_LINES * 0.8 + 0.5)),
+             "validation": (int(RT_LINES * 0.8 + 0.5), int(RT_LINES * 0.9 + 0.5)),
+             "test": (int(RT_LINES * 0.9 + 0.5), RT_LINES)}
+
+
+def _hf_rt_text(line: str) -> str:
+    """A line of the UTF-8 copy as HF's loader reads the original cp1252 file: decoded as
+    latin-1 and stripped (so e.g. an em dash becomes the C1 control character U+0097)."""
+    return line.encode("cp1252").decode("latin-1").strip()
+
+
+def _rt_hf_split(folder: Path, split: str) -> TextSplit:
+    lo, hi = RT_SPLITS[split]
+    parts = []
+    for name in ("rt-polarity.pos", "rt-polarity.neg"):
+        lines = read_lines(folder / (name + ".xz"), content=read_xz(folder, name))
+        if len(lines) != RT_LINES:
+            raise DatasetUnavailable(f"{folder / name}.xz: {len(lines)} lines, expected {RT_LINES}")
+        parts.append([_hf_rt_text(t) for t in lines[lo:hi]])
+    texts = parts[0] + parts[1]
+    labels = np.asarray([1] * len(parts[0]) + [0] * len(parts[1]), np.int64)
+    return TextSplit(texts, labels, np.arange(len(texts)), ["negative", "positive"],
+                     source=f"bundled: sentence polarity v1.0, HF rotten_tomatoes {split} split (lines {lo}..{hi - 1} "
+                            f"of each polarity file, pos first; {len(texts)} sentences)")
+
+
 def _rt_bundled(folder: Path, split: str) -> TextSplit:
+    if split in RT_SPLITS:
+        return _rt_hf_split(folder, split)
     files = ["rt-polarity.pos.first500", "rt-polarity.neg.first500"]
     verify_bundled(folder, files)
     pos, neg = read_lines(folder / files[0]), read_lines(folder / files[1])
@@ -200,19 +274,19 @@ def _rt_bundled(folder: Path, split: str) -> TextSplit:
 
 
 DATASETS.add("cola", TextDataset(
-    "cola", 2, ["unacceptable", "acceptable"], _cola_bundled, ("in_domain_dev",),
+    "cola", 2, ["unacceptable", "acceptable"], _cola_bundled, ("in_domain_dev", "train"),
     hub_id="nyu-mll/glue", hub_config="cola", text_column="sentence", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
     licence="CoLA: research use (fair use, see resources/text/cola/README)",
     pool_sizes={"bundled:in_domain_dev": 527, "hub:train": 8551, "hub:validation": 1043, "hub:test": 1063}))
 DATASETS.add("sst2", TextDataset(
-    "sst2", 2, ["negative", "positive"], _sst2_bundled, ("validation",),
+    "sst2", 2, ["negative", "positive"], _sst2_bundled, ("validation", "train"),
     hub_id="nyu-mll/glue", hub_config="sst2", text_column="sentence", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
     licence="SST-2 (GLUE): research use",
     pool_sizes={"bundled:validation": 872, "hub:train": 67349, "hub:validation": 872, "hub:test": 1821}))
 DATASETS.add("rotten_tomatoes", TextDataset(
-    "rotten_tomatoes", 2, ["negative", "positive"], _rt_bundled, ("first500",),
+    "rotten_tomatoes", 2, ["negative", "positive"], _rt_bundled, ("first500", "train", "validation", "test"),
     hub_id="cornell-movie-review-data/rotten_tomatoes", hub_config=None, text_column="text", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
     licence="sentence polarity v1.0 (Pang & Lee 2005): research use",

@@ -93,7 +93,7 @@ def model_for(config: dict, study: str, dataset: str, model: str, weights: str |
     opts = model_options(study_cfg, model)
     if getattr(ds, "modality", "image") == "text":  # hub dir, no second download when weights follow
         from .jobs_text import text_builder_options
-        opts = text_builder_options(config, opts, have_weights=weights is not None)
+        opts = text_builder_options(config, opts, have_weights=weights is not None, family=model)
     net = build_model(model, ds.num_classes, ds.shape, seed, **opts)
     if weights is not None:
         state, _ = io.load_tensors(weights)
@@ -105,13 +105,19 @@ def model_for(config: dict, study: str, dataset: str, model: str, weights: str |
 
 
 def model_job(smk: Any, device: torch.device) -> dict:
+    from .jobs_lm import lm_path, uses_local_weights
+
     wc = dict(smk.wildcards)
     net = model_for(smk.config, wc["study"], wc["dataset"], wc["model"])
     seed = derive_seed(smk.config["seed"], "model", **wc)
+    info = {"name": wc["model"], "parameters": count_parameters(net), "tensors": [n for n, _ in net.named_parameters()]}
+    if uses_local_weights(smk.config["studies"][wc["study"]], wc["model"]):
+        # the local language model's trunk; the classification head keeps its seeded initialisation
+        from ..models.pretrain import load_trunk
+
+        info["weights"] = {"source": "pretrained_local", **load_trunk(net, lm_path(wc["model"]))}
     rec = make_record(rule="model", wildcards=wc, params=model_options(smk.config["studies"][wc["study"]], wc["model"]),
-                      config=smk.config, seed=seed, device="cpu", outputs=smk.output,
-                      extra={"model": {"name": wc["model"], "parameters": count_parameters(net),
-                                       "tensors": [n for n, _ in net.named_parameters()]}})
+                      config=smk.config, seed=seed, device="cpu", outputs=smk.output, extra={"model": info})
     io.save_tensors(smk.output[0], dict(net.state_dict()), rec)
     say(f"model {wc['model']} for {wc['dataset']}: {count_parameters(net):,} parameters")
     return {"parameters": count_parameters(net)}

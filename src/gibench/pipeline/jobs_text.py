@@ -93,10 +93,16 @@ def tokenizer_for(config: dict, study_cfg: dict, model: str):
     return load_tokenizer(family_of(model), source, config["resources_dir"], name=name)
 
 
-def text_builder_options(config: dict, opts: dict, have_weights: bool) -> dict:
+def text_builder_options(config: dict, opts: dict, have_weights: bool, family: str | None = None) -> dict:
     """Builder options of a text model from its study entry: the hub directory for
-    ``pretrained`` checkpoints, and no weight download when a weights artifact follows."""
+    ``pretrained`` checkpoints, and no weight download when a weights artifact follows.
+    ``weights: pretrained_local``: the architecture of ``lm_pretrain.<family>`` (the model
+    job then copies the local language model's trunk in; :func:`gibench.pipeline.jobs_data.model_job`)."""
     out = {k: v for k, v in opts.items() if k not in PIPELINE_MODEL_KEYS}
+    if out.pop("weights", "random") == "pretrained_local":
+        from .jobs_lm import architecture_options
+
+        out.update(architecture_options(config, family))
     out.setdefault("hub_dir", config["hub_dir"])
     if have_weights and out.get("pretrained"):
         out["load_weights"] = False
@@ -294,9 +300,14 @@ def _need(knowledge: dict, key: str, attack: str, why: str):
 
 def load_prior(spec: Any, hub_dir: str, device: torch.device):
     """LAMP's language-model prior: None for ``none``, else a causal LM (hub name, local
-    directory, or LAMP's ``.pth`` for the BERT vocabulary)."""
+    directory, LAMP's ``.pth`` for the BERT vocabulary, or the ``.safetensors`` artifact of
+    rule ``lm_pretrain``: what ``prior: pretrained_local`` resolves to)."""
     if spec in (None, "none", False):
         return None
+    if str(spec).endswith(".safetensors"):
+        from ..models.pretrain import load_lm
+
+        return load_lm(spec, device=device)
     from ..models.text import load_lm_prior
 
     return load_lm_prior(str(spec), hub_dir=hub_dir, device=device)
@@ -375,6 +386,8 @@ def text_attack_job(smk: Any, device: torch.device) -> dict:
     shared = {n: torch.where(visible[n], g, torch.zeros_like(g)) for n, g in shared.items()}
     tok = tokenizer_for(cfg, study_cfg, wc["model"])
     seed = derive_seed(cfg["seed"], "attack", **wc)
+    if params.get("prior") == "pretrained_local":   # the local language model (rule lm_pretrain)
+        params = {**params, "prior": smk.input.prior}
     t0 = time.time()
 
     def progress(it: int, loss: float) -> None:
@@ -549,9 +562,12 @@ def check_text_study(config: dict, se: dict) -> list[str]:
                         f"(text models {', '.join(FAMILIES)} take the text datasets; image models the image ones)")
         if text:
             text_models.add(m)
+    from .jobs_lm import check_lm_config
+
+    errs += check_lm_config(config, se, pre)
     for m, opts in (se.get("models") or {}).items():
         where = f"{pre}.models.{m}"
-        text_keys = {"size", "pretrained", "config_overrides", "attn_implementation", "tokenizer"} & set(opts)
+        text_keys = {"size", "pretrained", "config_overrides", "attn_implementation", "tokenizer", "weights"} & set(opts)
         if m not in FAMILIES and text_keys:
             errs.append(f"config error at {where}: {sorted(text_keys)} apply to text models ({', '.join(FAMILIES)}) only")
         if m in FAMILIES and "init" in opts:
@@ -620,7 +636,8 @@ def check_text_study(config: dict, se: dict) -> list[str]:
                     errs.append(f"config error at {pre}.threat_model.{key}: LAMP needs it (true)")
             prior = (entry.get("params") or {}).get("prior", "none")
             if prior not in (None, "none") and not isinstance(prior, str):
-                errs.append(f"config error at {where}.params.prior: a hub name, a directory, a .pth file or none")
+                errs.append(f"config error at {where}.params.prior: a hub name, a directory, a .pth file, "
+                            f"pretrained_local or none")
     if text_models:
         ev = se.setdefault("evaluation", {})
         ev.setdefault("protection", {}).setdefault("text", dict(DEFAULT_PROTECTION["text"]))

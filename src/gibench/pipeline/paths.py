@@ -20,6 +20,8 @@ ALL_METRICS = R + "/metrics/{study}/metrics.parquet"
 COST = R + "/cost/{study}/significance_cost.parquet"
 TABLE = R + "/tables/{study}/{table}.{ext}"
 FIGURE = R + "/figures/{study}/{figure}.{ext}"
+# the local language model of a text family (rule lm_pretrain; gibench.models.pretrain)
+LM_WEIGHTS = R + "/lm/{family}/lm.safetensors"
 
 # Ratio 0 (nothing encrypted) and 1 (everything encrypted) give the same mask whatever the
 # metric: those cases are computed once under this metric name and shared by every curve.

@@ -18,9 +18,10 @@ BUNDLED_FILES = {
 
 # text datasets live under resources/text/<name> (gibench.datasets.text)
 BUNDLED_TEXT_FILES = {
-    "cola": ["in_domain_dev.tsv", "PROVENANCE.jsonl"],
-    "sst2": ["dev.tsv", "PROVENANCE.jsonl"],
-    "rotten_tomatoes": ["rt-polarity.pos.first500", "rt-polarity.neg.first500", "PROVENANCE.jsonl"],
+    "cola": ["in_domain_dev.tsv", "in_domain_train.tsv.xz", "PROVENANCE.jsonl"],
+    "sst2": ["dev.tsv", "train.tsv.xz", "PROVENANCE.jsonl"],
+    "rotten_tomatoes": ["rt-polarity.pos.first500", "rt-polarity.neg.first500", "rt-polarity.pos.xz",
+                        "rt-polarity.neg.xz", "PROVENANCE.jsonl"],
 }
 
 
@@ -288,9 +289,13 @@ def se_table_targets(config: dict) -> list[str]:
 
 
 def table_inputs(config: dict, study: str, table: str) -> dict:
+    from .jobs_lm import lm_table_inputs
+
+    # the local language models the text rows ran with: their captions state the perplexity
+    lm = lm_table_inputs(config, study)
     if table == "table6":
-        return {"cost": P.fmt(P.COST, study=study)}
-    return {"metrics": P.fmt(P.ALL_METRICS, study=study)}
+        return {"cost": P.fmt(P.COST, study=study), **lm}
+    return {"metrics": P.fmt(P.ALL_METRICS, study=study), **lm}
 
 
 # evaluation keys only some tables read: changing one re-runs only those tables (not the other
@@ -347,8 +352,13 @@ def _hub_checkpoint(config: dict, name: Any) -> str | None:
 
 
 def model_inputs(config: dict, study: str, model: str) -> list[str]:
-    """The downloaded checkpoint a ``pretrained`` model is built from (download rule)."""
+    """The downloaded checkpoint a ``pretrained`` model is built from (download rule), or the
+    local language model whose trunk a ``weights: pretrained_local`` model starts from."""
+    from .jobs_lm import lm_path, uses_local_weights
+
     opts = (config["studies"][study].get("models") or {}).get(model, {})
+    if uses_local_weights(config["studies"][study], model):
+        return [lm_path(model)]
     pre = opts.get("pretrained")
     if pre is True:
         from ..models.text import HUB_NAMES
@@ -367,6 +377,10 @@ def attack_inputs(config: dict, wc) -> dict:
     prior = params.get("prior")
     if not prior or prior == "none":
         return {}
+    if prior == "pretrained_local":        # the local language model of the model's family
+        from .jobs_lm import lm_path
+
+        return {"prior": lm_path(wc.model)}
     if str(prior).endswith((".pth", ".pt")):
         return {"prior": str(prior)}
     path = _hub_checkpoint(config, prior)
@@ -424,8 +438,10 @@ def se_overhead_targets(config: dict) -> list[str]:
 
 
 def se_targets(config: dict) -> list[str]:
+    from .jobs_lm import lm_table_targets
+
     return (se_gradient_targets(config) + se_table_targets(config) + se_figure_targets(config)
-            + se_overhead_targets(config))
+            + se_overhead_targets(config) + lm_table_targets(config, "selective_encryption"))
 
 
 def all_targets(config: dict) -> list[str]:

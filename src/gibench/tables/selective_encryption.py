@@ -613,6 +613,12 @@ def _text_model_description(cfg: Mapping[str, Any], model: str) -> str:
     pre = opts.get("pretrained")
     if pre:
         return f"{name}: pretrained weights {pre if isinstance(pre, str) else 'from the hub'} (classification head random)"
+    if opts.get("weights") == "pretrained_local":
+        from ..pipeline.jobs_lm import lm_description
+
+        return (f"{name}: the trunk of {lm_description(model)}, with a fresh seeded two-class head (as the paper "
+                f"attacks not-fine-tuned checkpoints); a small model trained here, not the pretrained checkpoint "
+                f"the paper attacks")
     size = opts.get("size", "base")
     arch = dict(SIZES[model][size], **(opts.get("config_overrides") or {}))
     layers = arch.get("n_layer", arch.get("num_hidden_layers"))
@@ -629,6 +635,8 @@ def text_model_short(cfg: Mapping[str, Any], model: str) -> str:
     opts = (cfg.get("models") or {}).get(model) or {}
     if opts.get("pretrained"):
         return f"pretrained {opts['pretrained'] if isinstance(opts['pretrained'], str) else display(model)}"
+    if opts.get("weights") == "pretrained_local":
+        return "pretrained here (rule lm_pretrain), reduced size (not the paper's checkpoint)"
     size = opts.get("size", "base")
     return ("random weights, " + ("full size" if size == "base" and not opts.get("config_overrides")
                                   else "reduced size") + " (not the paper's pretrained model)")
@@ -643,8 +651,14 @@ def _lamp_priors(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
             params = dict((entry or {}).get("params") or {})
             params.update(((entry or {}).get("model_params") or {}).get(m) or {})
             prior = params.get("prior", "none")
-            what = ("none: the discrete reordering steps are scored by the gradient distance alone"
-                    if prior in (None, "none") else f"{prior}")
+            if prior in (None, "none"):
+                what = "none: the discrete reordering steps are scored by the gradient distance alone"
+            elif prior == "pretrained_local":
+                from ..pipeline.jobs_lm import lm_description
+
+                what = lm_description(m)
+            else:
+                what = f"{prior}"
             out.append(f"{display(name)} prior on {display(m)}: {what}")
     return out
 
