@@ -278,19 +278,19 @@ DATASETS.add("cola", TextDataset(
     hub_id="nyu-mll/glue", hub_config="cola", text_column="sentence", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
     licence="CoLA: research use (fair use, see resources/text/cola/README)",
-    pool_sizes={"bundled:in_domain_dev": 527, "hub:train": 8551, "hub:validation": 1043, "hub:test": 1063}))
+    pool_sizes={"bundled:in_domain_dev": 527, "bundled:train": 8551, "hub:train": 8551, "hub:validation": 1043, "hub:test": 1063}))
 DATASETS.add("sst2", TextDataset(
     "sst2", 2, ["negative", "positive"], _sst2_bundled, ("validation", "train"),
     hub_id="nyu-mll/glue", hub_config="sst2", text_column="sentence", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
     licence="SST-2 (GLUE): research use",
-    pool_sizes={"bundled:validation": 872, "hub:train": 67349, "hub:validation": 872, "hub:test": 1821}))
+    pool_sizes={"bundled:validation": 872, "bundled:train": 67349, "hub:train": 67349, "hub:validation": 872, "hub:test": 1821}))
 DATASETS.add("rotten_tomatoes", TextDataset(
     "rotten_tomatoes", 2, ["negative", "positive"], _rt_bundled, ("first500", "train", "validation", "test"),
     hub_id="cornell-movie-review-data/rotten_tomatoes", hub_config=None, text_column="text", label_column="label",
     hub_splits={"train": "train", "validation": "validation", "test": "test"},
     licence="sentence polarity v1.0 (Pang & Lee 2005): research use",
-    pool_sizes={"bundled:first500": 1000, "hub:train": 8530, "hub:validation": 1066, "hub:test": 1066}))
+    pool_sizes={"bundled:first500": 1000, "bundled:train": 8530, "bundled:validation": 1066, "bundled:test": 1066, "hub:train": 8530, "hub:validation": 1066, "hub:test": 1066}))
 
 
 # --------------------------------------------------------------------------- hub
