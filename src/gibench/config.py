@@ -129,6 +129,7 @@ def _check_semantics(config: dict) -> None:
 def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     from .datasets import DATASETS
     from .models import MODELS
+    from .pipeline.jobs_data import case_model_ids, takes_init
 
     pre = "studies.selective_encryption"
     errs = []
@@ -143,6 +144,16 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
                         f"need more victims than datasets.{d}.victims = {config['datasets'][d]['victims']}")
         if m not in MODELS:
             errs.append(f"config error at {pre}.cases[{i}].model: unknown model {m!r}; known: {', '.join(MODELS.names())}")
+        elif case.get("inits") and not takes_init(m):
+            errs.append(f"config error at {pre}.cases[{i}].inits: model {m!r} has no init option "
+                        f"(an init axis applies to the image models lenet and cnn)")
+        elif case.get("inits") and ((se.get("fl") or {}).get("attack_checkpoint")):
+            errs.append(f"config error at {pre}.cases[{i}].inits: the attacks target trained weights "
+                        f"(fl.attack_checkpoint), not an initialisation; drop inits or the checkpoint")
+    ids = [(c["dataset"], m) for c in se["cases"] if c["model"] in MODELS for m in case_model_ids(se, c)]
+    dup = sorted({f"{d}/{m}" for d, m in ids if ids.count((d, m)) > 1})
+    if dup:
+        errs.append(f"config error at {pre}.cases: {dup} appear in more than one case")
     for m in se.get("models", {}):
         if m not in MODELS:
             errs.append(f"config error at {pre}.models.{m}: unknown model {m!r}; known: {', '.join(MODELS.names())}")
@@ -177,6 +188,8 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
             if kind not in ATTACKS and kind not in TEXT_ATTACKS:
                 errs.append(f"config error at {pre}.attacks.{name}: unknown attack {kind!r}; known: "
                             f"{', '.join(sorted(ATTACKS.names() + TEXT_ATTACKS.names()))}")
+            elif kind in ATTACK_PARAM_CHECKS:
+                errs += _check_attack_params(se, name, kind, pre)
     from .pipeline.jobs_text import check_text_study
 
     errs += check_text_study(config, se)            # text cases and attacks, per-attack grids (fills text defaults)
@@ -184,6 +197,35 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     ev.setdefault("protection", {})
     ev["protection"].setdefault("image", dict(DEFAULT_PROTECTION["image"]))
     ev.setdefault("table5_ratio", DEFAULT_TABLE5_RATIO)
+    return errs
+
+
+#: image attacks whose hyperparameters are checked at DAG build: registry name -> resolver
+#: (raises ValueError naming the option)
+ATTACK_PARAM_CHECKS = {"ig": ("gibench.attacks.ig", "resolve_cfg"), "dlg": ("gibench.attacks.dlg", "resolve_cfg")}
+
+
+def _check_attack_params(se: dict, name: str, kind: str, pre: str) -> list[str]:
+    """Resolve an attack's params (with each model's overrides) as its job will: errors now."""
+    import importlib
+
+    from .pipeline.jobs_attack import attack_settings
+    from .pipeline.jobs_data import case_list
+    from .pipeline.targets import attack_runs_on
+
+    module, fn = ATTACK_PARAM_CHECKS[kind]
+    resolve = getattr(importlib.import_module(module), fn)
+    errs: list[str] = []
+    for dataset, model in case_list(se):
+        try:
+            if not attack_runs_on(se, name, dataset, model):
+                continue
+            _, params, _ = attack_settings(se, name, model)
+            resolve(params)
+        except (ValueError, KeyError) as e:
+            msg = f"config error at {pre}.attacks.{name}.params (model {model}): {e}"
+            if msg not in errs:
+                errs.append(msg)
     return errs
 
 
