@@ -122,6 +122,19 @@ def test_recovered_and_optimised_labels_are_the_true_label(cifar):
     assert r.labels.tolist() == y.tolist() and r.info["labels_from"].startswith("optimised")
 
 
+def test_a_stalled_run_says_so_and_the_normalised_objective_moves(cifar):
+    # PyTorch-init LeNet with only conv1 visible: conv1 holds ~1e-8 of the gradient's energy, so
+    # DLG's raw L2 has a gradient below L-BFGS's absolute tolerance_grad (1e-7) and never moves
+    ds, net, x, y, grads = _case(cifar, "torch_default")
+    vis = {n: torch.full_like(g, n.startswith("body.0"), dtype=torch.bool) for n, g in grads.items()}
+    raw = _attack("dlg", ds, net, grads, vis, x, y, {"iterations": 2})
+    assert raw.info["stalled"] and raw.info["func_evals"] == 2 and "never moved" in raw.message
+    assert [t["status"] for t in raw.trace] == ["no_move", "no_move"]
+    rel = _attack("dlg", ds, net, grads, vis, x, y, {"iterations": 2, "normalize": "target"})
+    assert not rel.info["stalled"] and rel.info["func_evals"] > 2
+    assert rel.final_loss < raw.final_loss            # both are the raw distance
+
+
 class _Exp(nn.Module):
     def __init__(self, scale: float):
         super().__init__()

@@ -24,6 +24,12 @@ source:
 * ``stop_loss``: iDLG stops once the objective is below 1e-6 (``if current_loss < 0.000001``);
   DLG has no stopping rule, so the default is None.
 
+L-BFGS's tolerances are absolute, and DLG's distance is not scale-free: when encryption leaves
+only small gradient entries visible, the objective's gradient can be below ``tolerance_grad``
+from the start and L-BFGS never moves.  Such runs say so (``info['stalled']``, the message, a
+``no_move`` status per step in the trace); ``normalize: target`` (not DLG's) divides the
+distance by the visible target's squared norm so that the tolerances act relatively.
+
 Divergence is reported, not hidden: L-BFGS without a line search can step to a point where
 the model's gradient overflows.  A non-finite objective ends the run; the result is then the
 last iterate whose objective was finite (what an attacker watching its own loss keeps),
@@ -57,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "line_search": "none",        # none (torch default, DLG) | strong_wolfe
     "init": "randn",              # DLG: torch.randn in the model's input space | rand | zeros
     "cost": "masked_l2",          # DLG's distance on the visible entries (objectives.COSTS)
+    "normalize": "none",          # none (DLG) | target: divide by the visible target's squared norm
     "labels": "known",            # known (threat model) | recover (iDLG) | optimize (DLG's soft label)
     "boxed": False,               # DLG clamps nothing; true: clamp to the image box after each step
     "keep": "last",               # last (DLG) | best (lowest objective at a step boundary)
@@ -66,9 +73,10 @@ DEFAULTS: dict[str, Any] = {
     "time_limit": None,           # seconds; stops early and says so
 }
 
-CHOICES = {"line_search": ("none", "strong_wolfe"), "init": ("randn", "rand", "zeros"), "cost": COSTS,
-           "labels": ("known", "recover", "optimize"), "keep": ("last", "best"), "model_mode": ("eval", "train"),
-           "dtype": ("float32", "float64"), "boxed": (True, False)}
+CHOICES = {"normalize": ("none", "target"), "line_search": ("none", "strong_wolfe"),
+           "init": ("randn", "rand", "zeros"), "cost": COSTS, "labels": ("known", "recover", "optimize"),
+           "keep": ("last", "best"), "model_mode": ("eval", "train"), "dtype": ("float32", "float64"),
+           "boxed": (True, False)}
 
 
 def resolve_cfg(cfg: dict | None) -> dict:
@@ -121,10 +129,15 @@ def run_lbfgs(model: nn.Module, match: GradientMatch, x0: torch.Tensor, c: dict,
     lab = None if label0 is None else label0.detach().clone().requires_grad_(True)
     variables = [x] + ([lab] if lab is not None else [])
 
+    # normalize: target makes the objective scale-free (1 at a zero dummy gradient), so L-BFGS's
+    # absolute tolerances act relative to what is visible; none is DLG's raw distance
+    target_sq = float(sum(match.target_sq)) if match.targets else 0.0
+    scale = 1.0 / target_sq if c["normalize"] == "target" and target_sq > 0 else 1.0
+
     def loss_of(xx: torch.Tensor, ll: torch.Tensor | None) -> torch.Tensor:
         logits = model(xx)
         task = F.cross_entropy(logits, y) if ll is None else soft_label_loss(logits, ll)
-        return match(torch.autograd.grad(task, params, create_graph=True))
+        return match(torch.autograd.grad(task, params, create_graph=True)) * scale
 
     opt = torch.optim.LBFGS(variables, lr=float(c["lr"]), max_iter=int(c["max_iter"]), max_eval=c["max_eval"],
                             tolerance_grad=float(c["tolerance_grad"]), tolerance_change=float(c["tolerance_change"]),
@@ -148,29 +161,31 @@ def run_lbfgs(model: nn.Module, match: GradientMatch, x0: torch.Tensor, c: dict,
     best = (math.inf, last_ok)
     status, stopped, stop_reason = "ok", None, None
     t0 = time.time()
-    done = 0
+    done, idle = 0, 0
     for step in range(int(c["iterations"])):
         before = snapshot()
         value = float(opt.step(closure).detach())    # the objective at the start of this step
         evals = int(opt.state[x].get("func_evals", 0))
         lr_now = float(opt.param_groups[0]["lr"])
         finite_x = bool(torch.isfinite(x).all()) and (lab is None or bool(torch.isfinite(lab).all()))
+        moved = not torch.equal(before[0], x.detach()) or (lab is not None and not torch.equal(before[1], lab.detach()))
         if not math.isfinite(value):
             # the iterate this step started from has a non-finite objective: the step before it
             # diverged; keep the last iterate whose objective was finite
             status = "failed" if step == 0 else "diverged"
             stopped = f"non-finite objective at the start of step {step}"
-            trace.append({"iteration": step, "loss": value, "grad_distance": value, "tv": float("nan"),
+            trace.append({"iteration": step, "loss": value, "grad_distance": value / scale, "tv": float("nan"),
                           "lr": lr_now, "func_evals": evals, "status": status})
             break
         last_ok = before
         if c["keep"] == "best" and value < best[0]:
             best = (value, before)
         done = step + 1
-        row_status = "ok"
+        idle += 0 if moved else 1
+        row_status = "ok" if moved else "no_move"
         if not finite_x or seen_nonfinite:
             row_status = "non_finite"
-        trace.append({"iteration": step, "loss": value, "grad_distance": value, "tv": float("nan"),
+        trace.append({"iteration": step, "loss": value, "grad_distance": value / scale, "tv": float("nan"),
                       "lr": lr_now, "func_evals": evals, "status": row_status})
         if progress is not None:
             progress(step, value)
@@ -201,10 +216,11 @@ def run_lbfgs(model: nn.Module, match: GradientMatch, x0: torch.Tensor, c: dict,
     elif c["keep"] == "best" and best[0] < math.inf:
         final = best[1]
     x_out, lab_out = final
-    distance = float(loss_of(x_out, lab_out).detach())
+    distance = float(loss_of(x_out, lab_out).detach()) / scale      # the raw distance, whatever the scale
     seconds = time.time() - t0
     return {"x": x_out.detach(), "label_logits": lab_out, "trace": trace, "final_distance": distance,
             "status": status, "stopped": stopped, "stop_reason": stop_reason, "iterations": done,
+            "idle_steps": idle, "objective_scale": scale,
             "func_evals": int(opt.state[x].get("func_evals", 0)) if opt.state else 0,
             "seconds": round(seconds, 3), "iterations_per_second": round(done / max(seconds, 1e-9), 2) if done else None}
 
@@ -241,16 +257,23 @@ def deep_leakage(model: nn.Module, shared: dict[str, torch.Tensor], visible: dic
                             final_loss=float("nan"), trace=[], info={**info, "iterations": 0})
     loop = run_lbfgs(model, match, x0, c, y=y, label0=label0, box=box, progress=progress)
     y_out = y if y is not None else loop["label_logits"].argmax(dim=-1)
-    info.update({k: loop[k] for k in ("iterations", "func_evals", "seconds", "iterations_per_second", "stopped")})
+    info.update({k: loop[k] for k in ("iterations", "func_evals", "idle_steps", "objective_scale", "seconds",
+                                      "iterations_per_second", "stopped")})
     if loop["stop_reason"]:
         info["stop_reason"] = loop["stop_reason"]
+    # L-BFGS's tolerances are absolute: on a tiny visible objective it may never move (reported,
+    # not hidden: such a run is the attack's failure, not evidence about the mask alone)
+    info["stalled"] = bool(loop["iterations"]) and loop["idle_steps"] == loop["iterations"]
     status = loop["status"]
     if loop["stopped"] and loop["stopped"].startswith("time limit"):
         status = "ok"
     msg = (loop["stopped"] + ("; returned the last iterate with a finite objective" if status == "diverged" else "")
            if loop["stopped"] else
            f"{loop['iterations']} L-BFGS steps ({loop['func_evals']} evaluations), final gradient distance "
-           f"{loop['final_distance']:.4g}" + (f" ({loop['stop_reason']})" if loop["stop_reason"] else ""))
+           f"{loop['final_distance']:.4g}" + (f" ({loop['stop_reason']})" if loop["stop_reason"] else "")
+           + ("; L-BFGS never moved: the objective's gradient is below tolerance_grad "
+              f"{c['tolerance_grad']:g} from the start (normalize: target makes it scale-free)"
+              if info["stalled"] else ""))
     return AttackResult(x=loop["x"], labels=y_out.detach(), status=status, message=msg,
                         final_loss=loop["final_distance"], trace=loop["trace"], info=info)
 
