@@ -25,7 +25,7 @@ INIT_SOURCES = {
     "torch_default": "PyTorch's layer defaults, every weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as in "
                      "the IG/GS code (Soteria GS_attack, inversefed) that builds this LeNet",
     "dlg_uniform": "every weight and bias drawn from U(-0.5, 0.5) (DLG's weights_init, mit-han-lab/dlg "
-                   "models/vision.py; also iDLG, Soteria's DLG notebook and FedML-HE's DLG experiments)",
+                   "models/vision.py; also iDLG and Soteria's DLG notebook; presumably FedML-HE's DLG experiments)",
 }
 
 

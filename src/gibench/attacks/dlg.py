@@ -222,7 +222,8 @@ def run_lbfgs(model: nn.Module, match: GradientMatch, x0: torch.Tensor, c: dict,
             "status": status, "stopped": stopped, "stop_reason": stop_reason, "iterations": done,
             "idle_steps": idle, "objective_scale": scale,
             "func_evals": int(opt.state[x].get("func_evals", 0)) if opt.state else 0,
-            "seconds": round(seconds, 3), "iterations_per_second": round(done / max(seconds, 1e-9), 2) if done else None}
+            "seconds": round(seconds, 3),
+            "iterations_per_second": round(done / max(seconds, 1e-9), 2) if done else None}
 
 
 @ATTACKS.register("dlg")
