@@ -2,7 +2,7 @@
 wildcard_constraints:
     study="[a-z_]+",
     dataset="[a-z0-9_]+",
-    model="[a-z0-9_]+",
+    model="[a-z0-9_]+(@[a-z0-9_]+)?",   # a model id: lenet, or lenet@dlg_uniform (gibench.model_ids)
     slot="s[0-9]{3}",
     metric="[a-z0-9_]+",
     ratio="r[01][.][0-9]{3}",

@@ -122,3 +122,19 @@ def test_single_table_target_builds_only_what_it_needs(tmp_path):
     assert rules_of(jobs) == {"data": 1, "model": 1, "gradient": 1, "significance": 1, "masks": 1, "masks_any": 1,
                               "attack": 4, "metrics": 4, "gather_metrics": 1, "table": 1}, jobs
     assert [w["table"] for r, w in jobs if r == "table"] == ["table5"]
+
+
+def test_adding_an_init_runs_only_that_init(run_dir, tmp_path):
+    # the micro's LeNet is built with its default init (dlg_uniform): listing a second init adds one
+    # model id (lenet@torch_default) and its jobs; nothing of the existing `lenet` runs again, only
+    # the gathered rows, the tables and the figures that read them
+    wd = copy_run(run_dir, tmp_path / "wd")
+    cfg = copy.deepcopy(PROV_MICRO)
+    cfg["studies"][STUDY]["cases"] = [{"dataset": "cifar100", "model": "lenet", "inits": ["dlg_uniform", "torch_default"]}]
+    path = write_micro(wd, cfg)
+    jobs = dry_run_jobs(wd, path)
+    per_case = ("model", "gradient", "significance", "masks", "masks_any", "attack", "metrics")
+    assert {w["model"] for r, w in jobs if r in per_case} == {"lenet@torch_default"}, jobs
+    assert rules_of(jobs) == {"model": 1, "gradient": 1, "significance": 1, "masks": 1, "masks_any": 1,
+                              "attack": 4, "metrics": 4, "gather_metrics": 1, "gather_cost": 1, "table": 4,
+                              "figure": 12, "all": 1}, jobs

@@ -153,6 +153,7 @@ def _check_semantics(config: dict) -> None:
 def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     from .datasets import DATASETS
     from .models import MODELS
+    from .pipeline.jobs_data import case_model_ids, takes_init
 
     pre = "studies.selective_encryption"
     errs = []
@@ -167,6 +168,16 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
                         f"need more victims than datasets.{d}.victims = {config['datasets'][d]['victims']}")
         if m not in MODELS:
             errs.append(f"config error at {pre}.cases[{i}].model: unknown model {m!r}; known: {', '.join(MODELS.names())}")
+        elif case.get("inits") and not takes_init(m):
+            errs.append(f"config error at {pre}.cases[{i}].inits: model {m!r} has no init option "
+                        f"(an init axis applies to the image models lenet and cnn)")
+        elif case.get("inits") and ((se.get("fl") or {}).get("attack_checkpoint")):
+            errs.append(f"config error at {pre}.cases[{i}].inits: the attacks target trained weights "
+                        f"(fl.attack_checkpoint), not an initialisation; drop inits or the checkpoint")
+    ids = [(c["dataset"], m) for c in se["cases"] if c["model"] in MODELS for m in case_model_ids(se, c)]
+    dup = sorted({f"{d}/{m}" for d, m in ids if ids.count((d, m)) > 1})
+    if dup:
+        errs.append(f"config error at {pre}.cases: {dup} appear in more than one case")
     for m in se.get("models", {}):
         if m not in MODELS:
             errs.append(f"config error at {pre}.models.{m}: unknown model {m!r}; known: {', '.join(MODELS.names())}")

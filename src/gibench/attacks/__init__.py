@@ -9,8 +9,9 @@
 * ``labels``: what the threat model grants (a tensor of class indices) or None;
 * ``cfg``: the attack's hyperparameters from the study config (unknown keys are errors).
 
-Image attacks live in :mod:`.ig`; the text attacks (:mod:`.lamp`, :mod:`.dager`) have
-their own call conventions because they reconstruct token ids, not images.
+Image attacks live in :mod:`.ig` and :mod:`.dlg` (and the study modules); the text attacks
+(:mod:`.lamp`, :mod:`.dager`) have their own call conventions because they reconstruct token
+ids, not images.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ Attack = Callable[..., AttackResult]
 ATTACKS: Registry[Attack] = Registry("attack")
 
 from . import ig as _ig  # noqa: E402,F401  (registers ig)
+from . import dlg as _dlg  # noqa: E402,F401  (registers dlg)
 from . import stochastic as _stochastic  # noqa: E402,F401  (registers wiig, dpia, gpia, vbia, pig, dia, cdia, ig_defended)
 
 __all__ = ["ATTACKS", "AttackResult", "Attack"]

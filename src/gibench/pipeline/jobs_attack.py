@@ -11,21 +11,26 @@ from typing import Any
 
 import torch
 
-from .. import io
+from .. import io, model_ids
 from ..datasets import DATASETS
 from ..provenance import make_record
 from ..seeds import derive_seed
-from .jobs_data import model_for, read_victims, slot_rows
+from .jobs_data import model_for, model_init, read_victims, slot_rows
 from .runner import say
 
 
 def attack_settings(study_cfg: dict, attack: str, model: str | None = None) -> tuple[str, dict, int]:
     """(registry name, hyperparameters, restarts) of a configured attack entry; ``model``'s
-    entry under ``model_params`` overrides ``params`` key by key."""
+    entries under ``model_params`` override ``params`` key by key: the registry model's
+    (``lenet``: every init), then the model id's own (``lenet@dlg_uniform``)."""
     entry = study_cfg["attacks"][attack]
     params = dict(entry.get("params", {}))
     if model is not None:
-        params.update(entry.get("model_params", {}).get(model, {}))
+        per_model = entry.get("model_params", {})
+        base = model_ids.base(model)
+        params.update(per_model.get(base, {}))
+        if model != base:
+            params.update(per_model.get(model, {}))
     return entry.get("type", attack), params, int(entry.get("restarts", 1))
 
 
@@ -143,13 +148,16 @@ def metrics_job(smk: Any, device: torch.device) -> dict:
     if "lpips" in ev["image_metrics"]:
         lp_model, lp_status = lpips_for(cfg, study_cfg, backbone, device)
     rows = []
+    init = model_init(study_cfg, wc["model"])
     for path in smk.input.recons:
         tensors, rec = io.load_tensors(path, device=device)
         info = rec.get("attack", {})
         x = ds.denormalize(tensors["x"].to(device)).clamp(0, 1)
         m = image_metrics(x, gt, lpips_model=lp_model, lpips_status=lp_status, names=tuple(ev["image_metrics"]))
-        row = {"study": wc["study"], "dataset": wc["dataset"], "model": wc["model"], "slot": wc["slot"],
-               "metric": wc["metric"], "ratio": float(wc["ratio"][1:]), "attack": wc["attack"],
+        row = {"study": wc["study"], "dataset": wc["dataset"], "model": wc["model"], "init": init,
+               "slot": wc["slot"], "metric": wc["metric"], "ratio": float(wc["ratio"][1:]), "attack": wc["attack"],
+               # the precision the attack ran in (its resolved settings; float32 unless dtype says otherwise)
+               "dtype": str((info.get("settings") or {}).get("dtype", "float32")),
                "restart": int(rec["wildcards"]["rep"]), "status": info.get("status", "unknown"),
                "attacker_loss": float(info.get("final_loss", float("nan"))),
                "encrypted_fraction": float(info.get("encrypted_fraction", float("nan"))),

@@ -1,6 +1,7 @@
 """Jobs of the first half of the data flow: victims, model weights, client gradients."""
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from .. import io
+from .. import io, model_ids
 from ..config import parse_slot
 from ..datasets import DATASETS, choose_victims
 from ..gradient import client_gradient
@@ -79,9 +80,64 @@ def slot_rows(slot: str, batch_size: int) -> list[int]:
 # ----------------------------------------------------------------- model weights
 
 def model_options(study_cfg: dict, model: str) -> dict:
+    """Builder options of a model id (:mod:`gibench.model_ids`): ``models.<base>`` without the
+    pipeline's own keys, with the id's init (``lenet@dlg_uniform``) in place of the configured one."""
     from .jobs_text import PIPELINE_MODEL_KEYS  # tokenizer, sens_estimator, cost_metrics: not builder options
 
-    return {k: v for k, v in study_cfg.get("models", {}).get(model, {}).items() if k not in PIPELINE_MODEL_KEYS}
+    base, init = model_ids.split(model)
+    opts = {k: v for k, v in (study_cfg.get("models") or {}).get(base, {}).items() if k not in PIPELINE_MODEL_KEYS}
+    if init is not None:
+        opts["init"] = init
+    return opts
+
+
+def default_init(study_cfg: dict, model: str) -> str | None:
+    """The init a registry model is built with when its id names none: ``models.<m>.init``,
+    else the builder's default (None for models without an ``init`` option)."""
+    configured = ((study_cfg.get("models") or {}).get(model) or {}).get("init")
+    return configured if configured is not None else builder_default_init(model)
+
+
+def builder_default_init(model: str) -> str | None:
+    from ..models import MODELS
+
+    if model not in MODELS:
+        return None
+    param = inspect.signature(MODELS.get(model)).parameters.get("init")
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def takes_init(model: str) -> bool:
+    """Whether the registry model has an ``init`` option (an init axis applies to it)."""
+    from ..models import MODELS
+
+    return model in MODELS and "init" in inspect.signature(MODELS.get(model)).parameters
+
+
+def model_init(study_cfg: dict, model: str) -> str | None:
+    """The resolved init of a model id (``lenet`` -> its configured init; ``lenet@x`` -> ``x``)."""
+    base, init = model_ids.split(model)
+    return init if init is not None else default_init(study_cfg, base)
+
+
+def case_model_ids(study_cfg: dict, case: dict) -> list[str]:
+    """The model ids of one case: one per entry of ``inits`` (the configured init keeps the
+    bare name), or the bare model when the case lists none."""
+    inits = case.get("inits")
+    if not inits:
+        return [case["model"]]
+    d = default_init(study_cfg, case["model"])
+    return list(dict.fromkeys(model_ids.join(case["model"], i, d) for i in inits))
+
+
+def case_list(study_cfg: dict) -> list[tuple[str, str]]:
+    """(dataset, model id) of every case, in config order, each init its own entry."""
+    out = []
+    for case in study_cfg.get("cases") or []:
+        for m in case_model_ids(study_cfg, case):
+            if (case["dataset"], m) not in out:
+                out.append((case["dataset"], m))
+    return out
 
 
 def model_for(config: dict, study: str, dataset: str, model: str, weights: str | Path | None = None,
@@ -93,8 +149,8 @@ def model_for(config: dict, study: str, dataset: str, model: str, weights: str |
     opts = model_options(study_cfg, model)
     if getattr(ds, "modality", "image") == "text":  # hub dir, no second download when weights follow
         from .jobs_text import text_builder_options
-        opts = text_builder_options(config, opts, have_weights=weights is not None, family=model)
-    net = build_model(model, ds.num_classes, ds.shape, seed, **opts)
+        opts = text_builder_options(config, opts, have_weights=weights is not None, family=model_ids.base(model))
+    net = build_model(model_ids.base(model), ds.num_classes, ds.shape, seed, **opts)
     if weights is not None:
         state, _ = io.load_tensors(weights)
         missing = set(dict(net.named_parameters())) - set(state)
@@ -110,7 +166,9 @@ def model_job(smk: Any, device: torch.device) -> dict:
     wc = dict(smk.wildcards)
     net = model_for(smk.config, wc["study"], wc["dataset"], wc["model"])
     seed = derive_seed(smk.config["seed"], "model", **wc)
-    info = {"name": wc["model"], "parameters": count_parameters(net), "tensors": [n for n, _ in net.named_parameters()]}
+    info = {"name": wc["model"], "registry_name": model_ids.base(wc["model"]),
+            "init": model_init(smk.config["studies"][wc["study"]], wc["model"]),
+            "parameters": count_parameters(net), "tensors": [n for n, _ in net.named_parameters()]}
     if uses_local_weights(smk.config["studies"][wc["study"]], wc["model"]):
         # the local language model's trunk; the classification head keeps its seeded initialisation
         from ..models.pretrain import load_trunk

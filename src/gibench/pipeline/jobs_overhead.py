@@ -34,10 +34,11 @@ from typing import Any
 
 import torch
 
-from .. import io
+from .. import io, model_ids
 from ..config import fmt_slot, parse_ratio
 from ..provenance import UNSEEDED_KEY, make_record
 from . import paths as P
+from .jobs_data import case_list, model_init
 from .runner import say
 
 STUDY = "selective_encryption"
@@ -103,12 +104,12 @@ def overhead_jobs(config: dict, study: str = STUDY):
     st = config["studies"][study]
     models = (overhead_config(config, study) or {}).get("models")
     metrics = [m for m in overhead_metrics(config, study) if ratios_for(config, study, m)]
-    for case in st["cases"]:
-        if models is not None and case["model"] not in models:
+    for dataset, model in case_list(st):      # one model id per init (``lenet@dlg_uniform``)
+        if models is not None and not model_ids.matches_any(models, model_ids.base(model), model_init(st, model)):
             continue
         for metric in metrics + [P.ANY_METRIC]:
             if ratios_for(config, study, metric):
-                yield study, case["dataset"], case["model"], metric
+                yield study, dataset, model, metric
 
 
 def overhead_files(config: dict, study: str = STUDY) -> list[str]:
@@ -165,9 +166,9 @@ def check_overhead(config: dict, st: dict, study: str = STUDY) -> list[str]:
     pre = f"config error at studies.{study}.overhead"
     errs = []
     sig = st["significance"]
-    case_models = [c["model"] for c in st["cases"]]
+    case_models = [m for _, m in case_list(st)]
     for i, m in enumerate(ov.get("models") or []):
-        if m not in case_models:
+        if not any(model_ids.matches(m, model_ids.base(c), model_init(st, c)) for c in case_models):
             errs.append(f"{pre}.models[{i}]: {m!r} is not the model of any case {case_models}")
     for i, m in enumerate(ov.get("metrics") or []):
         if m not in sig["metrics"]:

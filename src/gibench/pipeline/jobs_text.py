@@ -247,6 +247,9 @@ def sens_estimator(study_cfg: dict, model: str) -> str:
     """Which estimator computes the metric ``sens`` for ``model``: ``models.<m>.sens_estimator``,
     by default exact ``sens`` for image models and ``sens_discrete`` (the paper's Sens (Discrete))
     for text models."""
+    from .. import model_ids
+
+    model = model_ids.base(model)             # lenet@dlg_uniform: LeNet's options
     opts = (study_cfg.get("models") or {}).get(model, {})
     default = DEFAULT_TEXT_SENS_ESTIMATOR if model in FAMILIES else "sens"
     return opts.get("sens_estimator", default)
@@ -539,9 +542,11 @@ def download_lm_prior_job(smk: Any, device: torch.device) -> dict:
 def check_text_study(config: dict, se: dict) -> list[str]:
     """Semantic checks of the selective-encryption study's text part and per-attack settings;
     error strings name the key.  Fills the text protection default when a text case exists."""
+    from .. import model_ids
     from ..config import DEFAULT_PROTECTION
     from ..datasets import DATASETS
     from ..models import MODELS
+    from .jobs_data import case_list, model_init
     from ..significance.selectors import SELECTORS
     from . import targets as T
 
@@ -585,8 +590,13 @@ def check_text_study(config: dict, se: dict) -> list[str]:
         where = f"{pre}.attacks.{name}"
         kind = entry.get("type", name)
         for j, m in enumerate(entry.get("models") or []):
+            m, m_init = model_ids.split(m)
             if m not in MODELS:
                 errs.append(f"config error at {where}.models[{j}]: unknown model {m!r}")
+            elif m_init is not None and not any(model_ids.matches(entry["models"][j], model_ids.base(cm), model_init(se, cm))
+                                                 for _, cm in case_list(se)):
+                errs.append(f"config error at {where}.models[{j}]: no case runs {m!r} with init {m_init!r} "
+                            f"(add it to the case's inits)")
             elif kind in TEXT_ATTACKS and m not in TEXT_ATTACKS.get(kind).families:
                 errs.append(f"config error at {where}.models[{j}]: {kind} runs on "
                             f"{', '.join(TEXT_ATTACKS.get(kind).families)}, not {m!r}")
@@ -601,8 +611,8 @@ def check_text_study(config: dict, se: dict) -> list[str]:
                 errs.append(f"config error at {where}.ratios[{j}]: {r} has more than 3 decimals (file names use r0.000)")
         if entry.get("victims") is not None and int(entry["victims"]) > int(se["victims"]):
             errs.append(f"config error at {where}.victims: {entry['victims']} > the study's victims ({se['victims']})")
-        runs_on = [c for c in se["cases"] if c["dataset"] in DATASETS and c["model"] in MODELS
-                   and T.attack_runs_on(se, name, c["dataset"], c["model"])]
+        runs_on = [{"dataset": d, "model": m} for d, m in case_list(se) if d in DATASETS and model_ids.base(m) in MODELS
+                   and T.attack_runs_on(se, name, d, m)]
         known = all(c["dataset"] in DATASETS and c["model"] in MODELS for c in se["cases"])
         if not runs_on and known:     # an attack that would be dropped without a word
             fam = (f"text models ({', '.join(TEXT_ATTACKS.get(kind).families)})" if kind in TEXT_ATTACKS

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import model_ids
 from ..config import fmt_ratio, fmt_slot
 from ..datasets import DATASETS
 from . import paths as P
@@ -37,13 +38,16 @@ def dataset_inputs(config: dict, dataset: str) -> list[str]:
 
 
 def se_cases(config: dict):
-    """(study, dataset, model, slot) for the selective-encryption study."""
+    """(study, dataset, model id, slot) for the selective-encryption study: one model id per
+    init of a case (:func:`gibench.pipeline.jobs_data.case_list`)."""
+    from .jobs_data import case_list
+
     se = config["studies"].get("selective_encryption")
     if not se:
         return
-    for case in se["cases"]:
+    for dataset, model in case_list(se):
         for s in range(se["victims"]):
-            yield "selective_encryption", case["dataset"], case["model"], fmt_slot(s)
+            yield "selective_encryption", dataset, model, fmt_slot(s)
 
 
 def se_gradient_targets(config: dict) -> list[str]:
@@ -83,19 +87,22 @@ def attack_kind(se: dict, attack: str) -> str:
 
 def attack_runs_on(se: dict, attack: str, dataset: str, model: str) -> bool:
     """Not on datasets outside ``attacks.<a>.datasets`` (when given); on ``attacks.<a>.models``
-    when given; else by modality: the text attacks (``lamp``,
-    ``dager``: :data:`gibench.pipeline.jobs_text.TEXT_ATTACKS`) on the text models they
-    support, every other (image) attack on image cases."""
+    when given (``lenet``: every init of LeNet, ``lenet@dlg_uniform``: that init only); else by
+    modality: the text attacks (``lamp``, ``dager``: :data:`gibench.pipeline.jobs_text.TEXT_ATTACKS`)
+    on the text models they support, every other (image) attack on image cases."""
+    from .jobs_data import model_init
+
     entry = se["attacks"][attack]
     if entry.get("datasets") is not None and dataset not in entry["datasets"]:
         return False
+    base = model_ids.base(model)
     if entry.get("models") is not None:
-        return model in entry["models"]
+        return model_ids.matches_any(entry["models"], base, model_init(se, model))
     from .jobs_text import TEXT_ATTACKS
 
     kind = attack_kind(se, attack)
     if kind in TEXT_ATTACKS:
-        return case_modality(dataset) == "text" and model in TEXT_ATTACKS.get(kind).families
+        return case_modality(dataset) == "text" and base in TEXT_ATTACKS.get(kind).families
     return case_modality(dataset) == "image"
 
 
@@ -240,7 +247,7 @@ def model_cost_metrics(se: dict, model: str, dataset: str | None = None) -> list
     makes the Sens masks - listed as ``sens``, so it is computed once, not twice; Table 6 shows
     that time in the estimator's column.  ``sens_discrete`` is dropped when it is not the
     estimator (its cost at paper scale is the dominant one of the study)."""
-    opts = (se.get("models") or {}).get(model, {})
+    opts = (se.get("models") or {}).get(model_ids.base(model), {})
     if opts.get("cost_metrics") is not None:
         return list(opts["cost_metrics"])
     names = list(se["significance"]["cost_metrics"])
@@ -356,6 +363,7 @@ def model_inputs(config: dict, study: str, model: str) -> list[str]:
     local language model whose trunk a ``weights: pretrained_local`` model starts from."""
     from .jobs_lm import lm_path, uses_local_weights
 
+    model = model_ids.base(model)
     opts = (config["studies"][study].get("models") or {}).get(model, {})
     if uses_local_weights(config["studies"][study], model):
         return [lm_path(model)]

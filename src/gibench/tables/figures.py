@@ -183,10 +183,13 @@ def chosen_rows(rows: Any, config: Mapping[str, Any], *, model: str, dataset: st
 
 
 def load_trace(path: str | Path) -> dict[str, np.ndarray]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     t = pq.read_table(path)
-    return {c: np.asarray(t.column(c).to_numpy(zero_copy_only=False), dtype=float) for c in t.column_names}
+    # numeric columns only (a trace may carry a per-step status string, e.g. DLG's)
+    return {c: np.asarray(t.column(c).to_numpy(zero_copy_only=False), dtype=float) for c in t.column_names
+            if pa.types.is_integer(t.schema.field(c).type) or pa.types.is_floating(t.schema.field(c).type)}
 
 
 def plot_traces(traces: Mapping[tuple[str, float], Mapping[str, Any]], *, model: str, dataset: str, attack: str,
@@ -415,13 +418,14 @@ def figure_specs(config: Mapping[str, Any], rows: Any = None, study: str = STUDY
         for r in as_records(rows):
             slots_of.setdefault((r["model"], r["dataset"]), set()).add(r["slot"])
     else:
+        from ..pipeline.jobs_data import case_list
         from ..pipeline.targets import attack_runs_on, attack_victims
 
         attacks = cfg.get("attacks") or {}
-        # each attack on the cases it runs on (text attacks on text models, ig on images, attacks.<a>.models)
-        # (attacks that run only layer selectors have no curves: Table 3)
-        combos = [(a, c["model"], c["dataset"]) for a in attacks for c in cfg.get("cases") or []
-                  if attack_runs_on(cfg, a, c["dataset"], c["model"]) and significance_metrics(
+        # each attack on the cases it runs on (text attacks on text models, ig on images, attacks.<a>.models),
+        # each init of a case its own model id; (attacks that run only layer selectors have no curves: Table 3)
+        combos = [(a, m, d) for a in attacks for d, m in case_list(cfg)
+                  if attack_runs_on(cfg, a, d, m) and significance_metrics(
                       {"significance": {"metrics": (attacks[a] or {}).get("metrics")
                                         or (cfg.get("significance") or {}).get("metrics")}})]
         slots_of = {(m, d): {f"s{i:03d}" for i in range(attack_victims(cfg, a))} for a, m, d in combos}

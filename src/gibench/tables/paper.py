@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .. import model_ids
 from ..paper_values import PaperValues, Row, canonical_defense, load
 from .render import TableDoc, display, fmt_ratio
 
@@ -125,7 +126,9 @@ def _se_kind(cfg: Mapping[str, Any], attack: str) -> str:
 
 def _se_params(cfg: Mapping[str, Any], attack: str, model: str) -> dict:
     entry = (cfg.get("attacks") or {}).get(attack) or {}
-    return {**dict(entry.get("params") or {}), **dict((entry.get("model_params") or {}).get(model) or {})}
+    over = entry.get("model_params") or {}
+    return {**dict(entry.get("params") or {}), **dict(over.get(model_ids.base(model)) or {}),
+            **dict(over.get(model) or {})}
 
 
 def _restarts(rows: Sequence[dict]) -> int:
@@ -167,9 +170,11 @@ def se_reasons(pv: PaperValues, cfg: Mapping[str, Any], raw: Sequence[dict], att
     if restarts > 1 and ev["best_of_restarts"] != pv.scale_value("best_of_restarts"):
         out.append(f"restart kept by {ev['best_of_restarts'].replace('_', ' ')} (paper: the best recovery)")
     if modality == "text":
-        opts = (cfg.get("models") or {}).get(model) or {}
+        opts = (cfg.get("models") or {}).get(model_ids.base(model)) or {}
         size = opts.get("size", "base")
-        what = [] if opts.get("pretrained") else ["random weights"]
+        what = ([] if opts.get("pretrained") else
+                ["weights of the small language model trained here (rule lm_pretrain)"]
+                if opts.get("weights") == "pretrained_local" else ["random weights"])
         if size != "base" or opts.get("config_overrides"):
             what.append(f"reduced size ({size})")
         if what:
@@ -255,6 +260,8 @@ def join_se_pivot(table: str, doc: TableDoc, cells: Sequence[dict], cfg: Mapping
     def paper_row(key: tuple) -> Row | None:
         f = dict(zip(keys, key))
         f["attack"] = _se_kind(cfg, f["attack"])
+        if "model" in f:          # every init of a model (lenet@dlg_uniform) is compared with the paper's model
+            f["model"] = model_ids.base(f["model"])
         return t.get(**f) if t is not None else None
 
     rows = [paper_row(k) for k in order]

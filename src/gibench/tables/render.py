@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import io
+from .. import io, model_ids
 
 DISPLAY = {
     # significance metrics
@@ -39,7 +39,13 @@ DISPLAY = {
 
 
 def display(name: Any) -> str:
-    return DISPLAY.get(str(name), str(name))
+    """The paper's spelling of a name; a model id with an init (``lenet@dlg_uniform``) reads
+    ``LeNet (DLG init)`` (:mod:`gibench.model_ids`)."""
+    key = str(name)
+    if key not in DISPLAY and model_ids.SEP in key:
+        base, init = model_ids.split(key)
+        return model_ids.label(DISPLAY.get(base, base), init)
+    return DISPLAY.get(key, key)
 
 
 # ------------------------------------------------------------------ number formatting

@@ -30,6 +30,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
+from .. import model_ids
+
 CASE_KEYS = ("study", "dataset", "model", "slot", "metric", "ratio", "attack")
 REQUIRED_KEYS = ("slot", "metric", "ratio", "attack")
 SHARED_METRIC = "any"
@@ -40,7 +42,8 @@ MODEL_MODALITY = {"lenet": "image", "cnn": "image", "resnet18": "image", "mlp": 
 
 
 def modality_of(model: str) -> str:
-    return MODEL_MODALITY.get(model, "image")
+    """The modality of a model id (``lenet@dlg_uniform`` is LeNet's)."""
+    return MODEL_MODALITY.get(model_ids.base(str(model)), "image")
 
 
 

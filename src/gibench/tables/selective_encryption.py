@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .. import io
+from .. import io, model_ids
 from . import paper
 from .render import TableDoc, display, fmt_mean_std, fmt_ratio
 from .select import (SHARED_METRIC, as_records, best_of_restarts, expand_shared, is_missing,
@@ -113,10 +113,18 @@ def ratio_grid(cfg: Mapping[str, Any], records: Iterable[dict] = ()) -> list[flo
 
 
 def case_order(cfg: Mapping[str, Any], records: Iterable[dict], selectors: bool = False) -> list[tuple[str, str, str]]:
-    """(attack, model, dataset) in config order (attacks, then cases), then any others; only
-    combinations with rows of ranking metrics (``selectors=True``: with selector rows, Table 3)."""
+    """(attack, model id, dataset) in config order (attacks, then cases; a case's inits in the
+    order of its ``inits``), then any others; only combinations with rows of ranking metrics
+    (``selectors=True``: with selector rows, Table 3)."""
+    records = list(records)
     attacks = list(cfg.get("attacks") or {})
-    cases = [(c["model"], c["dataset"]) for c in cfg.get("cases") or []]
+    init_of = {r["model"]: r.get("init") for r in records}
+    cases = []
+    for c in cfg.get("cases") or []:
+        order = list(c.get("inits") or [])
+        ids = sorted({m for m in init_of if model_ids.base(m) == c["model"]} | {c["model"]},
+                     key=lambda m: (order.index(init_of.get(m)) if init_of.get(m) in order else -1, m))
+        cases += [(m, c["dataset"]) for m in ids]
     seen = {(r["attack"], r["model"], r["dataset"]) for r in records if is_selector(r.get("metric")) == selectors}
     for a in sorted({k[0] for k in seen}):
         if a not in attacks:
@@ -175,6 +183,49 @@ def selected_rows(rows: Any, config: Mapping[str, Any]) -> list[dict]:
     return out
 
 
+def model_labels(records: Iterable[dict]) -> dict[str, str]:
+    """Model id -> its row label: an image model with its init from the rows' ``init`` column
+    ("LeNet (PyTorch init)", "LeNet (DLG init)"), a text model by its name."""
+    out: dict[str, str] = {}
+    for r in records:
+        m = r.get("model")
+        if m is None or (m in out and r.get("init") is None):
+            continue
+        init = r.get("init") if modality_of(m) == "image" else None
+        out[m] = model_ids.label(display(model_ids.base(m)), init) if init else display(m)
+    return out
+
+
+def _inits_of(records: Iterable[dict]) -> dict[str, Any]:
+    return {r["model"]: r.get("init") for r in records if r.get("model") is not None}
+
+
+def regime_notes(records: list[dict], cases: Iterable[tuple[str, str]]) -> list[str]:
+    """Caption notes on the image rows' regime: what each init is and where it comes from, and
+    the precision each attack ran in (the rows' ``init`` and ``dtype`` columns)."""
+    cases = set(cases)
+    mine = [r for r in records if (r.get("attack"), r.get("model")) in cases and modality_of(r.get("model")) == "image"]
+    inits = sorted({r["init"] for r in mine if r.get("init")})
+    notes = []
+    if inits:
+        notes.append("Initialisation of the image models (paper A states none; docs/regimes_init.md): "
+                     + "; ".join(f"{model_ids.INIT_LABELS.get(i, i)} = {model_ids.INIT_SOURCES.get(i, i)}" for i in inits)
+                     + ".")
+    labels = model_labels(mine)
+    prec: dict[tuple[str, str], set] = {}
+    for r in mine:
+        prec.setdefault((r["attack"], r["model"]), set()).add(str(r.get("dtype") or "float32"))
+    if prec:
+        allp = {p for v in prec.values() for p in v}
+        if len(allp) == 1:
+            notes.append(f"Attack precision: {next(iter(allp))} throughout.")
+        else:
+            notes.append("Attack precision: " + "; ".join(
+                f"{display(a)} on {labels.get(m, display(m))} {'/'.join(sorted(p))}"
+                for (a, m), p in prec.items()) + ".")
+    return notes
+
+
 def _rows_for(records: list[dict], attack: str, model: str, dataset: str) -> list[dict]:
     return [r for r in records if r["attack"] == attack and r["model"] == model and r["dataset"] == dataset]
 
@@ -220,6 +271,7 @@ def table4_cells(rows: Any, config: Mapping[str, Any], max_ratio: float | None =
     if max_ratio is None:
         max_ratio = ev.get("table4_max_ratio")
     cells = []
+    inits = _inits_of(raw)
     for attack, model, dataset in case_order(cfg, raw):
         grid = [r for r in attack_grid(cfg, attack, raw) if max_ratio is None or r <= max_ratio + 1e-9]
         ran = attack_metric_names(cfg, attack, raw)
@@ -229,8 +281,8 @@ def table4_cells(rows: Any, config: Mapping[str, Any], max_ratio: float | None =
         case_rows = _rows_for(sel, attack, model, dataset)
         for m in metrics:
             curve_rows = [r for r in case_rows if r["metric"] == m and ratio_key(r["ratio"]) in grid]
-            cell = {"attack": attack, "model": model, "dataset": dataset, "significance_metric": m,
-                    "criterion_metric": col, "op": op, "threshold": thr, "min_ratio": None,
+            cell = {"attack": attack, "model": model, "init": inits.get(model), "dataset": dataset,
+                    "significance_metric": m, "criterion_metric": col, "op": op, "threshold": thr, "min_ratio": None,
                     "mean_at_min_ratio": None, "n_samples": len({r["slot"] for r in curve_rows}),
                     "n_missing_values": 0, "grid_max": max(grid) if grid else None, "reason": "",
                     "best_of_restarts": ev["best_of_restarts"], "modality": modality}
@@ -284,15 +336,22 @@ def label_attacks(cells: list[dict], cfg: Mapping[str, Any]) -> list[dict]:
     return cells
 
 
-def _pivot(cells: list[dict], keys: Sequence[str], metrics: list[str], text: Callable[[dict], str]
-           ) -> list[list[str]]:
+def _pivot(cells: list[dict], keys: Sequence[str], metrics: list[str], text: Callable[[dict], str],
+           labels: Mapping[str, str] | None = None) -> list[list[str]]:
+    """One display row per key: the attack entry's label when the cells carry one
+    (:func:`label_attacks`), the model id's label from ``labels`` (its init, from the rows)."""
+    labels = labels or {}
     rows: dict[tuple, dict] = {}
     for c in cells:
         rows.setdefault(tuple(c[k] for k in keys), {})[c["significance_metric"]] = c
 
-    def label(k: str, v: Any, row: dict) -> str:     # the attack entry's label when the cells carry it
+    def label(k: str, v: Any, row: dict) -> str:
         first = next(iter(row.values()))
-        return str(first["attack_label"]) if k == "attack" and first.get("attack_label") else display(v)
+        if k == "attack" and first.get("attack_label"):
+            return str(first["attack_label"])
+        if k == "model":
+            return labels.get(v, display(v))
+        return display(v)
 
     return [[label(k, v, row) for k, v in zip(keys, key)] + [text(row[m]) if m in row else "missing" for m in metrics]
             for key, row in rows.items()]
@@ -365,12 +424,13 @@ def table4(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     if any(c["status"] == "missing" for c in cells):
         notes.append("missing: no metric rows for that curve.")
     notes += text_notes(cfg, {c["model"] for c in cells})
-    cols = ["attack", "model", "dataset", "significance_metric", "status", "min_ratio", "mean_at_min_ratio",
+    notes += regime_notes(raw, {(c["attack"], c["model"]) for c in cells})
+    cols = ["attack", "model", "init", "dataset", "significance_metric", "status", "min_ratio", "mean_at_min_ratio",
             "criterion_metric", "op", "threshold", "n_samples", "n_missing_values", "grid_max",
             "best_of_restarts", "reason"]
     doc = TableDoc(name="table4", title=title,
                    header=["Attack", "Model", "Dataset"] + [display(m) for m in metrics],
-                   body=_pivot(cells, ("attack", "model", "dataset"), metrics, _cell_text),
+                   body=_pivot(cells, ("attack", "model", "dataset"), metrics, _cell_text, model_labels(raw)),
                    tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
     return paper.join_se_pivot("table4", doc, cells, cfg, raw, ("attack", "model", "dataset"), metrics,
                                max_ratio=max_ratio)
@@ -387,6 +447,7 @@ def table5_cells(rows: Any, config: Mapping[str, Any]) -> list[dict]:
     ratio = ratio_key(ev["table5_ratio"])
     overrides = ev.get("table5_metric") or {}
     cells = []
+    inits = _inits_of(raw)
     for attack, model, dataset in case_order(cfg, raw):
         if ratio not in attack_grid(cfg, attack, raw):
             continue  # the attack was not run at the Table 5 ratio (e.g. DAGER's fine grid): no row
@@ -398,8 +459,8 @@ def table5_cells(rows: Any, config: Mapping[str, Any]) -> list[dict]:
         for m in metrics:
             rs = [r for r in case_rows if r["metric"] == m]
             vals = np.asarray([float(r[col]) for r in rs if not is_missing(r.get(col))], dtype=float)
-            cell = {"attack": attack, "model": model, "dataset": dataset, "significance_metric": m,
-                    "ratio": ratio, "value_metric": col, "mean": None, "std": None, "n": int(vals.size),
+            cell = {"attack": attack, "model": model, "init": inits.get(model), "dataset": dataset,
+                    "significance_metric": m, "ratio": ratio, "value_metric": col, "mean": None, "std": None, "n": int(vals.size),
                     "n_missing_values": len(rs) - int(vals.size), "best_of_restarts": ev["best_of_restarts"],
                     "reason": ""}
             if m not in ran:
@@ -448,11 +509,12 @@ def table5(rows: Any, config: Mapping[str, Any]) -> TableDoc:
         notes.append(f"missing: no rows at ratio {fmt_ratio(ratio_key(ev['table5_ratio']))} "
                      f"(is it in significance.ratios?).")
     notes += text_notes(cfg, {c["model"] for c in cells})
-    cols = ["attack", "model", "dataset", "significance_metric", "status", "value_metric", "ratio", "mean",
+    notes += regime_notes(raw, {(c["attack"], c["model"]) for c in cells})
+    cols = ["attack", "model", "init", "dataset", "significance_metric", "status", "value_metric", "ratio", "mean",
             "std", "n", "n_missing_values", "best_of_restarts", "reason"]
     doc = TableDoc(name="table5", title=title,
                    header=["Attack", "Model", "Dataset"] + [display(m) for m in metrics],
-                   body=_pivot(cells, ("attack", "model", "dataset"), metrics, text),
+                   body=_pivot(cells, ("attack", "model", "dataset"), metrics, text, model_labels(raw)),
                    tidy_columns=cols, tidy=cells, notes=notes, group_columns=3)
     return paper.join_se_pivot("table5", doc, cells, cfg, raw, ("attack", "model", "dataset"), metrics)
 
@@ -484,7 +546,7 @@ def table2_cells(rows: Any, config: Mapping[str, Any], max_ratio: float | None =
     for (attack, model, m), cs in groups.items():
         statuses = [c["status"] for c in cs]
         ratios = [c["min_ratio"] for c in cs if c["status"] == "reached"]
-        cell = {"attack": attack, "model": model, "significance_metric": m,
+        cell = {"attack": attack, "model": model, "init": cs[0].get("init"), "significance_metric": m,
                 "datasets": ";".join(c["dataset"] for c in cs), "n_datasets": len(cs),
                 "n_na": statuses.count("NA"), "average_min_ratio": None}
         if "NA" in statuses:
@@ -523,11 +585,12 @@ def table2(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     if unavailable:
         notes.append("unavailable: " + "; ".join(sorted({c["reason"] for c in unavailable})))
     notes += text_notes(cfg, {c["model"] for c in cells})
-    cols = ["attack", "model", "significance_metric", "status", "rating", "stars", "average_min_ratio",
+    notes += regime_notes(raw, {(c["attack"], c["model"]) for c in cells})
+    cols = ["attack", "model", "init", "significance_metric", "status", "rating", "stars", "average_min_ratio",
             "n_datasets", "n_na", "datasets"]
     doc = TableDoc(name="table2", title=title,
                    header=["Attack", "Model"] + [display(m) for m in metrics],
-                   body=_pivot(cells, ("attack", "model"), metrics, lambda c: c["stars"]),
+                   body=_pivot(cells, ("attack", "model"), metrics, lambda c: c["stars"], model_labels(raw)),
                    tidy_columns=cols, tidy=cells, notes=notes, group_columns=2)
     return paper.join_se_pivot("table2", doc, cells, cfg, raw, ("attack", "model"), metrics, value="paper_rating",
                                max_ratio=max_ratio)
