@@ -105,7 +105,7 @@ def test_each_id_builds_its_init():
 ])
 def test_bad_init_settings_fail_at_dag_build_naming_the_key(change, key):
     cfg = _cfg(models={"lenet": {"init": "torch_default"}})
-    cfg["datasets"]["cola"] = {"victims": 2}
+    cfg["datasets"]["cola"] = {"victims": 2, "split": "in_domain_dev"}
     change(cfg["studies"][SE])
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         validate(cfg)

@@ -735,6 +735,9 @@ def _variant_values(claim: Claim, table: CsvTable, cells: list[dict]) -> tuple[l
                 continue
             raise NotCheckable("not run", f"{table.name}.csv has no {col} column (variants {spec})")
         values = (list(dict.fromkeys(str(c.get(col)) for c in cells)) if spec == "auto" else list(spec))
+        if spec == "auto" and all(v in ("", "None") for v in values):   # the column is there but says nothing
+            notes.append(f"{table.name}.csv has an empty {col} column: one variant")
+            continue
         combos = [{**c, col: v} for c in combos for v in values]
     return combos, notes
 

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..params import ParamSpec
 from . import ATTACKS, AttackResult
 from .ig import attack_labels, nothing_to_match, prepare_model
 from .ig import box_bounds
@@ -101,6 +102,31 @@ def resolve_cfg(cfg: dict | None) -> dict:
         if out[k] is not None and (not isinstance(out[k], (int, float)) or isinstance(out[k], bool) or out[k] <= 0):
             raise ValueError(f"dlg: {k} must be null or a positive number, not {out[k]!r}")
     return out
+
+
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+#: JSON schema of each option (gibench.params: checked when the DAG is built, in every study)
+SCHEMA: dict[str, dict] = {
+    "iterations": {"type": "integer", "minimum": 0},
+    "lr": _POSITIVE,
+    "max_iter": {"type": "integer", "minimum": 1},
+    "max_eval": {"type": ["integer", "null"], "minimum": 1},
+    "history_size": {"type": "integer", "minimum": 1},
+    "tolerance_grad": _POSITIVE,
+    "tolerance_change": _POSITIVE,
+    "line_search": {"enum": list(CHOICES["line_search"])},
+    "init": {"enum": list(CHOICES["init"])},
+    "cost": {"enum": list(COSTS)},
+    "normalize": {"enum": list(CHOICES["normalize"])},
+    "labels": {"enum": list(CHOICES["labels"])},
+    "boxed": {"type": "boolean"},
+    "keep": {"enum": list(CHOICES["keep"])},
+    "model_mode": {"enum": list(CHOICES["model_mode"])},
+    "dtype": {"enum": list(CHOICES["dtype"])},
+    "stop_loss": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    "time_limit": {"type": ["number", "null"], "exclusiveMinimum": 0},
+}
+PARAMS = ParamSpec("dlg", SCHEMA, DEFAULTS, resolve_cfg)
 
 
 def _draw(shape, how: str, gen: torch.Generator) -> torch.Tensor:
@@ -226,7 +252,7 @@ def run_lbfgs(model: nn.Module, match: GradientMatch, x0: torch.Tensor, c: dict,
             "iterations_per_second": round(done / max(seconds, 1e-9), 2) if done else None}
 
 
-@ATTACKS.register("dlg")
+@ATTACKS.register("dlg", params=PARAMS)
 def deep_leakage(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None,
                  *, input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None,
                  seed: int, device: torch.device | str = "cpu",
