@@ -560,7 +560,7 @@ def test_micro_run_writes_scores_masks_and_table6(tmp_path):
         assert float(r["seconds_mean"]) > 0 and float(r["seconds_std"]) == 0.0
     md = (tmp_path / tables[1]).read_text()
     assert md.startswith("**Table 6:") and "Device: cpu" in md.splitlines()[0]
-    assert "| LeNet | CIFAR-100 | 10 | 88,648 |" in md
+    assert "| LeNet | CIFAR-100 | 10 | 10 | 88,648 |" in md      # Layer Num., then the paper's (10)
 
 
 def test_probe_interval_uses_exact_chi2_quantiles():
