@@ -9,8 +9,13 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-# Prefer the source tree next to this Snakefile over any installed copy.
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+# Prefer the source tree next to this Snakefile over any installed copy: here (sys.path) and in
+# every job Snakemake spawns (script: jobs are new Python processes; PYTHONPATH comes before the
+# venv's editable install, so a second clone sharing a venv runs its own code).
+_SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, _SRC)
+os.environ.update(PYTHONPATH=os.pathsep.join(
+    [_SRC] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != _SRC]))
 from gibench import config as gconfig
 from gibench.pipeline import paths as P
 from gibench.pipeline import targets as T

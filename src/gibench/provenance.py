@@ -314,6 +314,8 @@ def run_record(start: float, end: float | None = None, **extra: Any) -> dict[str
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        # which copy of gibench the job imported (the checkout's src/, Snakefile sets PYTHONPATH)
+        "gibench_path": os.path.dirname(os.path.abspath(__file__)),
     }
     rec.update(extra)
     return rec
