@@ -185,7 +185,7 @@ rule cs_table:
     wildcard_constraints:
         table="table[0-9]+",
     params:
-        settings=lambda wc: {**{k: CS.cs(config).get(k) for k in ("cases", "unavailable", "restarts", "utility", "evaluation")},
+        settings=lambda wc: {**{k: CS.cs(config).get(k) for k in ("cases", "unavailable", "restarts", "utility", "evaluation", "privacy")},
                              "paper_values": CS.paper_values_digest()},   # config/paper_values/concealed_samples.yaml
     log:
         "logs/cs_table/{table}.json",

@@ -163,8 +163,9 @@ def code_version() -> dict[str, Any]:
     return out
 
 
-VERSIONED_PACKAGES = ("torch", "numpy", "transformers", "torchmetrics", "tenseal", "snakemake", "safetensors",
-                      "pyarrow", "scipy")
+# what the artifacts' computations import (torchmetrics is a test-only reference: not listed)
+VERSIONED_PACKAGES = ("torch", "numpy", "transformers", "tenseal", "snakemake", "safetensors",
+                      "pyarrow", "scipy", "dp-accounting")
 
 
 @functools.lru_cache(maxsize=1)
