@@ -63,6 +63,12 @@ from gibench.provenance import snapshot_config
 snapshot_config(config)
 
 
+# `snakemake --lint`: the one remaining lint, "Specify a conda environment or container for each
+# rule", is deliberate.  Every rule runs the same Python environment (gibench + torch; the rules
+# differ by function, not by software), deployed once per cluster as a venv (`make venv` /
+# `make venv-gpu`) or the container image of envs/Dockerfile / envs/gibench.def (README, "Running
+# on a cluster"); per-rule conda environments would duplicate a multi-GB CUDA torch per rule and
+# cannot be tested offline.  tests/test_workflow_conventions.py fails on any other lint.
 # `snakemake --report report.html`: every table and figure, captioned (workflow/report/*.rst)
 report: "workflow/report/workflow.rst"
 
