@@ -17,7 +17,9 @@ from ..provenance import job_context, run_record, write_sidecars
 
 
 def say(msg: str) -> None:
-    print(f"[gibench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    """A progress line on stderr (and in the job's `out` log), with the Slurm job id on a cluster."""
+    job = os.environ.get("SLURM_JOB_ID")
+    print(f"[gibench {time.strftime('%H:%M:%S')}{f' slurm {job}' if job else ''}] {msg}", file=sys.stderr, flush=True)
 
 
 class _Tee:

@@ -72,3 +72,29 @@ def test_every_rule_with_a_log_names_an_out_log():
         for m in re.finditer(r"\n(\s+)log:\n\s+(\"[^\"]+\"),\n\s+out=(\"[^\"]+\"),?\n", text):
             assert m.group(2).endswith('.json"') and m.group(3) == m.group(2).replace('.json"', '.log"'), smk
         assert text.count("log:") == len(re.findall(r"\n\s+log:\n\s+\"[^\"]+\",\n\s+out=", text)), smk
+
+
+def test_where_print_tables_shows_each_table_and_names_its_notes(tmp_path, capsys):
+    """`make demo` ends with `gibench where --print-tables`: every table's title and rows, its
+    notes named by file (printed with --notes)."""
+    from gibench.cli import main
+    d = tmp_path / "results" / "tables" / "stochastic_defenses"
+    d.mkdir(parents=True)
+    (d / "table1.md").write_text("**Table 1: x**\n\n| a | ε/step |\n|---|---|\n| 1 | 2.01e+06 |\n\nnote one\nnote two\n")
+    (d / "table2.md").write_text("**Table 2: y**\n\n| b |\n|---|\n| 3 |\n")
+    assert main(["where", "--results", str(tmp_path / "results"), "--print-tables"]) == 0
+    out = capsys.readouterr().out
+    assert "**Table 1: x**" in out and "| 1 | 2.01e+06 |" in out and "| 3 |" in out
+    assert "note one" not in out and f"(2 line(s) of notes: {d / 'table1.md'})" in out
+    assert "tables  (2)" in out
+    main(["where", "--results", str(tmp_path / "results"), "--print-tables", "--notes"])
+    assert "note one\nnote two" in capsys.readouterr().out
+
+
+def test_progress_lines_name_the_slurm_job(monkeypatch, capsys):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    runner.say("x")
+    assert "slurm" not in capsys.readouterr().err
+    monkeypatch.setenv("SLURM_JOB_ID", "90210")
+    runner.say("fl s/d/m/none/seed0 round    1: ...")
+    assert " slurm 90210] fl s/d/m/none/seed0 round    1:" in capsys.readouterr().err
