@@ -105,7 +105,8 @@ def pick_device(setting: str = "auto", *, cpu_fallback: bool = False,
         raise NoCudaError(
             f"this job asked for a GPU ({why}) but finds no CUDA: {_cuda_status()}. "
             "It stops rather than run on the CPU into its time limit; set `cpu_fallback: true` "
-            "in the config to run such jobs on the CPU anyway.")
+            "in the config to run such jobs on the CPU anyway (or `device: cpu` for a CPU-only run, e.g. "
+            "the demo inside a Slurm allocation without GPUs).")
     msg = (f"GPU job running on the CPU: it asked for a GPU ({why}) but finds no CUDA "
            f"({_cuda_status()}); config cpu_fallback: true allows it. Expect it to be much slower.")
     bar = "!" * 78
