@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, TextIO
 import torch
 
 from .. import io
-from ..device import job_device, pick_device  # noqa: F401 (pick_device: used by replay)
+from ..device import job_device, pick_device  # noqa: F401 (pick_device: kept importable from here)
 from ..provenance import job_context, run_record, write_sidecars
 
 
