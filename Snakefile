@@ -9,8 +9,13 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-# Prefer the source tree next to this Snakefile over any installed copy.
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+# Prefer the source tree next to this Snakefile over any installed copy: here (sys.path) and in
+# every job Snakemake spawns (script: jobs are new Python processes; PYTHONPATH comes before the
+# venv's editable install, so a second clone sharing a venv runs its own code).
+_SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, _SRC)
+os.environ.update(PYTHONPATH=os.pathsep.join(
+    [_SRC] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != _SRC]))
 from gibench import config as gconfig
 from gibench.pipeline import paths as P
 from gibench.pipeline import targets as T
@@ -58,6 +63,12 @@ from gibench.provenance import snapshot_config
 snapshot_config(config)
 
 
+# `snakemake --lint`: the one remaining lint, "Specify a conda environment or container for each
+# rule", is deliberate.  Every rule runs the same Python environment (gibench + torch; the rules
+# differ by function, not by software), deployed once per cluster as a venv (`make venv` /
+# `make venv-gpu`) or the container image of envs/Dockerfile / envs/gibench.def (README, "Running
+# on a cluster"); per-rule conda environments would duplicate a multi-GB CUDA torch per rule and
+# cannot be tested offline.  tests/test_workflow_conventions.py fails on any other lint.
 # `snakemake --report report.html`: every table and figure, captioned (workflow/report/*.rst)
 report: "workflow/report/workflow.rst"
 

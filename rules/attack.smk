@@ -16,25 +16,16 @@ rule attack:
         attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model),
     log:
         "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.json",
+        out="logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.log",
+    benchmark:
+        "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.benchmark.tsv",
     script:
         "../workflow/scripts/attack.py"
 
 
-def _metrics_inputs(wc):
-    inputs = {
-        "victims": P.fmt(P.VICTIMS, dataset=wc.dataset),
-        "recons": T.restart_paths(config, wc),
-    }
-    inputs.update(T.metrics_inputs(config, wc))  # text: the weights (word embeddings for EmbedDist)
-    backbone = T.lpips_backbone_file(config, wc.study)
-    if backbone is not None:
-        inputs["backbone"] = backbone
-    return inputs
-
-
 rule metrics:
     input:
-        unpack(_metrics_inputs),
+        unpack(lambda wc: T.metrics_job_inputs(config, wc)),
     output:
         P.METRICS,
     params:
@@ -42,6 +33,9 @@ rule metrics:
         evaluation=lambda wc: T.metrics_settings(config, wc.study),
     log:
         "logs/metrics/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}.json",
+        out="logs/metrics/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}.log",
+    benchmark:
+        "logs/metrics/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}.benchmark.tsv",
     script:
         "../workflow/scripts/metrics.py"
 
@@ -53,6 +47,7 @@ rule gather_metrics:
         P.ALL_METRICS,
     log:
         "logs/gather_metrics/{study}.json",
+        out="logs/gather_metrics/{study}.log",
     script:
         "../workflow/scripts/gather.py"
 
@@ -64,5 +59,6 @@ rule gather_cost:
         P.COST,
     log:
         "logs/gather_cost/{study}.json",
+        out="logs/gather_cost/{study}.log",
     script:
         "../workflow/scripts/gather.py"

@@ -22,5 +22,6 @@ rule claims:
         settings=lambda wc: JC.claims_settings(config, wc.study),
     log:
         "logs/claims/{study}.json",
+        out="logs/claims/{study}.log",
     script:
         "../workflow/scripts/claims.py"

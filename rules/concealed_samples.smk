@@ -19,6 +19,7 @@ rule cs_public:
         public=lambda wc: CS.cs(config).get("public", {}).get(wc.dataset),
     log:
         "logs/cs_public/{dataset}.json",
+        out="logs/cs_public/{dataset}.log",
     script:
         "../workflow/scripts/cs_public.py"
 
@@ -32,6 +33,7 @@ rule cs_class_means:
         inputs=lambda wc: CS.cs(config).get("inputs", {}).get(wc.dataset),
     log:
         "logs/cs_class_means/{dataset}.json",
+        out="logs/cs_class_means/{dataset}.log",
     script:
         "../workflow/scripts/cs_class_means.py"
 
@@ -46,6 +48,9 @@ rule cs_generator:
         generator=lambda wc: CS.cs(config).get("generator"),
     log:
         "logs/cs_generator/{dataset}.json",
+        out="logs/cs_generator/{dataset}.log",
+    benchmark:
+        "logs/cs_generator/{dataset}.benchmark.tsv",
     script:
         "../workflow/scripts/cs_generator.py"
 
@@ -63,6 +68,9 @@ rule cs_server_model:
         attacks=lambda wc: CS.cs(config)["attacks"],
     log:
         "logs/cs_server_model/{dataset}/{model}/{server}.json",
+        out="logs/cs_server_model/{dataset}/{model}/{server}.log",
+    benchmark:
+        "logs/cs_server_model/{dataset}/{model}/{server}.benchmark.tsv",
     script:
         "../workflow/scripts/cs_server_model.py"
 
@@ -80,6 +88,9 @@ rule cs_gradient:
         defense=lambda wc: CS.gradient_rule_params(config, wc),
     log:
         "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.json",
+        out="logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.log",
+    benchmark:
+        "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.benchmark.tsv",
     script:
         "../workflow/scripts/cs_gradient.py"
 
@@ -96,6 +107,9 @@ rule cs_attack:
         attack=lambda wc: CS.attack_rule_params(config, wc),
     log:
         "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.json",
+        out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.log",
+    benchmark:
+        "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.benchmark.tsv",
     script:
         "../workflow/scripts/cs_attack.py"
 
@@ -111,6 +125,9 @@ rule cs_metrics:
         evaluation=lambda wc: CS.cs(config).get("evaluation"),
     log:
         "logs/cs_metrics/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.json",
+        out="logs/cs_metrics/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.log",
+    benchmark:
+        "logs/cs_metrics/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.benchmark.tsv",
     script:
         "../workflow/scripts/cs_metrics.py"
 
@@ -122,6 +139,7 @@ rule cs_gather:
         CS.CS_ALL,
     log:
         "logs/cs_gather/metrics.json",
+        out="logs/cs_gather/metrics.log",
     script:
         "../workflow/scripts/cs_gather.py"
 
@@ -139,6 +157,9 @@ rule cs_fl:
         run=lambda wc: CS.fl_params(config, wc.dataset, wc.model, wc.cohort, wc.defense),
     log:
         "logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.json",
+        out="logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.log",
+    benchmark:
+        "logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.benchmark.tsv",
     script:
         "../workflow/scripts/cs_fl.py"
 
@@ -150,6 +171,7 @@ rule cs_fl_gather:
         CS.CS_FL_ALL,
     log:
         "logs/cs_fl_gather/accuracy.json",
+        out="logs/cs_fl_gather/accuracy.log",
     script:
         "../workflow/scripts/cs_fl_gather.py"
 
@@ -163,10 +185,11 @@ rule cs_table:
     wildcard_constraints:
         table="table[0-9]+",
     params:
-        settings=lambda wc: {**{k: CS.cs(config).get(k) for k in ("cases", "unavailable", "restarts", "utility", "evaluation")},
+        settings=lambda wc: {**{k: CS.cs(config).get(k) for k in ("cases", "unavailable", "restarts", "utility", "evaluation", "privacy")},
                              "paper_values": CS.paper_values_digest()},   # config/paper_values/concealed_samples.yaml
     log:
         "logs/cs_table/{table}.json",
+        out="logs/cs_table/{table}.log",
     script:
         "../workflow/scripts/cs_table.py"
 
@@ -181,6 +204,7 @@ rule cs_figure:
         figure="fig[0-9]+",
     log:
         "logs/cs_figure/{figure}.json",
+        out="logs/cs_figure/{figure}.log",
     script:
         "../workflow/scripts/cs_figure.py"
 
@@ -188,11 +212,12 @@ rule cs_figure:
 rule cs_download_weights:
     # localrule: torchvision's ImageNet ResNet-18 (models.resnet18.pretrained), login node has internet
     output:
-        config["hub_dir"] + "/torch/{file}",
+        P.hub(config, "torch/{file}"),
     wildcard_constraints:
         file="resnet18-[0-9a-f]+[.]pth",
     log:
         "logs/cs_download_weights/{file}.json",
+        out="logs/cs_download_weights/{file}.log",
     script:
         "../workflow/scripts/cs_download_weights.py"
 

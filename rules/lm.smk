@@ -19,6 +19,9 @@ rule lm_pretrain:
     threads: 1  # the bytes depend on the thread count (CPU reductions); one thread keeps them stable
     log:
         "logs/lm_pretrain/{family}.json",
+        out="logs/lm_pretrain/{family}.log",
+    benchmark:
+        "logs/lm_pretrain/{family}.benchmark.tsv",
     script:
         "../workflow/scripts/lm_pretrain.py"
 
@@ -31,5 +34,6 @@ rule lm_table:
         md=report_table(P.TABLE.replace("{table}", LM.LM_TABLE).replace("{ext}", "md")),
     log:
         "logs/tables/{study}/lm_pretrain.json",
+        out="logs/tables/{study}/lm_pretrain.log",
     script:
         "../workflow/scripts/lm_table.py"

@@ -14,6 +14,9 @@ rule overhead:
         settings=lambda wc: OV.overhead_settings(config, wc.study),
     log:
         "logs/overhead/{study}/{dataset}/{model}/{metric}.json",
+        out="logs/overhead/{study}/{dataset}/{model}/{metric}.log",
+    benchmark:
+        "logs/overhead/{study}/{dataset}/{model}/{metric}.benchmark.tsv",
     script:
         "../workflow/scripts/overhead.py"
 
@@ -25,6 +28,7 @@ rule gather_overhead:
         OV.ALL_OVERHEAD,
     log:
         "logs/gather_overhead/{study}.json",
+        out="logs/gather_overhead/{study}.log",
     script:
         "../workflow/scripts/gather.py"
 
@@ -38,7 +42,8 @@ rule he_overhead_table:
     params:
         settings=lambda wc: T.table_settings(config, wc.study, OV.TABLE_NAME),
     log:
-        "logs/tables/{study}/" + OV.TABLE_NAME + ".json",
+        "logs/tables/{study}/he_overhead.json",
+        out="logs/tables/{study}/he_overhead.log",
     script:
         "../workflow/scripts/overhead.py"
 
@@ -52,7 +57,8 @@ rule he_cost_figure:
     params:
         settings=lambda wc: T.table_settings(config, wc.study, "figures"),
     log:
-        "logs/figures/{study}/" + OV.FIGURE_NAME + ".json",
+        "logs/figures/{study}/he_cost_vs_protection.json",
+        out="logs/figures/{study}/he_cost_vs_protection.log",
     script:
         "../workflow/scripts/overhead.py"
 

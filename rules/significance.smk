@@ -15,6 +15,9 @@ rule significance:
         settings=lambda wc: T.job_settings(config, "significance", wc),
     log:
         "logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.json",
+        out="logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.log",
+    benchmark:
+        "logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.benchmark.tsv",
     script:
         "../workflow/scripts/significance.py"
 
@@ -35,6 +38,9 @@ if _INTERIOR:
             settings=lambda wc: T.job_settings(config, "masks", wc),
         log:
             "logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.json",
+            out="logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.log",
+        benchmark:
+            "logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.benchmark.tsv",
         script:
             "../workflow/scripts/masks.py"
 
@@ -52,5 +58,6 @@ rule masks_any:
         settings=lambda wc: T.job_settings(config, "masks_any", wc),
     log:
         "logs/masks/{study}/{dataset}/{model}/{slot}/any_{ratio}.json",
+        out="logs/masks/{study}/{dataset}/{model}/{slot}/any_{ratio}.log",
     script:
         "../workflow/scripts/masks.py"

@@ -14,6 +14,7 @@ rule sd_model:
         pm="none|precode|cvb",
     log:
         "logs/sd_model/{dataset}/{model}/pm_{pm}.json",
+        out="logs/sd_model/{dataset}/{model}/pm_{pm}.log",
     script:
         "../workflow/scripts/sd_model.py"
 
@@ -33,6 +34,9 @@ rule sd_gradient:
         gradient=lambda wc: SD.sd(config).get("gradient", {}),
     log:
         "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.json",
+        out="logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.log",
+    benchmark:
+        "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.benchmark.tsv",
     script:
         "../workflow/scripts/sd_gradient.py"
 
@@ -50,6 +54,9 @@ rule sd_attack:
         attack=lambda wc: SD.attack_settings(config, wc.attack, wc.model),
     log:
         "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.json",
+        out="logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.log",
+    benchmark:
+        "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.benchmark.tsv",
     script:
         "../workflow/scripts/sd_attack.py"
 
@@ -66,6 +73,9 @@ rule sd_metrics:
         evaluation=lambda wc: SD.sd(config).get("evaluation", {}),
     log:
         "logs/sd_metrics/{dataset}/{model}/{defense}/{attack}.json",
+        out="logs/sd_metrics/{dataset}/{model}/{defense}/{attack}.log",
+    benchmark:
+        "logs/sd_metrics/{dataset}/{model}/{defense}/{attack}.benchmark.tsv",
     script:
         "../workflow/scripts/sd_metrics.py"
 
@@ -77,6 +87,7 @@ rule sd_gather:
         SD.ALL_METRICS,
     log:
         "logs/sd_gather/rows.json",
+        out="logs/sd_gather/rows.log",
     script:
         "../workflow/scripts/sd_gather.py"
 
@@ -93,6 +104,7 @@ rule sd_table:
         settings=lambda wc: SD.table_settings(config, wc.table),
     log:
         "logs/sd_table/{table}.json",
+        out="logs/sd_table/{table}.log",
     script:
         "../workflow/scripts/sd_table.py"
 
@@ -109,6 +121,7 @@ rule sd_figure:
         settings=lambda wc: SD.sd(config)["figures"][wc.figure],
     log:
         "logs/sd_figure/{figure}.json",
+        out="logs/sd_figure/{figure}.log",
     script:
         "../workflow/scripts/sd_figure.py"
 

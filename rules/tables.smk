@@ -17,6 +17,7 @@ rule table:
         settings=lambda wc: T.table_settings(config, wc.study, wc.table),
     log:
         "logs/tables/{study}/{table}.json",
+        out="logs/tables/{study}/{table}.log",
     script:
         "../workflow/scripts/table.py"
 
@@ -35,5 +36,6 @@ rule figure:
         settings=lambda wc: T.table_settings(config, wc.study, "figures"),
     log:
         "logs/figures/{study}/{figure}.json",
+        out="logs/figures/{study}/{figure}.log",
     script:
         "../workflow/scripts/figure.py"

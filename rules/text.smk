@@ -6,11 +6,12 @@ rule download_pretrained:
     # a hub checkpoint (model weights + tokenizer files) saved under <hub_dir>/models/<owner>__<name>;
     # the model rule of a `pretrained:` text model and LAMP's GPT-2 prior read it
     output:
-        config["hub_dir"] + "/models/{checkpoint}/config.json",
+        P.hub(config, "models/{checkpoint}/config.json"),
     wildcard_constraints:
         checkpoint="[A-Za-z0-9_.-]+",
     log:
         "logs/download_pretrained/{checkpoint}.json",
+        out="logs/download_pretrained/{checkpoint}.log",
     script:
         "../workflow/scripts/download_pretrained.py"
 
@@ -18,9 +19,10 @@ rule download_pretrained:
 rule download_lm_prior:
     # LAMP's prior for BERT: GBDA's GPT-2-architecture LM over the BERT vocabulary
     output:
-        config["hub_dir"] + "/lamp/{file}.pth",
+        P.hub(config, "lamp/{file}.pth"),
     log:
         "logs/download_lm_prior/{file}.json",
+        out="logs/download_lm_prior/{file}.log",
     script:
         "../workflow/scripts/download_lm_prior.py"
 

@@ -57,6 +57,11 @@ def test_tables_and_grid_are_made(micro_run):
         assert (out / f"{t}.csv").exists() and (out / f"{t}.md").exists()
     fig = micro_run / "results" / "figures" / "concealed_samples"
     assert (fig / "fig2.png").stat().st_size > 0 and (fig / "fig2.pdf").stat().st_size > 0
+    # noise without clipping carries no formal (ε, δ) guarantee, and the table says so
+    t2 = (out / "table2.md").read_text()
+    assert "ε/step (δ = 1e-05) ↓" in t2
+    assert next(ln for ln in t2.splitlines() if ln.startswith("| DP-Gaussian |")).split(" | ")[-2] == "none (no clipping)"
+    assert any(r["privacy_guarantee"] == "none" for r in _csv(out / "table2.csv") if r["defense"] == "dp_gaussian")
 
 
 def test_imprint_is_exact_without_defense_and_celeba_is_not_run(micro_run):

@@ -393,6 +393,12 @@ def test_fl_workflow_trains_checkpoints_and_tables(tmp_path):
     rows = list(__import__("csv").DictReader(open(tmp_path / "results/tables/selective_encryption/fl_accuracy.csv")))
     assert sorted(r["defense"] for r in rows) == ["dropout+dp", "none"]
     assert (tmp_path / "results/figures/selective_encryption/fl_curves.pdf").exists()
+    # every progress line names its run (parallel runs interleave on the terminal); the job's
+    # stdout/stderr is in its `out` log, its resource use in its benchmark file
+    log = (tmp_path / "logs/fl_train/selective_encryption/cifar10/sd_cnn/dropout+dp/seed0.log").read_text()
+    tag = "fl selective_encryption/cifar10/sd_cnn/dropout+dp/seed0"
+    assert f"{tag} round    1:" in log and f"{tag} round    2:" in log and f"{tag} done: 2 rounds" in log
+    assert (tmp_path / "logs/fl_train/selective_encryption/cifar10/sd_cnn/dropout+dp/seed0.benchmark.tsv").exists()
 
     import yaml
 

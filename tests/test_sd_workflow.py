@@ -105,6 +105,8 @@ def test_micro_run_produces_the_tables_and_the_grid(tmp_path):
     out = tmp_path / "results"
     t1 = (out / "tables/stochastic_defenses/table1.md").read_text()
     assert "| MNIST | CNN | - | IG |" in t1 and "WIIG" in t1 and "DP (20, 0.001)" in t1
+    # the DP row's privacy budget at the stated δ (one release, σ/2 = 5e-4: 2.01e+06; docs/privacy_budgets.md)
+    assert "ε/step (δ = 1e-05) ↓" in t1 and "| 2.01e+06 |" in t1
     t4 = (out / "tables/stochastic_defenses/table4.csv").read_text().splitlines()
     assert t4[0].startswith("dataset,model,defense,defense_label,attack,ssim_mean,ssim_std,asr,n,status")
     assert len(t4) == 4 and all(",cdia," in line for line in t4[1:])

@@ -46,6 +46,9 @@ GPU_RULES = {"attack", "significance"}          # GPU rules that the micro study
 # The micro study (one victim slot) extended so that the GPU rules run: a significance
 # metric, an interior ratio (a metric-specific mask) besides ratio 0, and a short IG attack.
 SLURM_MICRO = copy.deepcopy(MICRO)
+# the local cluster's GPUs are fake (gres backed by symlinks, CPU torch): GPU rules must be
+# allowed to run on the CPU, else gibench.device stops them (a GPU job that finds no CUDA)
+SLURM_MICRO["cpu_fallback"] = True
 SLURM_MICRO["studies"]["selective_encryption"].update({
     "significance": {"metrics": ["grad"], "ratios": [0.0, 0.5], "cost_metrics": ["grad"]},
     "attacks": {"ig": {"restarts": 1, "params": {"iterations": 30}}},

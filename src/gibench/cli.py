@@ -1,6 +1,6 @@
 """The `gibench` command: where results are, provenance of a file, archive and verify.
 
-  gibench where [--print-tables]            list (and print) the tables and figures of a run
+  gibench where [--print-tables [--notes]]  list (and print) the tables and figures of a run
   gibench provenance FILE...                a result file's record (+ run facts) in readable form
   gibench archive -o run.tar.gz             workflow + config + environment + results + sha256 manifest
   gibench verify run.tar.gz [--jobs N]      check the manifest and the provenance chain, re-derive the tables
@@ -25,7 +25,7 @@ def cmd_where(args: argparse.Namespace) -> int:
     if args.print_tables:
         for t in tables:
             print(f"\n=== {t}\n")
-            print(t.read_text())
+            print(table_text(t.read_text(), t, notes=args.notes))
     claims = sorted(root.glob("claims/*.md"))
     print(f"\nResults under {root.resolve()}:")
     if claims:
@@ -41,6 +41,18 @@ def cmd_where(args: argparse.Namespace) -> int:
     if len(figures) > 40:
         print(f"    … and {len(figures) - 40} more")
     return 0
+
+
+def table_text(md: str, path: Path | str, notes: bool = False) -> str:
+    """A Markdown table as the terminal shows it: the title and the table; its notes (legend,
+    comparability, what could not be computed) only with ``notes``, else a line naming the file."""
+    lines = md.rstrip("\n").splitlines()
+    end = next((i for i, ln in enumerate(lines) if ln.startswith("|")), len(lines))
+    end = next((i for i in range(end, len(lines)) if not lines[i].startswith("|")), len(lines))
+    rest = [ln for ln in lines[end:] if ln.strip()]
+    if notes or not rest:
+        return "\n".join(lines)
+    return "\n".join(lines[:end] + ["", f"({len(rest)} line(s) of notes: {path})"])
 
 
 def _short(obj, n: int = 400) -> str:
@@ -274,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("where", help="list (and print) the tables and figures of a run")
     w.add_argument("--results", default="results")
-    w.add_argument("--print-tables", action="store_true", help="print every Markdown table")
+    w.add_argument("--print-tables", action="store_true",
+                   help="print every Markdown table (title and rows; the notes with --notes)")
+    w.add_argument("--notes", action="store_true", help="with --print-tables: also print each table's notes")
     w.set_defaults(fn=cmd_where)
     pr = sub.add_parser("provenance", help="show the provenance record of result files (embedded or <file>.prov.json)")
     pr.add_argument("files", nargs="+")

@@ -163,8 +163,9 @@ def code_version() -> dict[str, Any]:
     return out
 
 
-VERSIONED_PACKAGES = ("torch", "numpy", "transformers", "torchmetrics", "tenseal", "snakemake", "safetensors",
-                      "pyarrow", "scipy")
+# what the artifacts' computations import (torchmetrics is a test-only reference: not listed)
+VERSIONED_PACKAGES = ("torch", "numpy", "transformers", "tenseal", "snakemake", "safetensors",
+                      "pyarrow", "scipy", "dp-accounting")
 
 
 @functools.lru_cache(maxsize=1)
@@ -314,6 +315,8 @@ def run_record(start: float, end: float | None = None, **extra: Any) -> dict[str
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        # which copy of gibench the job imported (the checkout's src/, Snakefile sets PYTHONPATH)
+        "gibench_path": os.path.dirname(os.path.abspath(__file__)),
     }
     rec.update(extra)
     return rec

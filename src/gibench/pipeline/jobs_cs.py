@@ -850,11 +850,12 @@ def fl_job(smk: Any, device: torch.device) -> dict:
     init_seed = derive_seed(base, "cs_fl_init", dataset=d, model=m, seed=seed)
     net = build_model(m, prep.num_classes, prep.shape, init_seed, **dict(cs(cfg).get("models", {}).get(m, {})))
     run_seed = derive_seed(base, "cs_fl_run", **wc)
-    say(f"fl {d}/{m}/{cohort}/{defense}/seed{seed}: {len(shards)} clients, {n_train} training / {len(test_pos)} test, "
+    tag = f"cs_fl {d}/{m}/{cohort}/{defense}/seed{seed}"   # on every line: parallel runs interleave
+    say(f"{tag}: {len(shards)} clients, {n_train} training / {len(test_pos)} test, "
         f"{len(public)} public (proxy) images; {source}")
 
     def on_round(row: dict) -> None:
-        say(f"  round {row['round']}: test acc {100 * row['test_acc']:.2f}%, protected acc {100 * row['protected_acc']:.2f}%")
+        say(f"{tag} round {row['round']}: test acc {100 * row['test_acc']:.2f}%, protected acc {100 * row['protected_acc']:.2f}%")
 
     result = fl.run_fedavg(net, pool, shards, test_local, settings, seed=run_seed, device=device,
                            grad_fn_for=grad_fn_for, on_round=on_round)

@@ -415,7 +415,8 @@ def fl_train_job(smk: Any, device: torch.device) -> dict:
                            defense=defense, seed=seed)
     pool, shards, test_pos, info = load_fl_data(cfg, study, dataset, seed)
     net = build_fl_model(cfg, study, dataset, model, seed, options)
-    say(f"fl {study}/{dataset}/{model}/{defense}/seed{seed}: {count_parameters(net):,} parameters, "
+    tag = f"fl {study}/{dataset}/{model}/{defense}/seed{seed}"   # on every line: parallel runs interleave
+    say(f"{tag}: {count_parameters(net):,} parameters, "
         f"{len(shards)} clients, {info['train_pool']} training / {info['test']} test samples; {info['source']}")
 
     wc_rec = {**dict(smk.wildcards)}
@@ -433,7 +434,7 @@ def fl_train_job(smk: Any, device: torch.device) -> dict:
                                keep=ck.get("keep", "all"), record=round_record, state_every=ck.get("state_every", 1))
 
     def progress(row: dict) -> None:
-        say(f"  round {row['round']:4d}: mean val loss {row['mean_val_loss']:.4f}, test acc {100 * row['test_acc']:.2f}%"
+        say(f"{tag} round {row['round']:4d}: mean val loss {row['mean_val_loss']:.4f}, test acc {100 * row['test_acc']:.2f}%"
             + (" (best)" if row.get("is_best") else ""))
 
     result = fl.run_fedavg(net, pool, shards, test_pos, block, seed=run_seed, device=device,
@@ -464,7 +465,7 @@ def fl_train_job(smk: Any, device: torch.device) -> dict:
     store.clear()          # the resume state is only for interrupted jobs
     # (its empty parent folders stay: removing them could race with a parallel job creating its own)
     secs = result.seconds_per_round
-    say(f"fl done: {result.last_round} rounds ({result.stop_reason}), best round {result.best_round}: "
+    say(f"{tag} done: {result.last_round} rounds ({result.stop_reason}), best round {result.best_round}: "
         f"test acc {100 * summary['test_acc_best']:.2f}% (final {100 * summary['test_acc_final']:.2f}%); "
         f"{kept} round checkpoints kept")
     return {"rounds": result.last_round, "best_round": result.best_round, "stop_reason": result.stop_reason,

@@ -3,6 +3,8 @@
 slots three digits (s003) so file names are stable."""
 from __future__ import annotations
 
+import os
+
 from ..config import fmt_ratio, fmt_slot
 
 R = "results"
@@ -22,6 +24,13 @@ TABLE = R + "/tables/{study}/{table}.{ext}"
 FIGURE = R + "/figures/{study}/{figure}.{ext}"
 # the local language model of a text family (rule lm_pretrain; gibench.models.pretrain)
 LM_WEIGHTS = R + "/lm/{family}/lm.safetensors"
+
+
+
+def hub(config: dict, pattern: str) -> str:
+    """A download rule's output under the config's ``hub_dir`` (relative or absolute)."""
+    return os.path.join(config["hub_dir"], pattern)
+
 
 # Ratio 0 (nothing encrypted) and 1 (everything encrypted) give the same mask whatever the
 # metric: those cases are computed once under this metric name and shared by every curve.

@@ -154,13 +154,14 @@ def replay_device(record: dict, config: dict, device: str | None = None):
     artifact is re-made on the CPU) when available here, else what the config picks."""
     import torch
 
-    from .runner import pick_device
+    from ..device import pick_device
 
+    fallback = bool(config.get("cpu_fallback", False))
     if device:
-        return pick_device(device)
+        return pick_device(device, cpu_fallback=fallback)
     if str(record.get("device", "")).startswith("cpu"):
         return torch.device("cpu")
-    return pick_device(config.get("device", "auto"))
+    return pick_device(config.get("device", "auto"), cpu_fallback=fallback)
 
 
 def replay(record: dict, config: dict, device: str | None = None) -> str:

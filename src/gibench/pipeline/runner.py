@@ -1,41 +1,92 @@
 """Run one job: threads, device, timing, progress, and the volatile run record in the log."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, TextIO
 
 import torch
 
 from .. import io
+from ..device import job_device, pick_device  # noqa: F401 (pick_device: kept importable from here)
 from ..provenance import job_context, run_record, write_sidecars
 
 
-def pick_device(setting: str) -> torch.device:
-    if setting == "cpu":
-        return torch.device("cpu")
-    if setting == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("config device: cuda, but torch.cuda.is_available() is False on this node")
-        return torch.device("cuda")
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def say(msg: str) -> None:
-    print(f"[gibench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    """A progress line on stderr (and in the job's `out` log), with the Slurm job id on a cluster."""
+    job = os.environ.get("SLURM_JOB_ID")
+    print(f"[gibench {time.strftime('%H:%M:%S')}{f' slurm {job}' if job else ''}] {msg}", file=sys.stderr, flush=True)
+
+
+class _Tee:
+    """A text stream that writes to the terminal stream and to the job's text log."""
+
+    def __init__(self, stream: TextIO, log: TextIO):
+        self._stream, self._log = stream, log
+
+    def write(self, s: str) -> int:
+        self._log.write(s)
+        return self._stream.write(s)
+
+    def flush(self) -> None:
+        self._log.flush()
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the terminal's
+        return getattr(self._stream, name)
+
+
+def text_log(smk: Any) -> str | None:
+    """The job's stdout/stderr log: its ``log:`` file named ``out`` (rules/*.smk), else the first
+    log path ending in ``.log`` (a replay's plain list), else None."""
+    logs = getattr(smk, "log", None) or []
+    named = getattr(logs, "out", None)
+    if isinstance(named, str):
+        return named
+    return next((str(p) for p in logs if str(p).endswith(".log")), None)
+
+
+@contextlib.contextmanager
+def captured_output(path: str | None) -> Iterator[None]:
+    """Copy everything the job prints through ``sys.stdout``/``sys.stderr`` (progress lines,
+    warnings, tracebacks) into ``path`` while still showing it on the terminal.  Output that
+    bypasses Python's streams (C libraries writing to fd 1/2 directly) reaches only the
+    terminal or the Slurm log."""
+    if not path:
+        yield
+        return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8", buffering=1) as log:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
+        try:
+            yield
+        except BaseException:
+            log.write(traceback.format_exc())  # the terminal gets it from the interpreter
+            raise
+        finally:
+            sys.stdout, sys.stderr = out, err
 
 
 def run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
-    """Call ``fn(smk, device)``; write the run record (volatile facts) to the job's log."""
+    """Call ``fn(smk, device)``; write the run record (volatile facts) to the job's log and
+    its stdout/stderr to its text log (:func:`text_log`)."""
+    with captured_output(text_log(smk)):
+        _run_job(smk, fn)
+
+
+def _run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
     threads = int(getattr(smk, "threads", 1) or 1)
     torch.set_num_threads(max(1, threads))
-    device = pick_device(smk.config.get("device", "auto"))
     start = time.time()
-    status, extra = "ok", {}
+    status, extra, device = "ok", {}, None
     try:
+        # a job given a GPU that finds no CUDA stops here (or warns, with cpu_fallback: true)
+        device = job_device(smk)
         # records made inside name the job function, its log and the rule's params (replayable);
         # outputs that cannot embed a record (tables, figures) get a <file>.prov.json
         with job_context(fn, smk):
@@ -51,7 +102,7 @@ def run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
             # a job's own facts never overwrite the runner's (status, device, rule)
             extra = {(f"job_{k}" if k in ("status", "device", "rule") else k): v for k, v in extra.items()}
             rec = run_record(start, rule=getattr(smk, "rule", None), status=status,
-                             device=str(device), **extra)
+                             device=None if device is None else str(device), **extra)
             try:
                 io.write_json(logs[0], rec)
             except OSError:

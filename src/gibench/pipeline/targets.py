@@ -402,6 +402,17 @@ def metrics_inputs(config: dict, wc) -> dict:
     return {"weights": P.fmt(P.WEIGHTS, study=wc.study, dataset=wc.dataset, model=wc.model)}
 
 
+def metrics_job_inputs(config: dict, wc) -> dict:
+    """Inputs of one metrics job (rule metrics): the victims, every restart's reconstruction,
+    the text weights (metrics_inputs) and the LPIPS backbone file when one is configured."""
+    inputs = {"victims": P.fmt(P.VICTIMS, dataset=wc.dataset), "recons": restart_paths(config, wc)}
+    inputs.update(metrics_inputs(config, wc))
+    backbone = lpips_backbone_file(config, wc.study)
+    if backbone is not None:
+        inputs["backbone"] = backbone
+    return inputs
+
+
 def _attack_files(config: dict, pattern: str, model: str, dataset: str, attack: str, slot: str | None = None) -> list[str]:
     out = []
     for st, d, m, s, metric, ratio in se_attack_cases(config, attack):

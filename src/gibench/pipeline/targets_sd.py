@@ -213,7 +213,8 @@ def table_settings(config: dict, name: str) -> dict:
     st = sd(config)
     return {"table": st["tables"][name], "evaluation": st.get("evaluation", {}), "victims": st["victims"],
             "defenses": {dfn: chain_for(config, dfn).spec() for dfn in st["tables"][name]["defenses"]},
-            "paper_values": digest(STUDY)}     # the 'paper' columns (config/paper_values/stochastic_defenses.yaml)
+            "paper_values": digest(STUDY),     # the 'paper' columns (config/paper_values/stochastic_defenses.yaml)
+            "privacy": st.get("privacy")}      # the ε columns' δ and relation (gibench.tables.budgets)
 
 
 # ---------------------------------------------------------------- targets and check

@@ -257,8 +257,69 @@ def table_doc(table: str, metric_rows: list[dict], acc_rows: list[dict], config:
         notes.append(_lpips_note(c))
     tidy_cols = ["table", "dataset", "model", "attack", "cohort", "defense", "column", "mean", "std", "n", "paper",
                  "status", "note"]
+    eps_notes = _with_epsilon(spec, rows_order, header, body, cl, config)
+    if eps_notes:
+        notes += eps_notes
+        tidy_cols += [c for c in EPS_FIELDS if c not in tidy_cols]
     return TableDoc(name=table, title=spec.title, header=header, body=body, tidy_columns=tidy_cols, tidy=cl,
                     notes=notes, group_columns=0)
+
+
+EPS_FIELDS = ("epsilon_step", "epsilon_delta", "privacy_guarantee", "epsilon_fedavg", "epsilon_fedavg_rounds")
+
+
+def _with_epsilon(spec: Table, rows_order: list[str], header: list[str], body: list[list[str]], cl: list[dict],
+                  config: Mapping[str, Any]) -> list[str]:
+    """ε columns (gibench.tables.budgets) when a row's defense adds noise: per step (the
+    attacked gradient) and, in tables with accuracy columns, over the FedAvg run; the cells of
+    each row's defense carry the numbers in the CSV.  Returns the notes (none: no column)."""
+    from . import budgets
+    from ..pipeline import jobs_cs
+
+    c = _cs(config)
+    u = c.get("utility") or {}
+    priv = c.get("privacy")
+    blocks = [b for b in spec.blocks if b.dataset in c["cases"]]
+    steps = {(b.dataset, d): jobs_cs.defense_steps(config, d, b.dataset) for b in blocks for d in b.defenses}
+    if not any(privacy_budget_exists(s) for s in steps.values()):
+        return []
+    util = bool(u) and u.get("enabled", True)
+    fed = util and any(set(b.columns) & set(ACC) for b in blocks)
+    header.append(budgets.step_header(priv))
+    if fed:
+        header.append(budgets.fedavg_header(priv))
+    unclipped = False
+    per: dict[tuple[str, str, str], dict] = {}
+    for b in blocks:
+        for d in b.defenses:
+            text, fields = budgets.step_cell(steps[(b.dataset, d)], None, priv)
+            unclipped |= fields["privacy_guarantee"] == "none"
+            if fields["privacy_guarantee"] is None:          # no noise: nothing to account, run or not
+                ftext, ff = "—", {"epsilon_fedavg": None, "epsilon_fedavg_rounds": None}
+            elif fed and b.dataset in u.get("datasets", list(c["cases"])):
+                fsteps = jobs_cs.defense_steps(config, d, b.dataset, u.get("defense_overrides", {}))
+                ftext, ff = budgets.fedavg_cell(fsteps, jobs_cs.fl_settings(config, b.dataset, b.cohort), priv)
+            else:
+                ftext, ff = budgets.fedavg_cell(None, None, priv)
+            per[(b.dataset, b.cohort, d)] = {"step": text, "fedavg": ftext, **fields, **ff}
+    for d, line in zip(rows_order, body):
+        mine = {k[0]: v for k, v in per.items() if k[2] == d}
+        for key in ("step", "fedavg") if fed else ("step",):
+            texts = list(dict.fromkeys(v[key] for v in mine.values()))
+            line.append(texts[0] if len(texts) == 1 else
+                        "; ".join(f"{DATASET.get(ds, ds)}: {v[key]}" for ds, v in mine.items()) if texts else "")
+    for cell in cl:
+        v = per.get((cell["dataset"], cell["cohort"], cell["defense"]))
+        if v is not None:
+            cell.update({k: v.get(k) for k in EPS_FIELDS})
+    return [budgets.note(priv, fedavg=fed, unclipped=unclipped)]
+
+
+def privacy_budget_exists(steps: Any) -> bool:
+    """Whether a defense adds noise (and so gets an ε or a 'no guarantee' cell)."""
+    from .. import privacy
+
+    return privacy.mechanism_of(list(steps)) is not None
 
 
 def _lpips_note(c: Mapping[str, Any]) -> str:

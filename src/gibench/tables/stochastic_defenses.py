@@ -248,7 +248,48 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
                          + (" (gibench.fl runs of this study)." if acc_rows is not None else f"; {NOT_COMPUTED_NOTE}."))
     doc = TableDoc(name=name, title=title, header=header, body=body, tidy_columns=cols, tidy=tidy, notes=notes,
                    group_columns=group)
-    return paper.join_sd(name, doc, full, list(T.table_cases(spec)), lambda a: attack_name(st, a))
+    doc = paper.join_sd(name, doc, full, list(T.table_cases(spec)), lambda a: attack_name(st, a))
+    return with_epsilon(doc, full, list(T.table_cases(spec)), chains,
+                        acc_rows if spec["kind"] == "ablation" and spec.get("accuracy", True) else None,
+                        fedavg=spec["kind"] == "ablation" and bool(spec.get("accuracy", True)))
+
+
+def with_epsilon(doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tuple[str, str, str, str]], chains: Mapping,
+                 acc_rows: list[dict] | None, fedavg: bool) -> TableDoc:
+    """Append ε columns (gibench.tables.budgets) when a row's combination adds DP noise: per
+    step (the attacked gradient) and, in tables with FedAvg accuracies, over the run (its
+    rounds trained, the maximum over seeds)."""
+    from ..pipeline import jobs_fl
+    from . import budgets
+
+    st = _study(full)
+    priv = st.get("privacy")
+    if not any(c.uses("dp") for c in chains.values()):
+        return doc
+    doc.header.append(budgets.step_header(priv))
+    if fedavg:
+        doc.header.append(budgets.fedavg_header(priv))
+    block = jobs_fl.fl_block(dict(full), STUDY)
+    for (d, m, dfn, _a), line, rec in zip(keys, doc.body, doc.tidy):
+        text, fields = budgets.step_cell(chains[dfn], st.get("gradient"), priv)
+        line.append(text)
+        rec.update(fields)
+        if fedavg:
+            runs = [r for r in acc_rows or [] if (r.get("dataset"), r.get("model"), r.get("defense")) == (d, m, dfn)]
+            if block and runs:
+                chain = jobs_fl.defense_chain(jobs_fl.defense_specs(dict(full), STUDY, dfn),
+                                              jobs_fl.defense_defaults(dict(full), STUDY))
+                rounds = max(int(r["last_round"]) for r in runs)
+                text, f = budgets.fedavg_cell(chain, block, priv, rounds=rounds)
+            else:
+                text, f = budgets.fedavg_cell(None, None, priv)
+            line.append(text)
+            rec.update(f)
+    doc.tidy_columns += [c for c in ("epsilon_step", "epsilon_delta", "privacy_guarantee") if c not in doc.tidy_columns]
+    if fedavg:
+        doc.tidy_columns += [c for c in ("epsilon_fedavg", "epsilon_fedavg_rounds") if c not in doc.tidy_columns]
+    doc.notes.append(budgets.note(priv, fedavg=fedavg, oracle=True))
+    return doc
 
 
 def variant_notes(config: Mapping[str, Any], cases: Sequence[tuple[str, str, str, str]], chains: Mapping) -> list[str]:
