@@ -465,4 +465,7 @@ def all_targets(config: dict) -> list[str]:
     from .jobs_claims import claims_targets
 
     targets += claims_targets(config)      # with a claims block: the papers' findings checked
+    from .jobs_report import report_targets
+
+    targets += report_targets(config)      # the config as an item of `snakemake --report`
     return sorted(dict.fromkeys(targets))
