@@ -9,12 +9,16 @@ localrules:
 
 rule report_config:
     output:
-        html=report(JR.CONFIG_HTML, caption=os.path.join(REPORT_CAPTIONS, "config.rst"), category="Config",
-                    labels={"item": "config"}),
+        html=report(
+            JR.CONFIG_HTML,
+            caption=os.path.join(REPORT_CAPTIONS, "config.rst"),
+            category="Config",
+            labels={"item": "config"},
+        ),
+    log:
+        "logs/report_config.json",
     params:
         # the whole config: any change re-writes the page
         config_digest=JR.digest_obj(config),
-    log:
-        "logs/report_config.json",
     script:
         "../workflow/scripts/report_config.py"
