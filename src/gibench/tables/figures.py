@@ -10,7 +10,13 @@
   per ratio (log y axis; symlog if a loss is <= 0), for the restart the tables keep.
 * ``grid_<model>_<dataset>_<attack>`` (Fig. 6): reconstructions; the first row is the
   ground truth, then (if ratio 0 was run) the unencrypted attack, then one row per
-  significance metric x selected ratio; one column per victim.
+  significance metric x selected ratio; one column per victim; under each reconstruction
+  the kept restart's value of the protection metric (:func:`grid_value_metric`).
+
+Readable at a glance (issue 24): titles are wrapped to the figure's width
+(:func:`wrap_title`), image grids keep their aspect ratio (:func:`draw_montage`, shared with
+the other studies' grids), PSNR carries its unit (:func:`metric_label`), the protection
+threshold is a legend entry, symlog axes label a few decades only.
 
 Figures are drawn on a plain :class:`matplotlib.figure.Figure` (Agg canvas, no pyplot
 state) and saved atomically with fixed metadata, so re-runs give the same bytes.
