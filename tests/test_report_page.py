@@ -72,6 +72,9 @@ def test_a_table_is_an_html_page_with_its_caption_table_and_notes(tmp_path):
     assert "NA: not reached." in page and "<script>alert" not in page        # raw HTML escaped
     assert "http" not in page                                               # self-contained
     assert (tmp_path / "table4.md").read_text() == doc.to_markdown()        # Markdown kept
+    assert "<td>0.2</td>" in page                                           # numbers never wrap ...
+    long = TableDoc(name="c", title="Claims", header=["Finding"], body=[["x" * 60]], tidy_columns=[], tidy=[])
+    assert '<td class="wrap">' in long.to_html()                            # ... long text does
 
 
 def test_table_formats_follow_the_rules_outputs():

@@ -163,7 +163,7 @@ class TableDoc:
         view rendered by markdown-it-py; raw HTML in cells is escaped, not passed through)."""
         md = self.to_markdown().split("\n")
         n_table = 2 + len(self.body)                 # header, rule, rows (after title + blank line)
-        table = markdown_to_html("\n".join(md[2:2 + n_table]))
+        table = _mark_long_cells(markdown_to_html("\n".join(md[2:2 + n_table])))
         notes = "".join(f'<div class="note">{markdown_to_html(n)}</div>\n' for n in self.notes if n.strip())
         return html_page(self.title, table + notes)
 
@@ -190,13 +190,28 @@ HTML_STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; font-size: 14px;
        margin: 12px 16px; color: #1d1d1f; line-height: 1.4; }
 h1 { font-size: 15px; font-weight: 600; margin: 0 0 10px 0; max-width: 75em; }
-table { border-collapse: collapse; margin: 8px 0 14px 0; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #d0d4da; padding: 3px 8px; vertical-align: top; }
+table { border-collapse: collapse; margin: 8px 0 14px 0; font-variant-numeric: tabular-nums; font-size: 13px; }
+th, td { border: 1px solid #d0d4da; padding: 2px 6px; vertical-align: top; }
 th { background: #eef1f5; position: sticky; top: 0; text-align: center; }
+td { white-space: nowrap; } td.wrap { white-space: normal; min-width: 16em; max-width: 32em; }
 tbody tr:nth-child(even) { background: #f8f9fb; }
 .note p { max-width: 75em; margin: 3px 0; font-size: 13px; color: #333; }
 code { font-size: 12px; }
 """
+
+
+LONG_CELL = 40      # characters: a longer cell (a finding, a reason) wraps, shorter ones (numbers) never do
+
+
+def _mark_long_cells(fragment: str) -> str:
+    """``<td class="wrap">`` for cells whose text is longer than :data:`LONG_CELL`."""
+    import re
+
+    def mark(m: "re.Match[str]") -> str:
+        text = re.sub(r"<[^>]+>", "", m.group(1))
+        return f'<td class="wrap">{m.group(1)}</td>' if len(text) > LONG_CELL else m.group(0)
+
+    return re.sub(r"<td>(.*?)</td>", mark, fragment, flags=re.S)
 
 
 def markdown_to_html(text: str) -> str:
