@@ -69,6 +69,26 @@ def test_montage_title_fits_images_keep_their_aspect_and_cells_carry_values():
         assert _inside(fig, label)
 
 
+def test_montage_of_mixed_sizes_fills_its_cells_and_keeps_labels_and_values_apart():
+    rng = np.random.default_rng(2)
+    small, large = 0.2 + 0.6 * rng.random((28, 28)), 0.2 + 0.6 * rng.random((64, 64, 3))   # MNIST, Tiny ImageNet
+    notes = [["", "PSNR 160.3 dB\nSSIM 1.00", "PSNR 8.44 dB\nSSIM 6.1e-03"]] * 2
+    fig = F.draw_montage([[small, small, small], [large, large, large]],
+                         ["GS on MNIST", "Imprint on TinyImageNet"], ["sensitive image", "None", "DP-Gaussian"],
+                         title="t", notes=notes, cell_in=0.95, left_in=0.5)
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    mont = ax.get_images()[0].get_array()
+    # the 28-px image is scaled up to the 64-px cell: no white (1.0) pixel inside its cell
+    assert not (np.asarray(mont[:64, :64]) >= 0.999).all(axis=-1).any()
+    for label in ax.get_yticklabels():                        # the long row label is not clipped
+        assert _inside(fig, label)
+    r = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for t in ax.texts if "PSNR" in t.get_text()]
+    assert len(boxes) == 4
+    assert not any(_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
 def test_grid_figure_shows_the_kept_restarts_value_under_each_reconstruction(drawn):
     rng = np.random.default_rng(1)
     truth = {s: rng.random((32, 32, 3)) for s in SLOTS}

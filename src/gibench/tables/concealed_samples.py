@@ -307,7 +307,7 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
     for r in _records(metrics_path):
         if str(r.get("slot")) == "s000" and int(r.get("restart", -1)) == 0:
             key = (r["dataset"], r["attack"], r["defense"])
-            values.setdefault(key, ", ".join(t for t in (metric_value_text("psnr", r.get("psnr")),
+            values.setdefault(key, "\n".join(t for t in (metric_value_text("psnr", r.get("psnr")),
                                                          metric_value_text("ssim", r.get("ssim"))) if t))
     c = _cs(config)
     blocks = [b for b in TABLES["fig2"].blocks if b.dataset in c["cases"]]

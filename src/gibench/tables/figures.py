@@ -105,23 +105,39 @@ def wrap_title(text: str, width_in: float, fontsize: float) -> str:
     return "\n".join(textwrap.fill(line, chars) if line else "" for line in text.split("\n"))
 
 
+def _fit(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``a`` (HWC) scaled by nearest neighbour to fit an ``h`` x ``w`` cell (aspect kept), so
+    that images of different sizes (MNIST 28 px, Tiny ImageNet 64 px) fill equal cells."""
+    s = min(h / a.shape[0], w / a.shape[1])
+    nh, nw = max(1, round(a.shape[0] * s)), max(1, round(a.shape[1] * s))
+    if (nh, nw) == a.shape[:2]:
+        return a
+    rows = np.minimum((np.arange(nh) / s).astype(int), a.shape[0] - 1)
+    cols = np.minimum((np.arange(nw) / s).astype(int), a.shape[1] - 1)
+    return a[rows][:, cols]
+
+
 def draw_montage(cells: Sequence[Sequence[Any]], row_labels: Sequence[str], col_labels: Sequence[str], *,
                  title: str, notes: Sequence[Sequence[str]] | None = None, cell_in: float = 0.9,
-                 left_in: float = 1.5, min_width_in: float = 4.5, fontsize: float = 8.0):
+                 left_in: float = 1.5, min_width_in: float = 4.5, fontsize: float = 8.0,
+                 note_size: float = 5.5):
     """A grid of images as one montage (one ``imshow``: fast and crisp) at its true aspect
     ratio (``aspect="equal"``, the axes box sized to the montage, so no image is stretched).
 
     ``cells[i][j]``: an HWC (or HW) array in [0, 1], or None (drawn grey, labelled
-    "missing"); ``notes[i][j]``: text drawn in a band under the image (e.g. its metric
-    value).  The title is wrapped to the figure's width, so no line is clipped."""
+    "missing"); images of different sizes are scaled (nearest neighbour) to equal cells;
+    ``notes[i][j]``: text (lines split by newlines) drawn in a band under the image, e.g. its
+    metric value.  The title is wrapped to the figure's width and the left margin fits the
+    longest row label, so no text is clipped."""
     rows = [[None if c is None else _as_rgb(c) for c in row] for row in cells]
     nr, nc = len(rows), max(1, max((len(r) for r in rows), default=1))
     imgs = [a for row in rows for a in row if a is not None]
     h = max((a.shape[0] for a in imgs), default=32)
     w = max((a.shape[1] for a in imgs), default=32)
+    px_in = cell_in / w                                         # inches per montage pixel
     pad = max(1, round(max(h, w) / 16))
-    has_notes = notes is not None and any(t for row in notes for t in row)
-    band = round(0.22 * h) + 2 if has_notes else 0           # pixels under each image for its note
+    lines = max((str(t).count("\n") + 1 for row in (notes or []) for t in row if t), default=0)
+    band = math.ceil((lines * note_size * 1.3 / 72 + 0.04) / px_in) if lines else 0
     pitch_y, pitch_x = h + band + pad, w + pad
     mont = np.ones((nr * pitch_y - pad, nc * pitch_x - pad, 3))
     missing = []
@@ -133,9 +149,11 @@ def draw_montage(cells: Sequence[Sequence[Any]], row_labels: Sequence[str], col_
                 mont[y0:y0 + h, x0:x0 + w] = 0.85
                 missing.append((x0 + w / 2, y0 + h / 2))
             else:
-                mont[y0:y0 + a.shape[0], x0:x0 + a.shape[1]] = a
-    px_in = cell_in / w                                         # inches per montage pixel
+                a = _fit(a, h, w)
+                dy, dx = (h - a.shape[0]) // 2, (w - a.shape[1]) // 2
+                mont[y0 + dy:y0 + dy + a.shape[0], x0 + dx:x0 + dx + a.shape[1]] = a
     ax_w, ax_h = mont.shape[1] * px_in, mont.shape[0] * px_in
+    left_in = max(left_in, max((len(str(r)) for r in row_labels), default=0) * 7 * 0.62 / 72 + 0.25)
     width = max(min_width_in, left_in + ax_w + 0.15)
     wrapped = wrap_title(title, width - 0.2, fontsize)
     n_lines = wrapped.count("\n") + 1
@@ -156,12 +174,11 @@ def draw_montage(cells: Sequence[Sequence[Any]], row_labels: Sequence[str], col_
         sp.set_visible(False)
     for x, y in missing:
         ax.text(x, y, "missing", ha="center", va="center", fontsize=6)
-    if has_notes:
-        for i, row in enumerate(notes):
-            for j, t in enumerate(row):
-                if t:
-                    ax.text(j * pitch_x + w / 2, i * pitch_y + h + band / 2, t, ha="center", va="center",
-                            fontsize=5.5, color="black")
+    for i, row in enumerate(notes or []):
+        for j, t in enumerate(row):
+            if t:
+                ax.text(j * pitch_x + w / 2, i * pitch_y + h + band / 2, t, ha="center", va="center",
+                        fontsize=note_size, color="black", linespacing=1.1)
     fig.suptitle(wrapped, fontsize=fontsize, x=0.5, y=1 - 0.06 / height, ha="center", va="top")
     return fig
 
