@@ -120,8 +120,10 @@ def screenshot(chromium: str, page: str | Path, png: str | Path, window: tuple[i
     return png
 
 
-def screenshots(report: str | Path, out_dir: str | Path, chromium: str | None = None) -> dict[str, Path]:
-    """``landing.png``, ``table.png``, ``figure.png`` (and ``claims.png``) of a report file."""
+def screenshots(report: str | Path, out_dir: str | Path, chromium: str | None = None,
+                items: dict[str, str] | None = None) -> dict[str, Path]:
+    """``landing.png``, ``table.png``, ``figure.png`` (and ``claims.png``) of a report file;
+    ``items`` overrides :func:`pick_items`' choice ({"table": "results/tables/.../table5.html"})."""
     chromium = chromium or find_chromium()
     if chromium is None:
         raise ReportError("no headless Chromium found (Debian: apt-get install chromium)")
@@ -130,7 +132,10 @@ def screenshots(report: str | Path, out_dir: str | Path, chromium: str | None = 
     text = report.read_text(encoding="utf-8")
     data = report_data(text)
     shots = {"landing": screenshot(chromium, report, out_dir / "landing.png")}
-    for what, path in pick_items(data["results"]).items():
+    chosen = {**pick_items(data["results"]), **(items or {})}
+    for what, path in chosen.items():
+        if path not in data["results"]:
+            raise ReportError(f"{path}: not an item of {report} (items: {', '.join(sorted(data['results']))})")
         page = out_dir / f".view_{what}.html"
         page.write_text(view_page(text, path, data["results"]), encoding="utf-8")
         try:
@@ -147,13 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", help="an existing report.html to look at (skip building one)")
     ap.add_argument("-o", "--out", default="report_screenshots", help="folder for report.html and the PNGs")
     ap.add_argument("--chromium", help="the browser executable (default: chromium on PATH)")
+    ap.add_argument("--table", help="the table item to show (default: a Table 4, else the first table)")
+    ap.add_argument("--figure", help="the figure item to show (default: a curves figure, else the first figure)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = Path(args.report) if args.report else build_report(args.directory, out / "report.html", args.configfile)
     data = report_data(report.read_text(encoding="utf-8"))
     print(f"{report}: {len(data['results'])} items; landing page {len(data['landing'].splitlines())} lines")
-    for what, path in screenshots(report, out, args.chromium).items():
+    items = {k: v for k, v in (("table", args.table), ("figure", args.figure)) if v}
+    for what, path in screenshots(report, out, args.chromium, items).items():
         print(f"{what}: {path}")
     return 0
 

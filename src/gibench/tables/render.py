@@ -193,7 +193,7 @@ h1 { font-size: 15px; font-weight: 600; margin: 0 0 10px 0; max-width: 75em; }
 table { border-collapse: collapse; margin: 8px 0 14px 0; font-variant-numeric: tabular-nums; font-size: 13px; }
 th, td { border: 1px solid #d0d4da; padding: 2px 6px; vertical-align: top; }
 th { background: #eef1f5; position: sticky; top: 0; text-align: center; }
-td { white-space: nowrap; } td.wrap { white-space: normal; min-width: 16em; max-width: 32em; }
+td { white-space: nowrap; } td.wrap { white-space: normal; min-width: 10em; max-width: 22em; }
 tbody tr:nth-child(even) { background: #f8f9fb; }
 .note p { max-width: 75em; margin: 3px 0; font-size: 13px; color: #333; }
 code { font-size: 12px; }
