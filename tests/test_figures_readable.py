@@ -179,6 +179,7 @@ def test_he_cost_figure_has_no_empty_panel(drawn):
             assert ax.lines or ax.collections, ax.get_title()
     visible = [ax for ax in fig.axes if ax.axison]
     assert len(visible) == 2 + 1 + 2                       # lenet: time, bytes, IG; bert: time, bytes
+    assert "protected: ≥ 0.3" in _legend_texts(fig) and _inside(fig, fig._suptitle)
 
 
 def test_fl_curves_band_only_over_several_seeds_and_registry_names():

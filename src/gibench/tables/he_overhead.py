@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import io
 from ..significance.selectors import SELECTORS
-from .figures import FORMATS, _colors, _figure, metric_label, save_figure
+from .figures import FORMATS, _colors, _figure, metric_label, save_figure, wrap_title
 from .render import TableDoc, decimals_for, display, fmt_ratio
 from .select import SHARED_METRIC, as_records, is_missing, modality_of, ratio_key
 from .selective_encryption import (curve_means, evaluation, load_metric_rows, selected_rows,
@@ -268,8 +268,8 @@ def plot_he_cost_vs_protection(overhead_rows: Any, metric_rows: Any, config: Map
     dev = " and ".join(_one(ov, "device"))
     note = ("" if attacks else "; cost only, protection not shown: "
             + ("the study has no attacks" if not cfg.get("attacks") else "no attack rows"))
-    fig.suptitle(f"Selective CKKS encryption: measured cost of one FedAvg round ({ns} clients, {dev})\n"
-                 f"vs encryption ratio{note}", fontsize=9)
+    fig.suptitle(wrap_title(f"Selective CKKS encryption: measured cost of one FedAvg round ({ns} clients, {dev})\n"
+                            f"vs encryption ratio{note}", 3.5 * ncols - 0.3, 9), fontsize=9)
     return save_figure(fig, out_dir, FIGURE_NAME, formats)
 
 
