@@ -629,6 +629,7 @@ def plot_fl_curves(curves: list[dict], out_dir: str | Path, name: str = "fl_curv
 
     from ..tables.figures import _figure, save_figure, wrap_title
     from ..tables.render import display
+    from ..tables.stochastic_defenses import model_name      # the papers' model names (sd_cnn: CNN)
 
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for rows in curves:
@@ -661,7 +662,7 @@ def plot_fl_curves(curves: list[dict], out_dir: str | Path, name: str = "fl_curv
                 line, = ax.plot(rounds, mu, label=f"{(labels or {}).get(defense, defense)} ({seeds})", lw=1.2)
                 if len(runs) > 1:
                     ax.fill_between(rounds, mu - sd, mu + sd, color=line.get_color(), alpha=0.15, lw=0)
-        ax_acc.set_title(f"{display(key[0])} / {display(key[1])}")
+        ax_acc.set_title(f"{display(key[0])} / {model_name(key[1])}")
         for ax in (ax_acc, ax_loss):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_acc.set_ylabel("test accuracy [%]")
