@@ -86,6 +86,7 @@ include: "rules/overhead.smk"
 include: "rules/concealed_samples.smk"
 include: "rules/stochastic_defenses.smk"
 include: "rules/claims.smk"
+include: "rules/report.smk"
 
 
 rule all:

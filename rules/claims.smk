@@ -15,6 +15,7 @@ rule claims:
     output:
         md=JC.CLAIMS.replace("{ext}", "md"),
         csv=JC.CLAIMS.replace("{ext}", "csv"),
+        html=report_claims(JC.CLAIMS.replace("{ext}", "html")),
     wildcard_constraints:
         study="selective_encryption|stochastic_defenses|concealed_samples",
     params:

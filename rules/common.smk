@@ -24,9 +24,10 @@ def study_weights(wc):
 
 
 # ---- `snakemake --report report.html`: mark each table / figure with these helpers, e.g.
-#      output: md=report_table(P.TABLE.replace("{ext}", "md")), png=report_figure(...).
-# The captions (workflow/report/{table,figure}.rst) read the rule's outputs named `md`
-# (tables) and `png`/`pdf` (figures) and the <file>.prov.json written by run_job.
+#      output: html=report_table(P.TABLE.replace("{ext}", "html")), png=report_figure(...).
+# The captions (workflow/report/*.rst) read the rule's outputs named `html` (tables, claims)
+# and `png`/`pdf` (figures) and the <file>.prov.json written by run_job.  Categories: one per
+# study, plus "Claims" (sorts first) and "Config".
 REPORT_CAPTIONS = os.path.join(workflow.basedir, "workflow", "report")
 
 
@@ -37,10 +38,17 @@ def _report_item(path, caption, subcategory, label):
 
 
 def report_table(path):
-    """A table's Markdown output, captioned with its own caption, notes and provenance."""
+    """A table's HTML view (its caption, the table, its notes), captioned with its provenance."""
     return _report_item(path, "table.rst", "Tables", "table")
 
 
 def report_figure(path):
     """A figure's PNG output, captioned with what it shows and its provenance."""
     return _report_item(path, "figure.rst", "Figures", "figure")
+
+
+def report_claims(path):
+    """A study's claims report (results/claims/<study>.html): the report's first category."""
+    study = os.path.splitext(os.path.basename(path))[0]
+    return report(path, caption=os.path.join(REPORT_CAPTIONS, "claims.rst"), category="Claims",
+                  subcategory="Papers' findings", labels={"study": study})

@@ -181,7 +181,8 @@ rule cs_table:
         unpack(lambda wc: CS.table_inputs(config, wc.table)),
     output:
         csv=CS.CS_TABLE.replace("{ext}", "csv"),
-        md=report_table(CS.CS_TABLE.replace("{ext}", "md")),
+        md=CS.CS_TABLE.replace("{ext}", "md"),
+        html=report_table(CS.CS_TABLE.replace("{ext}", "html")),
     wildcard_constraints:
         table="table[0-9]+",
     params:

@@ -63,7 +63,8 @@ rule fl_table:
         accuracy=FL.FL_ALL_ACC,
     output:
         csv=FL.FL_TABLE.replace("{ext}", "csv"),
-        md=report_table(FL.FL_TABLE.replace("{ext}", "md")),
+        md=FL.FL_TABLE.replace("{ext}", "md"),
+        html=report_table(FL.FL_TABLE.replace("{ext}", "html")),
     params:
         settings=lambda wc: {k: v for k, v in config["studies"][wc.study]["fl"].items() if k != "runs"},
     log:

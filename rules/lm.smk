@@ -31,7 +31,8 @@ rule lm_table:
         unpack(lambda wc: LM.lm_table_inputs(config, wc.study)),
     output:
         csv=P.TABLE.replace("{table}", LM.LM_TABLE).replace("{ext}", "csv"),
-        md=report_table(P.TABLE.replace("{table}", LM.LM_TABLE).replace("{ext}", "md")),
+        md=P.TABLE.replace("{table}", LM.LM_TABLE).replace("{ext}", "md"),
+        html=report_table(P.TABLE.replace("{table}", LM.LM_TABLE).replace("{ext}", "html")),
     log:
         "logs/tables/{study}/lm_pretrain.json",
         out="logs/tables/{study}/lm_pretrain.log",

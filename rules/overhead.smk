@@ -38,7 +38,8 @@ rule he_overhead_table:
         unpack(lambda wc: OV.table_inputs(config, wc.study)),
     output:
         csv=P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "csv"),
-        md=report_table(P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "md")),
+        md=P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "md"),
+        html=report_table(P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "html")),
     params:
         settings=lambda wc: T.table_settings(config, wc.study, OV.TABLE_NAME),
     log:

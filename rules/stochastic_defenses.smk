@@ -97,7 +97,8 @@ rule sd_table:
         unpack(lambda wc: SD.table_inputs(config, wc)),
     output:
         csv=SD.TABLE.replace("{ext}", "csv"),
-        md=report_table(SD.TABLE.replace("{ext}", "md")),
+        md=SD.TABLE.replace("{ext}", "md"),
+        html=report_table(SD.TABLE.replace("{ext}", "html")),
     wildcard_constraints:
         table="table[0-9]+",
     params:

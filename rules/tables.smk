@@ -7,7 +7,8 @@ rule table:
         unpack(lambda wc: T.table_inputs(config, wc.study, wc.table)),
     output:
         csv=P.TABLE.replace("{ext}", "csv"),
-        md=report_table(P.TABLE.replace("{ext}", "md")),
+        md=P.TABLE.replace("{ext}", "md"),
+        html=report_table(P.TABLE.replace("{ext}", "html")),
     wildcard_constraints:
         # the selective-encryption study's tables; other studies have their own table rules
         study="selective_encryption",

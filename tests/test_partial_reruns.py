@@ -62,7 +62,8 @@ def test_table_formatting_change_reruns_only_that_table(run_dir, tmp_path):
     cfg["studies"][STUDY]["evaluation"] = {**cfg["studies"][STUDY]["evaluation"], "table5_ratio": 0.0}
     path = write_micro(wd, cfg)
     jobs = dry_run_jobs(wd, path)
-    assert rules_of(jobs) == {"table": 1, "all": 1}, jobs
+    # (and the report's config page, which shows the whole config)
+    assert rules_of(jobs) == {"table": 1, "report_config": 1, "all": 1}, jobs
     assert [w["table"] for r, w in jobs if r == "table"] == ["table5"]
     # and why: its params changed (`--list-changes params` cannot say so: in Snakemake 9.27 it lists
     # one output of every job, changed or not)
@@ -86,13 +87,15 @@ def test_attack_hyperparameter_change_reruns_only_that_attack_and_dependents(run
     # ig on its two cases (ratio 0 under 'any', grad at 0.3), their metric rows, the gathered rows,
     # every table made from them (not Table 6: significance cost) and every figure (they all read
     # the gathered rows); nothing upstream, nothing of ig_fast
-    assert rules == {"attack": 2, "metrics": 2, "gather_metrics": 1, "table": 3, "figure": 6, "all": 1}, jobs
+    assert rules == {"attack": 2, "metrics": 2, "gather_metrics": 1, "table": 3, "figure": 6, "report_config": 1,
+                     "all": 1}, jobs
     assert {w["attack"] for r, w in jobs if r in ("attack", "metrics")} == {"ig"}
     assert sorted(w["table"] for r, w in jobs if r == "table") == ["table2", "table4", "table5"]
 
 
 FULL_RUN = {"data": 1, "model": 1, "gradient": 1, "significance": 1, "masks": 1, "masks_any": 1, "attack": 4,
-            "metrics": 4, "gather_metrics": 1, "gather_cost": 1, "table": 4, "figure": 6, "all": 1}
+            "metrics": 4, "gather_metrics": 1, "gather_cost": 1, "table": 4, "figure": 6, "report_config": 1,
+            "all": 1}
 
 
 def test_gradient_setting_change_reruns_from_the_gradient_down(run_dir, tmp_path):
@@ -137,4 +140,4 @@ def test_adding_an_init_runs_only_that_init(run_dir, tmp_path):
     assert {w["model"] for r, w in jobs if r in per_case} == {"lenet@torch_default"}, jobs
     assert rules_of(jobs) == {"model": 1, "gradient": 1, "significance": 1, "masks": 1, "masks_any": 1,
                               "attack": 4, "metrics": 4, "gather_metrics": 1, "gather_cost": 1, "table": 4,
-                              "figure": 12, "all": 1}, jobs
+                              "figure": 12, "report_config": 1, "all": 1}, jobs

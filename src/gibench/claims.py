@@ -880,14 +880,16 @@ def report_doc(cf: ClaimsFile, verdicts: list[Verdict], config: Mapping[str, Any
 
 
 def write_report(cf: ClaimsFile, config: Mapping[str, Any], tables_dir: str | Path, out_dir: str | Path,
-                 made: set[str] | None = None) -> tuple[list[Path], list[Verdict]]:
-    """Evaluate and write ``<out_dir>/<study>.{csv,md}`` (atomic); returns the paths and verdicts."""
+                 made: set[str] | None = None,
+                 formats: tuple[str, ...] = ("csv", "md")) -> tuple[list[Path], list[Verdict]]:
+    """Evaluate and write ``<out_dir>/<study>.<format>`` (atomic; csv, md, html); returns the
+    paths and verdicts."""
     import os
 
     verdicts = evaluate(cf, config, tables_dir, made)
     link = os.path.relpath(Path(tables_dir), Path(out_dir)).replace(os.sep, "/") + "/"
     doc = report_doc(cf, verdicts, config, link_base=link)
-    return doc.write(out_dir, ("csv", "md")), verdicts
+    return doc.write(out_dir, formats), verdicts
 
 
 # ====================================================================== scale probes (one per study)

@@ -398,12 +398,18 @@ def write_sidecars(smk: Any, device: Any = "cpu") -> list[Path]:
 #: record keys that can be long (one entry per input file): written last in a sidecar, so that
 #: a report caption can show everything before them (``.. include:: ... :end-before: "inputs": {``)
 BULKY_KEYS = ("inputs", "input_files", "output_files")
+#: record keys a reader wants first (which file, made by which rule and code, from which config,
+#: on what, what could not be computed): written first in a sidecar, up to ``"format"``, so that a
+#: report caption shows them as a short block (``.. include:: ... :end-before: "format":``)
+SUMMARY_KEYS = ("file", "rule", "code", "config_digest", "device", "seed", "unavailable")
 
 
 def sidecar_text(record: dict) -> str:
-    head = {k: record[k] for k in sorted(record) if k not in BULKY_KEYS}
-    tail = {k: record[k] for k in BULKY_KEYS if k in record}
-    return json.dumps({**head, **tail}, indent=1) + "\n"
+    """The sidecar's JSON: the summary keys, then ``format`` and the rest sorted, the bulky keys last."""
+    first = [k for k in SUMMARY_KEYS if k in record]
+    rest = sorted(k for k in record if k not in SUMMARY_KEYS and k not in BULKY_KEYS and k != "format")
+    order = first + (["format"] if "format" in record else []) + rest + [k for k in BULKY_KEYS if k in record]
+    return json.dumps({k: record[k] for k in order}, indent=1) + "\n"
 
 
 def read_any_record(path: str | os.PathLike) -> dict:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from .. import claims as C
+from ..tables.render import table_formats
 from .paths import R
 from .runner import say
 
@@ -52,7 +53,8 @@ def claims_job(smk: Any, device: torch.device) -> dict:
     cf = C.load_claims(smk.input.claims)
     made = C.tables_made(smk.config, study)
     tables_dir = Path(TABLE_CSV.format(study=study, table="x")).parent
-    paths, verdicts = C.write_report(cf, smk.config, tables_dir, Path(smk.output.md).parent, made)
+    paths, verdicts = C.write_report(cf, smk.config, tables_dir, Path(smk.output.md).parent, made,
+                                     formats=table_formats(smk.output))
     n = C.counts(verdicts)
     say(f"claims {study}: {len(cf.claims)} findings, {len(verdicts)} checks: {n[C.HOLDS]} hold, {n[C.FAILS]} fail, "
         f"{n[C.NOT_CHECKABLE]} not checkable here")

@@ -886,17 +886,19 @@ def fl_gather_job(smk: Any, device: torch.device) -> dict:
 
 def table_job(smk: Any, device: torch.device) -> dict:
     from ..tables.concealed_samples import build_table
+    from ..tables.render import table_formats
 
     acc = getattr(smk.input, "accuracy", None)
     doc = build_table(smk.wildcards.table, smk.input.metrics, acc, smk.config)
-    doc.write(Path(smk.output.csv).parent, ("csv", "md"))
+    doc.write(Path(smk.output.csv).parent, table_formats(smk.output))
     return {"rows": len(doc.body)}
 
 
 def figure_job(smk: Any, device: torch.device) -> dict:
     from ..tables.concealed_samples import build_grid
 
-    build_grid(smk.wildcards.figure, smk.input.recons, smk.input.secrets, smk.config, Path(smk.output.png).parent)
+    build_grid(smk.wildcards.figure, smk.input.recons, smk.input.secrets, smk.config, Path(smk.output.png).parent,
+               metrics_path=smk.input.get("metrics"))
     return {}
 
 

@@ -40,6 +40,7 @@ from ..models import MODELS, build_model, count_parameters
 from ..provenance import make_record
 from ..registry import Registry
 from ..seeds import derive_seed
+from ..tables.render import table_formats
 from .runner import say
 
 R = "results"
@@ -602,19 +603,34 @@ def fl_table_job(smk: Any, device: torch.device) -> dict:
     study = smk.wildcards.study
     rows = load_accuracy_rows(smk.input.accuracy)
     doc = fl_table_doc(rows, fl.settings_from(fl_block(smk.config, study)), study, data_note(smk.config, study))
-    written = doc.write(Path(smk.output.csv).parent, ("csv", "md"))
+    written = doc.write(Path(smk.output.csv).parent, table_formats(smk.output))
     say(f"fl table {study}: {', '.join(map(str, written))}")
     return {"written": [str(p) for p in written]}
 
 
+def defense_label(config: dict, study: str, defense: str) -> str:
+    """A defense combination as the tables write it (the defense registry's notation, e.g.
+    ``DO+DP`` for ``dropout+dp``); the config key itself when it names no known chain."""
+    if defense == NO_DEFENSE:
+        return "no defense"
+    try:
+        chain = defense_chain(defense_specs(config, study, defense), defense_defaults(config, study))
+    except Exception:            # noqa: BLE001 - a provider of its own: its key is its name
+        return defense
+    return chain.label if chain is not None else defense
+
+
 def plot_fl_curves(curves: list[dict], out_dir: str | Path, name: str = "fl_curves",
-                   title: str | None = None) -> list[Path]:
+                   title: str | None = None, labels: dict[str, str] | None = None) -> list[Path]:
     """One column per (dataset, model); top: test accuracy [%] of the global model per round,
-    bottom: mean validation loss; one line per defense (mean over seeds, band ± std)."""
+    bottom: mean validation loss; one line per defense (``labels``: its display name), the mean
+    over seeds with a band of ± std where a defense has more than one seed (its legend entry
+    says how many seeds; "1 seed": no band)."""
     from matplotlib.ticker import MaxNLocator
 
-    from ..tables.figures import _figure, save_figure
+    from ..tables.figures import _figure, save_figure, wrap_title
     from ..tables.render import display
+    from ..tables.stochastic_defenses import model_name      # the papers' model names (sd_cnn: CNN)
 
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for rows in curves:
@@ -643,10 +659,11 @@ def plot_fl_curves(curves: list[dict], out_dir: str | Path, name: str = "fl_curv
                 m = stack(col, scale)
                 with np.errstate(all="ignore"):
                     mu, sd = np.nanmean(m, 0), np.nanstd(m, 0)
-                line, = ax.plot(rounds, mu, label=defense, lw=1.2)
+                seeds = f"{len(runs)} seeds, ± std" if len(runs) > 1 else "1 seed"
+                line, = ax.plot(rounds, mu, label=f"{(labels or {}).get(defense, defense)} ({seeds})", lw=1.2)
                 if len(runs) > 1:
                     ax.fill_between(rounds, mu - sd, mu + sd, color=line.get_color(), alpha=0.15, lw=0)
-        ax_acc.set_title(f"{display(key[0])} / {display(key[1])}")
+        ax_acc.set_title(f"{display(key[0])} / {model_name(key[1])}")
         for ax in (ax_acc, ax_loss):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_acc.set_ylabel("test accuracy [%]")
@@ -654,17 +671,27 @@ def plot_fl_curves(curves: list[dict], out_dir: str | Path, name: str = "fl_curv
         ax_loss.set_xlabel("communication round")
         ax_acc.grid(alpha=0.3)
         ax_loss.grid(alpha=0.3)
-        ax_acc.legend(fontsize=7, ncol=2)
+        ax_acc.legend(fontsize=7, ncol=1 if len(groups[key]) <= 4 else 2)
     if title:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(wrap_title(title, 4.2 * ncol, 8), fontsize=8)
     return save_figure(fig, out_dir, name)
 
 
 def fl_figure_job(smk: Any, device: torch.device) -> dict:
     curves = [io.load_table(p)[0].to_pylist() for p in smk.input.curves]
     study = smk.wildcards.study
+    defenses = list(dict.fromkeys(rows[0]["defense"] for rows in curves if rows))
+    runs: dict[tuple, int] = {}
+    for rows in curves:
+        if rows:
+            key = (rows[0]["dataset"], rows[0]["model"], rows[0]["defense"])
+            runs[key] = runs.get(key, 0) + 1
+    seeds = sorted(set(runs.values()))
+    over = ("1 seed per run: no band" if seeds == [1] else
+            "mean over seeds, band ± std" + (" (where a run has more than one seed)" if 1 in seeds else ""))
     written = plot_fl_curves(curves, Path(smk.output.png).parent,
-                             title=f"FedAvg ({study})\nmean ± std over seeds")
+                             title=f"FedAvg utility ({study}): global model per communication round; {over}",
+                             labels={d: defense_label(smk.config, study, d) for d in defenses})
     say(f"fl figure {study}: {', '.join(map(str, written))}")
     return {"written": [str(p) for p in written]}
 

@@ -28,6 +28,7 @@ import torch
 from .. import io
 from ..provenance import make_record
 from ..seeds import derive_seed
+from ..tables.render import table_formats
 from . import paths as P
 from .runner import say
 
@@ -364,7 +365,7 @@ def lm_table(records: list[dict]):
 def lm_table_job(smk: Any, device: torch.device) -> dict:
     records = [io.load_tensors(p)[1] for p in smk.input.lm]
     doc = lm_table(records)
-    written = doc.write(Path(smk.output.csv).parent, ("csv", "md"))
+    written = doc.write(Path(smk.output.csv).parent, table_formats(smk.output))
     say(f"table {smk.wildcards.study}/{LM_TABLE}: {', '.join(str(p) for p in written)}")
     return {"written": [str(p) for p in written]}
 

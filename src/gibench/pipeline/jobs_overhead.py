@@ -273,10 +273,11 @@ def overhead_job(smk: Any, device: torch.device) -> dict:
 
 def he_table_job(smk: Any, device: torch.device) -> dict:
     from ..tables.he_overhead import build_he_overhead_table
+    from ..tables.render import table_formats
 
     cfg = smk.config["studies"][smk.wildcards.study]
     written = build_he_overhead_table(overhead_path=smk.input.overhead, config=cfg,
-                                      out_dir=Path(smk.output.csv).parent)
+                                      out_dir=Path(smk.output.csv).parent, formats=table_formats(smk.output))
     say(f"table {smk.wildcards.study}/{TABLE_NAME}: {', '.join(str(p) for p in written)}")
     return {"written": [str(p) for p in written]}
 

@@ -250,12 +250,13 @@ def sd_metrics_job(smk: Any, device: torch.device) -> dict:
 # ---------------------------------------------------------------- tables and figures
 
 def sd_table_job(smk: Any, device: torch.device) -> dict:
+    from ..tables.render import table_formats
     from ..tables.stochastic_defenses import build_table
 
     wc = _wc(smk)
     written = build_table(wc["table"], metrics_path=list(smk.input.metrics), config=smk.config,
                           accuracy_path=smk.input.get("accuracy") if hasattr(smk.input, "get") else None,
-                          out_dir=Path(smk.output.csv).parent, formats=("csv", "md"))
+                          out_dir=Path(smk.output.csv).parent, formats=table_formats(smk.output))
     say(f"table {T.STUDY}/{wc['table']}: {', '.join(str(p) for p in written)}")
     return {"written": [str(p) for p in written]}
 

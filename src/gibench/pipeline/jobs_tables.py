@@ -32,12 +32,13 @@ def _study_cfg(smk: Any) -> dict:
 
 def table_job(smk: Any, device: torch.device) -> dict:
     from ..tables import TABLES
+    from ..tables.render import table_formats
     from pathlib import Path
 
     out_dir = Path(smk.output.csv).parent
     written = TABLES.get(smk.wildcards.table)(
         metrics_path=smk.input.get("metrics"), cost_path=smk.input.get("cost"),
-        config=_study_cfg(smk), out_dir=out_dir, formats=("csv", "md"))
+        config=_study_cfg(smk), out_dir=out_dir, formats=table_formats(smk.output))
     say(f"table {smk.wildcards.study}/{smk.wildcards.table}: {', '.join(str(p) for p in written)}")
     return {"written": [str(p) for p in written]}
 

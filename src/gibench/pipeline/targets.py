@@ -476,4 +476,11 @@ def all_targets(config: dict) -> list[str]:
     from .jobs_claims import claims_targets
 
     targets += claims_targets(config)      # with a claims block: the papers' findings checked
+    from .jobs_report import report_targets
+
+    targets += report_targets(config)      # the config as an item of `snakemake --report`
+    # the report's HTML view of every table and claims report (their rules declare an `html`
+    # output next to csv/md); asked for by name so that a run made before it existed makes it too
+    targets += [t[:-len(".md")] + ".html" for t in targets
+                if t.endswith(".md") and t.startswith((P.R + "/tables/", P.R + "/claims/"))]
     return sorted(dict.fromkeys(targets))

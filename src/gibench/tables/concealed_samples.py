@@ -343,16 +343,13 @@ def _img(x: np.ndarray) -> np.ndarray:
 
 
 def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[str], config: Mapping[str, Any],
-               out_dir: str | Path) -> list[Path]:
-    """Rows: (dataset, attack) blocks; columns: ground truth, then one reconstruction per defense
-    (victim slot 0, restart 0)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+               out_dir: str | Path, metrics_path: Any = None) -> list[Path]:
+    """The paper's Fig. 2 layout: rows: (dataset, attack) blocks (GS on MNIST, GS on CIFAR10, GGL
+    on CelebA, Imprint on TinyImageNet); columns: the sensitive image, then one reconstruction per
+    defense (victim slot 0, restart 0), its PSNR and SSIM against the sensitive image under it
+    (from the metric rows, ``metrics_path``)."""
     from ..pipeline.jobs_cs import prep_for
-    from .figures import save_figure
+    from .figures import draw_montage, metric_value_text, save_figure
 
     recs: dict[tuple, np.ndarray] = {}
     for p in recon_paths:
@@ -367,26 +364,28 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
         if w["defense"] in ("none",) or w["dataset"] not in truth:
             prep = prep_for(config, w["dataset"])
             truth[w["dataset"]] = prep.denormalize(t["sensitive_x"]).clamp(0, 1)[0].numpy()
+    values: dict[tuple, str] = {}
+    for r in _records(metrics_path):
+        if str(r.get("slot")) == "s000" and int(r.get("restart", -1)) == 0:
+            key = (r["dataset"], r["attack"], r["defense"])
+            values.setdefault(key, "\n".join(t for t in (metric_value_text("psnr", r.get("psnr")),
+                                                         metric_value_text("ssim", r.get("ssim"))) if t))
     c = _cs(config)
     blocks = [b for b in TABLES["fig2"].blocks if b.dataset in c["cases"]]
-    cols = ["Ground truth"] + [LABEL.get(d, d) for d in BASE]
-    fig, axes = plt.subplots(max(1, len(blocks)), len(cols), figsize=(1.6 * len(cols), 1.7 * max(1, len(blocks))),
-                             squeeze=False)
-    for i, b in enumerate(blocks):
-        imgs = [truth.get(b.dataset)] + [recs.get((b.dataset, b.attack, d)) for d in BASE]
-        for j, im in enumerate(imgs):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if im is not None:
-                ax.imshow(_img(im), cmap="gray" if im.shape[0] == 1 else None, vmin=0, vmax=1)
-            else:
-                ax.text(0.5, 0.5, "not run", ha="center", va="center", fontsize=7)
-            if i == 0:
-                ax.set_title(cols[j], fontsize=7)
-            if j == 0:
-                ax.set_ylabel(f"{DATASET.get(b.dataset, b.dataset)}\n{ATTACK.get(b.attack, b.attack)}", fontsize=7)
+    cols = ["sensitive image"] + [LABEL.get(d, d) for d in BASE]
+    cells, notes, row_labels = [], [], []
+    for b in blocks:
+        cells.append([None if truth.get(b.dataset) is None else _img(truth[b.dataset])]
+                     + [None if recs.get((b.dataset, b.attack, d)) is None else _img(recs[(b.dataset, b.attack, d)])
+                        for d in BASE])
+        notes.append([""] + [values.get((b.dataset, b.attack, d), "") for d in BASE])
+        row_labels.append(f"{ATTACK.get(b.attack, b.attack).split(' (')[0]} on {DATASET.get(b.dataset, b.dataset)}")
     missing = [DATASET.get(b.dataset, b.dataset) for b in TABLES["fig2"].blocks if b.dataset not in c["cases"]]
-    if missing:
-        fig.suptitle("not run in this config: " + ", ".join(missing), fontsize=7)
+    title = ("Fig. 2 (Wu et al., DCS²): reconstructions of victim s000 (restart 0) by each attack (rows) under "
+             "each defense (columns); under each: PSNR [dB] and SSIM against the sensitive image (lower: better "
+             "protected)" + ("; not run in this config: " + ", ".join(missing) if missing else ""))
+    if not cells:
+        cells, notes, row_labels = [[None] * len(cols)], [[""] * len(cols)], ["not run"]
+    fig = draw_montage(cells, row_labels, cols, title=title, notes=notes, cell_in=0.95, left_in=1.2,
+                       min_width_in=6.0)
     return save_figure(fig, out_dir, figure)

@@ -10,7 +10,13 @@
   per ratio (log y axis; symlog if a loss is <= 0), for the restart the tables keep.
 * ``grid_<model>_<dataset>_<attack>`` (Fig. 6): reconstructions; the first row is the
   ground truth, then (if ratio 0 was run) the unencrypted attack, then one row per
-  significance metric x selected ratio; one column per victim.
+  significance metric x selected ratio; one column per victim; under each reconstruction
+  the kept restart's value of the protection metric (:func:`grid_value_metric`).
+
+Readable at a glance (issue 24): titles are wrapped to the figure's width
+(:func:`wrap_title`), image grids keep their aspect ratio (:func:`draw_montage`, shared with
+the other studies' grids), PSNR carries its unit (:func:`metric_label`), the protection
+threshold is a legend entry, symlog axes label a few decades only.
 
 Figures are drawn on a plain :class:`matplotlib.figure.Figure` (Agg canvas, no pyplot
 state) and saved atomically with fixed metadata, so re-runs give the same bytes.
@@ -68,6 +74,138 @@ def _colors(n: int, cmap: str = "tab10") -> list:
     return [cm(x) for x in (np.linspace(0.05, 0.9, n) if n > 1 else [0.5])]
 
 
+#: units of evaluation metrics, shown in axis labels and cell values
+UNITS = {"psnr": "dB"}
+
+
+def metric_label(metric: str) -> str:
+    """An evaluation metric's axis label with its unit: ``PSNR [dB]``, ``SSIM``."""
+    unit = UNITS.get(str(metric))
+    return f"{display(metric)} [{unit}]" if unit else display(metric)
+
+
+def metric_value_text(metric: str, value: Any) -> str:
+    """A metric value as a grid cell shows it: ``PSNR 12.3 dB``, ``LPIPS 0.41``; '' if missing."""
+    if is_missing(value):
+        return ""
+    v = float(value)
+    if not math.isfinite(v):
+        return f"{display(metric)} {v}"
+    text = f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}" if abs(v) >= 0.01 or v == 0 else f"{v:.1e}"
+    unit = UNITS.get(str(metric))
+    return f"{display(metric)} {text}" + (f" {unit}" if unit else "")
+
+
+def wrap_title(text: str, width_in: float, fontsize: float) -> str:
+    """``text`` wrapped so that each line fits ``width_in`` inches at ``fontsize`` points (an
+    average DejaVu Sans glyph is ~0.6 em wide; existing line breaks are kept)."""
+    import textwrap
+
+    chars = max(16, int(width_in * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) if line else "" for line in text.split("\n"))
+
+
+def _fit(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``a`` (HWC) scaled by nearest neighbour to fit an ``h`` x ``w`` cell (aspect kept), so
+    that images of different sizes (MNIST 28 px, Tiny ImageNet 64 px) fill equal cells."""
+    s = min(h / a.shape[0], w / a.shape[1])
+    nh, nw = max(1, round(a.shape[0] * s)), max(1, round(a.shape[1] * s))
+    if (nh, nw) == a.shape[:2]:
+        return a
+    rows = np.minimum((np.arange(nh) / s).astype(int), a.shape[0] - 1)
+    cols = np.minimum((np.arange(nw) / s).astype(int), a.shape[1] - 1)
+    return a[rows][:, cols]
+
+
+def draw_montage(cells: Sequence[Sequence[Any]], row_labels: Sequence[str], col_labels: Sequence[str], *,
+                 title: str, notes: Sequence[Sequence[str]] | None = None, cell_in: float = 0.9,
+                 left_in: float = 1.5, min_width_in: float = 4.5, fontsize: float = 8.0,
+                 note_size: float = 5.5):
+    """A grid of images as one montage (one ``imshow``: fast and crisp) at its true aspect
+    ratio (``aspect="equal"``, the axes box sized to the montage, so no image is stretched).
+
+    ``cells[i][j]``: an HWC (or HW) array in [0, 1], or None (drawn grey, labelled
+    "missing"); images of different sizes are scaled (nearest neighbour) to equal cells;
+    ``notes[i][j]``: text (lines split by newlines) drawn in a band under the image, e.g. its
+    metric value.  The title is wrapped to the figure's width and the left margin fits the
+    longest row label, so no text is clipped."""
+    rows = [[None if c is None else _as_rgb(c) for c in row] for row in cells]
+    nr, nc = len(rows), max(1, max((len(r) for r in rows), default=1))
+    imgs = [a for row in rows for a in row if a is not None]
+    h = max((a.shape[0] for a in imgs), default=32)
+    w = max((a.shape[1] for a in imgs), default=32)
+    px_in = cell_in / w                                         # inches per montage pixel
+    pad = max(1, round(max(h, w) / 16))
+    lines = max((str(t).count("\n") + 1 for row in (notes or []) for t in row if t), default=0)
+    band = math.ceil((lines * note_size * 1.3 / 72 + 0.04) / px_in) if lines else 0
+    pitch_y, pitch_x = h + band + pad, w + pad
+    mont = np.ones((nr * pitch_y - pad, nc * pitch_x - pad, 3))
+    missing = []
+    for i, row in enumerate(rows):
+        for j in range(nc):
+            a = row[j] if j < len(row) else None
+            y0, x0 = i * pitch_y, j * pitch_x
+            if a is None:
+                mont[y0:y0 + h, x0:x0 + w] = 0.85
+                missing.append((x0 + w / 2, y0 + h / 2))
+            else:
+                a = _fit(a, h, w)
+                dy, dx = (h - a.shape[0]) // 2, (w - a.shape[1]) // 2
+                mont[y0 + dy:y0 + dy + a.shape[0], x0 + dx:x0 + dx + a.shape[1]] = a
+    ax_w, ax_h = mont.shape[1] * px_in, mont.shape[0] * px_in
+    left_in = max(left_in, max((len(str(r)) for r in row_labels), default=0) * 7 * 0.62 / 72 + 0.25)
+    width = max(min_width_in, left_in + ax_w + 0.15)
+    wrapped = wrap_title(title, width - 0.2, fontsize)
+    n_lines = wrapped.count("\n") + 1
+    title_in = n_lines * fontsize * 1.35 / 72 + 0.12
+    collab_in = 0.22 if any(col_labels) else 0.05
+    height = title_in + collab_in + ax_h + 0.1
+    fig = _figure(width, height, layout=None)
+    x_left = left_in + max(0.0, (width - left_in - 0.15 - ax_w) / 2)   # centred when the title sets the width
+    ax = fig.add_axes((x_left / width, 0.1 / height, ax_w / width, ax_h / height))
+    ax.imshow(mont, vmin=0, vmax=1, interpolation="nearest", aspect="equal")
+    ax.set_xlim(-0.5, mont.shape[1] - 0.5)
+    ax.set_ylim(mont.shape[0] - 0.5, -0.5)
+    ax.set_xticks([j * pitch_x + w / 2 for j in range(len(col_labels))], list(col_labels), fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_yticks([i * pitch_y + h / 2 for i in range(nr)], list(row_labels), fontsize=7)
+    ax.tick_params(length=0)
+    for sp in ax.spines.values():
+        sp.set_visible(False)
+    for x, y in missing:
+        ax.text(x, y, "missing", ha="center", va="center", fontsize=6)
+    for i, row in enumerate(notes or []):
+        for j, t in enumerate(row):
+            if t:
+                ax.text(j * pitch_x + w / 2, i * pitch_y + h + band / 2, t, ha="center", va="center",
+                        fontsize=note_size, color="black", linespacing=1.1)
+    fig.suptitle(wrapped, fontsize=fontsize, x=0.5, y=1 - 0.06 / height, ha="center", va="top")
+    return fig
+
+
+def _thin_symlog_ticks(ax, values: np.ndarray) -> None:
+    """A symlog y axis with a linear threshold at the data's smallest decade and at most ~6
+    ticks, every few decades (matplotlib's default linthresh and locator crowd the labels
+    near zero and over many decades)."""
+    from matplotlib.ticker import FixedLocator, LogFormatterSciNotation, NullLocator
+
+    finite = np.abs(values[np.isfinite(values) & (values != 0)])
+    if finite.size == 0:
+        return
+    lo = math.floor(math.log10(finite.min()))
+    hi = math.ceil(math.log10(finite.max()))
+    ax.set_yscale("symlog", linthresh=10.0 ** lo, linscale=0.5)
+    step = max(1, math.ceil((hi - lo + 1) / 3))
+    decades = list(range(hi, lo - 1, -step))
+    ticks = [0.0] + [10.0 ** k for k in decades]
+    if (values[np.isfinite(values)] < 0).any():
+        ticks += [-(10.0 ** k) for k in decades]
+    ax.yaxis.set_major_locator(FixedLocator(sorted(ticks)))
+    ax.yaxis.set_major_formatter(LogFormatterSciNotation(base=10, labelOnlyBase=False,
+                                                         linthresh=10.0 ** lo))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
 # ------------------------------------------------------------------ curves (Figs. 4-5)
 
 def panel_metrics(rows: list[dict], config: Mapping[str, Any], model: str) -> list[str]:
@@ -115,20 +253,35 @@ def plot_curves(rows: Any, config: Mapping[str, Any], *, model: str, dataset: st
             ax.fill_between(xs, y - e, y + e, color=color, alpha=0.18, lw=0)
         if col == crit["metric"]:
             ax.axhline(float(crit["threshold"]), color="k", ls="--", lw=0.8,
-                       label=f"{'≥' if crit['op'] == '>=' else '≤'} {float(crit['threshold']):g}")
+                       label=f"protected: {display(col)} {'≥' if crit['op'] == '>=' else '≤'} "
+                             f"{float(crit['threshold']):g}")
         ax.set_xlabel("encryption ratio")
-        ax.set_ylabel(display(col))
+        ax.set_ylabel(metric_label(col))
         ax.grid(alpha=0.3)
     if not panels:
         axes[0].text(0.5, 0.5, "no metric values", ha="center", va="center", transform=axes[0].transAxes)
         axes[0].set_axis_off()
     else:
-        axes[0].legend(fontsize=7, frameon=False)
+        # one legend for the figure: every line, the protection threshold included
+        _figure_legend(fig, axes)
     weights = text_model_short(cfg, model)
-    fig.suptitle(f"{attack_label(cfg, attack)} on {display(model)} ({display(dataset)}): mean over {n_samples} "
-                 f"samples ± s.e.m.; best restart by {ev['best_of_restarts']}{missing_note}"
-                 + (f"\n{display(model)}: {weights}" if weights else ""), fontsize=9)
+    title = (f"{attack_label(cfg, attack)} on {display(model)} ({display(dataset)}): mean over {n_samples} "
+             f"samples ± s.e.m.; best restart by {ev['best_of_restarts']}{missing_note}"
+             + (f"\n{display(model)}: {weights}" if weights else ""))
+    fig.suptitle(wrap_title(title, 3.4 * n - 0.3, 9), fontsize=9)
     return save_figure(fig, out_dir, f"curves_{model}_{dataset}_{attack}", formats)
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend right of the panels with every labelled line of ``axes`` (each label once)."""
+    handles, labels = [], []
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside right center", fontsize=7, frameon=False)
 
 
 # ------------------------------------------------------------------ traces (Figs. 3, 15-33)
@@ -223,23 +376,19 @@ def plot_traces(traces: Mapping[tuple[str, float], Mapping[str, Any]], *, model:
         ax.set_title(display(m), fontsize=9)
         ax.set_xlabel("iteration")
         ax.set_ylabel(f"reconstruction {y}")
-        if drawn:
-            ax.set_yscale(scale)
+        if drawn and scale == "log":
+            ax.set_yscale("log")
+        elif drawn:
+            _thin_symlog_ticks(ax, finite)
         else:
             ax.text(0.5, 0.5, "no trace", ha="center", va="center", transform=ax.transAxes)
         ax.grid(alpha=0.3)
     for ax in axes[len(metrics):]:
         ax.set_axis_off()
-    handles, labels = [], []
-    for ax in axes[:len(metrics)]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    if handles:
-        fig.legend(handles, labels, loc="outside right center", fontsize=7, frameon=False)
-    fig.suptitle(f"{display(attack)} on {display(model)} ({display(dataset)}), victim {slot}: "
-                 f"reconstruction loss during the attack{'; ' + note if note else ''}", fontsize=9)
+    _figure_legend(fig, axes[:len(metrics)])
+    fig.suptitle(wrap_title(f"{display(attack)} on {display(model)} ({display(dataset)}), victim {slot}: "
+                            f"reconstruction loss during the attack{'; ' + note if note else ''}",
+                            3.6 * ncols - 0.3, 9), fontsize=9)
     return save_figure(fig, out_dir, f"traces_{model}_{dataset}_{attack}_{slot}", formats)
 
 
@@ -272,53 +421,32 @@ def _as_rgb(a: Any) -> np.ndarray:
 def plot_grid(truth: Mapping[str, Any], recons: Mapping[tuple[str, float, str], Any], *, model: str,
               dataset: str, attack: str, out_dir: str | Path, metrics: Sequence[str],
               ratios: Sequence[float], slots: Sequence[str] | None = None, unencrypted: bool = True,
+              values: Mapping[tuple[str, float, str], str] | None = None, value_note: str = "",
               formats: Sequence[str] = FORMATS) -> list[Path]:
     """Reconstruction grid. ``truth``: slot -> HWC array in [0, 1]; ``recons``:
     (significance metric, ratio, slot) -> HWC array in [0, 1] (ratio 0 under any metric
-    or ``any``).  Missing cells are left blank and labelled."""
+    or ``any``); ``values``: the same keys -> the text shown under that reconstruction (its
+    metric value, e.g. ``LPIPS 0.41``).  Missing cells are left blank and labelled."""
     slots = list(slots) if slots is not None else sorted(truth)
-    row_specs: list[tuple[str, Callable[[str], Any]]] = [("ground truth", lambda s: truth.get(s))]
+    values = values or {}
+    row_specs: list[tuple[str, Callable[[str], Any], Callable[[str], str]]] = [
+        ("ground truth", lambda s: truth.get(s), lambda s: "")]
     if unencrypted:
         zero = {k[2]: v for k, v in recons.items() if ratio_key(k[1]) == 0.0}
+        zero_vals = {k[2]: v for k, v in values.items() if ratio_key(k[1]) == 0.0}
         if zero:
-            row_specs.append(("no encryption", lambda s: zero.get(s)))
+            row_specs.append(("no encryption", lambda s: zero.get(s), lambda s: zero_vals.get(s, "")))
     for m in metrics:
         for r in ratios:
             row_specs.append((f"{display(m)} {fmt_ratio(r)}",
-                              lambda s, m=m, r=ratio_key(r): recons.get((m, r, s))))
-    nr, nc = len(row_specs), max(1, len(slots))
-    cells = [[get(slots[j]) if j < len(slots) else None for j in range(nc)] for _, get in row_specs]
-    imgs = [_as_rgb(c) for row in cells for c in row if c is not None]
-    h = max((a.shape[0] for a in imgs), default=32)
-    w = max((a.shape[1] for a in imgs), default=32)
-    pad = max(1, round(max(h, w) / 16))
-    # one montage image (one imshow instead of nr x nc axes: fast, and crisp at any size)
-    mont = np.ones((nr * (h + pad) - pad, nc * (w + pad) - pad, 3))
-    missing = []
-    for i in range(nr):
-        for j in range(nc):
-            y0, x0 = i * (h + pad), j * (w + pad)
-            if cells[i][j] is None:
-                mont[y0:y0 + h, x0:x0 + w] = 0.85
-                missing.append((x0 + w / 2, y0 + h / 2))
-            else:
-                a = _as_rgb(cells[i][j])
-                mont[y0:y0 + a.shape[0], x0:x0 + a.shape[1]] = a
-    cell, left, top = 0.8, 1.3, 0.6                          # inches
-    width, height = cell * nc + left + 0.1, cell * nr * (h + pad) / (w + pad) + top + 0.1
-    fig = _figure(width, height, layout=None)
-    ax = fig.add_axes((left / width, 0.1 / height, 1 - (left + 0.1) / width, 1 - (top + 0.1) / height))
-    ax.imshow(mont, vmin=0, vmax=1, interpolation="nearest", aspect="auto")
-    ax.set_xticks([j * (w + pad) + w / 2 for j in range(len(slots))], slots, fontsize=7)
-    ax.xaxis.tick_top()
-    ax.set_yticks([i * (h + pad) + h / 2 for i in range(nr)], [label for label, _ in row_specs], fontsize=7)
-    ax.tick_params(length=0)
-    for sp in ax.spines.values():
-        sp.set_visible(False)
-    for x, y in missing:
-        ax.text(x, y, "missing", ha="center", va="center", fontsize=6)
-    fig.suptitle(f"{display(attack)} on {display(model)} ({display(dataset)}): reconstructions "
-                 f"(rows: significance metric and encryption ratio)", fontsize=9, y=1 - 0.08 / height, va="top")
+                              lambda s, m=m, r=ratio_key(r): recons.get((m, r, s)),
+                              lambda s, m=m, r=ratio_key(r): values.get((m, r, s), "")))
+    cells = [[get(s) for s in slots] for _, get, _ in row_specs]
+    notes = [[val(s) for s in slots] for _, _, val in row_specs]
+    title = (f"{display(attack)} on {display(model)} ({display(dataset)}): reconstructions; rows: significance "
+             f"metric and encryption ratio, columns: victims" + (f"; under each: {value_note}" if value_note else ""))
+    fig = draw_montage(cells, [label for label, _, _ in row_specs], slots, title=title, notes=notes,
+                       cell_in=0.8, left_in=1.3)
     return save_figure(fig, out_dir, f"grid_{model}_{dataset}_{attack}", formats)
 
 
@@ -396,15 +524,30 @@ def build_grid_figure(*, metrics_path: Any, config: Mapping[str, Any], model: st
     ratios = [ratio_key(r) for r in (ratios if ratios is not None else grid_ratios(cfg, rows))]
     slots = list(slots) if slots is not None else sorted({k[2] for k in chosen})
     metrics = significance_metrics(cfg, rows)
+    shown = grid_value_metric(cfg, [row for row in chosen.values()], model)
     recons: dict[tuple[str, float, str], Any] = {}
+    values: dict[tuple[str, float, str], str] = {}
     for (m, r, s), row in chosen.items():
         if s in slots and (r in ratios or r == 0.0):
             if r == 0.0 and (metrics and m != metrics[0]):
                 continue                          # ratio 0 is one shared row
             recons[(m, r, s)] = recon_provider(row)
+            if shown:
+                values[(m, r, s)] = metric_value_text(shown, row.get(shown))
     truth = {s: truth_provider(dataset, s) for s in slots}
+    note = f"{metric_label(shown)} of the kept restart" if shown else ""
     return plot_grid(truth, recons, model=model, dataset=dataset, attack=attack, out_dir=out_dir,
-                     metrics=metrics, ratios=ratios, slots=slots, formats=formats)
+                     metrics=metrics, ratios=ratios, slots=slots, values=values, value_note=note, formats=formats)
+
+
+def grid_value_metric(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], model: str) -> str | None:
+    """The metric a grid shows under each reconstruction: the study's protection metric (e.g.
+    LPIPS) when the rows have values of it, else the first panel metric that has values."""
+    crit = evaluation(study_config(config))["protection"][modality_of(model)]["metric"]
+    if any(not is_missing(r.get(crit)) for r in rows):
+        return crit
+    panels = panel_metrics(list(rows), config, model)
+    return panels[0] if panels else None
 
 
 def figure_specs(config: Mapping[str, Any], rows: Any = None, study: str = STUDY) -> list[dict]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import io
 from ..significance.selectors import SELECTORS
-from .figures import FORMATS, _colors, _figure, save_figure
+from .figures import FORMATS, _colors, _figure, metric_label, save_figure, wrap_title
 from .render import TableDoc, decimals_for, display, fmt_ratio
 from .select import SHARED_METRIC, as_records, is_missing, modality_of, ratio_key
 from .selective_encryption import (curve_means, evaluation, load_metric_rows, selected_rows,
@@ -200,7 +200,11 @@ def plot_he_cost_vs_protection(overhead_rows: Any, metric_rows: Any, config: Map
     cases = _cases(cfg, ov)
     metrics = significance_metrics(cfg, ov)
     colors = dict(zip(metrics, _colors(len(metrics))))
-    ncols = 2 + len(attacks)
+    # protection panels only where the attack ran on the case (IG on images, LAMP/DAGER on text):
+    # a case's row has as many as it has attacks, the rest of the grid is left blank
+    attacks_of = {c: [a for a in attacks if any((r["model"], r["dataset"], r["attack"]) == (*c, a) for r in prot_rows)]
+                  for c in cases}
+    ncols = 2 + max((len(v) for v in attacks_of.values()), default=0)
     nrows = max(1, len(cases))
     fig = _figure(3.5 * ncols, 3.0 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -227,7 +231,9 @@ def plot_he_cost_vs_protection(overhead_rows: Any, metric_rows: Any, config: Map
         ax_b.set_ylabel("sent per client (MB)")
         ax_b.set_ylim(bottom=0)
         ax_b.set_title(f"{label}\nbytes one client sends", fontsize=8)
-        for j, attack in enumerate(attacks):
+        for ax in axes[i][2 + len(attacks_of[(model, dataset)]):]:
+            ax.set_axis_off()
+        for j, attack in enumerate(attacks_of[(model, dataset)]):
             ax = axes[i][2 + j]
             crit = ev["protection"][modality_of(model)]
             sel = [r for r in prot_rows if (r["model"], r["dataset"], r["attack"]) == (model, dataset, attack)]
@@ -245,9 +251,9 @@ def plot_he_cost_vs_protection(overhead_rows: Any, metric_rows: Any, config: Map
                 ax.text(0.5, 0.5, f"{display(crit['metric'])} unavailable", ha="center", va="center",
                         transform=ax.transAxes, fontsize=8)
             n = len({r["slot"] for r in sel})
-            ax.set_ylabel(display(crit["metric"]))
+            ax.set_ylabel(metric_label(crit["metric"]))
             ax.set_title(f"{label}\nprotection against {display(attack)} (mean of {n} samples)", fontsize=8)
-        for ax in axes[i]:
+        for ax in axes[i][:2 + len(attacks_of[(model, dataset)])]:
             ax.set_xlabel("encryption ratio")
             ax.grid(alpha=0.3)
     handles, labels = [], []
@@ -262,8 +268,8 @@ def plot_he_cost_vs_protection(overhead_rows: Any, metric_rows: Any, config: Map
     dev = " and ".join(_one(ov, "device"))
     note = ("" if attacks else "; cost only, protection not shown: "
             + ("the study has no attacks" if not cfg.get("attacks") else "no attack rows"))
-    fig.suptitle(f"Selective CKKS encryption: measured cost of one FedAvg round ({ns} clients, {dev})\n"
-                 f"vs encryption ratio{note}", fontsize=9)
+    fig.suptitle(wrap_title(f"Selective CKKS encryption: measured cost of one FedAvg round ({ns} clients, {dev})\n"
+                            f"vs encryption ratio{note}", 3.5 * ncols - 0.3, 9), fontsize=9)
     return save_figure(fig, out_dir, FIGURE_NAME, formats)
 
 

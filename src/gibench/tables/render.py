@@ -7,6 +7,9 @@ A :class:`TableDoc` holds two views of one table:
 * the *tidy* view (``tidy_columns`` + ``tidy``: one record per cell, numbers as numbers),
   written as the CSV, so the CSV is machine-readable: numeric ``mean`` / ``std`` / ``n``
   columns and a ``status`` column instead of formatted strings.
+
+The display view is also written as a standalone HTML page (``html``: the Markdown rendered by
+markdown-it-py, with a small style sheet), the form in which ``snakemake --report`` shows a table.
 """
 from __future__ import annotations
 
@@ -155,10 +158,19 @@ class TableDoc:
         lines.append(r"\end{table}")
         return "\n".join(lines) + "\n"
 
+    def to_html(self) -> str:
+        """A standalone HTML page: the caption as a heading, the table, the notes (the Markdown
+        view rendered by markdown-it-py; raw HTML in cells is escaped, not passed through)."""
+        md = self.to_markdown().split("\n")
+        n_table = 2 + len(self.body)                 # header, rule, rows (after title + blank line)
+        table = _mark_long_cells(markdown_to_html("\n".join(md[2:2 + n_table])))
+        notes = "".join(f'<div class="note">{markdown_to_html(n)}</div>\n' for n in self.notes if n.strip())
+        return html_page(self.title, table + notes)
+
     # -- writer
     def write(self, out_dir: str | Path, formats: Sequence[str] = ("csv", "md")) -> list[Path]:
         """Write ``<out_dir>/<name>.<ext>`` for each format, each atomically."""
-        render = {"csv": self.to_csv, "md": self.to_markdown, "tex": self.to_latex}
+        render = {"csv": self.to_csv, "md": self.to_markdown, "tex": self.to_latex, "html": self.to_html}
         paths = []
         for ext in formats:
             if ext not in render:
@@ -167,3 +179,62 @@ class TableDoc:
             io.write_text(p, render[ext]())
             paths.append(p)
         return paths
+
+
+# ------------------------------------------------------------------ HTML (the report's view)
+
+TABLE_FORMATS = ("csv", "md", "html", "tex")
+
+#: the style of a table page in the report (its viewer is an iframe the width of the pane)
+HTML_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; font-size: 14px;
+       margin: 12px 16px; color: #1d1d1f; line-height: 1.4; }
+h1 { font-size: 15px; font-weight: 600; margin: 0 0 10px 0; max-width: 75em; }
+table { border-collapse: collapse; margin: 8px 0 14px 0; font-variant-numeric: tabular-nums; font-size: 13px; }
+th, td { border: 1px solid #d0d4da; padding: 2px 6px; vertical-align: top; }
+th { background: #eef1f5; position: sticky; top: 0; text-align: center; }
+td { white-space: nowrap; } td.wrap { white-space: normal; min-width: 10em; max-width: 22em; }
+tbody tr:nth-child(even) { background: #f8f9fb; }
+.note p { max-width: 75em; margin: 3px 0; font-size: 13px; color: #333; }
+code { font-size: 12px; }
+"""
+
+
+LONG_CELL = 40      # characters: a longer cell (a finding, a reason) wraps, shorter ones (numbers) never do
+
+
+def _mark_long_cells(fragment: str) -> str:
+    """``<td class="wrap">`` for cells whose text is longer than :data:`LONG_CELL`."""
+    import re
+
+    def mark(m: "re.Match[str]") -> str:
+        text = re.sub(r"<[^>]+>", "", m.group(1))
+        return f'<td class="wrap">{m.group(1)}</td>' if len(text) > LONG_CELL else m.group(0)
+
+    return re.sub(r"<td>(.*?)</td>", mark, fragment, flags=re.S)
+
+
+def markdown_to_html(text: str) -> str:
+    """Markdown (CommonMark + GitHub tables) to an HTML fragment; raw HTML is escaped."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+
+
+def html_page(title: str, body_html: str) -> str:
+    """A self-contained HTML page (no external resources) with ``title`` as its heading."""
+    import html
+
+    t = html.escape(str(title))
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{t}</title>\n<style>{HTML_STYLE}</style>\n</head>\n<body>\n<h1>{t}</h1>\n"
+            f"{body_html}</body>\n</html>\n")
+
+
+def table_formats(outputs: Any) -> tuple[str, ...]:
+    """The table formats a job's outputs name (Snakemake output names ``csv``, ``md``, ``html``,
+    ``tex``), in that order: what a table job writes, so that a rule that declares an ``html``
+    output gets the report's view and a replay of an older record writes what it wrote then."""
+    names = set(getattr(outputs, "keys", lambda: [])())
+    found = tuple(f for f in TABLE_FORMATS if f in names)
+    return found or ("csv", "md")

@@ -352,7 +352,7 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
     from ..config import fmt_slot
     from ..pipeline import targets_sd as T
     from ..pipeline.jobs_data import read_victims, slot_rows
-    from .figures import _figure, save_figure
+    from .figures import draw_montage, save_figure
 
     st = _study(config)
     full = config if "studies" in config else {"studies": {STUDY: st}}
@@ -386,33 +386,9 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
                 imgs_row.append(ds.denormalize(tensors["x"].float()).clamp(0, 1)[0].permute(1, 2, 0).numpy())
                 notes.append(f"{float(r['ssim']):.2f}")
             panels.append((T.chain_for(full, dfn).label, imgs_row, notes))
-    h = w = max((a.shape[0] for _, row, _ in panels for a in row if a is not None), default=32)
-    pad = max(1, h // 8)
-    nr, nc = len(panels), n
-    mont = np.ones((nr * (h + pad) - pad, nc * (w + pad) - pad, 3))
-    for i, (_, row, _) in enumerate(panels):
-        for j, a in enumerate(row):
-            y0, x0 = i * (h + pad), j * (w + pad)
-            if a is None:
-                mont[y0:y0 + h, x0:x0 + w] = 0.85
-            else:
-                mont[y0:y0 + a.shape[0], x0:x0 + a.shape[1]] = a if a.shape[2] == 3 else np.repeat(a, 3, axis=2)
-    cell, left, top = 0.9, 1.5, 0.6
-    width, height = max(4.0, cell * nc + left + 0.1), cell * nr + top + 0.1
-    fig = _figure(width, height, layout=None)
-    ax = fig.add_axes((left / width, 0.1 / height, 1 - (left + 0.1) / width, 1 - (top + 0.1) / height))
-    ax.imshow(mont, vmin=0, vmax=1, interpolation="nearest", aspect="auto")
-    ax.set_yticks([i * (h + pad) + h / 2 for i in range(nr)], [p[0] for p in panels], fontsize=7)
-    ax.set_xticks([j * (w + pad) + w / 2 for j in range(nc)], slots, fontsize=7)
-    ax.xaxis.tick_top()
-    ax.tick_params(length=0)
-    for sp in ax.spines.values():
-        sp.set_visible(False)
-    for i, (_, _, notes) in enumerate(panels):
-        for j, t in enumerate(notes):
-            if t:
-                ax.text(j * (w + pad) + w / 2, i * (h + pad) + h - 1, t, ha="center", va="bottom", fontsize=5,
-                        color="yellow")
-    fig.suptitle(f"{attack_name(st, spec['attack'])} on {model_name(spec['model'])}: reconstruction per defense\n"
-                 f"combination (rows) and victim (columns), SSIM under each", fontsize=7, y=1 - 0.02 / height, va="top")
+    title = (f"{attack_name(st, spec['attack'])} on {model_name(spec['model'])}: reconstruction per defense "
+             f"combination (rows) and victim (columns); under each: its SSIM")
+    fig = draw_montage([row for _, row, _ in panels], [p[0] for p in panels], slots, title=title,
+                       notes=[[f"SSIM {t}" if t and t != "missing" else "" for t in notes] for _, _, notes in panels],
+                       cell_in=0.9, left_in=1.5)
     return save_figure(fig, out_dir, name, formats)
