@@ -17,6 +17,7 @@ rule report_config:
         ),
     log:
         "logs/report_config.json",
+        out="logs/report_config.log",
     params:
         # the whole config: any change re-writes the page
         config_digest=JR.digest_obj(config),
