@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.gibench-installed
 CORES  ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast bench clean-results slurm-up slurm-down
+.PHONY: venv demo reproduce test test-fast bench clean-results slurm-up slurm-down
 
 venv: $(STAMP)
 
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml
 
 demo: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakemake --cores $(CORES) --printshellcmds
+	@$(PY) -m gibench.cli where
+
+# the papers' claims a CPU can check, at converged settings (config/reproduce.yaml; README
+# "Reproduce the papers' claims"): results/claims/<study>.{md,csv}
+reproduce: venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakemake --configfile config/reproduce.yaml --cores $(CORES)
 	@$(PY) -m gibench.cli where
 
 test: venv
