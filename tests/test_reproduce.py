@@ -41,7 +41,8 @@ def test_reproduce_config_validates_with_the_papers_settings():
         "stochastic_defenses"]
     assert sd["attack_params"] == sd_paper["attack_params"]
     assert sd["victims"] >= 8
-    assert set(sd["attacks"]) >= {"ig", "wiig", "gpia", "vbia", "pig", "cdia"}
+    assert set(sd["attacks"]) >= {"ig", "wiig", "gpia", "vbia", "pig"}
+    assert set(sd["tables"]) == {"table1", "table2", "table3"}         # Table 4 (CDIA): CPU budget, README
     assert all(t["datasets"] == ["mnist"] and t["models"] == ["sd_cnn"] for t in sd["tables"].values())
     # paper C: GS at the paper's 10,000 iterations, DCS² at its 1,000, with Prune, Soteria and DP
     cs, cs_paper = cfg["studies"]["concealed_samples"], load("studies/concealed_samples.yaml")["studies"][
@@ -58,7 +59,7 @@ def test_reproduce_config_validates_with_the_papers_settings():
     grid = se["significance"]["ratios"]
     assert grid[0] == 0.0 and grid[-1] == 1.0 and {0.1, 0.2, 0.3, 0.4, 0.5, 0.6} <= set(grid)
     for a in ("ig", "dlg"):
-        assert se["attacks"][a].get("victims", se["victims"]) >= 4
+        assert min(se["attacks"][a].get("victims", se["victims"]), cfg["datasets"]["cifar100"]["victims"]) >= 4
     assert se["attacks"]["dlg"]["params"]["iterations"] == 300          # DLG's own 300 steps
     assert se["models"]["gpt2"]["size"] == "base" and se["attacks"]["dager"]["models"] == ["gpt2"]
 
