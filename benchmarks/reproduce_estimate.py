@@ -51,6 +51,8 @@ def dry_run_jobs(config: Path) -> list[tuple[str, dict]]:
 def kind(rule: str, wc: dict) -> str:
     """The cost class of a job (keys of reproduce_costs.json's ``per_job``)."""
     if rule == "attack":
+        if wc.get("ratio") == "r1.000":       # everything encrypted: the attack returns at once (nothing_visible)
+            return "attack:nothing_visible"
         return f"attack:{wc['attack']}:{wc['model'].split('@')[0]}"
     if rule == "sd_attack":
         pm = "cvb" in wc["defense"] or "precode" in wc["defense"]
