@@ -35,12 +35,16 @@ case "${1:-}" in
   *) echo "usage: $0 [--dry]" >&2; exit 2 ;;
 esac
 
-smk() {   # smk <config> <workdir> [snakemake args...]: the pipeline in its own working directory
-  local cfg=$1 dir=$2
+smk_cmd() {   # smk_cmd <config> <workdir>: the pipeline command in its own working directory (printed, one word a line)
+  printf '%s\n' "$SMK" -s "$REPO/Snakefile" -d "$2" --configfile "$REPO/$1" \
+    --config "resources_dir=$REPO/resources" "hub_dir=$REPO/resources/hub"
+}
+smk() {   # smk <config> <workdir> [snakemake args...]
+  local cmd
+  mapfile -t cmd < <(smk_cmd "$1" "$2")
+  mkdir -p "$2"
   shift 2
-  mkdir -p "$dir"
-  "$SMK" -s "$REPO/Snakefile" -d "$dir" --configfile "$REPO/$cfg" \
-    --config resources_dir="$REPO/resources" hub_dir="$REPO/resources/hub" "$@"
+  "${cmd[@]}" "$@"
 }
 
 if [ "$DRY" = 1 ]; then
@@ -73,10 +77,12 @@ step() {  # step <name> <command...>: run bounded, record the exit status
 }
 : > "$OUT/steps.txt"
 step placement "$PY" -m gibench.gpu_slice preflight --out "$OUT/preflight.json"
-step families smk config/gpu_check.yaml "$OUT/check" --cores "$CORES"
+mapfile -t CHECK < <(smk_cmd config/gpu_check.yaml "$OUT/check"); mkdir -p "$OUT/check"
+mapfile -t SLICE < <(smk_cmd config/gpu_slice.yaml "$OUT/slice"); mkdir -p "$OUT/slice"
+step families "${CHECK[@]}" --cores "$CORES"
 # shellcheck disable=SC2086
 step benchmarks "$PY" benchmarks/run.py --device cuda --out "$OUT/benchmarks" $BENCHES
-step slice smk config/gpu_slice.yaml "$OUT/slice" --cores "$CORES"
+step slice "${SLICE[@]}" --cores "$CORES"
 args=()
 while read -r s; do args+=(--step "$s"); done < "$OUT/steps.txt"
 "$PY" -m gibench.gpu_slice collect --gpu-dir "$OUT" --preflight "$OUT/preflight.json" \
