@@ -95,21 +95,26 @@ def main(argv: list[str]) -> int:
     dag = float(costs.get("dag_build_cpu_seconds", 0.0))
     minutes = (total / args.cores + dag) / 60
     longest = max((per_job[k] for k in counts if k in per_job), default=0.0)
+    val = costs.get("validation") or {}
+    factor = float(val.get("factor", 1.0))
+    corrected = (factor * total / args.cores + dag) / 60
     out = {"config": os.path.relpath(args.config, ROOT), "cores": args.cores, "jobs": len(jobs),
            "jobs_by_rule": dict(sorted(rules.items())), "cost_lines": lines,
            "unmeasured_kinds": missing, "total_cpu_seconds": round(total, 1),
            "dag_build_cpu_seconds": dag,
            "estimate_minutes": round(minutes, 1),
+           "validation": val, "estimate_minutes_validated": round(corrected, 1),
            "arithmetic": f"sum(jobs x CPU-s per job) = {total:.0f} CPU-s; / {args.cores} cores + {dag:.0f} s DAG build "
                          f"= {minutes:.1f} min (an idle machine; the longest single job, {longest:.0f} s, bounds "
-                         "the tail)",
+                         f"the tail); x {factor} (the validation batch's measured/predicted) = {corrected:.1f} min",
            "measured_on": costs.get("machine"), "method": costs.get("method"),
            "dry_run_seconds": round(dry_seconds, 1), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.out).with_suffix(".tmp")
     tmp.write_text(json.dumps(out, indent=2) + "\n")
     tmp.replace(args.out)
-    print(json.dumps({k: out[k] for k in ("jobs", "total_cpu_seconds", "estimate_minutes", "arithmetic",
+    print(json.dumps({k: out[k] for k in ("jobs", "total_cpu_seconds", "estimate_minutes", "estimate_minutes_validated",
+                                          "arithmetic",
                                           "unmeasured_kinds")}, indent=2))
     for ln in lines:
         print(f"  {ln['kind']:34s} {ln['jobs']:5d} x {ln['cpu_seconds_per_job']:7.1f} = {ln['cpu_seconds']:8.1f} CPU-s")
