@@ -717,13 +717,20 @@ def ran_at(config: Mapping[str, Any], study: str, contexts: list[dict]) -> str:
     probe = SCALE_PROBES.get(study) if study in SCALE_PROBES else None
     if probe is None:
         return ""
-    groups: dict[str, list[str]] = {}
+    rows = []
     for ctx in contexts or [{}]:
         try:
             text = _probe_text(probe(config, ctx))
         except Exception as e:          # a context the config does not know (e.g. tables of another run)
             text = f"unknown ({type(e).__name__})"
-        label = "/".join(ctx[k] for k in ("attack", "model", "dataset") if ctx.get(k))
+        rows.append(("/".join(ctx[k] for k in ("attack", "model", "dataset") if ctx.get(k)), ctx.get("defense"), text))
+    texts: dict[str, set[str]] = {}
+    for label, _, text in rows:
+        texts.setdefault(label, set()).add(text)
+    groups: dict[str, list[str]] = {}
+    for label, defense, text in rows:
+        if label and defense and len(texts[label]) > 1:     # the defense is what differs (e.g. DCS² synthesis)
+            label = f"{label}/{defense}"
         labels = groups.setdefault(text, [])
         if label and label not in labels:
             labels.append(label)
