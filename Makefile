@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.gibench-installed
 CORES  ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: venv venv-gpu demo test test-fast bench clean-results slurm-up slurm-down
+.PHONY: venv venv-gpu demo reproduce test test-fast bench clean-results slurm-up slurm-down
 
 venv: $(STAMP)
 
@@ -45,6 +45,12 @@ venv-gpu:
 demo: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakemake --cores $(CORES)
 	@$(PY) -m gibench.cli where --print-tables
+
+# the papers' claims a CPU can check, at converged settings (config/reproduce.yaml; README
+# "Reproduce the papers' claims"): results/claims/<study>.{md,csv}
+reproduce: venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakemake --configfile config/reproduce.yaml --cores $(CORES)
+	@$(PY) -m gibench.cli where
 
 test: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -m "not gpu" -v $(PYTEST_ARGS)

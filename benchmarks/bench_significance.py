@@ -179,28 +179,33 @@ def bench_model(name: str, device: torch.device, x, y) -> dict:
     return out
 
 
-def _bench_in_subprocess(name: str) -> dict:
+def _bench_in_subprocess(name: str, device: str) -> dict:
     """One model per fresh process, so that the memory growth of one model's metrics is not
     hidden by memory the previous model left resident."""
     import subprocess
 
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", name],
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", name, device],
                           capture_output=True, text=True, cwd=str(ROOT))
     if proc.returncode != 0:
         raise RuntimeError(f"bench_significance --one {name} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _one(name: str) -> dict:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _one(name: str, device: str | None = None) -> dict:
+    device = torch.device(device or _default_device())
     x, y, _ = _case(device)
     return bench_model(name, device, x, y)
 
 
-def run() -> dict:
+def run(device: str | None = None) -> dict:
+    """``device``: cpu or cuda (default: cuda when available; benchmarks/run.py --device)."""
     from gibench.significance.cost import describe_method
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device or _default_device())
     _, y, src = _case(device)
     result = {"device": str(device), "torch_threads": torch.get_num_threads(), "load_avg_start": _load_avg(),
               "image": {"dataset": "cifar100 (bundled test slice)", "source_index": src, "label": int(y[0])},
@@ -208,7 +213,7 @@ def run() -> dict:
               "mask_ratio": RATIO, "speedup_target": SPEEDUP_TARGET,
               "paper_t4_seconds": {"lenet": 80.70, "cnn": 1832.13}, "models": {}}
     for name in MODELS:
-        result["models"][name] = _bench_in_subprocess(name)
+        result["models"][name] = _bench_in_subprocess(name, str(device))
     result["load_avg_end"] = _load_avg()
     result["summary"] = {
         name: {"sens_s": r["sens"]["seconds"], "sens_cpu_s": r["sens"]["cpu_seconds"],
@@ -224,7 +229,7 @@ def run() -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--one":
-        print(json.dumps(_one(sys.argv[2]), default=str))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "--one":
+        print(json.dumps(_one(sys.argv[2], sys.argv[3] if len(sys.argv) == 4 else None), default=str))
     else:
         print(json.dumps(run(), indent=2, default=str))

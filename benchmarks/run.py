@@ -1,7 +1,9 @@
-"""Benchmark runner: `make bench` (or `python benchmarks/run.py [NAME ...]`).
+"""Benchmark runner: `make bench` (or `python benchmarks/run.py [--device cuda] [--out DIR] [NAME ...]`).
 
 Every `benchmarks/bench_<name>.py` exposes `run() -> dict`; its result is written, with the
-machine description, to `benchmarks/results/<name>.json`.  Speed and memory targets are
+machine description, to `benchmarks/results/<name>.json` (`--out`: another folder).  `--device`
+is passed to the benchmarks whose `run` takes a `device` argument (ig, significance); the others
+are recorded as skipped on a device other than the CPU, never run on the CPU in its place.  Speed and memory targets are
 checked here and reported in the JSON, never asserted in tests.
 """
 from __future__ import annotations
@@ -36,9 +38,17 @@ def machine() -> dict:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
+    import argparse
+    import inspect
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default=None, help="cpu or cuda, for the benchmarks that take a device")
+    ap.add_argument("--out", default=None, help="folder of the JSON results (default: benchmarks/results)")
+    ap.add_argument("names", nargs="*")
+    args = ap.parse_args(argv)
+    names = args.names or sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    out_dir = Path(args.out) if args.out else HERE / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
     for name in names:
         path = HERE / f"bench_{name}.py"
@@ -53,12 +63,16 @@ def main(argv: list[str]) -> int:
         t0 = time.time()
         result = {"benchmark": name, "machine": machine(),
                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        try:
-            result["results"] = mod.run()
-            result["status"] = "ok"
-        except Exception as e:  # report, keep going with the others
-            result["status"] = f"failed: {type(e).__name__}: {e}"
-            failed += 1
+        takes_device = "device" in inspect.signature(mod.run).parameters
+        if args.device and args.device != "cpu" and not takes_device:
+            result["status"] = f"skipped: bench_{name}.run takes no device (it would run on the CPU)"
+        else:
+            try:
+                result["results"] = mod.run(device=args.device) if (args.device and takes_device) else mod.run()
+                result["status"] = "ok"
+            except Exception as e:  # report, keep going with the others
+                result["status"] = f"failed: {type(e).__name__}: {e}"
+                failed += 1
         result["seconds"] = round(time.time() - t0, 1)
         tmp = out_dir / f".{name}.json.tmp"
         tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")

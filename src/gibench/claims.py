@@ -693,6 +693,56 @@ def check_scale(scale: Mapping[str, Any], config: Mapping[str, Any], study: str,
     return list(short), "; ".join(have)
 
 
+def _probe_text(got: Mapping[str, Any]) -> str:
+    parts = []
+    for k, v in got.items():
+        if v is None or k not in SCALE_TEXT:
+            continue
+        if k == "ratios":
+            parts.append("ratio grid {" + ", ".join(fmt_value(float(r)) for r in v) + "}")
+        elif isinstance(v, bool):
+            parts.append(f"{SCALE_TEXT[k]}: {'yes' if v else 'no'}")
+        elif k == "model_size":
+            parts.append(f"model size {v}")
+        else:
+            parts.append(f"{SCALE_TEXT[k]} {v}")
+    return ", ".join(parts)
+
+
+def ran_at(config: Mapping[str, Any], study: str, contexts: list[dict]) -> str:
+    """What the cells a check used ran at, whatever the claim needs: per attack/model/dataset of
+    those cells, every scale fact the study's probe knows (victims, iterations, restarts, ratio
+    grid, model size, pretrained weights, FedAvg rounds ...); contexts with the same facts share
+    one entry."""
+    probe = SCALE_PROBES.get(study) if study in SCALE_PROBES else None
+    if probe is None:
+        return ""
+    rows = []
+    for ctx in contexts or [{}]:
+        try:
+            text = _probe_text(probe(config, ctx))
+        except Exception as e:          # a context the config does not know (e.g. tables of another run)
+            text = f"unknown ({type(e).__name__})"
+        rows.append(("/".join(ctx[k] for k in ("attack", "model", "dataset") if ctx.get(k)), ctx.get("defense"), text))
+    texts: dict[str, set[str]] = {}
+    for label, _, text in rows:
+        texts.setdefault(label, set()).add(text)
+    groups: dict[str, list[str]] = {}
+    for label, defense, text in rows:
+        if label and defense and len(texts[label]) > 1:     # the defense is what differs (e.g. DCS² synthesis)
+            label = f"{label}/{defense}"
+        labels = groups.setdefault(text, [])
+        if label and label not in labels:
+            labels.append(label)
+    out = []
+    for text, labels in groups.items():
+        if not text:
+            continue
+        shown = ", ".join(labels[:6]) + (f" (+{len(labels) - 6})" if len(labels) > 6 else "")
+        out.append(f"{shown}: {text}" if shown else text)
+    return "; ".join(out)
+
+
 def _contexts(cells: Iterable[dict]) -> list[dict]:
     out: dict[tuple, dict] = {}
     for c in cells:
@@ -715,6 +765,7 @@ class Verdict:
     at_scale: str = ""
     scale_needed: str = ""
     scale_run: str = ""
+    ran_at: str = ""
     table: str = ""
     lines: str = ""
 
@@ -783,6 +834,7 @@ def evaluate_claim(claim: Claim, study: str, config: Mapping[str, Any], tables_d
         v.at_scale = HOLDS if res.ok else FAILS
         short, have = check_scale(claim.scale, config, study, _contexts(res.cells))
         v.scale_run = have
+        v.ran_at = ran_at(config, study, _contexts(res.cells))
         if short:
             v.reason_kind, v.reason = "scale", "; ".join(short)
         else:
@@ -833,8 +885,10 @@ def counts(verdicts: Iterable[Verdict]) -> dict[str, int]:
     return c
 
 
-def report_doc(cf: ClaimsFile, verdicts: list[Verdict], config: Mapping[str, Any], link_base: str = ""):
-    """A :class:`~gibench.tables.render.TableDoc`: one line per claim (per variant)."""
+def report_doc(cf: ClaimsFile, verdicts: list[Verdict], config: Mapping[str, Any], link_base: str = "",
+               gpu_notes: Sequence[str] = ()):
+    """A :class:`~gibench.tables.render.TableDoc`: one line per claim (per variant); ``gpu_notes``:
+    the GPU slice's lines (:func:`gibench.gpu_slice.report_notes`), shown first."""
     from .tables.render import TableDoc
 
     c = counts(verdicts)
@@ -846,7 +900,7 @@ def report_doc(cf: ClaimsFile, verdicts: list[Verdict], config: Mapping[str, Any
     title = (f"Claims of {cf.paper}: {n_claims} findings, {len(verdicts)} checks — {c[HOLDS]} hold, {c[FAILS]} fail, "
              f"{c[NOT_CHECKABLE]} not checkable here"
              + (" (" + ", ".join(f"{k}: {n}" for k, n in sorted(why.items())) + ")" if why else ""))
-    header = ["Claim", "Where", "Finding", "Paper", "Ours", "Verdict", "Why / scale", "Cells"]
+    header = ["Claim", "Where", "Finding", "Paper", "Ours", "Verdict", "Why / scale", "Ran at", "Cells"]
     body, tidy = [], []
     for v in verdicts:
         verdict = v.verdict if v.verdict != NOT_CHECKABLE else f"not checkable ({v.reason_kind})"
@@ -858,16 +912,17 @@ def report_doc(cf: ClaimsFile, verdicts: list[Verdict], config: Mapping[str, Any
             cells = (f"[{v.table}.csv:{v.lines}]({link_base}{v.table}.csv#L{v.lines.split(',')[0].split('-')[0]})"
                      if link_base is not None else f"{v.table}.csv:{v.lines}")
         body.append([v.label, v.claim.where, v.claim.words, paper_text(v.claim.paper), v.ours or "–", verdict,
-                     why_text or "", cells])
+                     why_text or "", v.ran_at or "–", cells])
         tidy.append({"study": v.study, "claim": v.claim.id,
                      "variant": ";".join(f"{k}={x}" for k, x in v.variant.items()),
                      "where": v.claim.where, "words": v.claim.words, "paper": paper_text(v.claim.paper),
                      "ours": v.ours, "verdict": v.verdict, "reason_kind": v.reason_kind, "reason": v.reason,
                      "at_this_scale": v.at_scale, "scale_needed": v.scale_needed, "scale_run": v.scale_run,
-                     "table": v.table, "lines": v.lines, "note": v.claim.note})
-    notes = [f"Claims file: {cf.path.name} ({n_claims} findings; a claim with variants is checked once per variant). "
+                     "ran_at": v.ran_at, "table": v.table, "lines": v.lines, "note": v.claim.note})
+    notes = list(gpu_notes) + [f"Claims file: {cf.path.name} ({n_claims} findings; a claim with variants is checked once per variant). "
              "Predicates read the tables' CSVs (results/tables/<study>/<table>.csv); 'Cells' names the CSV lines "
-             "used (header = line 1).",
+             "used (header = line 1); 'Ran at' names what those cells ran at (victims, iterations, restarts, "
+             "grid, model size, weights).",
              "Verdicts: holds / fails at a scale the claim needs; not checkable here: not run (table, column or "
              "cells absent, or not computed), unavailable (e.g. missing weights), scale (the run is smaller than "
              "the claim needs; the value measured and what the predicate gives at this scale are shown), "
@@ -875,7 +930,7 @@ def report_doc(cf: ClaimsFile, verdicts: list[Verdict], config: Mapping[str, Any
     notes += [f"Convention: {t}" for t in cf.conventions]
     notes += [f"{c.id}: {c.note}" for c in cf.claims if c.note]
     cols = ["study", "claim", "variant", "where", "words", "paper", "ours", "verdict", "reason_kind", "reason",
-            "at_this_scale", "scale_needed", "scale_run", "table", "lines", "note"]
+            "at_this_scale", "scale_needed", "scale_run", "ran_at", "table", "lines", "note"]
     return TableDoc(name=cf.study, title=title, header=header, body=body, tidy_columns=cols, tidy=tidy, notes=notes)
 
 
@@ -883,12 +938,16 @@ def write_report(cf: ClaimsFile, config: Mapping[str, Any], tables_dir: str | Pa
                  made: set[str] | None = None,
                  formats: tuple[str, ...] = ("csv", "md")) -> tuple[list[Path], list[Verdict]]:
     """Evaluate and write ``<out_dir>/<study>.<format>`` (atomic; csv, md, html); returns the
-    paths and verdicts."""
+    paths and verdicts.  The GPU slice is read from ``<results>/gpu`` (``tables_dir`` =
+    ``<results>/tables/<study>``)."""
     import os
+
+    from .gpu_slice import report_notes
 
     verdicts = evaluate(cf, config, tables_dir, made)
     link = os.path.relpath(Path(tables_dir), Path(out_dir)).replace(os.sep, "/") + "/"
-    doc = report_doc(cf, verdicts, config, link_base=link)
+    gpu_dir = Path(tables_dir).parent.parent / "gpu"
+    doc = report_doc(cf, verdicts, config, link_base=link, gpu_notes=report_notes(gpu_dir, cf.study))
     return doc.write(out_dir, formats), verdicts
 
 

@@ -44,8 +44,11 @@ def claims_inputs(config: dict, study: str) -> dict:
 
 def claims_settings(config: dict, study: str) -> dict:
     """What the verdicts depend on in the config besides the tables: the run's scale (the study's
-    settings) and the claims block."""
-    return {"claims": config.get("claims"), "study": config["studies"][study]}
+    settings), the claims block, and whether a GPU slice has run (results/gpu/gpu_check.json: the
+    report quotes it, so its appearance re-runs the report)."""
+    from ..gpu_slice import GPU_DIR, state
+
+    return {"claims": config.get("claims"), "study": config["studies"][study], "gpu_slice": state(GPU_DIR)}
 
 
 def claims_job(smk: Any, device: torch.device) -> dict:
