@@ -1,8 +1,10 @@
 """Inverting Gradients (Geiping et al., NeurIPS 2020) against a (partly encrypted) update.
 
 Re-implemented from the facts in ``reference/ig_and_image_defenses.md`` §1-2 (no code
-copied).  One call is one restart; the pipeline runs each restart as its own job and
-picks the best afterwards.  Defaults are the paper's CLI setting (``DEFAULTS``):
+copied).  One call of :func:`inverting_gradients` is one restart;
+:func:`inverting_gradients_many` runs several restarts (one seed each) together, one
+``torch.func.vmap`` call per iteration (:func:`invert_many`).  The pipeline runs all
+restarts of a case in one job (rule ``attack_restarts``) and picks the best afterwards.  Defaults are the paper's CLI setting (``DEFAULTS``):
 
 * optimise a dummy batch ``x`` (init N(0, 1) in normalised space) with Adam, lr 0.1;
 * objective ``cost(∇θ L(f(x), y), g_visible) + tv · TV(x)``, TV the anisotropic mean
