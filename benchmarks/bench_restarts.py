@@ -41,7 +41,7 @@ from gibench.gradient import client_gradient  # noqa: E402
 from gibench.models import build_model  # noqa: E402
 
 INSTANCES = (1, 4, 16)
-ITERATIONS = {"cpu": 40, "cuda": 200}
+ITERATIONS = {"cpu": 100, "cuda": 200}
 REPEATS = 3
 TARGET_SPEEDUP = 2.0
 
