@@ -1,4 +1,11 @@
-# server side: one job per restart (a GPU job on clusters), then evaluation against ground truth.
+# server side: attack jobs (GPU jobs on clusters), then evaluation against ground truth.
+
+
+# Attacks with one restart: one job per restart (wildcard rep).  Attacks with k > 1 restarts:
+# one job per case (rule attack_restarts) runs all k -- together, vectorised, where the attack
+# allows it (gibench.attacks.ig.MANY) -- and still writes one artifact per restart.
+_RESTARTS = T.restart_groups(config)
+_MULTI = [k for k in _RESTARTS if k > 1]
 
 
 rule attack:
@@ -11,6 +18,8 @@ rule attack:
     output:
         recon=P.ATTACK,
         trace=P.TRACE,
+    wildcard_constraints:
+        attack=T.attack_choice(_RESTARTS.get(1, [])),
     params:
         # hyperparameters enter the job's params so changing one re-runs only its jobs
         attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model),
@@ -23,6 +32,34 @@ rule attack:
         "../workflow/scripts/attack.py"
 
 
+for _k in _MULTI:
+
+    rule:
+        # one name per restart count; the usual single count is plain attack_restarts
+        name:
+            "attack_restarts" if len(_MULTI) == 1 else f"attack_restarts{_k}"
+        input:
+            unpack(lambda wc: T.attack_inputs(config, wc)),
+            weights=study_weights,
+            gradient=P.GRADIENT,
+            knowledge=P.KNOWLEDGE,
+            mask=P.MASK,
+        output:
+            recon=[P.ATTACK.replace("{rep}", str(i)) for i in range(_k)],
+            trace=[P.TRACE.replace("{rep}", str(i)) for i in range(_k)],
+        wildcard_constraints:
+            attack=T.attack_choice(_RESTARTS[_k]),
+        params:
+            attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model),
+        log:
+            "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/restarts.json",
+            out="logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/restarts.log",
+        benchmark:
+            "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/restarts.benchmark.tsv",
+        script:
+            "../workflow/scripts/attack.py"
+
+
 rule metrics:
     input:
         unpack(lambda wc: T.metrics_job_inputs(config, wc)),
@@ -32,10 +69,10 @@ rule metrics:
         # the metric settings of evaluation (table-level keys re-run only the tables)
         evaluation=lambda wc: T.metrics_settings(config, wc.study),
     log:
-        "logs/metrics/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}.json",
-        out="logs/metrics/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}.log",
+        "logs/metrics/{study}/{dataset}/{model}/{slot}.json",
+        out="logs/metrics/{study}/{dataset}/{model}/{slot}.log",
     benchmark:
-        "logs/metrics/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}.benchmark.tsv",
+        "logs/metrics/{study}/{dataset}/{model}/{slot}.benchmark.tsv",
     script:
         "../workflow/scripts/metrics.py"
 

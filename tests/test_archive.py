@@ -24,7 +24,7 @@ from provenance_micro import STUDY, TABLES, micro_run
 
 pytestmark = pytest.mark.slow
 
-METRIC_FILE = f"results/metrics/{STUDY}/cifar100/lenet/s000/grad/r0.300/ig.parquet"
+METRIC_FILE = f"results/metrics/{STUDY}/cifar100/lenet/s000.parquet"
 RECON = f"results/attacks/{STUDY}/cifar100/lenet/s000/grad/r0.300/ig/rep0.safetensors"
 
 

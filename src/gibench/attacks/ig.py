@@ -1,8 +1,10 @@
 """Inverting Gradients (Geiping et al., NeurIPS 2020) against a (partly encrypted) update.
 
 Re-implemented from the facts in ``reference/ig_and_image_defenses.md`` §1-2 (no code
-copied).  One call is one restart; the pipeline runs each restart as its own job and
-picks the best afterwards.  Defaults are the paper's CLI setting (``DEFAULTS``):
+copied).  One call of :func:`inverting_gradients` is one restart;
+:func:`inverting_gradients_many` runs several restarts (one seed each) together, one
+``torch.func.vmap`` call per iteration (:func:`invert_many`).  The pipeline runs all
+restarts of a case in one job (rule ``attack_restarts``) and picks the best afterwards.  Defaults are the paper's CLI setting (``DEFAULTS``):
 
 * optimise a dummy batch ``x`` (init N(0, 1) in normalised space) with Adam, lr 0.1;
 * objective ``cost(∇θ L(f(x), y), g_visible) + tv · TV(x)``, TV the anisotropic mean
@@ -199,6 +201,116 @@ def nothing_to_match(match: GradientMatch) -> str:
             if match.n_visible == 0 else "nothing to match: the visible gradient entries are all zero")
 
 
+class _Run:
+    """The per-restart state of IG's loop: optimiser, schedules, best iterate, stopping rules
+    and trace.  :func:`invert` drives one; :func:`invert_many` drives several in lockstep
+    whose gradients come from one vectorised call, so both follow the same rules step by step."""
+
+    def __init__(self, x0: torch.Tensor, c: dict, extras: dict[str, Extra], box, t0: float):
+        self.c, self.extras, self.box, self.t0 = c, extras, box, t0
+        self.x = x0.detach().clone().requires_grad_(True)
+        self.ev = {k: e.value.detach().clone().requires_grad_(True) for k, e in extras.items()}
+        groups = [{"params": [self.x], "lr": c["lr"]}] + [
+            {"params": [self.ev[k]], "lr": e.lr if e.lr is not None else c["lr"]} for k, e in extras.items()]
+        self.m = m = c["iterations"]
+        self.opt = torch.optim.Adam(groups) if c["optimizer"] == "adam" else torch.optim.SGD(groups, momentum=0.0)
+        self.sched = (torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=milestones(m), gamma=0.1)
+                      if c["lr_schedule"] == "multistep" else None)
+        self.plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, mode="min", factor=float(c["plateau_factor"]), patience=int(c["plateau_patience"]))
+            if c["lr_schedule"] == "plateau" else None)
+        self.lowest, self.since_lowest, self.stop_reason = math.inf, 0, None
+        self.every = int(c["trace_every"] or max(1, m // 400))
+        self.trace: list[dict] = []
+        self.best = (math.inf, self.x.detach().clone(), {k: v.detach().clone() for k, v in self.ev.items()})
+        self.stopped: str | None = None
+        self.done = 0
+        self.active = m > 0
+
+    def step(self, it: int, total: torch.Tensor, dist: torch.Tensor, tv: torch.Tensor,
+             grads: Sequence[torch.Tensor | None], progress: Callable[[int, float], None] | None) -> None:
+        """One iteration given the objective's values and its gradients (image first, then
+        the extras); clears ``active`` when the run ends."""
+        c = self.c
+        if not torch.isfinite(total):
+            self.stopped = f"non-finite objective at iteration {it}"
+            self.active = False
+            return
+        x, ev = self.x, self.ev
+        x.grad = grads[0].sign() if c["signed"] else grads[0]
+        for v, g in zip(ev.values(), grads[1:]):
+            v.grad = g
+        value = float(total.detach())
+        if c["keep"] == "best" and value < self.best[0]:
+            self.best = (value, x.detach().clone(), {k: v.detach().clone() for k, v in ev.items()})
+        lr_now = self.opt.param_groups[0]["lr"]
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+        if self.plateau is not None:
+            self.plateau.step(value)
+        with torch.no_grad():
+            if self.box is not None:
+                x.data = torch.max(torch.min(x.data, self.box[1]), self.box[0])
+            for k, e in self.extras.items():
+                if e.project is not None:
+                    ev[k].data = e.project(ev[k].data)
+        self.done = done = it + 1
+        if value < self.lowest:
+            self.lowest, self.since_lowest = value, 0
+        else:
+            self.since_lowest += 1
+        if c["stop_loss"] is not None and self.lowest < float(c["stop_loss"]):
+            self.stop_reason = f"objective {self.lowest:.3g} below stop_loss {c['stop_loss']} after {done} iterations"
+        elif c["stop_patience"] is not None and self.since_lowest >= int(c["stop_patience"]):
+            self.stop_reason = (f"no lower objective for {self.since_lowest} iterations (stop_patience), "
+                                f"stopped after {done}")
+        if it % self.every == 0 or it == self.m - 1 or self.stop_reason is not None:
+            self.trace.append({"iteration": it, "loss": value, "grad_distance": float(dist.detach()),
+                               "tv": float(tv.detach()), "lr": float(lr_now)})
+        if progress is not None:
+            progress(it, value)
+        if self.stop_reason is not None:
+            self.active = False
+        elif c["time_limit"] is not None and time.time() - self.t0 > float(c["time_limit"]):
+            self.stopped = f"time limit {c['time_limit']} s reached after {done} iterations"
+            self.active = False
+        elif done >= self.m:
+            self.active = False
+
+    def output(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.c["keep"] == "best" and self.best[0] < math.inf:
+            return self.best[1], self.best[2]
+        return self.x.detach(), {k: v.detach() for k, v in self.ev.items()}
+
+    def result(self, final: float) -> dict[str, Any]:
+        x_out, ex_out = self.output()
+        seconds = time.time() - self.t0
+        done = self.done
+        return {"x": x_out.detach(), "extras": ex_out, "trace": self.trace, "final_distance": final,
+                "stopped": self.stopped, "stop_reason": self.stop_reason, "iterations": done,
+                "seconds": round(seconds, 3),
+                "iterations_per_second": round(done / max(seconds, 1e-9), 2) if done else None}
+
+
+def _objective_fn(match: GradientMatch, c: dict, grad_fn: DummyGradient,
+                  penalty: Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor] | None):
+    def objective(xx: torch.Tensor, ex: dict[str, torch.Tensor]):
+        dist = match(grad_fn(xx, ex))
+        if c["tv"]:
+            tv = total_variation(xx)
+            total = dist + c["tv"] * tv
+        else:                         # no TV term: its value is kept for the trace, without a graph
+            with torch.no_grad():
+                tv = total_variation(xx)
+            total = dist
+        if penalty is not None:
+            total = total + penalty(xx, ex)
+        return total, dist, tv
+
+    return objective
+
+
 def invert(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0: torch.Tensor, c: dict, *,
            box: tuple[torch.Tensor, torch.Tensor] | None = None, dummy_gradient: DummyGradient | None = None,
            extras: dict[str, Extra] | None = None,
@@ -218,92 +330,90 @@ def invert(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0: torch.Te
         return torch.autograd.grad(F.cross_entropy(model(xx), y), params, create_graph=True)
 
     grad_fn = dummy_gradient or default_gradient
-
-    def objective(xx: torch.Tensor, ex: dict[str, torch.Tensor]):
-        dist = match(grad_fn(xx, ex))
-        if c["tv"]:
-            tv = total_variation(xx)
-            total = dist + c["tv"] * tv
-        else:                         # no TV term: its value is kept for the trace, without a graph
-            with torch.no_grad():
-                tv = total_variation(xx)
-            total = dist
-        if penalty is not None:
-            total = total + penalty(xx, ex)
-        return total, dist, tv
-
-    x = x0.detach().clone().requires_grad_(True)
-    ev = {k: e.value.detach().clone().requires_grad_(True) for k, e in extras.items()}
-    groups = [{"params": [x], "lr": c["lr"]}] + [{"params": [ev[k]], "lr": e.lr if e.lr is not None else c["lr"]}
-                                                 for k, e in extras.items()]
-    m = c["iterations"]
-    opt = torch.optim.Adam(groups) if c["optimizer"] == "adam" else torch.optim.SGD(groups, momentum=0.0)
-    sched = (torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(m), gamma=0.1)
-             if c["lr_schedule"] == "multistep" else None)
-    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=float(c["plateau_factor"]),
-                                                          patience=int(c["plateau_patience"]))
-               if c["lr_schedule"] == "plateau" else None)
-    lowest, since_lowest, stop_reason = math.inf, 0, None
-    every = int(c["trace_every"] or max(1, m // 400))
-    trace: list[dict] = []
-    best = (math.inf, x.detach().clone(), {k: v.detach().clone() for k, v in ev.items()})
-    t0 = time.time()
-    stopped = None
-    done = 0
-    for it in range(m):
-        opt.zero_grad(set_to_none=True)
-        total, dist, tv = objective(x, ev)
-        if not torch.isfinite(total):
-            stopped = f"non-finite objective at iteration {it}"
-            break
-        grads = torch.autograd.grad(total, [x, *ev.values()], allow_unused=True)
-        x.grad = grads[0].sign() if c["signed"] else grads[0]
-        for v, g in zip(ev.values(), grads[1:]):
-            v.grad = g
-        value = float(total.detach())
-        if c["keep"] == "best" and value < best[0]:
-            best = (value, x.detach().clone(), {k: v.detach().clone() for k, v in ev.items()})
-        lr_now = opt.param_groups[0]["lr"]
-        opt.step()
-        if sched is not None:
-            sched.step()
-        if plateau is not None:
-            plateau.step(value)
-        with torch.no_grad():
-            if box is not None:
-                x.data = torch.max(torch.min(x.data, box[1]), box[0])
-            for k, e in extras.items():
-                if e.project is not None:
-                    ev[k].data = e.project(ev[k].data)
-        done = it + 1
-        if value < lowest:
-            lowest, since_lowest = value, 0
-        else:
-            since_lowest += 1
-        if c["stop_loss"] is not None and lowest < float(c["stop_loss"]):
-            stop_reason = f"objective {lowest:.3g} below stop_loss {c['stop_loss']} after {done} iterations"
-        elif c["stop_patience"] is not None and since_lowest >= int(c["stop_patience"]):
-            stop_reason = f"no lower objective for {since_lowest} iterations (stop_patience), stopped after {done}"
-        if it % every == 0 or it == m - 1 or stop_reason is not None:
-            trace.append({"iteration": it, "loss": value, "grad_distance": float(dist.detach()),
-                          "tv": float(tv.detach()), "lr": float(lr_now)})
-        if progress is not None:
-            progress(it, value)
-        if stop_reason is not None:
-            break
-        if c["time_limit"] is not None and time.time() - t0 > float(c["time_limit"]):
-            stopped = f"time limit {c['time_limit']} s reached after {done} iterations"
-            break
-    if c["keep"] == "best" and best[0] < math.inf:
-        x_out, ex_out = best[1], best[2]
-    else:
-        x_out, ex_out = x.detach(), {k: v.detach() for k, v in ev.items()}
+    objective = _objective_fn(match, c, grad_fn, penalty)
+    run = _Run(x0, c, extras, box, time.time())
+    it = 0
+    while run.active:
+        run.opt.zero_grad(set_to_none=True)
+        total, dist, tv = objective(run.x, run.ev)
+        grads = (torch.autograd.grad(total, [run.x, *run.ev.values()], allow_unused=True)
+                 if torch.isfinite(total) else ())
+        run.step(it, total, dist, tv, grads, progress)
+        it += 1
+    x_out, ex_out = run.output()
     # the restart's score: the gradient distance without TV (IG's scoring_choice='loss')
     final = float(match(grad_fn(x_out, ex_out)).detach())
-    seconds = time.time() - t0
-    return {"x": x_out.detach(), "extras": ex_out, "trace": trace, "final_distance": final, "stopped": stopped,
-            "stop_reason": stop_reason, "iterations": done, "seconds": round(seconds, 3),
-            "iterations_per_second": round(done / max(seconds, 1e-9), 2) if done else None}
+    return run.result(final)
+
+
+def vectorisable(model: nn.Module, c: dict) -> str | None:
+    """Why IG's restarts on ``model`` cannot share one vectorised call, or None when they can:
+    a model in training mode with batch normalisation (batch statistics, running-stat
+    updates) or dropout (random per call) does not map over restarts."""
+    if model.training and any(isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))
+                              for m in model.modules()):
+        return "model in training mode with batch norm or dropout"
+    return None
+
+
+def invert_many(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0s: Sequence[torch.Tensor], c: dict, *,
+                box: tuple[torch.Tensor, torch.Tensor] | None = None,
+                progress: Callable[[int, int, float], None] | None = None) -> list[dict[str, Any]]:
+    """IG's loop (:func:`invert`, default dummy gradient, no extras) for several restarts that
+    share the model, the target and the labels, in lockstep: one ``torch.func.vmap`` call per
+    iteration gives every running restart its image gradient (the double backward of each
+    restart, batched), then each restart takes its own optimiser step with its own schedule,
+    best iterate and stopping rules (:class:`_Run`, shared with :func:`invert`).  A restart
+    that stops leaves the batch; the others go on.  Each restart's result is that of
+    :func:`invert` from the same start up to floating-point summation order (the batched
+    kernels add in another order; ``tests/test_ig.py`` checks the agreement).  ``progress``
+    gets (restart index, iteration, objective).  Time limits count from the common start."""
+    from torch.func import functional_call, grad, vmap
+
+    reason = vectorisable(model, c)
+    if reason is not None:
+        raise ValueError(f"invert_many: {reason}; run the restarts one by one (invert)")
+    names = match.names
+    frozen = {n: p.detach() for n, p in model.named_parameters()}
+    idx = {id(p): n for n, p in model.named_parameters()}
+    if [idx.get(id(p)) for p in match.params] != names:
+        raise ValueError("invert_many: the match's parameters are not the model's")
+
+    def dummy_gradient(xx: torch.Tensor, ex: dict) -> list[torch.Tensor]:
+        def ce(sub: dict[str, torch.Tensor]) -> torch.Tensor:
+            return F.cross_entropy(functional_call(model, {**frozen, **sub}, (xx,)), y)
+        g = grad(ce)({n: frozen[n] for n in names})
+        return [g[n] for n in names]
+
+    objective = _objective_fn(match, c, dummy_gradient, None)
+
+    def one(xx: torch.Tensor):
+        total, dist, tv = objective(xx, {})
+        return total, (total, dist, tv)
+
+    batched = vmap(grad(one, has_aux=True))
+    t0 = time.time()
+    runs = [_Run(x0, c, {}, box, t0) for x0 in x0s]
+    it = 0
+    while True:
+        live = [i for i, r in enumerate(runs) if r.active]
+        if not live:
+            break
+        for i in live:
+            runs[i].opt.zero_grad(set_to_none=True)
+        gx, (total, dist, tv) = batched(torch.stack([runs[i].x.detach() for i in live]))
+        for j, i in enumerate(live):
+            cb = None if progress is None else (lambda k, v, i=i: progress(i, k, v))
+            runs[i].step(it, total[j], dist[j], tv[j], (gx[j],), cb)
+        it += 1
+    # each restart's score, as in invert: the gradient distance of its output without TV
+    params = match.params
+    out = []
+    for r in runs:
+        x_out, _ = r.output()
+        final = float(match(torch.autograd.grad(F.cross_entropy(model(x_out), y), params, create_graph=True)).detach())
+        out.append(r.result(final))
+    return out
 
 
 def result_from(loop: dict[str, Any], y: torch.Tensor, info: dict[str, Any]) -> AttackResult:
@@ -335,3 +445,37 @@ def inverting_gradients(model: nn.Module, shared: dict[str, torch.Tensor], visib
                             final_loss=float("nan"), trace=[], info={**info, "iterations": 0})
     loop = invert(model, match, y, x0, c, box=box, progress=progress)
     return result_from(loop, y, info)
+
+
+def inverting_gradients_many(model: nn.Module, shared: dict[str, torch.Tensor],
+                             visible: dict[str, torch.Tensor] | None, *, input_shape: tuple[int, ...], mean, std,
+                             labels: torch.Tensor | None, cfg: dict | None, seeds: Sequence[int],
+                             device: torch.device | str = "cpu",
+                             progress: Callable[[int, int, float], None] | None = None) -> list[AttackResult]:
+    """:func:`inverting_gradients` once per seed (one restart each), the restarts run
+    together by :func:`invert_many` (one at a time when :func:`vectorisable` says no, or
+    for a single seed).  Result ``i`` is restart ``seeds[i]``'s, as a call of
+    :func:`inverting_gradients` with that seed gives it (to floating-point summation order)."""
+    c = resolve_cfg(cfg)
+    device = torch.device(device)
+    model = prepare_model(model, c, device)
+    match = GradientMatch(list(model.named_parameters()), shared, visible, c["cost"])
+    y, labels_from = attack_labels(model, shared, visible, labels, int(input_shape[0]), c["labels"], device)
+    starts = [initial_input(input_shape, c, mean, std, s, device) for s in seeds]
+    box = starts[0][1] if starts else None
+    why = vectorisable(model, c)
+    info: dict[str, Any] = {"objective": match.describe(), "settings": c, "labels_from": labels_from}
+    if match.empty:
+        return [AttackResult(x=x0, labels=y, status="nothing_visible", message=nothing_to_match(match),
+                             final_loss=float("nan"), trace=[], info={**info, "iterations": 0}) for x0, _ in starts]
+    if len(starts) == 1 or why is not None:
+        loops = [invert(model, match, y, x0, c, box=box,
+                        progress=None if progress is None else (lambda k, v, i=i: progress(i, k, v)))
+                 for i, (x0, _) in enumerate(starts)]
+    else:
+        loops = invert_many(model, match, y, [x0 for x0, _ in starts], c, box=box, progress=progress)
+    return [result_from(loop, y, info) for loop in loops]
+
+
+#: attacks whose restarts can run together: name -> f(..., seeds=[...]) -> [AttackResult]
+MANY: dict[str, Callable[..., list[AttackResult]]] = {"ig": inverting_gradients_many}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -42,13 +43,50 @@ def visible_from_mask(mask, shared: dict[str, torch.Tensor]) -> dict[str, torch.
     return {n: ~mask.bits[n].to(torch.bool).reshape(shared[n].shape) for n in shared}
 
 
+def vectorise_restarts(study_cfg: dict, attack: str) -> bool:
+    """The attack entry's ``vectorise_restarts`` (default true): run the restarts of one job
+    together where the attack allows it (:data:`gibench.attacks.ig.MANY`)."""
+    return bool(study_cfg["attacks"][attack].get("vectorise_restarts", True))
+
+
+def one_restart(smk: Any, rep: int) -> SimpleNamespace:
+    """The ``snakemake`` object of one restart of a job that runs them all (rule
+    ``attack_restarts``): the job's inputs, config and params, the restart's ``rep``
+    wildcard and its two outputs -- what a one-restart job (rule ``attack``) receives."""
+    from .replay import Files, _Wildcards
+
+    return SimpleNamespace(input=smk.input, config=smk.config, params=smk.params,
+                           wildcards=_Wildcards({**dict(smk.wildcards), "rep": str(rep)}),
+                           output=Files({"recon": list(smk.output.recon)[rep], "trace": list(smk.output.trace)[rep]}),
+                           log=getattr(smk, "log", []), rule=getattr(smk, "rule", None),
+                           threads=getattr(smk, "threads", 1))
+
+
 def attack_job(smk: Any, device: torch.device) -> dict:
-    from ..attacks import ATTACKS
+    """One restart (wildcard ``rep``, rule ``attack``), or every restart of the case (rule
+    ``attack_restarts``: outputs ``recon``/``trace`` list one file per restart).  Restarts
+    of an attack in :data:`gibench.attacks.ig.MANY` run together (vectorised) unless the
+    entry says ``vectorise_restarts: false``; the others run one after another, each exactly
+    as its own one-restart job would (same seed, same record)."""
+    wc = dict(smk.wildcards)
+    if "rep" in wc:
+        return _attack_one(smk, device)
+    from ..attacks.ig import MANY
+
+    study_cfg = smk.config["studies"][wc["study"]]
+    kind, _, _ = attack_settings(study_cfg, wc["attack"], wc["model"])
+    reps = len(list(smk.output.recon))
+    image = getattr(DATASETS.get(wc["dataset"]), "modality", "image") != "text"
+    if image and kind in MANY and reps > 1 and vectorise_restarts(study_cfg, wc["attack"]):
+        return _attack_many(smk, device, MANY[kind])
+    runs = [attack_job(one_restart(smk, rep), device) for rep in range(reps)]
+    return {"restarts": runs, "vectorised": False}
+
+
+def _attack_case(smk: Any, device: torch.device) -> dict:
+    """What every restart of an image attack job shares: the attacker's view of the case."""
     from ..masks import load_mask
 
-    if getattr(DATASETS.get(smk.wildcards.dataset), "modality", "image") == "text":  # lamp, dager (jobs_text)
-        from .jobs_text import text_attack_job
-        return text_attack_job(smk, device)
     wc = dict(smk.wildcards)
     cfg = smk.config
     study_cfg = cfg["studies"][wc["study"]]
@@ -63,8 +101,41 @@ def attack_job(smk: Any, device: torch.device) -> dict:
     shared = {n: torch.where(visible[n], g, torch.zeros_like(g)) for n, g in shared.items()}
     labels = knowledge.get("labels")
     labels_t = torch.as_tensor(labels, device=device) if labels is not None else None
-    seed = derive_seed(cfg["seed"], "attack", **wc)
     shape = (knowledge["batch_size"], *knowledge["input_shape"])
+    return {"wc": wc, "cfg": cfg, "kind": kind, "params": params, "net": net, "shared": shared, "visible": visible,
+            "mask": mask, "labels": labels_t, "shape": shape, "ds": ds, "inputs": smk.input}
+
+
+def _save_restart(case: dict, result, seed: int, record_wc: dict, outputs: Any, recon: str, trace_path: str,
+                  device: torch.device, t0: float, extra_info: dict | None = None) -> dict:
+    info = dict(result.info or {})
+    # speed is a measurement of this run: it goes to the job log, not into the artifact
+    # (re-running the job must give the same bytes)
+    seconds = info.pop("seconds", round(time.time() - t0, 3))
+    speed = info.pop("iterations_per_second", None)
+    info.update({"status": result.status, "message": result.message, "final_loss": result.final_loss,
+                 "encrypted_fraction": float(case["mask"].encrypted_fraction())})
+    info.update(extra_info or {})
+    rec = make_record(rule="attack", wildcards=record_wc, params={"type": case["kind"], **case["params"]},
+                      config=case["cfg"], inputs=case["inputs"], outputs=outputs, seed=seed, device=device,
+                      extra={"attack": info})
+    io.save_tensors(recon, {"x": result.x.float().cpu(), "labels": result.labels.cpu()}, rec)
+    trace = result.trace or [{"iteration": 0, "loss": float("nan"), "grad_distance": float("nan"),
+                              "tv": float("nan"), "lr": float("nan")}]
+    io.save_table(trace_path, trace, rec)
+    return {"attack_status": result.status, "final_loss": result.final_loss, "attack_seconds": seconds,
+            "iterations_per_second": speed}
+
+
+def _attack_one(smk: Any, device: torch.device) -> dict:
+    from ..attacks import ATTACKS
+
+    if getattr(DATASETS.get(smk.wildcards.dataset), "modality", "image") == "text":  # lamp, dager (jobs_text)
+        from .jobs_text import text_attack_job
+        return text_attack_job(smk, device)
+    case = _attack_case(smk, device)
+    wc, params, ds = case["wc"], case["params"], case["ds"]
+    seed = derive_seed(case["cfg"]["seed"], "attack", **wc)
     t0 = time.time()
     every = max(1, int(params.get("iterations", 1000)) // 10)
 
@@ -73,24 +144,38 @@ def attack_job(smk: Any, device: torch.device) -> dict:
             say(f"attack {wc['attack']} {wc['model']}/{wc['slot']}/{wc['metric']}/{wc['ratio']}/rep{wc['rep']}: "
                 f"iteration {it}, loss {loss:.4g}, {time.time() - t0:.0f} s")
 
-    result = ATTACKS.get(kind)(net, shared, visible, input_shape=shape, mean=ds.mean, std=ds.std,
-                               labels=labels_t, cfg=params, seed=seed, device=device, progress=progress)
-    info = dict(result.info or {})
-    # speed is a measurement of this run: it goes to the job log, not into the artifact
-    # (re-running the job must give the same bytes)
-    seconds = info.pop("seconds", round(time.time() - t0, 3))
-    speed = info.pop("iterations_per_second", None)
-    info.update({"status": result.status, "message": result.message, "final_loss": result.final_loss,
-                 "encrypted_fraction": float(mask.encrypted_fraction())})
-    rec = make_record(rule="attack", wildcards=wc, params={"type": kind, **params}, config=cfg,
-                      inputs=smk.input, outputs=smk.output, seed=seed, device=device, extra={"attack": info})
-    io.save_tensors(smk.output.recon, {"x": result.x.float().cpu(), "labels": result.labels.cpu()}, rec)
-    trace = result.trace or [{"iteration": 0, "loss": float("nan"), "grad_distance": float("nan"),
-                              "tv": float("nan"), "lr": float("nan")}]
-    io.save_table(smk.output.trace, trace, rec)
+    result = ATTACKS.get(case["kind"])(case["net"], case["shared"], case["visible"], input_shape=case["shape"],
+                                       mean=ds.mean, std=ds.std, labels=case["labels"], cfg=params, seed=seed,
+                                       device=device, progress=progress)
+    out = _save_restart(case, result, seed, wc, smk.output, smk.output.recon, smk.output.trace, device, t0)
     say(f"attack {wc['attack']} done: {result.status}, loss {result.final_loss:.4g} ({result.message})")
-    return {"attack_status": result.status, "final_loss": result.final_loss, "attack_seconds": seconds,
-            "iterations_per_second": speed}
+    return out
+
+
+def _attack_many(smk: Any, device: torch.device, many) -> dict:
+    """Every restart of the case in one vectorised call; restart ``rep`` keeps the seed of
+    its one-restart job.  The records name the job (its wildcards, all its outputs), so a
+    replay re-runs all restarts together, and carry the restart number (``attack.restart``)."""
+    case = _attack_case(smk, device)
+    wc, params, ds = case["wc"], case["params"], case["ds"]
+    recons, traces = list(smk.output.recon), list(smk.output.trace)
+    seeds = [derive_seed(case["cfg"]["seed"], "attack", **wc, rep=str(rep)) for rep in range(len(recons))]
+    t0 = time.time()
+    every = max(1, int(params.get("iterations", 1000)) // 10)
+
+    def progress(i: int, it: int, loss: float) -> None:
+        if i == 0 and it % every == 0:
+            say(f"attack {wc['attack']} {wc['model']}/{wc['slot']}/{wc['metric']}/{wc['ratio']} "
+                f"({len(seeds)} restarts together): iteration {it}, loss of rep0 {loss:.4g}, {time.time() - t0:.0f} s")
+
+    results = many(case["net"], case["shared"], case["visible"], input_shape=case["shape"], mean=ds.mean, std=ds.std,
+                   labels=case["labels"], cfg=params, seeds=seeds, device=device, progress=progress)
+    runs = [_save_restart(case, r, seed, wc, smk.output, recons[rep], traces[rep], device, t0,
+                          {"restart": rep, "vectorised_restarts": len(seeds)})
+            for rep, (r, seed) in enumerate(zip(results, seeds))]
+    say(f"attack {wc['attack']} done: {len(runs)} restarts together, losses "
+        + ", ".join(f"{r['final_loss']:.4g}" for r in runs))
+    return {"restarts": runs, "vectorised": True}
 
 
 # ------------------------------------------------------------------ evaluation
@@ -130,6 +215,22 @@ def download_backbone_job(smk: Any, device: torch.device) -> dict:
     return {"file": str(out), "failed_sources": attempts}
 
 
+def restart_of(rec: dict) -> int:
+    """The restart an attack artifact holds: its record's ``attack.restart`` (restarts run
+    together, one record per job) or its ``rep`` wildcard (one job per restart)."""
+    info = rec.get("attack") or {}
+    return int(info["restart"] if "restart" in info else rec["wildcards"]["rep"])
+
+
+def case_of(rec: dict) -> dict:
+    """An attack artifact's (metric, ratio, attack): the wildcards of the job that made it."""
+    wc = rec.get("wildcards") or {}
+    missing = [k for k in ("metric", "ratio", "attack") if k not in wc]
+    if missing:
+        raise ValueError(f"attack artifact record lacks wildcards {missing} (rule {rec.get('rule')!r})")
+    return {k: wc[k] for k in ("metric", "ratio", "attack")}
+
+
 def metrics_job(smk: Any, device: torch.device) -> dict:
     from ..metrics.image import image_metrics
 
@@ -154,11 +255,12 @@ def metrics_job(smk: Any, device: torch.device) -> dict:
         info = rec.get("attack", {})
         x = ds.denormalize(tensors["x"].to(device)).clamp(0, 1)
         m = image_metrics(x, gt, lpips_model=lp_model, lpips_status=lp_status, names=tuple(ev["image_metrics"]))
+        case = case_of(rec)
         row = {"study": wc["study"], "dataset": wc["dataset"], "model": wc["model"], "init": init,
-               "slot": wc["slot"], "metric": wc["metric"], "ratio": float(wc["ratio"][1:]), "attack": wc["attack"],
+               "slot": wc["slot"], "metric": case["metric"], "ratio": float(case["ratio"][1:]), "attack": case["attack"],
                # the precision the attack ran in (its resolved settings; float32 unless dtype says otherwise)
                "dtype": str((info.get("settings") or {}).get("dtype", "float32")),
-               "restart": int(rec["wildcards"]["rep"]), "status": info.get("status", "unknown"),
+               "restart": restart_of(rec), "status": info.get("status", "unknown"),
                "attacker_loss": float(info.get("final_loss", float("nan"))),
                "encrypted_fraction": float(info.get("encrypted_fraction", float("nan"))),
                "iterations": int(info.get("iterations", 0))}

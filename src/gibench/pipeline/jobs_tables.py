@@ -18,8 +18,28 @@ def concat_rows(paths: list[str]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
+def order_metric_rows(table: pa.Table, config: dict) -> pa.Table:
+    """The gathered selective-encryption metric rows in their fixed order (attack by attack in
+    config order, then case by case: :func:`gibench.pipeline.targets.metric_row_order`),
+    restarts in order within a case; the evaluation jobs (one per victim slot) write them
+    slot by slot."""
+    from ..config import fmt_ratio
+    from .targets import metric_row_order
+
+    if table.num_rows == 0:
+        return table
+    order = metric_row_order(config)
+    cols = {k: table.column(k).to_pylist() for k in ("attack", "dataset", "model", "slot", "metric", "ratio")}
+    keys = [order.get((a, d, m, s, me, fmt_ratio(r)), len(order))
+            for a, d, m, s, me, r in zip(*(cols[k] for k in ("attack", "dataset", "model", "slot", "metric", "ratio")))]
+    idx = sorted(range(table.num_rows), key=lambda i: keys[i])      # stable: restarts keep their order
+    return table.take(pa.array(idx, type=pa.int64()))
+
+
 def gather_job(smk: Any, device: torch.device) -> dict:
     table = concat_rows(list(smk.input))
+    if smk.rule == "gather_metrics" and smk.wildcards.study == "selective_encryption":
+        table = order_metric_rows(table, smk.config)
     rec = make_record(rule=smk.rule, wildcards=dict(smk.wildcards), config=smk.config, inputs=smk.input, outputs=smk.output)
     io.save_table(smk.output[0], table, rec)
     say(f"{smk.rule}: {table.num_rows} rows from {len(smk.input)} files")

@@ -447,6 +447,7 @@ def embedding_table(weights_path: str | Path, family: str) -> torch.Tensor:
 
 def text_metrics_job(smk: Any, device: torch.device) -> dict:
     from ..metrics.text import text_metrics
+    from .jobs_attack import case_of, restart_of
     from .jobs_data import slot_rows
 
     wc = dict(smk.wildcards)
@@ -466,9 +467,10 @@ def text_metrics_job(smk: Any, device: torch.device) -> dict:
         preds = [ids[b, :n].tolist() for b, n in enumerate(lens)]
         m = text_metrics(preds, vic.ids, tok, emb, strip_special=tev["strip_special"], match=tev["match"],
                          wasserstein_p=int(tev["embed_p"]), wasserstein_reduction=tev["embed_reduction"])
+        case = case_of(rec)
         row = {"study": wc["study"], "dataset": wc["dataset"], "model": wc["model"], "slot": wc["slot"],
-               "metric": wc["metric"], "ratio": float(wc["ratio"][1:]), "attack": wc["attack"],
-               "restart": int(rec["wildcards"]["rep"]), "status": info.get("status", "unknown"),
+               "metric": case["metric"], "ratio": float(case["ratio"][1:]), "attack": case["attack"],
+               "restart": restart_of(rec), "status": info.get("status", "unknown"),
                "attacker_loss": _float(info.get("final_loss")),
                "encrypted_fraction": _float(info.get("encrypted_fraction")),
                "iterations": int(info.get("iterations", 0) or 0)}

@@ -17,7 +17,8 @@ SCORES = R + "/significance/{study}/{dataset}/{model}/{slot}/{metric}.safetensor
 MASK = R + "/masks/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}.safetensors"
 ATTACK = R + "/attacks/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.safetensors"
 TRACE = R + "/attacks/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.trace.parquet"
-METRICS = R + "/metrics/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}.parquet"
+# the metric rows of every attack output of one victim slot (one evaluation job per slot)
+METRICS = R + "/metrics/{study}/{dataset}/{model}/{slot}.parquet"
 ALL_METRICS = R + "/metrics/{study}/metrics.parquet"
 COST = R + "/cost/{study}/significance_cost.parquet"
 TABLE = R + "/tables/{study}/{table}.{ext}"

@@ -141,7 +141,12 @@ def attack_params(config: dict, study: str, attack: str, model: str) -> dict:
 
     kind, params, restarts = attack_settings(config["studies"][study], attack, model)
     # the study seed: every attack seed derives from it
-    return {"type": kind, "params": params, "restarts": restarts, "seed": config.get("seed")}
+    out = {"type": kind, "params": params, "restarts": restarts, "seed": config.get("seed")}
+    if restarts > 1:      # how the restarts of one job run (one-restart jobs keep their params)
+        from .jobs_attack import vectorise_restarts
+
+        out["vectorise_restarts"] = vectorise_restarts(config["studies"][study], attack)
+    return out
 
 
 def job_settings(config: dict, rule: str, wc) -> dict:
@@ -202,6 +207,24 @@ def se_attack_cases(config: dict, attack: str | None = None):
                         yield study, dataset, model, slot, key[0], key[1]
 
 
+def restart_groups(config: dict) -> dict[int, list[str]]:
+    """The selective-encryption attacks by restart count (rules/attack.smk): attacks with
+    one restart run in rule ``attack`` (one job per restart, wildcard ``rep``); those with
+    k > 1 in one ``attack_restarts`` job per case that writes all k restarts."""
+    se = _se(config)
+    out: dict[int, list[str]] = {}
+    for name, entry in sorted(((se or {}).get("attacks") or {}).items()):
+        out.setdefault(int(entry.get("restarts", 1)), []).append(name)
+    return dict(sorted(out.items()))
+
+
+def attack_choice(names: list[str]) -> str:
+    """A wildcard constraint matching exactly these attack names (none: matches nothing)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
 def restart_paths(config: dict, wc) -> list[str]:
     entry = config["studies"][wc.study]["attacks"][wc.attack]
     return [P.fmt(P.ATTACK, study=wc.study, dataset=wc.dataset, model=wc.model, slot=wc.slot,
@@ -227,15 +250,59 @@ def lpips_backbone_path(config: dict, backbone: str) -> str | None:
     return None if path is None else str(path)
 
 
-def metric_files(config: dict, study: str) -> list[str]:
-    if study != "selective_encryption":
-        return []
-    out = []
+def _se_attack_outputs(config: dict):
+    """(attack, study, dataset, model, slot, metric, ratio) of every selective-encryption
+    attack job, attack by attack in config order: the order of the gathered metric rows."""
     for attack in _se(config).get("attacks") or {}:
         for st, dataset, model, slot, metric, ratio in se_attack_cases(config, attack):
-            out.append(P.fmt(P.METRICS, study=st, dataset=dataset, model=model, slot=slot, metric=metric,
-                             ratio=ratio, attack=attack))
+            yield attack, st, dataset, model, slot, metric, ratio
+
+
+def metric_files(config: dict, study: str) -> list[str]:
+    """One metric-row file per victim slot (rule metrics), in the order the slots first appear."""
+    if study != "selective_encryption":
+        return []
+    out: dict[str, None] = {}
+    for _, st, dataset, model, slot, _, _ in _se_attack_outputs(config):
+        out.setdefault(P.fmt(P.METRICS, study=st, dataset=dataset, model=model, slot=slot))
+    return list(out)
+
+
+_MEMO: dict[tuple[int, str], tuple[dict, Any]] = {}
+
+
+def memo(config: dict, name: str, build):
+    """``build(config)`` once per config object (the DAG build asks for the same derived
+    structure once per job); the entry holds the config, so its id is not reused."""
+    key = (id(config), name)
+    hit = _MEMO.get(key)
+    if hit is None or hit[0] is not config:
+        hit = _MEMO[key] = (config, build(config))
+    return hit[1]
+
+
+def _slot_attack_paths(config: dict) -> dict[tuple, list[str]]:
+    se = _se(config)
+    out: dict[tuple, list[str]] = {}
+    for attack, st, dataset, model, slot, metric, ratio in _se_attack_outputs(config):
+        out.setdefault((st, dataset, model, slot), []).extend(
+            P.fmt(P.ATTACK, study=st, dataset=dataset, model=model, slot=slot, metric=metric, ratio=ratio,
+                  attack=attack, rep=rep) for rep in range(int(se["attacks"][attack].get("restarts", 1))))
     return out
+
+
+def slot_attack_paths(config: dict, wc) -> list[str]:
+    """Every attack artifact of one victim slot (the metrics job's inputs): attack by attack,
+    case by case, restart by restart."""
+    if wc.study != "selective_encryption":
+        return []
+    return list(memo(config, "slot_attack_paths", _slot_attack_paths).get((wc.study, wc.dataset, wc.model, wc.slot), []))
+
+
+def metric_row_order(config: dict) -> dict[tuple, int]:
+    """(attack, dataset, model, slot, metric, ratio) -> position: the gathered rows come in
+    this order (attack by attack, then case by case), whatever the evaluation jobs' grouping."""
+    return {(a, d, m, s, me, r): i for i, (a, _, d, m, s, me, r) in enumerate(_se_attack_outputs(config))}
 
 
 def model_cost_metrics(se: dict, model: str, dataset: str | None = None) -> list[str]:
@@ -403,9 +470,10 @@ def metrics_inputs(config: dict, wc) -> dict:
 
 
 def metrics_job_inputs(config: dict, wc) -> dict:
-    """Inputs of one metrics job (rule metrics): the victims, every restart's reconstruction,
-    the text weights (metrics_inputs) and the LPIPS backbone file when one is configured."""
-    inputs = {"victims": P.fmt(P.VICTIMS, dataset=wc.dataset), "recons": restart_paths(config, wc)}
+    """Inputs of one metrics job (rule metrics, one per victim slot): the victims, every attack
+    output of the slot, the text weights (metrics_inputs) and the LPIPS backbone file when one is
+    configured."""
+    inputs = {"victims": P.fmt(P.VICTIMS, dataset=wc.dataset), "recons": slot_attack_paths(config, wc)}
     inputs.update(metrics_inputs(config, wc))
     backbone = lpips_backbone_file(config, wc.study)
     if backbone is not None:

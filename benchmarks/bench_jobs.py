@@ -1,0 +1,103 @@
+"""Fewer, larger jobs and a fast DAG (issue 23): old vs new side by side, from one run.
+
+``old`` is another checkout of the project (the commit before this work), given by the
+environment variable ``GIBENCH_OLD_TREE`` (e.g. ``git worktree add --detach ../old <commit>``);
+``new`` is this checkout.  Measured, the two interleaved study by study on the same machine:
+
+* the paper-scale dry run of every ``config/studies/*.yaml`` with both profiles
+  (``snakemake -n --profile slurm``, the workflow profile loaded too; ``bench_slurm_dryrun``'s
+  procedure: a fresh temporary working directory, the bundled resources): job count, per-rule
+  counts, wall seconds and the snakemake process's CPU seconds (less sensitive to other load);
+* the job count of the embedded default (``config/config.yaml``, what ``make demo`` runs),
+  from a dry run.  The demo itself is not run here (shared CPU).
+
+Targets (issue 23): selective-encryption dry run <= 15 s with both profiles; the job count of
+every paper-scale study down at least 3x.  Each checkout's Snakefile imports its own ``src``.
+
+``GIBENCH_OLD_TREE=/path/to/old python benchmarks/run.py jobs`` writes
+``benchmarks/results/jobs.json``; ``GIBENCH_BENCH_STUDIES=selective_encryption`` limits the studies.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from bench_slurm_dryrun import _job_stats  # noqa: E402
+
+TARGET_SE_SECONDS = 15.0
+TARGET_JOB_FACTOR = 3.0
+
+
+def _snakemake() -> str:
+    for exe in (ROOT / ".venv" / "bin" / "snakemake", Path(sys.executable).parent / "snakemake"):
+        if exe.exists():
+            return str(exe)
+    return "snakemake"
+
+
+def dry_run(tree: Path, configfile: Path, profile: bool) -> dict:
+    cfg = yaml.safe_load(configfile.read_text())
+    rd = Path(cfg.get("resources_dir", "resources"))
+    cfg["resources_dir"] = str(rd if rd.is_absolute() else tree / rd)
+    with tempfile.TemporaryDirectory(prefix="dryrun_") as wd:
+        path = Path(wd) / "config.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        cmd = [_snakemake(), "-n", "--quiet", "rules", "--snakefile", str(tree / "Snakefile"), "--directory", wd,
+               "--configfile", str(path)]
+        if profile:
+            cmd[4:4] = ["--profile", str(tree / "slurm")]
+        env = dict(os.environ, PYTHONPATH=str(tree / "src"))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stats = _job_stats(proc.stdout + proc.stderr)
+    res = {"returncode": proc.returncode, "jobs": stats.get("total"),
+           "jobs_per_rule": {k: v for k, v in stats.items() if k != "total"},
+           "wall_seconds": round(wall, 2),
+           "cpu_seconds": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2)}
+    if proc.returncode != 0:
+        res["error"] = (proc.stdout + proc.stderr)[-1500:]
+    return res
+
+
+def run() -> dict:
+    old = os.environ.get("GIBENCH_OLD_TREE")
+    if not old:
+        raise RuntimeError("set GIBENCH_OLD_TREE to a checkout of the old commit (git worktree add --detach DIR COMMIT)")
+    trees = {"old": Path(old).resolve(), "new": ROOT}
+    commits = {k: subprocess.run(["git", "-C", str(t), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip() for k, t in trees.items()}
+    only = [s for s in os.environ.get("GIBENCH_BENCH_STUDIES", "").split(",") if s]
+    studies = sorted(p.stem for p in (ROOT / "config" / "studies").glob("*.yaml") if not only or p.stem in only)
+    out: dict = {"commits": commits, "dry_run_command": "snakemake -n --profile slurm --configfile config/studies/<study>.yaml",
+                 "studies": {}, "demo": {}}
+    for study in studies:
+        r = {k: dry_run(t, t / "config" / "studies" / f"{study}.yaml", True) for k, t in trees.items()}
+        if r["old"]["jobs"] and r["new"]["jobs"]:
+            r["job_factor"] = round(r["old"]["jobs"] / r["new"]["jobs"], 2)
+            r["meets_job_target"] = r["job_factor"] >= TARGET_JOB_FACTOR
+        if study == "selective_encryption":
+            r["target_wall_seconds"] = TARGET_SE_SECONDS
+            r["meets_time_target"] = r["new"]["returncode"] == 0 and r["new"]["wall_seconds"] <= TARGET_SE_SECONDS
+        out["studies"][study] = r
+    out["demo"] = {k: dry_run(t, t / "config" / "config.yaml", False) for k, t in trees.items()}
+    out["demo"]["note"] = "job counts from a dry run of config/config.yaml; the demo itself was not run here"
+    return out
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2))
