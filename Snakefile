@@ -14,12 +14,19 @@ min_version("9.0")
 # venv's editable install, so a second clone sharing a venv runs its own code).
 _SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, _SRC)
-os.environ.update(PYTHONPATH=os.pathsep.join(
-    [_SRC] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != _SRC]))
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        [_SRC]
+        + [
+            p
+            for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+            if p and p != _SRC
+        ]
+    )
+)
 from gibench import config as gconfig
 from gibench.pipeline import paths as P
 from gibench.pipeline import targets as T
-
 
 # The embedded default applies only when no --configfile is given: a study config is complete
 # on its own (Snakemake would otherwise merge the demo's studies into it).
@@ -28,9 +35,10 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-
 try:
-    gconfig.validate(config, os.path.join(workflow.basedir, "config/schema/config.schema.yaml"))
+    gconfig.validate(
+        config, os.path.join(workflow.basedir, "config/schema/config.schema.yaml")
+    )
 except gconfig.ConfigError as e:
     raise WorkflowError(str(e))
 
@@ -90,6 +98,6 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         T.all_targets(config),
-    default_target: True

@@ -18,16 +18,16 @@ rule attack:
     output:
         recon=P.ATTACK,
         trace=P.TRACE,
+    log:
+        "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.json",
+        out="logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.log",
+    benchmark:
+        "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
         attack=T.attack_choice(_RESTARTS.get(1, [])),
     params:
         # hyperparameters enter the job's params so changing one re-runs only its jobs
         attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model),
-    log:
-        "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.json",
-        out="logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.log",
-    benchmark:
-        "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.benchmark.tsv",
     script:
         "../workflow/scripts/attack.py"
 
@@ -47,15 +47,15 @@ for _k in _MULTI:
         output:
             recon=[P.ATTACK.replace("{rep}", str(i)) for i in range(_k)],
             trace=[P.TRACE.replace("{rep}", str(i)) for i in range(_k)],
-        wildcard_constraints:
-            attack=T.attack_choice(_RESTARTS[_k]),
-        params:
-            attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model),
         log:
             "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/restarts.json",
             out="logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/restarts.log",
         benchmark:
-            "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/restarts.benchmark.tsv",
+            "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/restarts.benchmark.tsv"
+        wildcard_constraints:
+            attack=T.attack_choice(_RESTARTS[_k]),
+        params:
+            attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model),
         script:
             "../workflow/scripts/attack.py"
 
@@ -65,14 +65,14 @@ rule metrics:
         unpack(lambda wc: T.metrics_job_inputs(config, wc)),
     output:
         P.METRICS,
-    params:
-        # the metric settings of evaluation (table-level keys re-run only the tables)
-        evaluation=lambda wc: T.metrics_settings(config, wc.study),
     log:
         "logs/metrics/{study}/{dataset}/{model}/{slot}.json",
         out="logs/metrics/{study}/{dataset}/{model}/{slot}.log",
     benchmark:
-        "logs/metrics/{study}/{dataset}/{model}/{slot}.benchmark.tsv",
+        "logs/metrics/{study}/{dataset}/{model}/{slot}.benchmark.tsv"
+    params:
+        # the metric settings of evaluation (table-level keys re-run only the tables)
+        evaluation=lambda wc: T.metrics_settings(config, wc.study),
     script:
         "../workflow/scripts/metrics.py"
 

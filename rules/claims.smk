@@ -16,13 +16,13 @@ rule claims:
         md=JC.CLAIMS.replace("{ext}", "md"),
         csv=JC.CLAIMS.replace("{ext}", "csv"),
         html=report_claims(JC.CLAIMS.replace("{ext}", "html")),
+    log:
+        "logs/claims/{study}.json",
+        out="logs/claims/{study}.log",
     wildcard_constraints:
         study="selective_encryption|stochastic_defenses|concealed_samples",
     params:
         # the run's scale (the study's settings) decides "not checkable (scale)": a change re-runs the report
         settings=lambda wc: JC.claims_settings(config, wc.study),
-    log:
-        "logs/claims/{study}.json",
-        out="logs/claims/{study}.log",
     script:
         "../workflow/scripts/claims.py"

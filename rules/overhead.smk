@@ -9,14 +9,14 @@ rule overhead:
         unpack(lambda wc: OV.overhead_inputs(config, wc)),
     output:
         OV.OVERHEAD,
-    params:
-        # what the job depends on in the config: a change re-measures only these jobs
-        settings=lambda wc: OV.overhead_settings(config, wc.study),
     log:
         "logs/overhead/{study}/{dataset}/{model}/{metric}.json",
         out="logs/overhead/{study}/{dataset}/{model}/{metric}.log",
     benchmark:
-        "logs/overhead/{study}/{dataset}/{model}/{metric}.benchmark.tsv",
+        "logs/overhead/{study}/{dataset}/{model}/{metric}.benchmark.tsv"
+    params:
+        # what the job depends on in the config: a change re-measures only these jobs
+        settings=lambda wc: OV.overhead_settings(config, wc.study),
     script:
         "../workflow/scripts/overhead.py"
 
@@ -39,12 +39,14 @@ rule he_overhead_table:
     output:
         csv=P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "csv"),
         md=P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "md"),
-        html=report_table(P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "html")),
-    params:
-        settings=lambda wc: T.table_settings(config, wc.study, OV.TABLE_NAME),
+        html=report_table(
+            P.TABLE.replace("{table}", OV.TABLE_NAME).replace("{ext}", "html")
+        ),
     log:
         "logs/tables/{study}/he_overhead.json",
         out="logs/tables/{study}/he_overhead.log",
+    params:
+        settings=lambda wc: T.table_settings(config, wc.study, OV.TABLE_NAME),
     script:
         "../workflow/scripts/overhead.py"
 
@@ -53,13 +55,15 @@ rule he_cost_figure:
     input:
         unpack(lambda wc: OV.figure_inputs(config, wc.study)),
     output:
-        png=report_figure(P.FIGURE.replace("{figure}", OV.FIGURE_NAME).replace("{ext}", "png")),
+        png=report_figure(
+            P.FIGURE.replace("{figure}", OV.FIGURE_NAME).replace("{ext}", "png")
+        ),
         pdf=P.FIGURE.replace("{figure}", OV.FIGURE_NAME).replace("{ext}", "pdf"),
-    params:
-        settings=lambda wc: T.table_settings(config, wc.study, "figures"),
     log:
         "logs/figures/{study}/he_cost_vs_protection.json",
         out="logs/figures/{study}/he_cost_vs_protection.log",
+    params:
+        settings=lambda wc: T.table_settings(config, wc.study, "figures"),
     script:
         "../workflow/scripts/overhead.py"
 

@@ -10,14 +10,14 @@ rule significance:
     output:
         scores=P.SCORES,
         cost=P.SCORE_COST,
-    params:
-        # what the job depends on in the config: a change re-runs it and what depends on it
-        settings=lambda wc: T.job_settings(config, "significance", wc),
     log:
         "logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.json",
         out="logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.log",
     benchmark:
-        "logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.benchmark.tsv",
+        "logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.benchmark.tsv"
+    params:
+        # what the job depends on in the config: a change re-runs it and what depends on it
+        settings=lambda wc: T.job_settings(config, "significance", wc),
     script:
         "../workflow/scripts/significance.py"
 
@@ -31,16 +31,16 @@ if _INTERIOR:
             scores=P.SCORES,
         output:
             [P.MASK.replace("{ratio}", r) for r in _INTERIOR],
+        log:
+            "logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.json",
+            out="logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.log",
+        benchmark:
+            "logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.benchmark.tsv"
         wildcard_constraints:
             metric="(?!any$)[a-z0-9_]+",
         params:
             # what the job depends on in the config: a change re-runs it and what depends on it
             settings=lambda wc: T.job_settings(config, "masks", wc),
-        log:
-            "logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.json",
-            out="logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.log",
-        benchmark:
-            "logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.benchmark.tsv",
         script:
             "../workflow/scripts/masks.py"
 
@@ -51,13 +51,13 @@ rule masks_any:
         gradient=P.GRADIENT,
     output:
         P.MASK.replace("{metric}", P.ANY_METRIC),
+    log:
+        "logs/masks/{study}/{dataset}/{model}/{slot}/any_{ratio}.json",
+        out="logs/masks/{study}/{dataset}/{model}/{slot}/any_{ratio}.log",
     wildcard_constraints:
         ratio="r0[.]000|r1[.]000",
     params:
         # what the job depends on in the config: a change re-runs it and what depends on it
         settings=lambda wc: T.job_settings(config, "masks_any", wc),
-    log:
-        "logs/masks/{study}/{dataset}/{model}/{slot}/any_{ratio}.json",
-        out="logs/masks/{study}/{dataset}/{model}/{slot}/any_{ratio}.log",
     script:
         "../workflow/scripts/masks.py"

@@ -10,11 +10,11 @@ rule sd_model:
     # seeded initial weights; the privacy module (pm) adds parameters, dropout does not
     output:
         SD.WEIGHTS,
-    wildcard_constraints:
-        pm="none|precode|cvb",
     log:
         "logs/sd_model/{dataset}/{model}/pm_{pm}.json",
         out="logs/sd_model/{dataset}/{model}/pm_{pm}.log",
+    wildcard_constraints:
+        pm="none|precode|cvb",
     script:
         "../workflow/scripts/sd_model.py"
 
@@ -27,16 +27,16 @@ rule sd_gradient:
         shared=SD.UPDATE,
         secrets=SD.SECRETS,
         knowledge=SD.KNOWLEDGE,
+    log:
+        "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.json",
+        out="logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.log",
+    benchmark:
+        "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.benchmark.tsv"
     wildcard_constraints:
         defense=SD.DEFENSE_PATTERN,
     params:
         defenses=lambda wc: SD.chain_for(config, wc.defense).spec(),
         gradient=lambda wc: SD.sd(config).get("gradient", {}),
-    log:
-        "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.json",
-        out="logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.log",
-    benchmark:
-        "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.benchmark.tsv",
     script:
         "../workflow/scripts/sd_gradient.py"
 
@@ -48,15 +48,15 @@ rule sd_attack:
     output:
         recon=SD.RECON,
         trace=SD.TRACE,
-    wildcard_constraints:
-        defense=SD.DEFENSE_PATTERN,
-    params:
-        attack=lambda wc: SD.attack_settings(config, wc.attack, wc.model),
     log:
         "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.json",
         out="logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.log",
     benchmark:
-        "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.benchmark.tsv",
+        "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.benchmark.tsv"
+    wildcard_constraints:
+        defense=SD.DEFENSE_PATTERN,
+    params:
+        attack=lambda wc: SD.attack_settings(config, wc.attack, wc.model),
     script:
         "../workflow/scripts/sd_attack.py"
 
@@ -67,15 +67,15 @@ rule sd_metrics:
         recons=lambda wc: SD.restart_files(config, wc),
     output:
         SD.METRICS,
-    wildcard_constraints:
-        defense=SD.DEFENSE_PATTERN,
-    params:
-        evaluation=lambda wc: SD.sd(config).get("evaluation", {}),
     log:
         "logs/sd_metrics/{dataset}/{model}/{defense}/{attack}.json",
         out="logs/sd_metrics/{dataset}/{model}/{defense}/{attack}.log",
     benchmark:
-        "logs/sd_metrics/{dataset}/{model}/{defense}/{attack}.benchmark.tsv",
+        "logs/sd_metrics/{dataset}/{model}/{defense}/{attack}.benchmark.tsv"
+    wildcard_constraints:
+        defense=SD.DEFENSE_PATTERN,
+    params:
+        evaluation=lambda wc: SD.sd(config).get("evaluation", {}),
     script:
         "../workflow/scripts/sd_metrics.py"
 
@@ -99,13 +99,13 @@ rule sd_table:
         csv=SD.TABLE.replace("{ext}", "csv"),
         md=SD.TABLE.replace("{ext}", "md"),
         html=report_table(SD.TABLE.replace("{ext}", "html")),
+    log:
+        "logs/sd_table/{table}.json",
+        out="logs/sd_table/{table}.log",
     wildcard_constraints:
         table="table[0-9]+",
     params:
         settings=lambda wc: SD.table_settings(config, wc.table),
-    log:
-        "logs/sd_table/{table}.json",
-        out="logs/sd_table/{table}.log",
     script:
         "../workflow/scripts/sd_table.py"
 
@@ -116,13 +116,13 @@ rule sd_figure:
     output:
         png=report_figure(SD.FIGURE.replace("{ext}", "png")),
         pdf=SD.FIGURE.replace("{ext}", "pdf"),
+    log:
+        "logs/sd_figure/{figure}.json",
+        out="logs/sd_figure/{figure}.log",
     wildcard_constraints:
         figure="fig[0-9]+[a-z0-9_]*",
     params:
         settings=lambda wc: SD.sd(config)["figures"][wc.figure],
-    log:
-        "logs/sd_figure/{figure}.json",
-        out="logs/sd_figure/{figure}.log",
     script:
         "../workflow/scripts/sd_figure.py"
 

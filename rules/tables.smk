@@ -9,6 +9,9 @@ rule table:
         csv=P.TABLE.replace("{ext}", "csv"),
         md=P.TABLE.replace("{ext}", "md"),
         html=report_table(P.TABLE.replace("{ext}", "html")),
+    log:
+        "logs/tables/{study}/{table}.json",
+        out="logs/tables/{study}/{table}.log",
     wildcard_constraints:
         # the selective-encryption study's tables; other studies have their own table rules
         study="selective_encryption",
@@ -16,9 +19,6 @@ rule table:
     params:
         # what the table depends on in the config: a change re-runs only the affected tables
         settings=lambda wc: T.table_settings(config, wc.study, wc.table),
-    log:
-        "logs/tables/{study}/{table}.json",
-        out="logs/tables/{study}/{table}.log",
     script:
         "../workflow/scripts/table.py"
 
@@ -29,14 +29,14 @@ rule figure:
     output:
         png=report_figure(P.FIGURE.replace("{ext}", "png")),
         pdf=P.FIGURE.replace("{ext}", "pdf"),
+    log:
+        "logs/figures/{study}/{figure}.json",
+        out="logs/figures/{study}/{figure}.log",
     wildcard_constraints:
         study="selective_encryption",
         # he_cost_vs_protection is rule he_cost_figure's (rules/overhead.smk)
         figure=r"(?!he_cost_vs_protection\.)[^/]+",
     params:
         settings=lambda wc: T.table_settings(config, wc.study, "figures"),
-    log:
-        "logs/figures/{study}/{figure}.json",
-        out="logs/figures/{study}/{figure}.log",
     script:
         "../workflow/scripts/figure.py"

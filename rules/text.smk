@@ -7,11 +7,11 @@ rule download_pretrained:
     # the model rule of a `pretrained:` text model and LAMP's GPT-2 prior read it
     output:
         P.hub(config, "models/{checkpoint}/config.json"),
-    wildcard_constraints:
-        checkpoint="[A-Za-z0-9_.-]+",
     log:
         "logs/download_pretrained/{checkpoint}.json",
         out="logs/download_pretrained/{checkpoint}.log",
+    wildcard_constraints:
+        checkpoint="[A-Za-z0-9_.-]+",
     script:
         "../workflow/scripts/download_pretrained.py"
 
