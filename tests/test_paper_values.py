@@ -369,3 +369,20 @@ def test_paper_scale_selective_encryption_config_is_comparable_and_demo_is_not()
     cut = [r for r in rows if r["restart"] < 4]
     recs = _csv(SE.table4(cut, cfg))
     assert {r["comparability"] for r in recs} == {"4 restart(s) per sample (paper: at least 5)"}
+
+
+def test_a_row_the_paper_does_not_print_is_not_called_comparable():
+    """Paper A's Table 4 has no DLG row (its image attack is IG): a DLG row at whatever scale has no
+    printed value to be compared with, so it is never 'comparable' (it was, before: no scale
+    requirement for DLG meant no reason against)."""
+    from gibench.tables import selective_encryption as SE
+
+    cfg = _se_cfg()
+    cfg["attacks"]["dlg"] = {"restarts": 1, "models": ["lenet"], "params": {"iterations": 300}}
+    rows = [dict(r, attack="dlg") for r in _se_rows() if r["attack"] == "ig"] + _se_rows()
+    doc = SE.table4(rows, cfg)
+    recs = [r for r in _csv(doc) if r["attack"] == "dlg"]
+    assert recs and {r["comparable"] for r in recs} == {"false"}
+    assert "Gu et al.'s Table 4 has no such row" in recs[0]["comparability"]
+    assert "NOT comparable with Gu et al. (DLG/LeNet/CIFAR-100): Gu et al.'s Table 4 has no such row" \
+        in doc.to_markdown()

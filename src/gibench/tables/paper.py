@@ -271,6 +271,8 @@ def join_se_pivot(table: str, doc: TableDoc, cells: Sequence[dict], cfg: Mapping
     for key, row in zip(order, rows):
         f = dict(zip(keys, key))
         rs = se_reasons(pv, cfg, raw, f["attack"], f["model"], f.get("dataset"), table)
+        if row is None:   # nothing printed to compare with (e.g. DLG, run here for the init regime)
+            rs = [f"{pv.short}'s {table.replace('table', 'Table ')} has no such row"] + rs
         if table in ("table2", "table4"):
             rs += _se_grid_reason(pv, cfg, raw, f["attack"], f["model"], f.get("dataset"), max_ratio)
         if table == "table2":
