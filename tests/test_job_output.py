@@ -98,3 +98,32 @@ def test_progress_lines_name_the_slurm_job(monkeypatch, capsys):
     monkeypatch.setenv("SLURM_JOB_ID", "90210")
     runner.say("fl s/d/m/none/seed0 round    1: ...")
     assert " slurm 90210] fl s/d/m/none/seed0 round    1:" in capsys.readouterr().err
+
+
+def test_where_print_tables_ends_with_the_claims_summary(tmp_path, capsys):
+    """Issue 22: the claims report is printed at the end of `make demo`: per study the verdict
+    counts and each decided claim with our value beside the paper's."""
+    import csv
+    from gibench.cli import main
+    d = tmp_path / "results" / "claims"
+    d.mkdir(parents=True)
+    cols = ["study", "claim", "variant", "where", "paper", "ours", "verdict", "reason_kind", "at_this_scale"]
+    rows = [["selective_encryption", "t4-a", "", "Table 4", "0.3", "0.3", "holds", "", ""],
+            ["selective_encryption", "t4-b", "init=dlg_uniform", "Table 4", "0.2", "NA", "fails", "", ""],
+            ["selective_encryption", "t4-c", "", "Table 4", "0.2", "0.1", "not checkable here", "scale", "holds"],
+            ["selective_encryption", "t4-d", "", "Table 4", "NA", "", "not checkable here", "not run", ""]]
+    with open(d / "selective_encryption.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        w.writerows(rows)
+    (d / "selective_encryption.md").write_text("# claims\n")
+    assert main(["where", "--results", str(tmp_path / "results"), "--print-tables"]) == 0
+    out = capsys.readouterr().out
+    assert ("selective_encryption: 4 checks: 1 hold, 1 fail, 2 not checkable here (why: not run 1, scale 1; "
+            "read at this run's scale anyway: holds 1, not computed 1)") in out
+    assert "holds  t4-a (Table 4): ours 0.3; paper 0.3" in out
+    assert "fails  t4-b [init=dlg_uniform] (Table 4): ours NA; paper 0.2" in out
+    assert "t4-c (" not in out
+    # without --print-tables only the paths
+    main(["where", "--results", str(tmp_path / "results")])
+    assert "4 checks" not in capsys.readouterr().out

@@ -1059,3 +1059,34 @@ SCALE_PROBES.add("selective_encryption", _se_probe)
 SCALE_PROBES.add("stochastic_defenses", _sd_probe)
 SCALE_PROBES.add("concealed_samples", _cs_probe)
 
+
+
+def summary_lines(csv_path: str | Path, show: int = 12) -> list[str]:
+    """The terminal's view of one claims report (``<results>/claims/<study>.csv``): the counts of
+    each verdict, then every claim that holds or fails with our value beside the paper's, and how
+    the not-checkable ones read at this run's scale (``at_this_scale``).  ``make demo`` prints it
+    after the tables (``gibench where --print-tables``)."""
+    import csv
+    from collections import Counter
+
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    study = rows[0]["study"] if rows else Path(csv_path).stem
+    n = Counter(r.get("verdict", "") for r in rows)
+    head = (f"{study}: {len(rows)} checks: {n[HOLDS]} hold, {n[FAILS]} fail, {n[NOT_CHECKABLE]} not checkable "
+            f"here")
+    unsure = [r for r in rows if r.get("verdict") == NOT_CHECKABLE]
+    if unsure:
+        at = Counter(r.get("at_this_scale", "") or "not computed" for r in unsure)
+        reasons = Counter(r.get("reason_kind", "") or "?" for r in unsure)
+        head += (" (why: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) + "; read at this run's "
+                 "scale anyway: " + ", ".join(f"{k} {v}" for k, v in sorted(at.items())) + ")")
+    out = [head]
+    decided = [r for r in rows if r.get("verdict") in (HOLDS, FAILS)]
+    for r in decided[:show]:
+        variant = f" [{r['variant']}]" if r.get("variant") else ""
+        out.append(f"  {r['verdict']:>5}  {r['claim']}{variant} ({r.get('where', '')}): ours {r.get('ours', '')}; "
+                   f"paper {r.get('paper', '')}")
+    if len(decided) > show:
+        out.append(f"  … and {len(decided) - show} more in {csv_path}")
+    return out

@@ -27,6 +27,13 @@ def cmd_where(args: argparse.Namespace) -> int:
             print(f"\n=== {t}\n")
             print(table_text(t.read_text(), t, notes=args.notes))
     claims = sorted(root.glob("claims/*.md"))
+    if args.print_tables and claims:
+        from .claims import summary_lines
+
+        print("\n=== The papers' findings checked against this run (gibench claims; full reports below)\n")
+        for c in claims:
+            if c.with_suffix(".csv").exists():
+                print("\n".join(summary_lines(c.with_suffix(".csv"))))
     print(f"\nResults under {root.resolve()}:")
     if claims:
         print(f"  claims  ({len(claims)}): {root / 'claims'}/<study>.{{md,csv}} (the papers' findings checked)")
