@@ -265,9 +265,10 @@ def test_cancelled_job_is_resubmitted_and_leaves_no_partial_artifact(micro_run):
             return
         job = running[0]
         logs = list((wd / ".snakemake" / "slurm_logs").rglob(f"{job['id']}.log"))
-        # cancel while the attack computes: its script reports "[gibench hh:mm:ss] attack ig
-        # .../rep0: iteration k, ..." in the job's Slurm log
-        if logs and re.search(r"\[gibench [0-9:]+\] attack ig \S+: iteration", logs[0].read_text(errors="replace")):
+        # cancel while the attack computes: its script reports "[gibench hh:mm:ss slurm JOBID] attack
+        # ig .../rep0: iteration k, ..." in the job's Slurm log
+        if logs and re.search(r"\[gibench [0-9:]+(?: slurm \d+)?\] attack ig \S+: iteration",
+                              logs[0].read_text(errors="replace")):
             subprocess.run(["scancel", job["id"]], check=True)
             state["cancelled"] = job["id"]
 
