@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import io
 from ..significance.selectors import SELECTORS
-from .figures import FORMATS, _colors, _figure, metric_label, save_figure, wrap_title
+from .figures import FORMATS, _colors, _figure, _figure_legend, metric_label, save_figure, wrap_title
 from .render import TableDoc, decimals_for, display, fmt_ratio
 from .select import SHARED_METRIC, as_records, is_missing, modality_of, ratio_key
 from .selective_encryption import (curve_means, evaluation, load_metric_rows, selected_rows,
@@ -256,14 +256,7 @@ def plot_he_cost_vs_protection(overhead_rows: Any, metric_rows: Any, config: Map
         for ax in axes[i][:2 + len(attacks_of[(model, dataset)])]:
             ax.set_xlabel("encryption ratio")
             ax.grid(alpha=0.3)
-    handles, labels = [], []
-    for ax in axes.ravel():
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    if handles:
-        fig.legend(handles, labels, loc="outside right center", fontsize=7, frameon=False)
+    _figure_legend(fig, axes)
     ns = "/".join(str(x) for x in _one(ov, "n_clients"))
     dev = " and ".join(_one(ov, "device"))
     note = ("" if attacks else "; cost only, protection not shown: "
