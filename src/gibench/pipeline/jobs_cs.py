@@ -417,14 +417,10 @@ def figure_inputs(config: dict, figure: str) -> dict:
 
 
 def cs_targets(config: dict) -> list[str]:
-    c = cs(config)
-    out = []
-    for t in c["tables"]:
-        if t.startswith("fig"):
-            out += [CS_FIGURE.format(figure=t, ext=e) for e in ("png", "pdf")]
-        else:
-            out += [CS_TABLE.format(table=t, ext=e) for e in ("csv", "md")]
-    return out
+    """The tables and the figure the study's `tables:` list names (registry entries: gibench.tables)."""
+    from .targets import registered_outputs
+
+    return registered_outputs(config, STUDY)
 
 
 # ====================================================================== jobs: data and priors

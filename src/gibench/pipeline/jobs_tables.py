@@ -51,12 +51,12 @@ def _study_cfg(smk: Any) -> dict:
 
 
 def table_job(smk: Any, device: torch.device) -> dict:
-    from ..tables import TABLES
     from ..tables.render import table_formats
     from pathlib import Path
+    from .targets import table_entry
 
     out_dir = Path(smk.output.csv).parent
-    written = TABLES.get(smk.wildcards.table)(
+    written = table_entry(smk.config, smk.wildcards.study, smk.wildcards.table)(
         metrics_path=smk.input.get("metrics"), cost_path=smk.input.get("cost"),
         config=_study_cfg(smk), out_dir=out_dir, formats=table_formats(smk.output))
     say(f"table {smk.wildcards.study}/{smk.wildcards.table}: {', '.join(str(p) for p in written)}")
@@ -79,6 +79,6 @@ def figure_job(smk: Any, device: torch.device) -> dict:
         kw.update(slot=spec["slot"], trace_paths=list(smk.input.traces), root=root)
     elif spec["kind"] == "grid":
         kw.update(recon_provider=file_recon_provider(root), truth_provider=victims_truth_provider(smk.config, root))
-    written = FIGURES.get(spec["kind"])(**kw)
+    written = FIGURES.entry(smk.wildcards.study, spec["kind"])(**kw)
     say(f"figure {smk.wildcards.figure}: {len(written)} files")
     return {"written": [str(p) for p in written]}

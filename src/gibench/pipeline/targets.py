@@ -344,22 +344,87 @@ def cost_files(config: dict, study: str) -> list[str]:
     return out
 
 
-SE_TABLES = ("table2", "table4", "table5", "table6")
-
-
 def has_selector_cases(config: dict) -> bool:
     """Table 3 (layer selectors against the text attacks) is made when some attack runs a selector."""
     return any(is_selector(c[4]) for c in se_attack_cases(config) or ())
 
 
-def se_table_targets(config: dict) -> list[str]:
-    se = _se(config)
-    if not se:
+def _instances(config: dict, study: str, entry, figures: bool) -> list[str]:
+    """The target names one registry entry makes under this config (its ``when``:
+    :mod:`gibench.tables.registry`)."""
+    st = config["studies"][study]
+    when = entry.when
+    if callable(when):
+        return [entry.name] if when(config, st) else []
+    if when == "always":
+        return [entry.name]
+    if when == "attacks":
+        return [entry.name] if st.get("attacks") else []
+    if when == "selectors":
+        return [entry.name] if st.get("attacks") and has_selector_cases(config) else []
+    if when == "listed":
+        return [entry.name] if entry.name in (st.get("tables") or ()) else []
+    if when == "kind":           # figures: every `figures.<name>` is a grid
+        if figures:
+            return list(st.get("figures") or {}) if entry.name == "grid" else []
+        return [n for n, spec in (st.get("tables") or {}).items() if spec.get("kind") == entry.name]
+    if when == "specs":
+        if not st.get("attacks"):
+            return []
+        from ..tables import figure_specs
+
+        return [s["name"] for s in figure_specs(st) if s["kind"] == entry.name]
+    raise ValueError(f"{entry.key}: when={when!r} is not understood")
+
+
+def registered_tables(config: dict, study: str) -> list[tuple[str, Any]]:
+    """(table name, registry entry) of every table the config makes for ``study``: the entries
+    of :data:`gibench.tables.TABLES` for the study, in registration order."""
+    from ..tables import TABLES
+
+    if not (config.get("studies") or {}).get(study):
         return []
-    names = ["table6"] if not se.get("attacks") else list(SE_TABLES)
-    if se.get("attacks") and has_selector_cases(config):
-        names.append("table3")
-    return [P.fmt(P.TABLE, study="selective_encryption", table=t, ext=ext) for t in names for ext in ("csv", "md")]
+    return [(n, e) for e in TABLES.of_study(study) for n in _instances(config, study, e, figures=False)]
+
+
+def registered_figures(config: dict, study: str) -> list[tuple[str, Any]]:
+    """(figure name, registry entry) of every figure the config makes for ``study`` (:data:`gibench.tables.FIGURES`)."""
+    from ..tables import FIGURES
+
+    if not (config.get("studies") or {}).get(study):
+        return []
+    return [(n, e) for e in FIGURES.of_study(study) for n in _instances(config, study, e, figures=True)]
+
+
+def registered_outputs(config: dict, study: str) -> list[str]:
+    """The table (csv, md) and figure (png, pdf) files of ``study``, derived from the registries
+    (``results/tables/<study>/<table>.<ext>``, ``results/figures/<study>/<figure>.<ext>``)."""
+    out = [P.fmt(P.TABLE, study=study, table=t, ext=ext)
+           for t, _ in registered_tables(config, study) for ext in ("csv", "md")]
+    out += [P.fmt(P.FIGURE, study=study, figure=f, ext=ext)
+            for f, _ in registered_figures(config, study) for ext in ("png", "pdf")]
+    return out
+
+
+def table_entry(config: dict, study: str, table: str):
+    """The registry entry that makes table ``table`` of ``study`` under this config."""
+    for name, entry in registered_tables(config, study):
+        if name == table:
+            return entry
+    from ..tables import TABLES
+
+    return TABLES.entry(study, table)      # not made under this config: the entry by name (or its error)
+
+
+def table_choice(study: str) -> str:
+    """A wildcard constraint matching the study's registered fixed-name tables."""
+    from ..tables import TABLES
+
+    return attack_choice([e.name for e in TABLES.of_study(study)])
+
+
+def se_table_targets(config: dict) -> list[str]:
+    return [t for t in registered_outputs(config, "selective_encryption") if t.startswith(P.R + "/tables/")]
 
 
 def table_inputs(config: dict, study: str, table: str) -> dict:
@@ -367,9 +432,8 @@ def table_inputs(config: dict, study: str, table: str) -> dict:
 
     # the local language models the text rows ran with: their captions state the perplexity
     lm = lm_table_inputs(config, study)
-    if table == "table6":
-        return {"cost": P.fmt(P.COST, study=study), **lm}
-    return {"metrics": P.fmt(P.ALL_METRICS, study=study), **lm}
+    gathered = {"metrics": P.fmt(P.ALL_METRICS, study=study), "cost": P.fmt(P.COST, study=study)}
+    return {k: gathered[k] for k in table_entry(config, study, table).inputs if k in gathered} | lm
 
 
 # evaluation keys only some tables read: changing one re-runs only those tables (not the other
@@ -396,7 +460,7 @@ def table_settings(config: dict, study: str, table: str) -> dict:
     """The part of the config a table (or the figures) depends on."""
     st = config["studies"][study]
     out = {"evaluation": evaluation_for(config, study, table), "cases": st.get("cases")}
-    if table in ("table6",):
+    if table != "figures" and "cost" in table_entry(config, study, table).inputs:
         out["cost_metrics"] = st["significance"]["cost_metrics"]
         out["model_cost_metrics"] = {m: o.get("cost_metrics") for m, o in (st.get("models") or {}).items()}
     else:
@@ -508,13 +572,7 @@ def figure_inputs(config: dict, study: str, figure: str) -> dict:
 
 
 def se_figure_targets(config: dict) -> list[str]:
-    se = _se(config)
-    if not se or not se.get("attacks"):
-        return []
-    from ..tables import figure_specs
-
-    return [P.fmt(P.FIGURE, study="selective_encryption", figure=s["name"], ext=ext)
-            for s in figure_specs(se) for ext in ("png", "pdf")]
+    return [t for t in registered_outputs(config, "selective_encryption") if t.startswith(P.R + "/figures/")]
 
 
 def se_overhead_targets(config: dict) -> list[str]:

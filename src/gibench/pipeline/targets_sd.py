@@ -224,9 +224,9 @@ def targets(config: dict) -> list[str]:
     if not st:
         return []
     out = [ALL_METRICS] if cases(config) else []          # every metric row in one file
-    out += [TABLE.format(table=t, ext=e) for t in st.get("tables") or {} for e in ("csv", "md")]
-    out += [FIGURE.format(figure=f, ext=e) for f in st.get("figures") or {} for e in ("png", "pdf")]
-    return out
+    from .targets import registered_outputs
+
+    return out + registered_outputs(config, STUDY)      # tables and figures: gibench.tables.TABLES / FIGURES
 
 
 def check(config: dict, st: dict) -> list[str]:

@@ -1,13 +1,18 @@
 """Tables and figures of the studies.
 
-``TABLES`` maps a table name to its builder; every builder takes keyword arguments
-``metrics_path`` / ``cost_path`` (a Parquet path or rows), ``config`` (whole config or the
-study section), ``out_dir`` and ``formats`` (default ``("csv", "md")``; ``"tex"`` too),
-ignores the arguments it does not need, and returns the paths it wrote::
+``TABLES`` and ``FIGURES`` (:mod:`gibench.tables.registry`) hold one entry per table or
+figure a study can make, keyed ``<study>/<name>``; each study's table and figure targets are
+derived from them (:func:`gibench.pipeline.targets.registered_outputs`).  A selective-encryption
+table builder takes keyword arguments ``metrics_path`` / ``cost_path`` (a Parquet path or
+rows), ``config`` (whole config or the study section), ``out_dir`` and ``formats`` (default
+``("csv", "md")``; ``"tex"`` too), ignores the arguments it does not need, and returns the
+paths it wrote::
 
-    TABLES.get("table4")(metrics_path=..., cost_path=..., config=cfg, out_dir="results/tables/selective_encryption")
+    TABLES.entry("selective_encryption", "table4")(metrics_path=..., config=cfg, out_dir="results/tables/selective_encryption")
 
-``FIGURES`` maps a figure kind (curves, traces, grid) to its builder in the same way.
+Entries made once per config entry (``when="kind"``: the stochastic-defenses tables and figures)
+take that entry's name as first argument.  Importing this package imports every study's table
+module, so that every entry is registered.
 See :mod:`gibench.tables.selective_encryption` for the definitions and the CSV layout.
 """
 from __future__ import annotations
@@ -15,26 +20,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..registry import Registry
+from . import concealed_samples as _concealed_samples  # noqa: F401  (registers the study's tables)
+from . import stochastic_defenses as _stochastic_defenses  # noqa: F401  (registers the study's tables)
 from .figures import (build_curves_figure, build_grid_figure, build_traces_figure, figure_specs,
                       file_recon_provider, plot_curves, plot_grid, plot_traces, victims_truth_provider)
+from .registry import FIGURES, TABLES, OutputEntry, register_figure, register_table
 from .render import TableDoc, fmt_mean_std, fmt_ratio
 from .select import best_of_restarts, expand_shared
-from .selective_encryption import (TABLE_ORDER, build_table2, build_table3, build_table4, build_table5, build_table6, table3,
-                                   load_metric_rows, print_summary, rating, selected_rows, table2, table4,
-                                   table5, table6)
-
-TABLES: Registry[Callable[..., list[Path]]] = Registry("table")
-TABLES.add("table2", build_table2)
-TABLES.add("table3", build_table3)
-TABLES.add("table4", build_table4)
-TABLES.add("table5", build_table5)
-TABLES.add("table6", build_table6)
-
-FIGURES: Registry[Callable[..., list[Path]]] = Registry("figure")
-FIGURES.add("curves", build_curves_figure)
-FIGURES.add("traces", build_traces_figure)
-FIGURES.add("grid", build_grid_figure)
+from .selective_encryption import (STUDY as _SE, TABLE_ORDER, build_table2, build_table3, build_table4, build_table5,
+                                   build_table6, table3, load_metric_rows, print_summary, rating, selected_rows,
+                                   table2, table4, table5, table6)
 
 
 def build_selective_encryption_outputs(metric_rows_path: Any, cost_rows_path: Any, trace_paths: Any,
@@ -51,13 +46,12 @@ def build_selective_encryption_outputs(metric_rows_path: Any, cost_rows_path: An
     drawn only when both ``recon_provider`` and ``truth_provider`` are given."""
     out: list[Path] = []
     rows = load_metric_rows(metric_rows_path) if metric_rows_path is not None else None
-    for name in TABLE_ORDER:
-        if name == "table6":
+    for entry in TABLES.of_study(_SE):
+        if "cost" in entry.inputs:
             if cost_rows_path is not None:
-                out += TABLES.get(name)(cost_path=cost_rows_path, config=config, out_dir=out_tables_dir,
-                                        formats=table_formats)
+                out += entry(cost_path=cost_rows_path, config=config, out_dir=out_tables_dir, formats=table_formats)
         elif rows is not None and rows:
-            out += TABLES.get(name)(metrics_path=rows, config=config, out_dir=out_tables_dir, formats=table_formats)
+            out += entry(metrics_path=rows, config=config, out_dir=out_tables_dir, formats=table_formats)
     if rows:
         for spec in figure_specs(config, rows):
             wc = {k: spec[k] for k in ("model", "dataset", "attack")}
@@ -73,7 +67,7 @@ def build_selective_encryption_outputs(metric_rows_path: Any, cost_rows_path: An
 
 
 __all__ = [
-    "TABLES", "FIGURES", "TableDoc", "best_of_restarts", "expand_shared", "selected_rows", "rating",
+    "TABLES", "FIGURES", "OutputEntry", "register_table", "register_figure", "TableDoc", "best_of_restarts", "expand_shared", "selected_rows", "rating",
     "table2", "table3", "table4", "table5", "table6", "build_table2", "build_table3", "build_table4", "build_table5", "build_table6",
     "plot_curves", "plot_traces", "plot_grid", "build_curves_figure", "build_traces_figure", "build_grid_figure",
     "figure_specs", "file_recon_provider", "victims_truth_provider", "print_summary", "load_metric_rows",

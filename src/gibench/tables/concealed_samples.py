@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from .registry import FIGURES, TABLES as TABLES_REGISTRY, register_figure, register_table
 from .render import TableDoc, fmt_mean_std
 
 STUDY = "concealed_samples"
@@ -54,7 +55,7 @@ class Table:
 
 P4 = ("psnr", "ssim", "acc_sensitive", "acc_test")
 # the paper's values of every block come from config/paper_values/concealed_samples.yaml (see _paper)
-TABLES: dict[str, Table] = {t.name: t for t in [
+_LAYOUTS: list[Table] = [
     Table("table1", "Table 1: Defenses against GS attack on MNIST and CIFAR10", (
         Block("mnist", "gs", BASE, P4), Block("cifar10", "gs", BASE, P4))),
     Table("table2", "Table 2: Defenses against GGL attack on CelebA and Imprint attack on TinyImageNet", (
@@ -79,7 +80,32 @@ TABLES: dict[str, Table] = {t.name: t for t in [
     Table("fig2", "Figure 2: example reconstructions (GS on MNIST and CIFAR10, GGL on CelebA, Imprint on TinyImageNet)", (
         Block("mnist", "gs", BASE, ()), Block("cifar10", "gs", BASE, ()), Block("celeba", "ggl", BASE, ()),
         Block("tiny_imagenet", "imprint", BASE, ()))),
-]}
+]
+
+
+class _Layouts(Mapping[str, Table]):
+    """Table/figure name -> its :class:`Table` layout, read from the registry entries
+    (:data:`gibench.tables.registry.TABLES` / ``FIGURES``, key ``concealed_samples/<name>``)."""
+
+    def _entry(self, name: str):
+        reg = FIGURES if FIGURES.has(STUDY, name) else TABLES_REGISTRY
+        return reg.entry(STUDY, name)
+
+    def __getitem__(self, name: str) -> Table:
+        try:
+            return self._entry(name).layout
+        except KeyError:
+            raise KeyError(name) from None
+
+    def __iter__(self):
+        return iter([e.name for e in TABLES_REGISTRY.of_study(STUDY)] + [e.name for e in FIGURES.of_study(STUDY)])
+
+    def __len__(self) -> int:
+        return len(TABLES_REGISTRY.of_study(STUDY)) + len(FIGURES.of_study(STUDY))
+
+
+#: the layouts of the study's registered tables and figure (a view of the registry entries)
+TABLES: Mapping[str, Table] = _Layouts()
 
 
 def _paper(table: str, blk: Block, defense: str, column: str) -> float | None:
@@ -261,7 +287,7 @@ def table_doc(table: str, metric_rows: list[dict], acc_rows: list[dict], config:
     if eps_notes:
         notes += eps_notes
         tidy_cols += [c for c in EPS_FIELDS if c not in tidy_cols]
-    return TableDoc(name=table, title=spec.title, header=header, body=body, tidy_columns=tidy_cols, tidy=cl,
+    return TableDoc(name=table, title=TABLES_REGISTRY.entry(STUDY, table).caption, header=header, body=body, tidy_columns=tidy_cols, tidy=cl,
                     notes=notes, group_columns=0)
 
 
@@ -389,3 +415,30 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
     fig = draw_montage(cells, row_labels, cols, title=title, notes=notes, cell_in=0.95, left_in=1.2,
                        min_width_in=6.0)
     return save_figure(fig, out_dir, figure)
+
+
+# ---------------------------------------------------------------------- registration
+
+def _table_builder(name: str):
+    def build(*, metrics_path: Any, config: Mapping[str, Any], out_dir: str | Path, accuracy_path: Any = None,
+              formats: Sequence[str] = ("csv", "md"), **_: Any) -> list[Path]:
+        return build_table(name, metrics_path, accuracy_path, config).write(out_dir, formats)
+    return build
+
+
+def _figure_builder(name: str):
+    def build(*, recon_paths: Sequence[str], secret_paths: Sequence[str], config: Mapping[str, Any],
+              out_dir: str | Path, metrics_path: Any = None, **_: Any) -> list[Path]:
+        return build_grid(name, recon_paths, secret_paths, config, out_dir, metrics_path=metrics_path)
+    return build
+
+
+# every layout is a registry entry, made when the study's `tables:` list names it
+for _t in _LAYOUTS:
+    if _t.name.startswith("fig"):
+        register_figure(STUDY, _t.name, _figure_builder(_t.name), inputs=("metrics",), when="listed",
+                        caption=_t.title, layout=_t)
+    else:
+        register_table(STUDY, _t.name, _table_builder(_t.name), inputs=("metrics", "accuracy"), when="listed",
+                       caption=_t.title, layout=_t)
+del _t

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from .registry import register_figure
 from .render import display, fmt_ratio
 from .select import SHARED_METRIC, as_records, best_of_restarts, is_missing, modality_of, ratio_key
 from .selective_encryption import (DEFAULT_PANELS, STUDY, attack_label, case_order, curve_means, evaluation,
@@ -582,3 +583,10 @@ def figure_specs(config: Mapping[str, Any], rows: Any = None, study: str = STUDY
         for s in sorted(slots_of.get((m, d), ())):
             specs.append({"kind": "traces", "name": f"traces_{m}_{d}_{a}_{s}", "slot": s, **wc})
     return specs
+
+
+# the study's figure kinds (gibench.tables.registry): one figure per figure_specs entry of a registered kind
+register_figure(STUDY, "curves", build_curves_figure, when="specs",
+                caption="metric value against encryption ratio (Figs. 4-5, 7-14)")
+register_figure(STUDY, "traces", build_traces_figure, when="specs", caption="attack loss traces (Figs. 3, 15-33)")
+register_figure(STUDY, "grid", build_grid_figure, when="specs", caption="reconstruction grid (Fig. 6)")

@@ -44,6 +44,7 @@ import numpy as np
 
 from .. import io, model_ids
 from . import paper
+from .registry import TABLES, register_table
 from .render import TableDoc, display, fmt_mean_std, fmt_ratio
 from .select import (SHARED_METRIC, as_records, best_of_restarts, expand_shared, is_missing,
                      modality_of, ratio_key, satisfies)
@@ -402,7 +403,7 @@ def table4(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
                  "the grids " + "; ".join(f"{attack_label(cfg, a)} {t}"
                                           for a, t in texts.items()))
     modality = modality_of(cells[0]["model"]) if cells else "image"
-    title = (f"Table 4: Minimal encryption ratio at which the mean over samples of "
+    title = (f"{caption('table4')}: Minimal encryption ratio at which the mean over samples of "
              f"{_criteria_text(cells)} is reached ({_samples_text(cells)}). The ratio is the fraction of all "
              f"gradient entries (every parameter tensor) that is encrypted, searched over {grid_text}; "
              f"NA: no ratio in the grid reaches the level; –: the attack was not run with that metric. "
@@ -486,7 +487,7 @@ def table5(rows: Any, config: Mapping[str, Any]) -> TableDoc:
     ns = sorted({c["n"] for c in cells if c["status"] == "ok"})
     n_text = (f"{ns[0]} samples" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} samples") if ns else "no samples"
     modality = modality_of(cells[0]["model"]) if cells else "image"
-    title = (f"Table 5: {' / '.join(value_metrics)} between the reconstruction and the ground truth at "
+    title = (f"{caption('table5')}: {' / '.join(value_metrics)} between the reconstruction and the ground truth at "
              f"encryption ratio {fmt_ratio(ratio_key(ev['table5_ratio']))} (fraction of all gradient entries): "
              f"mean ± std over {n_text} (population std, ddof = 0). Per sample the best of {_restarts_text(raw)} "
              f"restarts is kept: {restart_rule(ev, modality)}.")
@@ -572,7 +573,7 @@ def table2(rows: Any, config: Mapping[str, Any], max_ratio: float | None = None)
     cells4 = table4_cells(raw, cfg, max_ratio=max_ratio)
     cells = label_attacks(table2_cells(raw, cfg, t4_cells=cells4), cfg)
     metrics = significance_metrics(cfg, raw)
-    title = ("Table 2: Qualitative summary of the significance metrics against each attack, from Table 4 "
+    title = (f"{caption('table2')}: Qualitative summary of the significance metrics against each attack, from Table 4 "
              f"({_criteria_text(cells4)}; {_samples_text(cells4)}). The average is the mean over the model's "
              "datasets of the minimal encryption ratio; a dataset where the level is never reached (NA) "
              "makes the cell Poor.")
@@ -633,7 +634,7 @@ def table3(rows: Any, config: Mapping[str, Any]) -> TableDoc:
     ns = sorted({c["n"] for c in cells})
     n_text = (f"{ns[0]} samples" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} samples") if ns else "no samples"
     sel_raw = [r for r in raw if is_selector(r.get("metric"))]
-    title = ("Table 3: Layer-selective encryption (Attn: every attention-layer entry; OneFifth-i: every entry of "
+    title = (f"{caption('table3')}: Layer-selective encryption (Attn: every attention-layer entry; OneFifth-i: every entry of "
              "the i-th chunk of 32 consecutive parameter tensors in the model's named_parameters() order, the word "
              "embedding excluded: the paper's partition, which gives its GPT-2 ratios; OneFifth-i (blocks): the i-th "
              "fifth of the transformer blocks, an alternative) against the text attacks. "
@@ -851,7 +852,7 @@ def table6(cost_rows: Any, config: Mapping[str, Any]) -> TableDoc:
     ns = sorted({c["n"] for c in cells if c["n"]})
     n_text = (f"{ns[0]} samples" if len(ns) == 1 else f"{ns[0]}–{ns[-1]} samples") if ns else "no samples"
     threads = sorted({t for c in cells for t in c["threads"].split(";") if t}, key=int)
-    title = (f"Table 6: Calculation time (s) of the significance metrics: mean ± std over {n_text} "
+    title = (f"{caption('table6')}: Calculation time (s) of the significance metrics: mean ± std over {n_text} "
              f"(population std, ddof = 0); Layer Num. is the number of parameter tensors; peak memory is the "
              f"largest over the samples (MiB, growth of the job's memory during the computation). Each time is "
              f"one job's computation of the metric, after a one-time library warm-up of the process. "
@@ -925,7 +926,19 @@ def build_table6(*, cost_path: Any, config: Mapping[str, Any], out_dir: str | Pa
     return table6(_metric_rows(cost_path), config).write(out_dir, formats)
 
 
-TABLE_ORDER = ("table2", "table3", "table4", "table5", "table6")
+# the study's tables (gibench.tables.registry): the pipeline's targets come from these entries,
+# in this order (the order they are built and printed)
+register_table(STUDY, "table2", build_table2, inputs=("metrics",), when="attacks", caption="Table 2")
+register_table(STUDY, "table3", build_table3, inputs=("metrics",), when="selectors", caption="Table 3")
+register_table(STUDY, "table4", build_table4, inputs=("metrics",), when="attacks", caption="Table 4")
+register_table(STUDY, "table5", build_table5, inputs=("metrics",), when="attacks", caption="Table 5")
+register_table(STUDY, "table6", build_table6, inputs=("cost",), when="always", caption="Table 6")
+TABLE_ORDER = tuple(e.name for e in TABLES.of_study(STUDY))
+
+
+def caption(name: str) -> str:
+    """A table's display name (its registry entry's caption), e.g. ``Table 4``."""
+    return TABLES.entry(STUDY, name).caption
 
 
 def print_summary(tables_dir: str | Path, out: Callable[[str], Any] = print) -> list[Path]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import io
 from . import paper
+from .registry import register_figure, register_table
 from .render import TableDoc, display, fmt_mean_std
 
 STUDY = "stochastic_defenses"
@@ -392,3 +393,20 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
                        notes=[[f"SSIM {t}" if t and t != "missing" else "" for t in notes] for _, _, notes in panels],
                        cell_in=0.9, left_in=1.5)
     return save_figure(fig, out_dir, name, formats)
+
+
+# ---------------------------------------------------------------- registration
+
+def _build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], victims_paths: Sequence[str],
+                config: Mapping[str, Any], out_dir: str | Path, **_: Any) -> list[Path]:
+    return build_grid(name, metrics_path=metrics_path, recon_paths=recon_paths, victims_paths=victims_paths,
+                      config=config, out_dir=out_dir)
+
+
+# a table per `tables.<name>` of the study config, its `kind` naming the entry; a figure per `figures.<name>`
+register_table(STUDY, "attacks", build_table, inputs=("metrics",), when="kind",
+               caption="defenses against attacks: SSIM and attack success rate per case (paper B, Tables 1-3)")
+register_table(STUDY, "ablation", build_table, inputs=("metrics", "accuracy"), when="kind",
+               caption="ablation of the defense combination: SSIM, attack success rate and accuracy (Tables 4-5)")
+register_figure(STUDY, "grid", _build_grid, inputs=("metrics",), when="kind",
+                caption="reconstruction grid per defense combination and victim")
