@@ -321,7 +321,7 @@ def test_download_backbone_real_path_on_a_local_url(tmp_path):
 # ------------------------------------------------------------------ image_metrics
 
 def test_registry():
-    assert METRICS.names() == ["lpips", "mse", "psnr", "ssim", "ssim_center"]
+    assert METRICS.names() == ["lpips", "mse", "psnr", "ssim", "ssim_center", "ssim_dcs2"]
     assert METRICS.get("psnr").higher_is_better and not METRICS.get("mse").higher_is_better
     assert not METRICS.get("lpips").higher_is_better and METRICS.get("lpips").needs_model
     with pytest.raises(UnknownName, match="fid"):
@@ -329,6 +329,20 @@ def test_registry():
     gt = torch.full((2, 3, 16, 16), 0.5)
     assert METRICS.get("mse").fn(gt + 0.1, gt) == pytest.approx([0.01, 0.01], rel=1e-5)
     assert METRICS.get("lpips").fn(gt, gt) == [None, None]
+    # the study-specific variants are named entries: paper C's SSIM is one value for the batch (size_average)
+    assert METRICS.get("ssim_dcs2").reduce == "batch" and METRICS.get("ssim_dcs2").fn(gt, gt) == [pytest.approx(1.0)]
+    assert {n: METRICS.get(n).ssim_definition for n in ("ssim", "ssim_center")} == {"ssim": "full", "ssim_center": "center"}
+
+
+def test_row_columns_of_study_1():
+    """A study-1 metric row: MSE, PSNR, SSIM and LPIPS always (None when not requested), then the
+    other requested metrics in config order; an unknown name is the registry's error."""
+    from gibench.metrics import row_columns
+
+    assert row_columns(["mse", "psnr", "ssim", "lpips"]) == ["mse", "psnr", "ssim", "lpips"]
+    assert row_columns(["psnr", "ssim_center"]) == ["mse", "psnr", "ssim", "lpips", "ssim_center"]
+    with pytest.raises(UnknownName, match="fid"):
+        row_columns(["psnr", "fid"])
 
 
 def test_mse_psnr_known_values():

@@ -321,14 +321,14 @@ def test_registry_builders_and_summary(tmp_path, capsys):
     io.save_table(cpath, cost_rows(), {"rule": "test"})
     out = tmp_path / "tables"
     written = []
-    for name in TABLES.names():
-        written += TABLES.get(name)(metrics_path=mpath, cost_path=cpath, config=CONFIG, out_dir=out)
+    for entry in TABLES.of_study("selective_encryption"):
+        written += entry(metrics_path=mpath, cost_path=cpath, config=CONFIG, out_dir=out)
     assert sorted(p.name for p in written) == sorted(f"{t}.{e}" for t in ("table2", "table4", "table5", "table6")
                                                      for e in ("csv", "md"))
     assert all(p.stat().st_size > 0 for p in written) and no_temp_files(out)
     # re-running gives the same bytes
     before = {p.name: p.read_bytes() for p in written}
-    TABLES.get("table4")(metrics_path=mpath, config=CONFIG, out_dir=out)
+    TABLES.entry("selective_encryption", "table4")(metrics_path=mpath, config=CONFIG, out_dir=out)
     assert (out / "table4.md").read_bytes() == before["table4.md"]
     print_summary(out)
     printed = capsys.readouterr().out
@@ -346,13 +346,13 @@ def _is_pdf(p):
 def test_curves_figure(tmp_path):
     mpath = tmp_path / "metrics.parquet"
     io.save_table(mpath, synthetic_rows(), {"rule": "test"})
-    paths = FIGURES.get("curves")(metrics_path=mpath, config=CONFIG, model="lenet", dataset="cifar100",
+    paths = FIGURES.entry("selective_encryption", "curves")(metrics_path=mpath, config=CONFIG, model="lenet", dataset="cifar100",
                                   attack="ig", out_dir=tmp_path / "fig")
     assert [p.name for p in paths] == ["curves_lenet_cifar100_ig.png", "curves_lenet_cifar100_ig.pdf"]
     assert _is_png(paths[0]) and _is_pdf(paths[1]) and all(p.stat().st_size > 1000 for p in paths)
     assert no_temp_files(tmp_path / "fig")
     # without LPIPS the figure is still drawn (MSE/PSNR/SSIM panels)
-    paths = FIGURES.get("curves")(metrics_path=synthetic_rows(False), config=CONFIG, model="cnn",
+    paths = FIGURES.entry("selective_encryption", "curves")(metrics_path=synthetic_rows(False), config=CONFIG, model="cnn",
                                   dataset="cifar100", attack="ig", out_dir=tmp_path / "fig")
     assert all(p.stat().st_size > 1000 for p in paths)
 
@@ -372,7 +372,7 @@ def test_traces_figure_from_trace_files(tmp_path):
             files.append(p)
     assert parse_trace_path(files[0])["slot"] == "s000"
     for trace_paths in (None, files):
-        paths = FIGURES.get("traces")(metrics_path=rows, config=CONFIG, model="lenet", dataset="cifar100",
+        paths = FIGURES.entry("selective_encryption", "traces")(metrics_path=rows, config=CONFIG, model="lenet", dataset="cifar100",
                                       attack="ig", slot="s000", out_dir=tmp_path / "fig", trace_paths=trace_paths,
                                       root=root)
         assert [p.name for p in paths] == ["traces_lenet_cifar100_ig_s000.png", "traces_lenet_cifar100_ig_s000.pdf"]
@@ -401,7 +401,7 @@ def test_grid_figure(tmp_path):
         seen.append((row["metric"], row["ratio"], row["restart"]))
         return rng.random((32, 32, 3))
 
-    paths = FIGURES.get("grid")(metrics_path=synthetic_rows(), config=CONFIG, model="lenet", dataset="cifar100",
+    paths = FIGURES.entry("selective_encryption", "grid")(metrics_path=synthetic_rows(), config=CONFIG, model="lenet", dataset="cifar100",
                                 attack="ig", out_dir=tmp_path / "g", recon_provider=recon,
                                 truth_provider=lambda d, s: truth[s])
     assert all(p.stat().st_size > 0 for p in paths)

@@ -1,15 +1,20 @@
 """Reconstruction metrics.  ``METRICS`` maps an image metric's config name (``mse``,
-``psnr``, ``ssim``, ``ssim_center``, ``lpips``) to an :class:`ImageMetric`: its per-image function
-``fn(rec, gt, **ctx) -> list[float | None]`` (``lpips`` takes ``lpips_model=``), and
-whether higher values mean a better reconstruction.  :func:`image.image_metrics` computes
-several at once with the LPIPS availability status; text metrics live in
-:mod:`gibench.metrics.text`."""
+``psnr``, ``ssim``, ``ssim_center``, ``lpips``, ``ssim_dcs2``) to an :class:`ImageMetric`: its
+function ``fn(rec, gt, **ctx) -> list[float | None]`` (one value per image; one value for the
+whole batch when ``reduce == "batch"``; ``lpips`` takes ``lpips_model=``), whether higher
+values mean a better reconstruction, and its display name.  The evaluate jobs look the
+metrics their study computes up here: study 1 (``evaluation.image_metrics``), study 2 (its
+``evaluation.ssim`` entry's ``ssim_definition``, applied after the CVB code's min-max
+rescaling) and study 3 (``ssim_dcs2``, DCS-2's SSIM).  :func:`image.image_metrics` computes
+several at once with the LPIPS availability status; text metrics (ROUGE, EmbedDist) live in
+:mod:`gibench.metrics.text` and are not in this registry."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
 from ..registry import Registry
+from .concealed import ssim_dcs2
 from .image import (IMAGE_METRIC_NAMES, SSIM_DEFINITIONS, image_metric_rows, image_metrics, lpips_per_image,
                     mse_per_image, psnr_per_image, ssim_center_per_image, ssim_per_image)
 
@@ -21,22 +26,54 @@ class ImageMetric:
     higher_is_better: bool
     unit: str = ""
     needs_model: bool = False
+    #: the name tables and captions show
+    display: str = ""
+    #: ``per_image``: ``fn`` gives one value per image; ``batch``: one value for the whole batch
+    reduce: str = "per_image"
+    #: for an SSIM: its :data:`SSIM_DEFINITIONS` name (how the map is reduced)
+    ssim_definition: str | None = None
+    #: study 1's metric rows keep a column for it even when ``evaluation.image_metrics`` leaves it out
+    #: (``None`` there); the other requested metrics follow, in the order the config lists them
+    row_column: bool = False
 
 
 def _lpips_values(rec, gt, lpips_model=None, lpips_status=None):
     return lpips_per_image(rec, gt, lpips_model, lpips_status)[0]
 
 
+def _ssim_dcs2(rec, gt):
+    return [ssim_dcs2(rec, gt)]
+
+
 METRICS: Registry[ImageMetric] = Registry("image metric")
-METRICS.add("mse", ImageMetric("mse", mse_per_image, higher_is_better=False))
-METRICS.add("psnr", ImageMetric("psnr", psnr_per_image, higher_is_better=True, unit="dB"))
-METRICS.add("ssim", ImageMetric("ssim", ssim_per_image, higher_is_better=True))  # SSIM_DEFINITIONS["full"]
-METRICS.add("ssim_center", ImageMetric("ssim_center", ssim_center_per_image, higher_is_better=True))  # ["center"]
-METRICS.add("lpips", ImageMetric("lpips", _lpips_values, higher_is_better=False, needs_model=True))
+METRICS.add("mse", ImageMetric("mse", mse_per_image, higher_is_better=False, display="MSE", row_column=True))
+METRICS.add("psnr", ImageMetric("psnr", psnr_per_image, higher_is_better=True, unit="dB", display="PSNR",
+                                row_column=True))
+METRICS.add("ssim", ImageMetric("ssim", ssim_per_image, higher_is_better=True, display="SSIM",
+                                ssim_definition="full", row_column=True))
+METRICS.add("ssim_center", ImageMetric("ssim_center", ssim_center_per_image, higher_is_better=True,
+                                       display="SSIM (torchmetrics 0.11.4)", ssim_definition="center"))
+METRICS.add("lpips", ImageMetric("lpips", _lpips_values, higher_is_better=False, needs_model=True, display="LPIPS",
+                                 row_column=True))
+# paper C (DCS-2's code): pytorch-ssim, zero padding, mean over the whole batch's map (size_average=True)
+METRICS.add("ssim_dcs2", ImageMetric("ssim_dcs2", _ssim_dcs2, higher_is_better=True, display="SSIM (DCS-2)",
+                                     reduce="batch"))
 
-#: the registered SSIM variants and their :data:`SSIM_DEFINITIONS` name
-SSIM_METRICS: dict[str, str] = {"ssim": "full", "ssim_center": "center"}
+#: the registered SSIM variants and their :data:`SSIM_DEFINITIONS` name (from the entries)
+SSIM_METRICS: dict[str, str] = {n: METRICS.get(n).ssim_definition for n in METRICS.names()
+                                if METRICS.get(n).ssim_definition is not None}
 
-__all__ = ["METRICS", "ImageMetric", "IMAGE_METRIC_NAMES", "SSIM_DEFINITIONS", "SSIM_METRICS", "image_metrics",
+
+def row_columns(requested) -> list[str]:
+    """The metric columns of a study-1 metric row for ``evaluation.image_metrics`` = ``requested``:
+    the registered ``row_column`` metrics in registration order, then the other requested ones
+    (each looked up in the registry: an unknown name raises :class:`gibench.registry.UnknownName`)."""
+    for n in requested:
+        METRICS.get(n)
+    fixed = [n for n, e in METRICS._entries.items() if e.row_column]
+    return fixed + [n for n in requested if n not in fixed]
+
+
+__all__ = ["METRICS", "ImageMetric", "IMAGE_METRIC_NAMES", "SSIM_DEFINITIONS", "SSIM_METRICS", "row_columns", "ssim_dcs2", "image_metrics",
            "image_metric_rows", "mse_per_image", "psnr_per_image", "ssim_per_image", "ssim_center_per_image",
            "lpips_per_image"]

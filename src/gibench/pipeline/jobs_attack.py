@@ -232,6 +232,7 @@ def case_of(rec: dict) -> dict:
 
 
 def metrics_job(smk: Any, device: torch.device) -> dict:
+    from ..metrics import METRICS, row_columns
     from ..metrics.image import image_metrics
 
     if getattr(DATASETS.get(smk.wildcards.dataset), "modality", "image") == "text":  # ROUGE, EmbedDist (jobs_text)
@@ -246,10 +247,12 @@ def metrics_job(smk: Any, device: torch.device) -> dict:
     gt = ds.denormalize(ds.normalize(imgs)).clamp(0, 1).to(device)
     backbone = smk.input.get("backbone") if hasattr(smk.input, "get") else None
     lp_model, lp_status = (None, "not requested")
-    if "lpips" in ev["image_metrics"]:
+    if any(METRICS.get(n).needs_model for n in ev["image_metrics"]):      # LPIPS
         lp_model, lp_status = lpips_for(cfg, study_cfg, backbone, device)
     rows = []
     init = model_init(study_cfg, wc["model"])
+    # the requested metrics (evaluation.image_metrics; default in the schema), looked up in gibench.metrics.METRICS
+    columns = row_columns(ev["image_metrics"])
     for path in smk.input.recons:
         tensors, rec = io.load_tensors(path, device=device)
         info = rec.get("attack", {})
@@ -264,7 +267,7 @@ def metrics_job(smk: Any, device: torch.device) -> dict:
                "attacker_loss": float(info.get("final_loss", float("nan"))),
                "encrypted_fraction": float(info.get("encrypted_fraction", float("nan"))),
                "iterations": int(info.get("iterations", 0))}
-        for name in ("mse", "psnr", "ssim", "lpips") + tuple(n for n in ev["image_metrics"] if n == "ssim_center"):
+        for name in columns:
             vals = m.get(name)
             # batch mean; None when not computed (e.g. LPIPS without backbone weights)
             row[name] = None if not vals or any(v is None for v in vals) else float(sum(vals) / len(vals))

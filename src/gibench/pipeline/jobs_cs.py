@@ -696,8 +696,19 @@ def attack_job(smk: Any, device: torch.device) -> dict:
 
 # ====================================================================== evaluation
 
+#: evaluation.ssim -> the registered SSIM (gibench.metrics.METRICS) that fills the rows' ssim column
+CS_SSIM = {"dcs2": "ssim_dcs2", "torchmetrics": "ssim"}
+
+
+def _batch_value(name: str, vals: list) -> float:
+    """A registered metric's value for the batch: its one batch value, or the mean over the images."""
+    from ..metrics import METRICS
+
+    return float(vals[0]) if METRICS.get(name).reduce == "batch" else float(np.mean(vals))
+
+
 def metrics_job(smk: Any, device: torch.device) -> dict:
-    from ..metrics.concealed import ssim_dcs2
+    from ..metrics import METRICS
     from ..metrics.image import image_metrics
     from .jobs_attack import lpips_for
 
@@ -727,15 +738,16 @@ def metrics_job(smk: Any, device: torch.device) -> dict:
         m = image_metrics(x, gt, lpips_model=lp_model, lpips_status=lp_status,
                           names=("mse", "psnr", "ssim") + (("lpips",) if lp_model is not None else ()))
         info = rec.get("attack", {})
-        ssim_dcs = ssim_dcs2(x, gt)
+        dcs = {"ssim_dcs2": _batch_value("ssim_dcs2", METRICS.get("ssim_dcs2").fn(x, gt))}
+        tm = {n: _batch_value(n, m[n]) for n in ("mse", "psnr", "ssim")}
+        chosen = CS_SSIM[ev["ssim"]]
         row = {"study": STUDY, "dataset": wc["dataset"], "model": wc["model"], "server": wc["server"],
                "cohort": wc["cohort"], "defense": wc["defense"], "attack": wc["attack"], "slot": rwc["slot"],
                "restart": int(rwc["rep"]), "label": int(sec["sensitive_y"][0]), "status": info.get("status", "unknown"),
                "attacker_loss": float(info.get("final_loss", float("nan"))),
                "iterations": int(info.get("iterations", 0) or 0),
-               "mse": float(np.mean(m["mse"])), "psnr": float(np.mean(m["psnr"])),
-               "ssim": float(ssim_dcs) if ev["ssim"] == "dcs2" else float(np.mean(m["ssim"])),
-               "ssim_torchmetrics": float(np.mean(m["ssim"])), "ssim_dcs2": float(ssim_dcs),
+               "mse": tm["mse"], "psnr": tm["psnr"], "ssim": {**tm, **dcs}[chosen],
+               "ssim_torchmetrics": tm["ssim"], "ssim_dcs2": dcs["ssim_dcs2"],
                "lpips": (None if lp_model is None or any(v is None for v in m.get("lpips", [None]))
                          else float(np.mean(m["lpips"]))),
                "lpips_status": m.get("lpips_status", lp_status) if lp_model is not None else lp_status}
