@@ -456,11 +456,19 @@ def metrics_settings(config: dict, study: str) -> dict:
     return {k: v for k, v in ev.items() if k not in TABLE_ONLY_EVALUATION and k not in PRESENTATION_EVALUATION}
 
 
+def _reads_cost(study: str, table: str) -> bool:
+    """Whether a registered table reads the gathered cost rows (``he_overhead`` and the figures,
+    made by their own rules, are not registry entries: they read none)."""
+    from ..tables import TABLES
+
+    return TABLES.has(study, table) and "cost" in TABLES.entry(study, table).inputs
+
+
 def table_settings(config: dict, study: str, table: str) -> dict:
     """The part of the config a table (or the figures) depends on."""
     st = config["studies"][study]
     out = {"evaluation": evaluation_for(config, study, table), "cases": st.get("cases")}
-    if table != "figures" and "cost" in table_entry(config, study, table).inputs:
+    if _reads_cost(study, table):
         out["cost_metrics"] = st["significance"]["cost_metrics"]
         out["model_cost_metrics"] = {m: o.get("cost_metrics") for m, o in (st.get("models") or {}).items()}
     else:
