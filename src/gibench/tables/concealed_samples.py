@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from ..metrics import METRICS as IMAGE_METRICS
 from .registry import FIGURES, TABLES as TABLES_REGISTRY, register_figure, register_table
 from .render import TableDoc, fmt_mean_std
 
@@ -32,7 +33,10 @@ LABEL = {"none": "None", "dp_gaussian": "DP-Gaussian", "prune": "Prune", "soteri
          "dcs2_start_noise": "DCS² (MNIST ✗, Noise ✓, MixUP ✗)", "dcs2_start_cifar10": "DCS² (start points from CIFAR-10)"}
 DATASET = {"mnist": "MNIST", "cifar10": "CIFAR10", "celeba": "CelebA", "tiny_imagenet": "TinyImageNet"}
 ATTACK = {"gs": "GS", "adaptive": "adaptive GS (class-average init)", "ggl": "GGL", "imprint": "Imprint"}
-COLUMN = {"psnr": "PSNR↓", "ssim": "SSIM↓", "lpips": "LPIPS↑", "acc_sensitive": "Acc↑ (Sensitive Data)",
+# the metric columns: the registered metrics' display names (gibench.metrics.METRICS), the arrow pointing to
+# better protection (a defense table: lower similarity is better)
+COLUMN = {**{n: IMAGE_METRICS.get(n).display + ("↑" if n == "lpips" else "↓") for n in ("psnr", "ssim", "lpips")},
+          "acc_sensitive": "Acc↑ (Sensitive Data)",
           "acc_test": "Acc↑ (Test set)"}
 ACC = ("acc_sensitive", "acc_test")
 

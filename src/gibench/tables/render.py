@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import io, model_ids
+from ..metrics import METRICS as IMAGE_METRICS
 
 DISPLAY = {
     # significance metrics
@@ -35,9 +36,9 @@ DISPLAY = {
     "cola": "CoLA", "sst2": "SST-2", "rotten_tomatoes": "Rotten Tomatoes",
     # attacks
     "ig": "IG", "lamp": "LAMP", "dager": "DAGER", "dlg": "DLG",
-    # evaluation metrics
-    "lpips": "LPIPS", "mse": "MSE", "psnr": "PSNR", "ssim": "SSIM", "rouge1": "ROUGE-1",
-    "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "embed_dist": "EmbedDist",
+    # evaluation metrics: the image metrics' display names are their registry entries' (gibench.metrics.METRICS)
+    **{n: IMAGE_METRICS.get(n).display for n in ("lpips", "mse", "psnr", "ssim")},
+    "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "embed_dist": "EmbedDist",
 }
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import io
 from . import paper
-from .registry import register_figure, register_table
+from .registry import TABLES, register_figure, register_table
 from .render import TableDoc, display, fmt_mean_std
 
 STUDY = "stochastic_defenses"
@@ -229,9 +229,9 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
         if with_acc:
             cols += ["accuracy_mean", "accuracy_std", "accuracy_status"]
         group = 2
-    default_titles = {"attacks": "Privacy metrics of the attacks on defended training gradients",
-                      "ablation": f"Privacy metrics of {attack_name(st, spec.get('attack', ''))} over defense combinations"}
-    title = f"{name.replace('table', 'Table ')}: {spec.get('title') or default_titles[spec['kind']]}"
+    # the default caption is the registry entry's of the table's kind
+    default_title = TABLES.entry(STUDY, spec["kind"]).caption.format(attack=attack_name(st, spec.get("attack", "")))
+    title = f"{name.replace('table', 'Table ')}: {spec.get('title') or default_title}"
     dp_text = {d: defense_text(c.spec()) for d, c in chains.items()}
     notes = [f"SSIM: the CVB reference code's SSIM (each image min-max scaled to [0, 1] first; Gaussian window 11, "
              f"σ 1.5; {_ssim_definition_text(ev)}), mean ± std (population) over n victims; "
@@ -404,9 +404,10 @@ def _build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vic
 
 
 # a table per `tables.<name>` of the study config, its `kind` naming the entry; a figure per `figures.<name>`
+# (caption: the default title, `tables.<name>.title` replaces it; {attack}: the ablation's attack)
 register_table(STUDY, "attacks", build_table, inputs=("metrics",), when="kind",
-               caption="defenses against attacks: SSIM and attack success rate per case (paper B, Tables 1-3)")
+               caption="Privacy metrics of the attacks on defended training gradients")
 register_table(STUDY, "ablation", build_table, inputs=("metrics", "accuracy"), when="kind",
-               caption="ablation of the defense combination: SSIM, attack success rate and accuracy (Tables 4-5)")
+               caption="Privacy metrics of {attack} over defense combinations")
 register_figure(STUDY, "grid", _build_grid, inputs=("metrics",), when="kind",
                 caption="reconstruction grid per defense combination and victim")
