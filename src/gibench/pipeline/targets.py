@@ -407,13 +407,16 @@ def registered_outputs(config: dict, study: str) -> list[str]:
 
 
 def table_entry(config: dict, study: str, table: str):
-    """The registry entry that makes table ``table`` of ``study`` under this config."""
+    """The registry entry that makes table ``table`` of ``study``: the entry of that name, else
+    (``when="kind"``) the entry that makes it under this config; an unknown name is the registry's error."""
+    from ..tables import TABLES
+
+    if TABLES.has(study, table):
+        return TABLES.entry(study, table)
     for name, entry in registered_tables(config, study):
         if name == table:
             return entry
-    from ..tables import TABLES
-
-    return TABLES.entry(study, table)      # not made under this config: the entry by name (or its error)
+    return TABLES.entry(study, table)
 
 
 def table_choice(study: str) -> str:

@@ -19,6 +19,10 @@ makes it (``when``) and its display name (``caption``).  ``when`` is one of
   kind, when the study configures attacks (selective encryption's curves, traces, grids);
 - or a callable ``(config, study_config) -> bool``.
 
+Builders take keyword arguments (``metrics_path``, ``cost_path``, ``accuracy_path``, ``config``,
+``out_dir``, ``formats``, ...) and return the paths they wrote; a ``"kind"`` entry's builder takes
+the config entry's name (``table3``) as its first argument.
+
 This module is a leaf (it imports only :mod:`gibench.registry`): the study table modules
 register their entries here when imported, and :mod:`gibench.tables` imports them all.
 """
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from ..registry import Registry
 
@@ -84,8 +88,6 @@ class OutputRegistry(Registry[OutputEntry]):
         self.get(f"{study}/{name}")
         del self._entries[f"{study}/{name}"]
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
 
 
 TABLES = OutputRegistry("table")
