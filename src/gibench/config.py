@@ -9,6 +9,8 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
+from .wildcards import fmt_ratio, fmt_slot, parse_ratio, parse_slot  # noqa: F401  (re-exported: callers' old name)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
 
@@ -270,21 +272,3 @@ def load(path: str | Path, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
         return validate(cfg or {}, schema_path)
     except ConfigError as e:
         raise ConfigError(f"{path}: " + str(e).replace("\n", f"\n{path}: ")) from None
-
-
-def fmt_ratio(r: float) -> str:
-    return f"r{r:.3f}"
-
-
-def parse_ratio(s: str) -> float:
-    if not s.startswith("r"):
-        raise ValueError(f"ratio wildcard {s!r} must look like r0.300")
-    return round(float(s[1:]), 3)
-
-
-def fmt_slot(i: int) -> str:
-    return f"s{i:03d}"
-
-
-def parse_slot(s: str) -> int:
-    return int(s[1:])

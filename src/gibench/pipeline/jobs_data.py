@@ -11,7 +11,7 @@ import pyarrow as pa
 import torch
 
 from .. import io, model_ids
-from ..config import parse_slot
+from ..wildcards import parse_slot
 from ..datasets import DATASETS, choose_victims
 from ..gradient import client_gradient
 from ..models import build_model, count_parameters

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from .. import io, model_ids
-from ..config import fmt_slot, parse_ratio
+from ..wildcards import fmt_slot, parse_ratio
 from ..provenance import UNSEEDED_KEY, make_record
 from . import paths as P
 from .jobs_data import case_list, model_init

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import model_ids
-from ..config import fmt_ratio, fmt_slot
+from ..wildcards import fmt_ratio, fmt_slot
 from ..datasets import DATASETS
 from . import paths as P
 
