@@ -36,12 +36,21 @@ def _resolve(name: str, mods: dict) -> str | None:
     return name or None
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def imported_modules(module: str, tree: ast.AST, is_pkg: bool, mods: dict) -> list[tuple[str, int]]:
     """(gibench module, line) for everything ``tree`` imports, relative imports resolved: the
     module named, or for ``from p import name`` the submodule ``p.name`` if there is one, else ``p``."""
     pkg = module if is_pkg else module.rpartition(".")[0]
+    type_only = {id(sub) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
+                 for stmt in node.body for sub in ast.walk(stmt)}
     out = []
     for node in ast.walk(tree):
+        if id(node) in type_only:       # `if TYPE_CHECKING:` imports never run
+            continue
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -10,24 +10,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-
-class DatasetUnavailable(RuntimeError):
-    """The data a config asks for is not on this machine; the message says how to get it."""
-
-
-@dataclass
-class ImageSplit:
-    images: np.ndarray          # uint8, N x H x W x C
-    labels: np.ndarray          # int64, N
-    indices: np.ndarray         # int64, N: position in the source split
-    class_names: list[str]
-    source: str                 # human-readable origin, goes into provenance
-
-    def __post_init__(self):
-        if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 NHWC, got {self.images.dtype} {self.images.shape}")
-        if not (len(self.images) == len(self.labels) == len(self.indices)):
-            raise ValueError("images, labels and indices differ in length")
+from .hub import load_hub_split
+from .split import DatasetUnavailable, ImageSplit  # noqa: F401  (re-exported: gibench.datasets.base.ImageSplit)
 
 
 @dataclass
@@ -84,8 +68,6 @@ class ImageDataset:
                     f"not {split!r}; use source: hub for other splits")
             return self.bundled_reader(Path(resources_dir) / "data" / self.name, split)
         if source == "hub":
-            from .hub import load_hub_split
-
             return load_hub_split(self, split, hub_dir)
         raise ValueError(f"dataset {self.name!r}: unknown source {source!r} (bundled | hub)")
 

@@ -57,7 +57,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import DATASETS
+from .registry import DATASETS
 from .base import DatasetUnavailable, verify_bundled
 from .hub import read_from_disk
 

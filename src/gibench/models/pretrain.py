@@ -60,6 +60,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..schema import load_schema
+
 #: objective per text family (the family fixes the vocabulary and the tokenizer)
 OBJECTIVES = {"gpt2": "causal", "bert": "mlm"}
 #: the prefix of the trunk's parameter names (what a classifier takes over)
@@ -68,8 +70,6 @@ TRUNK_PREFIX = {"gpt2": "transformer.", "bert": "bert."}
 def defaults() -> dict[str, Any]:
     """The defaults of ``lm_pretrain.<family>``, read from the config schema
     (``$defs.lm_pretrain`` in config/schema/config.schema.yaml: one place for them)."""
-    from ..config import load_schema
-
     props = load_schema()["$defs"]["lm_pretrain"]["properties"]
     return {k: v["default"] for k, v in props.items() if "default" in v}
 
