@@ -114,6 +114,8 @@ def _check_semantics(config: dict) -> None:
     from .pipeline.jobs_fl import check_fl
 
     for study, study_cfg in config["studies"].items():
+        if study in _STUDY_CHECKS:                 # this module's checks of a study come first
+            errs += _STUDY_CHECKS[study](config, study_cfg)
         errs += STUDIES.get(study).check(config, study_cfg)
         errs += check_fl(config, study)            # the study's fl block (FedAvg runs), if any
     if errs:
@@ -123,7 +125,7 @@ def _check_semantics(config: dict) -> None:
 def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     from .datasets import DATASETS
     from .models import MODELS
-    from .pipeline.jobs_data import case_model_ids, takes_init
+    from .pipeline.cases import case_model_ids, takes_init
 
     pre = "studies.selective_encryption"
     errs = []
@@ -201,6 +203,12 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     ev["protection"].setdefault("image", dict(DEFAULT_PROTECTION["image"]))
     ev.setdefault("table5_ratio", DEFAULT_TABLE5_RATIO)
     return errs
+
+
+#: study -> the check of its names against the registries kept in this module, run before the
+#: study's own :attr:`gibench.pipeline.studies.Study.check` (the study registry is imported here,
+#: so it cannot import these checks back without an import cycle)
+_STUDY_CHECKS = {"selective_encryption": _check_selective_encryption}
 
 
 def read_yaml(path: str | Path) -> Any:

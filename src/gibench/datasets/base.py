@@ -5,13 +5,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from .hub import load_hub_split
 from .split import DatasetUnavailable, ImageSplit  # noqa: F401  (re-exported: gibench.datasets.base.ImageSplit)
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -36,6 +38,8 @@ class ImageDataset:
 
     # -- normalisation (the model's input space)
     def normalize(self, x_uint8_nhwc: np.ndarray | torch.Tensor) -> torch.Tensor:
+        import torch  # deferred: the registry is read at DAG build (config check), which needs no torch
+
         x = torch.as_tensor(np.asarray(x_uint8_nhwc), dtype=torch.float32) / 255.0
         x = x.permute(0, 3, 1, 2)
         if x.shape[1] != self.shape[0]:
@@ -53,9 +57,13 @@ class ImageDataset:
         return x * self.std_t().to(x) + self.mean_t().to(x)
 
     def mean_t(self) -> torch.Tensor:
+        import torch  # deferred (see normalize)
+
         return torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1).expand(1, self.shape[0], 1, 1)
 
     def std_t(self) -> torch.Tensor:
+        import torch  # deferred (see normalize)
+
         return torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1).expand(1, self.shape[0], 1, 1)
 
     # -- sources

@@ -548,7 +548,7 @@ def check_text_study(config: dict, se: dict) -> list[str]:
     from ..schema import DEFAULT_PROTECTION
     from ..datasets import DATASETS
     from ..models import MODELS
-    from .jobs_data import case_list, model_init
+    from .cases import case_list, model_init
     from ..significance.selectors import SELECTORS
     from . import targets as T
 

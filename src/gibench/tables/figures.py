@@ -561,7 +561,7 @@ def figure_specs(config: Mapping[str, Any], rows: Any = None, study: str = STUDY
         for r in as_records(rows):
             slots_of.setdefault((r["model"], r["dataset"]), set()).add(r["slot"])
     else:
-        from ..pipeline.jobs_data import case_list
+        from ..pipeline.cases import case_list
         from ..pipeline.targets import attack_runs_on, attack_victims
 
         attacks = cfg.get("attacks") or {}
