@@ -10,13 +10,13 @@ import pyarrow as pa
 import torch
 
 from .. import io, model_ids
-from ..wildcards import parse_slot
 from ..datasets import DATASETS, choose_victims
 from ..gradient import client_gradient
 from ..models import build_model, count_parameters
 from ..provenance import make_record
 from ..seeds import derive_seed
 from .runner import say
+from ..victims import read_victims, slot_rows  # noqa: F401  (re-exported: their old place)
 # the cases of a study config and their model ids (re-exported here under their old names)
 from .cases import (builder_default_init, case_list, case_model_ids, default_init, model_init,  # noqa: F401
                     takes_init)
@@ -57,26 +57,6 @@ def victims_job(smk: Any, device: torch.device) -> dict:
     io.save_table(smk.output[0], table, rec)
     say(f"victims for {dataset}: {table.num_rows} from {info['source']}")
     return {"victims": table.num_rows}
-
-
-def read_victims(path: str | Path, rows: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images uint8 NHWC, labels, source indices) for the given victim rows (all if None)."""
-    table, _ = io.load_table(path)
-    d = table.to_pydict()
-    idx = range(table.num_rows) if rows is None else rows
-    imgs = []
-    for i in idx:
-        if i >= table.num_rows:
-            raise IndexError(f"{path}: victim {i} requested but the pool has {table.num_rows}; raise datasets.<name>.victims")
-        h, w, c = d["height"][i], d["width"][i], d["channels"][i]
-        imgs.append(np.frombuffer(d["image"][i], dtype=np.uint8).reshape(h, w, c))
-    return (np.stack(imgs), np.asarray([d["label"][i] for i in idx], np.int64),
-            np.asarray([d["source_index"][i] for i in idx], np.int64))
-
-
-def slot_rows(slot: str, batch_size: int) -> list[int]:
-    s = parse_slot(slot)
-    return list(range(s * batch_size, (s + 1) * batch_size))
 
 
 # ----------------------------------------------------------------- model weights

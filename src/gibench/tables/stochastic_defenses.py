@@ -351,7 +351,7 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
     combination (one row each, SSIM under every image); columns are victim slots."""
     from ..wildcards import fmt_slot
     from ..pipeline import targets_sd as T
-    from ..pipeline.jobs_data import read_victims, slot_rows
+    from ..victims import read_victims, slot_rows
     from .figures import draw_montage, save_figure
 
     st = _study(config)
