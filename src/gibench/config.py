@@ -15,6 +15,14 @@ from .schema import (DEFAULT_PROTECTION, DEFAULT_SCHEMA, DEFAULT_TABLE5_RATIO, R
                      ConfigError, load_schema)
 from .wildcards import fmt_ratio, fmt_slot, parse_ratio, parse_slot  # noqa: F401
 
+# the study registry and the dataset registry are read by the checks (config sits above the
+# pipeline: nothing there imports this module); registries that import torch are imported where
+# a check needs them, so that importing this module (the Snakefile does) needs no torch
+from .datasets import DATASETS
+from .pipeline.cases import case_model_ids, takes_init
+from .pipeline.studies import STUDIES
+
+
 def _path_str(path: Iterable[Any]) -> str:
     out = ""
     for p in path:
@@ -88,8 +96,6 @@ def validate(config: dict, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
 
 
 def _check_semantics(config: dict) -> None:
-    from .datasets import DATASETS
-
     errs: list[str] = []
     for name, ds in config["datasets"].items():
         if name not in DATASETS:
@@ -109,9 +115,7 @@ def _check_semantics(config: dict) -> None:
                         f"of {name}'s {src} split {split!r} (the pool victims are drawn from)")
     if errs:            # study checks and target lists would be built from these sizes
         raise ConfigError("\n".join(errs))
-    from .pipeline.studies import STUDIES
-
-    from .pipeline.jobs_fl import check_fl
+    from .pipeline.jobs_fl import check_fl  # deferred: jobs_fl imports torch (its FedAvg jobs)
 
     for study, study_cfg in config["studies"].items():
         if study in _STUDY_CHECKS:                 # this module's checks of a study come first
@@ -123,9 +127,7 @@ def _check_semantics(config: dict) -> None:
 
 
 def _check_selective_encryption(config: dict, se: dict) -> list[str]:
-    from .datasets import DATASETS
-    from .models import MODELS
-    from .pipeline.cases import case_model_ids, takes_init
+    from .models import MODELS  # deferred: the model registry imports torch (the builders)
 
     pre = "studies.selective_encryption"
     errs = []
