@@ -168,7 +168,8 @@ def test_dag_build_and_leaf_modules_are_acyclic():
 
 def test_wildcards_is_a_leaf():
     g = import_graph()
-    assert list(g.successors("gibench.wildcards")) == []
+    succ = sorted(g.successors("gibench.wildcards"))
+    assert not succ, f"gibench.wildcards imports {succ}: it must stay a leaf (every layer imports it)"
 
 
 #: tables/* modules that still import gibench.pipeline (all in files the tables helper rewrites
