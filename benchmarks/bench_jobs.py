@@ -8,6 +8,8 @@ environment variable ``GIBENCH_OLD_TREE`` (e.g. ``git worktree add --detach ../o
   (``snakemake -n --profile slurm``, the workflow profile loaded too; ``bench_slurm_dryrun``'s
   procedure: a fresh temporary working directory, the bundled resources): job count, per-rule
   counts, wall seconds and the snakemake process's CPU seconds (less sensitive to other load);
+* the selective-encryption dry run once more without ``--profile slurm`` (``no_slurm_profile``:
+  ``snakemake -n --configfile config/studies/selective_encryption.yaml``);
 * the job count of the embedded default (``config/config.yaml``, what ``make demo`` runs),
   from a dry run.  The demo itself is not run here (shared CPU).
 
@@ -89,6 +91,9 @@ def run() -> dict:
             r["job_factor"] = round(r["old"]["jobs"] / r["new"]["jobs"], 2)
             r["meets_job_target"] = r["job_factor"] >= TARGET_JOB_FACTOR
         if study == "selective_encryption":
+            # also without --profile slurm (the workflow profile only): the plain dry run of the README
+            r["no_slurm_profile"] = {k: dry_run(t, t / "config" / "studies" / f"{study}.yaml", False)
+                                     for k, t in trees.items()}
             r["target_wall_seconds"] = TARGET_SE_SECONDS
             r["meets_time_target"] = r["new"]["returncode"] == 0 and r["new"]["wall_seconds"] <= TARGET_SE_SECONDS
         out["studies"][study] = r

@@ -12,13 +12,13 @@ wildcard_constraints:
 
 SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
 
+from gibench.pipeline import jobs_fl
+
 
 def study_weights(wc):
     """The model weights a study's client computes its update on: the seeded initialisation
     (rule model), or the FedAvg global model after a round when the study's
     `fl.attack_checkpoint` asks for a trained model (rule fl_checkpoint)."""
-    from gibench.pipeline import jobs_fl
-
     return jobs_fl.weights_for(
         config,
         wc.study,

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from .config import REPO_ROOT
+from .schema import REPO_ROOT
 from .registry import Registry
 
 CLAIMS_DIR = REPO_ROOT / "config" / "claims"

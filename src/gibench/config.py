@@ -9,17 +9,18 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
+# re-exported under their old names here (gibench.config.fmt_ratio, config.REPO_ROOT, ...): they live in
+# leaf modules that every layer may import without an import cycle
+from .schema import (DEFAULT_PROTECTION, DEFAULT_SCHEMA, DEFAULT_TABLE5_RATIO, REPO_ROOT,  # noqa: F401
+                     ConfigError, load_schema)
+from .wildcards import fmt_ratio, fmt_slot, parse_ratio, parse_slot  # noqa: F401
 
-# defaults that depend on other keys (not expressible as plain schema defaults)
-DEFAULT_PROTECTION = {"image": {"metric": "lpips", "op": ">=", "threshold": 0.3},
-                      "text": {"metric": "rouge1", "op": "<=", "threshold": 0.2}}   # (paper) ROUGE-1 <= 0.2
-DEFAULT_TABLE5_RATIO = 0.3
-
-
-class ConfigError(ValueError):
-    """A config that cannot be run; the message names the key and what is allowed."""
+# the study registry and the dataset registry are read by the checks (config sits above the
+# pipeline: nothing there imports this module); registries that import torch are imported where
+# a check needs them, so that importing this module (the Snakefile does) needs no torch
+from .datasets import DATASETS
+from .pipeline.cases import case_model_ids, takes_init
+from .pipeline.studies import STUDIES
 
 
 def _path_str(path: Iterable[Any]) -> str:
@@ -78,29 +79,6 @@ def _fill_defaults(validator_cls):
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
-def load_schema(path: str | Path = DEFAULT_SCHEMA) -> dict:
-    """The root schema with every ``studies/<study>.schema.yaml`` beside it merged in as
-    ``studies.<study>`` (a study file's own ``$defs`` join the root's), and the ``$defs`` of
-    every ``*.defs.yaml`` beside it (reusable pieces such as ``fedavg``) joined to the root's."""
-    path = Path(path)
-    schema = yaml.safe_load(path.read_text())
-    for f in sorted(path.parent.glob("*.defs.yaml")):
-        for k, v in ((yaml.safe_load(f.read_text()) or {}).get("$defs") or {}).items():
-            if k in schema.setdefault("$defs", {}):
-                raise ConfigError(f"{f}: $defs.{k} is already defined by another schema file")
-            schema["$defs"][k] = v
-    props = schema["properties"]["studies"].setdefault("properties", {})
-    for f in sorted((path.parent / "studies").glob("*.schema.yaml")):
-        study = f.name[: -len(".schema.yaml")]
-        sub = yaml.safe_load(f.read_text()) or {}
-        for k, v in (sub.pop("$defs", None) or {}).items():
-            if k in schema.setdefault("$defs", {}):
-                raise ConfigError(f"{f}: $defs.{k} is already defined by another schema file")
-            schema["$defs"][k] = v
-        props[study] = sub
-    return schema
-
-
 def validate(config: dict, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
     """Validate ``config`` in place (filling defaults) and return it; raise ConfigError."""
     if not isinstance(config, dict) or not config:
@@ -118,8 +96,6 @@ def validate(config: dict, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
 
 
 def _check_semantics(config: dict) -> None:
-    from .datasets import DATASETS
-
     errs: list[str] = []
     for name, ds in config["datasets"].items():
         if name not in DATASETS:
@@ -139,11 +115,11 @@ def _check_semantics(config: dict) -> None:
                         f"of {name}'s {src} split {split!r} (the pool victims are drawn from)")
     if errs:            # study checks and target lists would be built from these sizes
         raise ConfigError("\n".join(errs))
-    from .pipeline.studies import STUDIES
-
-    from .pipeline.jobs_fl import check_fl
+    from .pipeline.jobs_fl import check_fl  # deferred: jobs_fl imports torch (its FedAvg jobs)
 
     for study, study_cfg in config["studies"].items():
+        if study in _STUDY_CHECKS:                 # this module's checks of a study come first
+            errs += _STUDY_CHECKS[study](config, study_cfg)
         errs += STUDIES.get(study).check(config, study_cfg)
         errs += check_fl(config, study)            # the study's fl block (FedAvg runs), if any
     if errs:
@@ -151,9 +127,7 @@ def _check_semantics(config: dict) -> None:
 
 
 def _check_selective_encryption(config: dict, se: dict) -> list[str]:
-    from .datasets import DATASETS
-    from .models import MODELS
-    from .pipeline.jobs_data import case_model_ids, takes_init
+    from .models import MODELS  # deferred: the model registry imports torch (the builders)
 
     pre = "studies.selective_encryption"
     errs = []
@@ -233,6 +207,12 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     return errs
 
 
+#: study -> the check of its names against the registries kept in this module, run before the
+#: study's own :attr:`gibench.pipeline.studies.Study.check` (the study registry is imported here,
+#: so it cannot import these checks back without an import cycle)
+_STUDY_CHECKS = {"selective_encryption": _check_selective_encryption}
+
+
 def read_yaml(path: str | Path) -> Any:
     """A YAML/JSON file's content; a one-line error naming the file (and line and column of a
     syntax error) instead of a traceback or a message without the place."""
@@ -270,21 +250,3 @@ def load(path: str | Path, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
         return validate(cfg or {}, schema_path)
     except ConfigError as e:
         raise ConfigError(f"{path}: " + str(e).replace("\n", f"\n{path}: ")) from None
-
-
-def fmt_ratio(r: float) -> str:
-    return f"r{r:.3f}"
-
-
-def parse_ratio(s: str) -> float:
-    if not s.startswith("r"):
-        raise ValueError(f"ratio wildcard {s!r} must look like r0.300")
-    return round(float(s[1:]), 3)
-
-
-def fmt_slot(i: int) -> str:
-    return f"s{i:03d}"
-
-
-def parse_slot(s: str) -> int:
-    return int(s[1:])

@@ -18,15 +18,19 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 from safetensors import safe_open
-from safetensors.torch import save as st_save
+
+# torch is imported where tensors are handled, not here: the DAG build (Snakefile, rule files)
+# imports this module through gibench.pipeline and needs no torch (tests/test_import_graph.py)
+if TYPE_CHECKING:
+    import torch
 
 META_KEY = "gibench"
 
@@ -104,7 +108,8 @@ def plain(obj: Any, nan: str = "str") -> Any:
         return {str(k): plain(v, nan) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [plain(v, nan) for v in obj]
-    if isinstance(obj, torch.Tensor):
+    torch = sys.modules.get("torch")        # no tensor exists unless torch was imported
+    if torch is not None and isinstance(obj, torch.Tensor):
         return plain(obj.tolist(), nan)
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
@@ -130,6 +135,8 @@ DIGEST_KEY = "tensor_sha256"
 def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     """sha256 over every tensor in name order: its name, dtype and shape, then its raw bytes
     (CPU, contiguous, native little-endian: the bytes safetensors stores)."""
+    import torch
+
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach()
@@ -146,6 +153,9 @@ def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
                  record: Mapping[str, Any]) -> None:
     """Write ``tensors`` with ``record`` embedded, plus the digest of their data (:data:`DIGEST_KEY`),
     which :func:`load_tensors` checks: a flipped byte in the data is found when the file is read."""
+    import torch
+    from safetensors.torch import save as st_save
+
     clean = {}
     for k, v in tensors.items():
         if not isinstance(v, torch.Tensor):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:   # imported by torch_generator: derive_seed runs at DAG build, which needs no torch
+    import torch
 
 
 def derive_seed(base: int, purpose: str, **wildcards: Any) -> int:
@@ -18,6 +20,8 @@ def derive_seed(base: int, purpose: str, **wildcards: Any) -> int:
 
 
 def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    import torch
+
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g

@@ -6,10 +6,8 @@ hub, fetched once by the download rule and read back from disk).
 """
 from __future__ import annotations
 
-from ..registry import Registry
 from .base import ImageDataset, ImageSplit, choose_victims, DatasetUnavailable
-
-DATASETS: Registry[ImageDataset] = Registry("dataset")
+from .registry import DATASETS
 
 from . import vision as _vision  # noqa: E402,F401  (registers the entries)
 from . import text as _text  # noqa: E402,F401  (registers cola, sst2, rotten_tomatoes)

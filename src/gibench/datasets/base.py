@@ -5,29 +5,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
+from .hub import load_hub_split
+from .split import DatasetUnavailable, ImageSplit  # noqa: F401  (re-exported: gibench.datasets.base.ImageSplit)
 
-class DatasetUnavailable(RuntimeError):
-    """The data a config asks for is not on this machine; the message says how to get it."""
-
-
-@dataclass
-class ImageSplit:
-    images: np.ndarray          # uint8, N x H x W x C
-    labels: np.ndarray          # int64, N
-    indices: np.ndarray         # int64, N: position in the source split
-    class_names: list[str]
-    source: str                 # human-readable origin, goes into provenance
-
-    def __post_init__(self):
-        if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 NHWC, got {self.images.dtype} {self.images.shape}")
-        if not (len(self.images) == len(self.labels) == len(self.indices)):
-            raise ValueError("images, labels and indices differ in length")
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -52,6 +38,8 @@ class ImageDataset:
 
     # -- normalisation (the model's input space)
     def normalize(self, x_uint8_nhwc: np.ndarray | torch.Tensor) -> torch.Tensor:
+        import torch  # deferred: the registry is read at DAG build (config check), which needs no torch
+
         x = torch.as_tensor(np.asarray(x_uint8_nhwc), dtype=torch.float32) / 255.0
         x = x.permute(0, 3, 1, 2)
         if x.shape[1] != self.shape[0]:
@@ -69,9 +57,13 @@ class ImageDataset:
         return x * self.std_t().to(x) + self.mean_t().to(x)
 
     def mean_t(self) -> torch.Tensor:
+        import torch  # deferred (see normalize)
+
         return torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1).expand(1, self.shape[0], 1, 1)
 
     def std_t(self) -> torch.Tensor:
+        import torch  # deferred (see normalize)
+
         return torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1).expand(1, self.shape[0], 1, 1)
 
     # -- sources
@@ -84,8 +76,6 @@ class ImageDataset:
                     f"not {split!r}; use source: hub for other splits")
             return self.bundled_reader(Path(resources_dir) / "data" / self.name, split)
         if source == "hub":
-            from .hub import load_hub_split
-
             return load_hub_split(self, split, hub_dir)
         raise ValueError(f"dataset {self.name!r}: unknown source {source!r} (bundled | hub)")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DATASETS
+from .registry import DATASETS
 from .base import DatasetUnavailable, ImageDataset, ImageSplit
 
 SIZE = 32

@@ -9,10 +9,14 @@ this path offline).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import DatasetUnavailable, ImageDataset, ImageSplit
+from .split import DatasetUnavailable, ImageSplit
+
+if TYPE_CHECKING:
+    from .base import ImageDataset
 
 
 def hub_split_dir(hub_dir: str | Path, ds, split: str) -> Path:

@@ -52,14 +52,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import torch
 
-from . import DATASETS
+from .registry import DATASETS
 from .base import DatasetUnavailable, verify_bundled
 from .hub import read_from_disk
+
+if TYPE_CHECKING:
+    import torch
 
 LAMP_RNG_SEED = 101  # rng_seed of LAMP's and DAGER's run scripts
 
@@ -456,6 +458,8 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int | None = None)
     truncation at ``max_length`` (default the tokenizer's ``model_max_length``).
 
     Returns ``input_ids`` and ``attention_mask`` (B x T, int64) and ``lengths`` (B)."""
+    import torch  # deferred: the dataset registry is read at DAG build, which needs no torch
+
     enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length or tokenizer.model_max_length,
                     return_tensors="pt")
     ids = enc["input_ids"].to(torch.long)

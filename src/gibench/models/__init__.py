@@ -5,16 +5,10 @@ gradients and attacks all key by parameter name and follow that order.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
-from ..registry import Registry
-
-ModelBuilder = Callable[..., nn.Module]
-MODELS: Registry[ModelBuilder] = Registry("model")
-
+from .registry import MODELS, ModelBuilder  # noqa: F401  (ModelBuilder: re-exported)
 from . import vision as _vision  # noqa: E402,F401
 
 

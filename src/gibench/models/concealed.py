@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import MODELS
+from .registry import MODELS
 from .vision import LeNet
 
 #: torchvision's ImageNet ResNet-18 checkpoint (the file name carries its hash prefix)

@@ -59,7 +59,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import MODELS
+from .registry import MODELS
 
 LN2 = math.log(2.0)
 BOTTLENECKS = ("precode", "cvb")

@@ -60,6 +60,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import io
+from ..datasets import DATASETS
+from ..schema import load_schema
+from .text import make_config
+
 #: objective per text family (the family fixes the vocabulary and the tokenizer)
 OBJECTIVES = {"gpt2": "causal", "bert": "mlm"}
 #: the prefix of the trunk's parameter names (what a classifier takes over)
@@ -68,8 +73,6 @@ TRUNK_PREFIX = {"gpt2": "transformer.", "bert": "bert."}
 def defaults() -> dict[str, Any]:
     """The defaults of ``lm_pretrain.<family>``, read from the config schema
     (``$defs.lm_pretrain`` in config/schema/config.schema.yaml: one place for them)."""
-    from ..config import load_schema
-
     props = load_schema()["$defs"]["lm_pretrain"]["properties"]
     return {k: v["default"] for k, v in props.items() if "default" in v}
 
@@ -144,8 +147,6 @@ def read_corpus(specs: Sequence[dict], resources_dir: str | Path, hub_dir: str |
                 heldout: Iterable[str]) -> Corpus:
     """The texts of every corpus spec (``{dataset, split, source}``), minus the texts that
     overlap ``heldout`` (:func:`overlapping`), in spec order then file order."""
-    from ..datasets import DATASETS
-
     held = list(heldout)
     texts: list[str] = []
     parts = []
@@ -164,8 +165,6 @@ def heldout_sample(specs: Sequence[dict], resources_dir: str | Path, hub_dir: st
                    seed: int) -> tuple[list[str], list[dict], list[str]]:
     """(sample for the perplexity, per-split info, every sentence of the held-out splits):
     ``n`` sentences of each held-out split (a seeded permutation's prefix; all if fewer)."""
-    from ..datasets import DATASETS
-
     sample, info, every = [], [], []
     for k, spec in enumerate(specs):
         ds = DATASETS.get(spec["dataset"])
@@ -196,8 +195,6 @@ def encode(tokenizer, texts: Sequence[str], max_length: int, min_tokens: int = 2
 def lm_config(family: str, size: str = "demo", config_overrides: dict | None = None):
     """The transformers config of the local language model: the family's ``size`` with the
     overrides, dropout off (``attn_implementation`` eager, as the attacked models)."""
-    from .text import make_config
-
     if family not in OBJECTIVES:
         raise ValueError(f"lm_pretrain: no local language model for {family!r} (available: {sorted(OBJECTIVES)})")
     off = ({"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0} if family == "gpt2"
@@ -380,7 +377,6 @@ def lm_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def load_lm(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """The language model of an ``lm_pretrain`` artifact, as a GPT2LMHeadModel in eval mode
     (the architecture from the artifact's record)."""
-    from .. import io
     import transformers as tr
 
     state, rec = io.load_tensors(path)
@@ -415,8 +411,6 @@ def load_trunk(net: nn.Module, path: str | Path) -> dict:
     ``transformer.*`` / ``bert.*`` tensors; the classification head - and BERT's pooler, which
     masked-LM training does not train - keep their seeded initialisation).  The
     architectures must agree; returns the language model's record facts."""
-    from .. import io
-
     state, rec = io.load_tensors(path)
     lm = rec.get("lm") or {}
     family = getattr(net, "gibench_family", None)

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import MODELS
+from .registry import MODELS
 
 
 class ModelUnavailable(RuntimeError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import MODELS
+from .registry import MODELS
 
 
 class LeNet(nn.Module):

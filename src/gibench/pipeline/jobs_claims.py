@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .. import claims as C
 from ..tables.render import table_formats
 from .paths import R
 from .runner import say
+
+if TYPE_CHECKING:  # torch only in annotations: the DAG build imports this module without it
+    import torch
 
 CLAIMS = R + "/claims/{study}.{ext}"
 TABLE_CSV = R + "/tables/{study}/{table}.csv"

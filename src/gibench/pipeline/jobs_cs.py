@@ -33,7 +33,7 @@ import torch
 from torch.nn import functional as F
 
 from .. import io
-from ..config import fmt_slot, parse_slot
+from ..wildcards import fmt_slot, parse_slot
 from ..datasets import DATASETS
 from ..models import MODELS, build_model, count_parameters
 from ..provenance import make_record

@@ -1,7 +1,6 @@
 """Jobs of the first half of the data flow: victims, model weights, client gradients."""
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -11,13 +10,16 @@ import pyarrow as pa
 import torch
 
 from .. import io, model_ids
-from ..config import parse_slot
 from ..datasets import DATASETS, choose_victims
 from ..gradient import client_gradient
 from ..models import build_model, count_parameters
 from ..provenance import make_record
 from ..seeds import derive_seed
 from .runner import say
+from ..victims import read_victims, slot_rows  # noqa: F401  (re-exported: their old place)
+# the cases of a study config and their model ids (re-exported here under their old names)
+from .cases import (builder_default_init, case_list, case_model_ids, default_init, model_init,  # noqa: F401
+                    takes_init)
 
 
 # ----------------------------------------------------------------- victims
@@ -57,26 +59,6 @@ def victims_job(smk: Any, device: torch.device) -> dict:
     return {"victims": table.num_rows}
 
 
-def read_victims(path: str | Path, rows: list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images uint8 NHWC, labels, source indices) for the given victim rows (all if None)."""
-    table, _ = io.load_table(path)
-    d = table.to_pydict()
-    idx = range(table.num_rows) if rows is None else rows
-    imgs = []
-    for i in idx:
-        if i >= table.num_rows:
-            raise IndexError(f"{path}: victim {i} requested but the pool has {table.num_rows}; raise datasets.<name>.victims")
-        h, w, c = d["height"][i], d["width"][i], d["channels"][i]
-        imgs.append(np.frombuffer(d["image"][i], dtype=np.uint8).reshape(h, w, c))
-    return (np.stack(imgs), np.asarray([d["label"][i] for i in idx], np.int64),
-            np.asarray([d["source_index"][i] for i in idx], np.int64))
-
-
-def slot_rows(slot: str, batch_size: int) -> list[int]:
-    s = parse_slot(slot)
-    return list(range(s * batch_size, (s + 1) * batch_size))
-
-
 # ----------------------------------------------------------------- model weights
 
 def model_options(study_cfg: dict, model: str) -> dict:
@@ -89,55 +71,6 @@ def model_options(study_cfg: dict, model: str) -> dict:
     if init is not None:
         opts["init"] = init
     return opts
-
-
-def default_init(study_cfg: dict, model: str) -> str | None:
-    """The init a registry model is built with when its id names none: ``models.<m>.init``,
-    else the builder's default (None for models without an ``init`` option)."""
-    configured = ((study_cfg.get("models") or {}).get(model) or {}).get("init")
-    return configured if configured is not None else builder_default_init(model)
-
-
-def builder_default_init(model: str) -> str | None:
-    from ..models import MODELS
-
-    if model not in MODELS:
-        return None
-    param = inspect.signature(MODELS.get(model)).parameters.get("init")
-    return None if param is None or param.default is inspect.Parameter.empty else param.default
-
-
-def takes_init(model: str) -> bool:
-    """Whether the registry model has an ``init`` option (an init axis applies to it)."""
-    from ..models import MODELS
-
-    return model in MODELS and "init" in inspect.signature(MODELS.get(model)).parameters
-
-
-def model_init(study_cfg: dict, model: str) -> str | None:
-    """The resolved init of a model id (``lenet`` -> its configured init; ``lenet@x`` -> ``x``)."""
-    base, init = model_ids.split(model)
-    return init if init is not None else default_init(study_cfg, base)
-
-
-def case_model_ids(study_cfg: dict, case: dict) -> list[str]:
-    """The model ids of one case: one per entry of ``inits`` (the configured init keeps the
-    bare name), or the bare model when the case lists none."""
-    inits = case.get("inits")
-    if not inits:
-        return [case["model"]]
-    d = default_init(study_cfg, case["model"])
-    return list(dict.fromkeys(model_ids.join(case["model"], i, d) for i in inits))
-
-
-def case_list(study_cfg: dict) -> list[tuple[str, str]]:
-    """(dataset, model id) of every case, in config order, each init its own entry."""
-    out = []
-    for case in study_cfg.get("cases") or []:
-        for m in case_model_ids(study_cfg, case):
-            if (case["dataset"], m) not in out:
-                out.append((case["dataset"], m))
-    return out
 
 
 def model_for(config: dict, study: str, dataset: str, model: str, weights: str | Path | None = None,

@@ -21,9 +21,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .. import io
 from ..provenance import make_record
@@ -31,6 +29,9 @@ from ..seeds import derive_seed
 from ..tables.render import table_formats
 from . import paths as P
 from .runner import say
+
+if TYPE_CHECKING:  # torch only in annotations: the DAG build imports this module without it
+    import torch
 
 LOCAL = "pretrained_local"
 LM_TABLE = "lm_pretrain"

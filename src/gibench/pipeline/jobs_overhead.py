@@ -30,16 +30,17 @@ from __future__ import annotations
 
 import resource
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .. import io, model_ids
-from ..config import fmt_slot, parse_ratio
+from ..wildcards import fmt_slot, parse_ratio
 from ..provenance import UNSEEDED_KEY, make_record
 from . import paths as P
-from .jobs_data import case_list, model_init
+from .cases import case_list, model_init
 from .runner import say
+
+if TYPE_CHECKING:  # torch only in annotations: the DAG build imports this module without it
+    import torch
 
 STUDY = "selective_encryption"
 OVERHEAD = P.R + "/overhead/{study}/{dataset}/{model}/{metric}.parquet"

@@ -9,15 +9,16 @@ under this config names.
 from __future__ import annotations
 
 import html
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .. import io
 from ..provenance import config_path, config_text, digest_obj
 from ..tables.render import html_page
 from .paths import R
 from .runner import say
+
+if TYPE_CHECKING:  # torch only in annotations: the DAG build imports this module without it
+    import torch
 
 CONFIG_HTML = R + "/report/config.html"
 

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from .. import io
-from ..config import parse_ratio
+from ..wildcards import parse_ratio
 from ..datasets import DATASETS
 from ..provenance import make_record
 from ..seeds import derive_seed

@@ -23,7 +23,7 @@ def order_metric_rows(table: pa.Table, config: dict) -> pa.Table:
     config order, then case by case: :func:`gibench.pipeline.targets.metric_row_order`),
     restarts in order within a case; the evaluation jobs (one per victim slot) write them
     slot by slot."""
-    from ..config import fmt_ratio
+    from ..wildcards import fmt_ratio
     from .targets import metric_row_order
 
     if table.num_rows == 0:

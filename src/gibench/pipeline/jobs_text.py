@@ -545,10 +545,10 @@ def check_text_study(config: dict, se: dict) -> list[str]:
     """Semantic checks of the selective-encryption study's text part and per-attack settings;
     error strings name the key.  Fills the text protection default when a text case exists."""
     from .. import model_ids
-    from ..config import DEFAULT_PROTECTION
+    from ..schema import DEFAULT_PROTECTION
     from ..datasets import DATASETS
     from ..models import MODELS
-    from .jobs_data import case_list, model_init
+    from .cases import case_list, model_init
     from ..significance.selectors import SELECTORS
     from . import targets as T
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from ..config import fmt_ratio, fmt_slot
+from ..wildcards import fmt, fmt_ratio, fmt_slot  # noqa: F401  (re-exported: P.fmt, P.fmt_ratio, ...)
 
 R = "results"
 
@@ -42,11 +42,5 @@ def metric_for_ratio(metric: str, ratio: float) -> str:
     return ANY_METRIC if ratio in (0.0, 1.0) else metric
 
 
-def fmt(path: str, **wc) -> str:
-    if "ratio" in wc and not isinstance(wc["ratio"], str):
-        wc["ratio"] = fmt_ratio(wc["ratio"])
-    if "slot" in wc and not isinstance(wc["slot"], str):
-        wc["slot"] = fmt_slot(wc["slot"])
-    return path.format(**wc)
 SCORE_COST = R + "/significance/{study}/{dataset}/{model}/{slot}/{metric}.cost.parquet"
 BACKBONE = "{hub_dir}/lpips/{file}"  # LPIPS backbone features (download_lpips_backbone)

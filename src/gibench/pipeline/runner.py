@@ -7,13 +7,23 @@ import os
 import sys
 import time
 import traceback
-from typing import Any, Callable, Iterator, TextIO
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
 from .. import io
-from ..device import job_device, pick_device  # noqa: F401 (pick_device: kept importable from here)
 from ..provenance import job_context, run_record, write_sidecars
+
+# torch (and gibench.device, which imports it) only when a job runs: the DAG build imports this
+# module (every job module's `say`) and needs no torch (tests/test_import_graph.py)
+if TYPE_CHECKING:
+    import torch
+
+
+def __getattr__(name: str) -> Any:
+    if name == "pick_device":       # kept importable from here, loaded on first use
+        from ..device import pick_device
+
+        return pick_device
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def say(msg: str) -> None:
@@ -80,6 +90,10 @@ def run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
 
 
 def _run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
+    import torch
+
+    from ..device import job_device
+
     threads = int(getattr(smk, "threads", 1) or 1)
     torch.set_num_threads(max(1, threads))
     start = time.time()

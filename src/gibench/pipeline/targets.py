@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import model_ids
-from ..config import fmt_ratio, fmt_slot
+from ..wildcards import fmt_ratio, fmt_slot
 from ..datasets import DATASETS
 from . import paths as P
 
@@ -40,7 +40,7 @@ def dataset_inputs(config: dict, dataset: str) -> list[str]:
 def se_cases(config: dict):
     """(study, dataset, model id, slot) for the selective-encryption study: one model id per
     init of a case (:func:`gibench.pipeline.jobs_data.case_list`)."""
-    from .jobs_data import case_list
+    from .cases import case_list
 
     se = config["studies"].get("selective_encryption")
     if not se:
@@ -90,7 +90,7 @@ def attack_runs_on(se: dict, attack: str, dataset: str, model: str) -> bool:
     when given (``lenet``: every init of LeNet, ``lenet@dlg_uniform``: that init only); else by
     modality: the text attacks (``lamp``, ``dager``: :data:`gibench.pipeline.jobs_text.TEXT_ATTACKS`)
     on the text models they support, every other (image) attack on image cases."""
-    from .jobs_data import model_init
+    from .cases import model_init
 
     entry = se["attacks"][attack]
     if entry.get("datasets") is not None and dataset not in entry["datasets"]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterator
 
-from ..config import fmt_slot
+from ..wildcards import fmt_slot
 
 STUDY = "stochastic_defenses"
 R = "results"

@@ -471,7 +471,7 @@ def victims_truth_provider(config: Mapping[str, Any], root: str | Path = "result
     """(dataset, slot) -> the victim image as the model sees it, in [0, 1] HWC (first image)."""
     def provide(dataset: str, slot: str) -> np.ndarray:
         from ..datasets import DATASETS
-        from ..pipeline.jobs_data import read_victims, slot_rows
+        from ..victims import read_victims, slot_rows
 
         batch = int(study_config(config, study).get("gradient", {}).get("batch_size", 1))
         imgs, _, _ = read_victims(Path(root) / "data" / dataset / "victims.parquet", slot_rows(slot, batch))
@@ -562,7 +562,7 @@ def figure_specs(config: Mapping[str, Any], rows: Any = None, study: str = STUDY
         for r in as_records(rows):
             slots_of.setdefault((r["model"], r["dataset"]), set()).add(r["slot"])
     else:
-        from ..pipeline.jobs_data import case_list
+        from ..pipeline.cases import case_list
         from ..pipeline.targets import attack_runs_on, attack_victims
 
         attacks = cfg.get("attacks") or {}

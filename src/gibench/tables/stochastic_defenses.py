@@ -350,9 +350,9 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
                config: Mapping[str, Any], out_dir: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Per dataset: the victims (first row), then the kept reconstruction of each defense
     combination (one row each, SSIM under every image); columns are victim slots."""
-    from ..config import fmt_slot
+    from ..wildcards import fmt_slot
     from ..pipeline import targets_sd as T
-    from ..pipeline.jobs_data import read_victims, slot_rows
+    from ..victims import read_victims, slot_rows
     from .figures import draw_montage, save_figure
 
     st = _study(config)

@@ -1,0 +1,45 @@
+"""The config schema and the constants every layer shares: where the repository and its schema
+are, the defaults that depend on other keys, and :class:`ConfigError`.  Validation, which checks
+names against the registries, is :mod:`gibench.config`; this module imports nothing from gibench,
+so a library module (``models.pretrain``), ``claims`` or a pipeline module may use it without an
+import cycle."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
+
+# defaults that depend on other keys (not expressible as plain schema defaults)
+DEFAULT_PROTECTION = {"image": {"metric": "lpips", "op": ">=", "threshold": 0.3},
+                      "text": {"metric": "rouge1", "op": "<=", "threshold": 0.2}}   # (paper) ROUGE-1 <= 0.2
+DEFAULT_TABLE5_RATIO = 0.3
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run; the message names the key and what is allowed."""
+
+
+def load_schema(path: str | Path = DEFAULT_SCHEMA) -> dict:
+    """The root schema with every ``studies/<study>.schema.yaml`` beside it merged in as
+    ``studies.<study>`` (a study file's own ``$defs`` join the root's), and the ``$defs`` of
+    every ``*.defs.yaml`` beside it (reusable pieces such as ``fedavg``) joined to the root's."""
+    path = Path(path)
+    schema = yaml.safe_load(path.read_text())
+    for f in sorted(path.parent.glob("*.defs.yaml")):
+        for k, v in ((yaml.safe_load(f.read_text()) or {}).get("$defs") or {}).items():
+            if k in schema.setdefault("$defs", {}):
+                raise ConfigError(f"{f}: $defs.{k} is already defined by another schema file")
+            schema["$defs"][k] = v
+    props = schema["properties"]["studies"].setdefault("properties", {})
+    for f in sorted((path.parent / "studies").glob("*.schema.yaml")):
+        study = f.name[: -len(".schema.yaml")]
+        sub = yaml.safe_load(f.read_text()) or {}
+        for k, v in (sub.pop("$defs", None) or {}).items():
+            if k in schema.setdefault("$defs", {}):
+                raise ConfigError(f"{f}: $defs.{k} is already defined by another schema file")
+            schema["$defs"][k] = v
+        props[study] = sub
+    return schema
