@@ -10,13 +10,47 @@ several at once with the LPIPS availability status; text metrics (ROUGE, EmbedDi
 :mod:`gibench.metrics.text` and are not in this registry."""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from ..registry import Registry
-from .concealed import ssim_dcs2
-from .image import (IMAGE_METRIC_NAMES, SSIM_DEFINITIONS, image_metric_rows, image_metrics, lpips_per_image,
-                    mse_per_image, psnr_per_image, ssim_center_per_image, ssim_per_image)
+
+# The metric functions need torch; the registry does not.  Tables and the DAG build read the
+# entries (names, display names, SSIM definitions) without paying `import torch` (~2 CPU-s per
+# process, tests/test_import_graph.py), so the functions are imported on first use.
+_LAZY = {"image_metric_rows": "image", "image_metrics": "image", "lpips_per_image": "image",
+         "mse_per_image": "image", "psnr_per_image": "image", "ssim_center_per_image": "image",
+         "ssim_per_image": "image", "IMAGE_METRIC_NAMES": "image", "SSIM_DEFINITIONS": "image",
+         "ssim_dcs2": "concealed"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _deferred(name: str) -> Callable[..., Any]:
+    """``name`` from its submodule (:data:`_LAZY`), imported when the entry is first called."""
+    module = f"{__name__}.{_LAZY[name]}"
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+mse_per_image = _deferred("mse_per_image")
+psnr_per_image = _deferred("psnr_per_image")
+ssim_per_image = _deferred("ssim_per_image")
+ssim_center_per_image = _deferred("ssim_center_per_image")
+lpips_per_image = _deferred("lpips_per_image")
+ssim_dcs2 = _deferred("ssim_dcs2")
+for _n in ("mse_per_image", "psnr_per_image", "ssim_per_image", "ssim_center_per_image", "lpips_per_image",
+           "ssim_dcs2"):
+    del _LAZY[_n]  # module attributes now (the deferred callables above)
 
 
 @dataclass(frozen=True)
