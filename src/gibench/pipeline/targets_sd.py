@@ -274,11 +274,12 @@ def check(config: dict, st: dict) -> list[str]:
     for name in st.get("defenses") or {}:
         chain(name, f"{pre}.defenses.{name}")
     attacks = st.get("attacks") or {}
+    image_attacks = ATTACKS.names(modality="image")       # an image study: text attacks are unknown here
     for name, entry in attacks.items():
         kind = entry.get("type", name)
         where = f"{pre}.attacks.{name}"
-        if kind not in ATTACKS:
-            errs.append(f"config error at {where}: unknown attack {kind!r}; known: {', '.join(ATTACKS.names())}")
+        if kind not in image_attacks:
+            errs.append(f"config error at {where}: unknown attack {kind!r}; known: {', '.join(image_attacks)}")
             continue
         if kind not in SD_ATTACKS:
             hint = " (use type: ig_defended for IG against a defended client)" if kind == "ig" else ""

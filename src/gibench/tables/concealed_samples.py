@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from ..attacks import ATTACKS
 from .render import TableDoc, fmt_mean_std
 
 STUDY = "concealed_samples"
@@ -30,10 +31,17 @@ LABEL = {"none": "None", "dp_gaussian": "DP-Gaussian", "prune": "Prune", "soteri
          "dcs2_start_proxy_mixup": "DCS² (MNIST ✓, Noise ✗, MixUP ✓)", "dcs2_start_mixup": "DCS² (MNIST ✗, Noise ✗, MixUP ✓)",
          "dcs2_start_noise": "DCS² (MNIST ✗, Noise ✓, MixUP ✗)", "dcs2_start_cifar10": "DCS² (start points from CIFAR-10)"}
 DATASET = {"mnist": "MNIST", "cifar10": "CIFAR10", "celeba": "CelebA", "tiny_imagenet": "TinyImageNet"}
-ATTACK = {"gs": "GS", "adaptive": "adaptive GS (class-average init)", "ggl": "GGL", "imprint": "Imprint"}
 COLUMN = {"psnr": "PSNR↓", "ssim": "SSIM↓", "lpips": "LPIPS↑", "acc_sensitive": "Acc↑ (Sensitive Data)",
           "acc_test": "Acc↑ (Test set)"}
 ACC = ("acc_sensitive", "acc_test")
+
+
+def attack_label(attack: str) -> str:
+    """A configured attack as the tables name it: its registry entry's display name when the
+    entry is named like a registered attack of this study (``GS``), else the entry's own name."""
+    if attack in ATTACKS and ATTACKS.entry(attack).applies_to(STUDY):
+        return ATTACKS.display(attack)
+    return attack
 
 
 @dataclass(frozen=True)
@@ -239,7 +247,7 @@ def table_doc(table: str, metric_rows: list[dict], acc_rows: list[dict], config:
     for bi, blk in enumerate(spec.blocks):
         bc = [x for x in cl if x["block"] == bi]
         ns = sorted({x["n"] for x in bc if x["column"] not in ACC and x["status"] == "ok"})
-        where = f"{DATASET.get(blk.dataset, blk.dataset)} ({ATTACK.get(blk.attack, blk.attack)}, {blk.cohort})"
+        where = f"{DATASET.get(blk.dataset, blk.dataset)} ({attack_label(blk.attack)}, {blk.cohort})"
         if bc and bc[0]["status"] == "not run":
             notes.append(f"{where}: not run — {bc[0]['note']}.")
             continue
@@ -379,7 +387,7 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
                      + [None if recs.get((b.dataset, b.attack, d)) is None else _img(recs[(b.dataset, b.attack, d)])
                         for d in BASE])
         notes.append([""] + [values.get((b.dataset, b.attack, d), "") for d in BASE])
-        row_labels.append(f"{ATTACK.get(b.attack, b.attack).split(' (')[0]} on {DATASET.get(b.dataset, b.dataset)}")
+        row_labels.append(f"{attack_label(b.attack).split(' (')[0]} on {DATASET.get(b.dataset, b.dataset)}")
     missing = [DATASET.get(b.dataset, b.dataset) for b in TABLES["fig2"].blocks if b.dataset not in c["cases"]]
     title = ("Fig. 2 (Wu et al., DCS²): reconstructions of victim s000 (restart 0) by each attack (rows) under "
              "each defense (columns); under each: PSNR [dB] and SSIM against the sensitive image (lower: better "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import io, model_ids
+from ..attacks import ATTACKS
 
 DISPLAY = {
     # significance metrics
@@ -33,8 +34,8 @@ DISPLAY = {
     # datasets
     "cifar100": "CIFAR-100", "cifar10": "CIFAR-10", "mnist": "MNIST", "tiny_imagenet": "Tiny ImageNet",
     "cola": "CoLA", "sst2": "SST-2", "rotten_tomatoes": "Rotten Tomatoes",
-    # attacks
-    "ig": "IG", "lamp": "LAMP", "dager": "DAGER", "dlg": "DLG",
+    # attacks (study 1's): their registry entries' display names
+    **{n: ATTACKS.display(n) for n in ATTACKS.names(study="selective_encryption")},
     # evaluation metrics
     "lpips": "LPIPS", "mse": "MSE", "psnr": "PSNR", "ssim": "SSIM", "rouge1": "ROUGE-1",
     "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "embed_dist": "EmbedDist",

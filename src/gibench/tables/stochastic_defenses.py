@@ -25,13 +25,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from ..attacks import ATTACKS
 from . import paper
 from .render import TableDoc, display, fmt_mean_std
 
 STUDY = "stochastic_defenses"
 MODEL_NAMES = {"sd_cnn": "CNN", "sd_vit": "ViT", "resnet18_gn": "ResNet-18"}
-ATTACK_NAMES = {"ig_defended": "IG", "ig": "IG", "wiig": "WIIG", "dpia": "DPIA", "gpia": "GPIA", "vbia": "VBIA",
-                "pig": "PIG", "dia": "DIA", "cdia": "CDIA"}
+#: the study's attacks as the paper names them: the registry entries' display names (IG for
+#: ``ig_defended``, WIIG, ...), and IG for an entry named ``ig`` (the configs' name of ``ig_defended``)
+ATTACK_NAMES = {**{n: ATTACKS.display(n) for n in ATTACKS.names(study=STUDY)}, "ig": ATTACKS.display("ig")}
 NOT_COMPUTED = "not computed (no FedAvg run)"
 NOT_COMPUTED_NOTE = ("not computed: the study has no FedAvg runs; add a studies.stochastic_defenses.fl block "
                      "(gibench.fl, rules/fl.smk) listing these combinations to fill the column")
