@@ -288,12 +288,14 @@ TABLE_DATASETS = {
 
 def check_cs(config: dict, c: dict) -> list[str]:
     from ..attacks import ATTACKS
-    from ..defenses.concealed import CSDefenseError, CS_DEFENSES
+    from ..defenses import CONCEALED, DEFENSES
+    from ..defenses.concealed import CSDefenseError
     from ..params import attack_param_errors
     from ..tables.concealed_samples import TABLES, needed_blocks
 
     pre = f"studies.{STUDY}"
     errs: list[str] = []
+    CS_DEFENSES = DEFENSES.of(CONCEALED)      # this study's family of the one defense namespace
     for d, m in c["cases"].items():
         if d not in DATASETS:
             errs.append(f"config error at {pre}.cases.{d}: unknown dataset {d!r}; known: {', '.join(DATASETS.names())}")

@@ -22,12 +22,15 @@ import numpy as np
 
 from .. import io
 from ..attacks import ATTACKS
+from ..defenses import CONCEALED, DEFENSES
 from .render import TableDoc, fmt_mean_std
 
 STUDY = "concealed_samples"
 BASE = ("none", "dp_gaussian", "prune", "soteria", "dcs2")
-LABEL = {"none": "None", "dp_gaussian": "DP-Gaussian", "prune": "Prune", "soteria": "Soteria", "dcs2": "DCS²",
-         "prune+dcs2": "Prune&DCS²", "ats": "ATS", "dcs2_lg05": "DCS² (λg = 0.5)", "dcs2_lg10": "DCS² (λg = 1.0)",
+#: a configured defense as the paper's tables name it: the study's defenses by their records' labels
+#: (gibench.defenses.DEFENSES, family concealed_samples), then the paper's combinations and variants
+LABEL = {"none": "None", **{n: DEFENSES.label(CONCEALED, n) for n in DEFENSES.of(CONCEALED).names()},
+         "prune+dcs2": "Prune&DCS²", "dcs2_lg05": "DCS² (λg = 0.5)", "dcs2_lg10": "DCS² (λg = 1.0)",
          "dcs2_start_proxy_mixup": "DCS² (MNIST ✓, Noise ✗, MixUP ✓)", "dcs2_start_mixup": "DCS² (MNIST ✗, Noise ✗, MixUP ✓)",
          "dcs2_start_noise": "DCS² (MNIST ✗, Noise ✓, MixUP ✗)", "dcs2_start_cifar10": "DCS² (start points from CIFAR-10)"}
 DATASET = {"mnist": "MNIST", "cifar10": "CIFAR10", "celeba": "CelebA", "tiny_imagenet": "TinyImageNet"}
