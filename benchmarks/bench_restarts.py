@@ -35,7 +35,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from gibench.attacks import ATTACKS  # noqa: E402
-from gibench.attacks.ig import MANY  # noqa: E402
 from gibench.datasets import DATASETS  # noqa: E402
 from gibench.gradient import client_gradient  # noqa: E402
 from gibench.models import build_model  # noqa: E402
@@ -89,7 +88,7 @@ def measure(device: str) -> dict:
                                             for s in range(n)])
 
     def vectorised(n: int) -> float:
-        return timed("vectorised", lambda: MANY["ig"](net, shared, vis, cfg=cfg, seeds=list(range(n)), **kw))
+        return timed("vectorised", lambda: ATTACKS.entry("ig").many(net, shared, vis, cfg=cfg, seeds=list(range(n)), **kw))
 
     vectorised(2)
     sequential(1)                                   # warm-up (allocator, kernels)

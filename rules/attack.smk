@@ -3,7 +3,8 @@
 
 # Attacks with one restart: one job per restart (wildcard rep).  Attacks with k > 1 restarts:
 # one job per case (rule attack_restarts) runs all k -- together, vectorised, where the attack
-# allows it (gibench.attacks.ig.MANY) -- and still writes one artifact per restart.
+# allows it (the registry entry's `many`: ATTACKS.entry(kind).many) -- and still writes one
+# artifact per restart.
 _RESTARTS = T.restart_groups(config)
 _MULTI = [k for k in _RESTARTS if k > 1]
 

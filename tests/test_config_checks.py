@@ -177,12 +177,8 @@ def test_concealed_samples_params_fail_naming_the_key(mutate, needle):
 
 def _all_attack_specs():
     from gibench.attacks import ATTACKS
-    from gibench.pipeline.jobs_text import TEXT_ATTACKS
 
-    def spec(reg, n):
-        return reg.params(n) if hasattr(reg, "params") else None
-
-    return [(n, spec(ATTACKS, n)) for n in ATTACKS.names()] + [(n, spec(TEXT_ATTACKS, n)) for n in TEXT_ATTACKS.names()]
+    return [(n, ATTACKS.params(n)) for n in ATTACKS.names()]
 
 
 @pytest.mark.parametrize("name,spec", _all_attack_specs(), ids=[n for n, _ in _all_attack_specs()])

@@ -152,7 +152,7 @@ def test_chain_order_defaults_and_spec():
     assert DefenseChain(chain.spec()) == chain
     assert DefenseChain([]).model_options() == {"dropout": 0.0, "bottleneck": None, "bottleneck_params": {}}
     assert DefenseChain(["cvb"]).model_options()["bottleneck"] == "cvb"
-    assert sorted(DEFENSES.names()) == ["cvb", "dp", "dropout", "precode", "prune"]
+    assert sorted(DEFENSES.of("stochastic_defenses").names()) == ["cvb", "dp", "dropout", "precode", "prune"]
 
 
 @pytest.mark.parametrize("specs,message", [
@@ -323,3 +323,21 @@ def test_kl_term_is_part_of_the_client_gradient():
 def test_registered_models_are_defended_models():
     for name in ("sd_cnn", "sd_vit", "resnet18_gn"):
         assert getattr(MODELS.get(name), "supports_defenses", False)
+
+
+def test_one_defense_namespace_keeps_each_papers_prune():
+    # both papers define a "prune" with different semantics (paper B: DGC layer-wise top-k at
+    # p_prune = 0.5, its tables call it GP; DCS-2: numpy percentile per tensor, "Prune" in its tables)
+    from gibench.defenses import CHAIN, CONCEALED
+    from gibench.registry import UnknownName
+
+    assert DEFENSES.families() == [CONCEALED, CHAIN]
+    assert sorted(DEFENSES.of(CONCEALED).names()) == ["ats", "dcs2", "dp_gaussian", "prune", "soteria"]
+    b, cs = DEFENSES.get(CHAIN, "prune"), DEFENSES.get(CONCEALED, "prune")
+    assert b is not cs and b.build().rate == 0.5
+    assert (DEFENSES.label(CHAIN, "prune"), DEFENSES.label(CONCEALED, "prune")) == ("GP", "Prune")
+    assert len(DEFENSES.entries()) == 10
+    with pytest.raises(UnknownName, match="unknown concealed-samples defense 'dropout'"):
+        DEFENSES.get(CONCEALED, "dropout")
+    with pytest.raises(KeyError, match="unknown defense family"):
+        DEFENSES.of("selective_encryption")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gibench.attacks import ATTACKS
-from gibench.attacks.ig import MANY, invert_many, resolve_cfg, vectorisable
+from gibench.attacks.ig import invert_many, resolve_cfg, vectorisable
 from gibench.attacks.objectives import GradientMatch
 from gibench.gradient import client_gradient
 from gibench.models import build_model
@@ -36,7 +36,7 @@ def _both(cfg, batch=1, seeds=SEEDS):
     net, shared, vis, y = _case(batch)
     kw = dict(input_shape=(batch, *SHAPE), mean=[0.5] * 3, std=[0.25] * 3, labels=y, cfg=cfg)
     seq = [ATTACKS.get("ig")(net, shared, vis, seed=s, **kw) for s in seeds]
-    many = MANY["ig"](net, shared, vis, seeds=seeds, **kw)
+    many = ATTACKS.entry("ig").many(net, shared, vis, seeds=seeds, **kw)
     return seq, many
 
 
@@ -81,7 +81,7 @@ def test_nothing_visible_gives_every_restart_its_start():
     net, shared, vis, y = _case()
     none = {n: torch.zeros_like(v) for n, v in vis.items()}
     kw = dict(input_shape=(1, *SHAPE), mean=[0.5] * 3, std=[0.25] * 3, labels=y, cfg={"iterations": 5})
-    many = MANY["ig"](net, shared, none, seeds=SEEDS, **kw)
+    many = ATTACKS.entry("ig").many(net, shared, none, seeds=SEEDS, **kw)
     seq = [ATTACKS.get("ig")(net, shared, none, seed=s, **kw) for s in SEEDS]
     for a, b in zip(seq, many):
         assert b.status == "nothing_visible" and torch.equal(a.x, b.x)

@@ -191,7 +191,7 @@ def _save_tiny(tmp_path, model, facts) -> str:
 
 def test_trunk_in_the_classifier_and_lm_round_trip(tiny_lm, tmp_path):
     from gibench.models import build_model
-    from gibench.pipeline.jobs_text import load_prior
+    from gibench.attacks.text import load_prior
 
     model, facts = tiny_lm
     path = _save_tiny(tmp_path, model, facts)

@@ -182,15 +182,15 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
     except ImportError:
         ATTACKS = None
     if ATTACKS is not None:
-        from .pipeline.jobs_text import TEXT_ATTACKS  # lamp, dager: their own call convention
-
         from .params import attack_param_errors
 
+        # every registered attack, image and text (the study accepts every modality; which cases
+        # an attack runs on follows from its modality: pipeline.targets.attack_runs_on)
         for name, entry in se.get("attacks", {}).items():
             kind = entry.get("type", name)
-            if kind not in ATTACKS and kind not in TEXT_ATTACKS:
+            if kind not in ATTACKS:
                 errs.append(f"config error at {pre}.attacks.{name}: unknown attack {kind!r}; known: "
-                            f"{', '.join(sorted(ATTACKS.names() + TEXT_ATTACKS.names()))}")
+                            f"{', '.join(ATTACKS.names())}")
                 continue
             base = [(f"{pre}.attacks.{name}.params", entry.get("params") or {})]
             errs += attack_param_errors(kind, base)

@@ -110,15 +110,11 @@ class ParamSpec:
 
 
 def attack_spec(kind: str) -> ParamSpec | None:
-    """The declared parameters of attack ``kind`` (image attacks and the text attacks)."""
-    from .attacks import ATTACKS
+    """The declared parameters of attack ``kind`` (image and text attacks: one registry)."""
+    from .attacks import ATTACKS  # deferred: the attacks register with ParamSpec from this module
 
     if kind in ATTACKS:
         return ATTACKS.params(kind)
-    from .pipeline.jobs_text import TEXT_ATTACKS
-
-    if kind in TEXT_ATTACKS:
-        return TEXT_ATTACKS.params(kind)
     return None
 
 

@@ -69,7 +69,7 @@ def _run(model: nn.Module, shared, visible, *, input_shape, mean, std, labels, c
     return result_from(loop, y, info)
 
 
-@ATTACKS.register("gs", params=_params("gs"))
+@ATTACKS.register("gs", params=_params("gs"), display="GS", studies=("concealed_samples",))
 def gs_attack(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None, *,
               input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None, seed: int,
               device: torch.device | str = "cpu", progress: Callable[[int, float], None] | None = None,
@@ -78,7 +78,8 @@ def gs_attack(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[s
                 seed=seed, device=device, progress=progress, init_x=None, kind="gs")
 
 
-@ATTACKS.register("adaptive", params=_params("adaptive"))
+@ATTACKS.register("adaptive", params=_params("adaptive"), display="adaptive GS (class-average init)",
+                  studies=("concealed_samples",), needs=("class_means",))
 def adaptive_attack(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None, *,
                     input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None,
                     seed: int, device: torch.device | str = "cpu",

@@ -252,7 +252,8 @@ def run_lbfgs(model: nn.Module, match: GradientMatch, x0: torch.Tensor, c: dict,
             "iterations_per_second": round(done / max(seconds, 1e-9), 2) if done else None}
 
 
-@ATTACKS.register("dlg", params=PARAMS)
+@ATTACKS.register("dlg", params=PARAMS, display="DLG", studies=("selective_encryption",),
+                  description="Deep Leakage from Gradients (Zhu et al. 2019): L-BFGS on the L2 gradient distance")
 def deep_leakage(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None,
                  *, input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None,
                  seed: int, device: torch.device | str = "cpu",

@@ -166,7 +166,8 @@ SCHEMA: dict[str, dict] = {
 }
 
 
-@ATTACKS.register("ggl", params=ParamSpec("ggl", SCHEMA, DEFAULTS, resolve_cfg))
+@ATTACKS.register("ggl", params=ParamSpec("ggl", SCHEMA, DEFAULTS, resolve_cfg), display="GGL",
+                  studies=("concealed_samples",), needs=("generator",))
 def ggl_attack(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None, *,
                input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None, seed: int,
                device: torch.device | str = "cpu", progress: Callable[[int, float], None] | None = None,

@@ -428,7 +428,6 @@ def result_from(loop: dict[str, Any], y: torch.Tensor, info: dict[str, Any]) -> 
                         final_loss=loop["final_distance"], trace=loop["trace"], info=info)
 
 
-@ATTACKS.register("ig", params=PARAMS)
 def inverting_gradients(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None,
                         *, input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None,
                         seed: int, device: torch.device | str = "cpu",
@@ -477,5 +476,7 @@ def inverting_gradients_many(model: nn.Module, shared: dict[str, torch.Tensor],
     return [result_from(loop, y, info) for loop in loops]
 
 
-#: attacks whose restarts can run together: name -> f(..., seeds=[...]) -> [AttackResult]
-MANY: dict[str, Callable[..., list[AttackResult]]] = {"ig": inverting_gradients_many}
+# registered here, after its vectorised-restarts variant (``many``) is defined
+ATTACKS.add("ig", inverting_gradients, params=PARAMS, display="IG",
+            studies=("selective_encryption", "concealed_samples"), many=inverting_gradients_many,
+            description="Inverting Gradients (Geiping et al. 2020): cosine gradient matching + TV")

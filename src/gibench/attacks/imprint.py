@@ -151,7 +151,8 @@ SCHEMA: dict[str, dict] = {
 }
 
 
-@ATTACKS.register("imprint", params=ParamSpec("imprint", SCHEMA, DEFAULTS, resolve_cfg))
+@ATTACKS.register("imprint", params=ParamSpec("imprint", SCHEMA, DEFAULTS, resolve_cfg), display="Imprint",
+                  studies=("concealed_samples",), needs=("imprinted_server",))
 def imprint_attack(model: nn.Module, shared: dict[str, torch.Tensor], visible: dict[str, torch.Tensor] | None, *,
                    input_shape: tuple[int, ...], mean, std, labels: torch.Tensor | None, cfg: dict | None, seed: int,
                    device: torch.device | str = "cpu", progress=None, server: ImprintSecrets | dict | None = None,

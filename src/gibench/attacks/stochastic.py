@@ -377,13 +377,18 @@ def params_spec(kind: str) -> ParamSpec:
                      lambda cfg: split_cfg(kind, cfg))
 
 
+#: table spelling where it is not the name in capitals (paper B writes IG for IG against a defended client)
+DISPLAY = {"ig_defended": "IG"}
+
+
 def _register(kind: str, doc: str) -> None:
     def attack(model, shared, visible, **kwargs) -> AttackResult:
         return defended_attack(kind, model, shared, visible, **kwargs)
 
     attack.__name__ = kind
     attack.__doc__ = doc
-    ATTACKS.add(kind, attack, params=params_spec(kind))
+    ATTACKS.add(kind, attack, params=params_spec(kind), display=DISPLAY.get(kind, kind.upper()),
+                studies=("stochastic_defenses",), description=doc)
 
 
 for _kind, _doc in {

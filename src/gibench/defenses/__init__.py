@@ -2,13 +2,17 @@
 pruning, PRECODE and CVB, composable in any combination the paper's ablation uses
 (DO x DP x GP x {none, PRECODE, CVB}: 24 combinations).
 
-``DEFENSES`` maps a defense name to its parameter record (:mod:`.specs`);
-:class:`DefenseChain` is the one entry point other code uses (:mod:`.chain`)."""
+``DEFENSES`` is the one defense namespace of every study (:class:`.specs.DefenseRegistry`):
+a defense name maps to its parameter record within a *family* (``DEFENSES.of(CHAIN)``: these
+five; ``DEFENSES.of(CONCEALED)``: the concealed-samples study's, :mod:`.concealed`, registered
+when that module is imported, which this package does).  :class:`DefenseChain` is the one entry
+point other code uses for paper B's (:mod:`.chain`)."""
 from __future__ import annotations
 
 from .chain import DP_PREFIX, MODEL_PREFIX, DefenseChain, per_sample_gradients
 from .ops import clip_and_sum, dp_noise, observed_masks, prune_mask, prune_masks, pruned_count
-from .specs import DEFENSES, ORDER, PRIVACY_MODULES, Defense, DefenseSpecError
+from .specs import CHAIN, CONCEALED, DEFENSES, ORDER, PRIVACY_MODULES, Defense, DefenseRegistry, DefenseSpecError
+from . import concealed as _concealed  # noqa: E402,F401  (registers the concealed_samples family)
 
 
 def ablation_combinations() -> list[list[str]]:
@@ -22,6 +26,6 @@ def ablation_combinations() -> list[list[str]]:
     return out
 
 
-__all__ = ["DEFENSES", "DefenseChain", "DefenseSpecError", "Defense", "ORDER", "PRIVACY_MODULES",
+__all__ = ["DEFENSES", "CHAIN", "CONCEALED", "DefenseRegistry", "DefenseChain", "DefenseSpecError", "Defense", "ORDER", "PRIVACY_MODULES",
            "MODEL_PREFIX", "DP_PREFIX", "ablation_combinations", "clip_and_sum", "dp_noise", "observed_masks",
            "prune_mask", "prune_masks", "pruned_count", "per_sample_gradients"]

@@ -33,7 +33,7 @@ from torch import nn
 from ..gradient import LOSSES
 from ..models.defended import NoiseSource, extra_loss as _extra_loss, use_noise
 from . import ops
-from .specs import DEFENSES, ORDER, PRIVACY_MODULES, Defense, DefenseSpecError
+from .specs import CHAIN, DEFENSES, ORDER, PRIVACY_MODULES, Defense, DefenseSpecError
 
 MODEL_PREFIX = "model/"
 #: the order of the paper's tables (DO, DP, GP, PM) used in labels
@@ -58,17 +58,18 @@ class DefenseChain:
     def __init__(self, specs: Iterable[Any] | None = None, defaults: Mapping[str, Mapping[str, Any]] | None = None):
         specs = list(specs or [])
         defaults = dict(defaults or {})
+        known = DEFENSES.of(CHAIN)          # paper B's family of the one defense namespace
         for name in defaults:
-            if name not in DEFENSES:
-                raise DefenseSpecError(f"defense defaults: unknown defense {name!r}; known: {', '.join(DEFENSES.names())}")
+            if name not in known:
+                raise DefenseSpecError(f"defense defaults: unknown defense {name!r}; known: {', '.join(known.names())}")
         found: dict[str, Defense] = {}
         for i, item in enumerate(specs):
             name, params = _parse_item(item, f"defense [{i}]")
-            if name not in DEFENSES:
-                raise DefenseSpecError(f"unknown defense {name!r}; known: {', '.join(DEFENSES.names())}")
+            if name not in known:
+                raise DefenseSpecError(f"unknown defense {name!r}; known: {', '.join(known.names())}")
             if name in found:
                 raise DefenseSpecError(f"defense {name!r} is listed twice")
-            found[name] = DEFENSES.get(name).build({**dict(defaults.get(name) or {}), **params})
+            found[name] = known.get(name).build({**dict(defaults.get(name) or {}), **params})
         pms = [n for n in PRIVACY_MODULES if n in found]
         if len(pms) > 1:
             raise DefenseSpecError(f"impossible combination: {' and '.join(pms)} are both privacy modules "

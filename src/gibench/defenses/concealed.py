@@ -4,13 +4,14 @@ Facts from the paper (``papers/concealing_sensitive_samples_dcs2.txt`` §3.3, §
 8.3) and from the DCS-2 / Soteria / ATS code as summarised in
 ``reference/ig_and_image_defenses.md`` §5, §6.3, §6.4 and §9; no code copied.
 
-Why these do not go into :data:`gibench.defenses.DEFENSES`: that registry holds paper B's
-parameter records, which :class:`gibench.defenses.DefenseChain` applies in a fixed order
+Why these are not paper B's family of :data:`gibench.defenses.DEFENSES`: that family holds
+paper B's parameter records, which :class:`gibench.defenses.DefenseChain` applies in a fixed order
 (dropout, bottlenecks, DP with per-sample clipping, pruning) and silently ignores any other
 name.  DCS² needs the whole client batch, proxy (public) images and an optimisation of its
 own; Soteria needs the model and the inputs; ATS changes the inputs; and both papers have a
-``prune`` with different semantics (DGC top-k vs numpy percentile).  So this family has its
-own registry (:data:`CS_DEFENSES`, one entry per defense; the records share
+``prune`` with different semantics (DGC top-k vs numpy percentile).  So these records form
+their own *family* of the one defense namespace (:data:`gibench.defenses.DEFENSES`, family
+``concealed_samples``: ``DEFENSES.of(CONCEALED)``; the records share
 :class:`~gibench.defenses.specs.DefenseRecord` and :class:`DefenseSpecError` with paper B's)
 and one entry point,
 :func:`defend`, which runs a configured list of steps::
@@ -52,8 +53,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..registry import Registry
-from .specs import DefenseRecord, DefenseSpecError, _number
+from .specs import CONCEALED, DEFENSES, DefenseRecord, DefenseSpecError, _number
 
 
 #: the one error type of both defense families (the name is kept for this study's callers)
@@ -202,9 +202,9 @@ class DCS2(CSDefense):
         return self.start_flags["proxy"]
 
 
-CS_DEFENSES: Registry[type[CSDefense]] = Registry("concealed-samples defense")
+DEFENSES.family(CONCEALED, "concealed-samples defense")
 for _cls in (DPGaussian, Prune, Soteria, ATS, DCS2):
-    CS_DEFENSES.add(_cls.name, _cls)
+    DEFENSES.add(CONCEALED, _cls)
 
 
 def parse_steps(specs: Sequence[Any] | None, where: str = "defense") -> list[CSDefense]:
@@ -217,11 +217,12 @@ def parse_steps(specs: Sequence[Any] | None, where: str = "defense") -> list[CSD
             name, params = str(item["name"]), {k: v for k, v in item.items() if k != "name"}
         else:
             raise CSDefenseError(f"{where}[{i}]: a step is a name or a mapping with 'name', got {item!r}")
-        if name not in CS_DEFENSES:
-            raise CSDefenseError(f"{where}[{i}]: unknown defense {name!r}; known: {', '.join(CS_DEFENSES.names())}")
+        ours = DEFENSES.of(CONCEALED)
+        if name not in ours:
+            raise CSDefenseError(f"{where}[{i}]: unknown defense {name!r}; known: {', '.join(ours.names())}")
         if any(s.name == name for s in out):
             raise CSDefenseError(f"{where}: defense {name!r} is listed twice")
-        out.append(CS_DEFENSES.get(name).build(params))
+        out.append(ours.get(name).build(params))
     if sum(s.stage == "batch" for s in out) > 1:
         raise CSDefenseError(f"{where}: at most one batch-forming defense (dcs2)")
     return out

@@ -147,9 +147,65 @@ class CVB(Defense):
                 raise DefenseSpecError(f"defense 'cvb': {key} must be a {'positive' if key == 'kernel_size' else 'non-negative'} integer, got {v!r}")
 
 
-DEFENSES: Registry[type[Defense]] = Registry("defense")
+class DefenseRegistry:
+    """Every defense record class in one namespace, each filed under its *family*: the paper
+    whose semantics it follows.  Both papers have a ``prune`` (paper B: DGC's layer-wise top-k;
+    DCS²: numpy's per-tensor percentile), and the configs name both plainly (``prune``), so a
+    name is looked up within a family: ``DEFENSES.get(CHAIN, "prune")`` or the family's view
+    ``DEFENSES.of(CONCEALED)``, a :class:`~gibench.registry.Registry` whose messages name the
+    family's kind ("unknown defense ...", "unknown concealed-samples defense ...").
+
+    Families: :data:`CHAIN` (paper B's defenses, applied by
+    :class:`~gibench.defenses.chain.DefenseChain`: the stochastic-defenses study and the FedAvg
+    runs of any study) and :data:`CONCEALED` (the DCS² study's staged list,
+    :func:`gibench.defenses.concealed.defend`)."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, Registry[type[DefenseRecord]]] = {}
+
+    def family(self, family: str, kind: str) -> Registry[type[DefenseRecord]]:
+        """Declare a family (``kind``: how its error messages name a defense of it)."""
+        if family in self._families:
+            raise ValueError(f"defense family {family!r} declared twice")
+        self._families[family] = Registry(kind)
+        return self._families[family]
+
+    def add(self, family: str, cls: type[DefenseRecord]) -> type[DefenseRecord]:
+        self.of(family).add(cls.name, cls)
+        return cls
+
+    def register(self, family: str):
+        """Class decorator: ``@DEFENSES.register(CHAIN)`` files the record class under its ``name``."""
+        return lambda cls: self.add(family, cls)
+
+    def of(self, family: str) -> Registry[type[DefenseRecord]]:
+        try:
+            return self._families[family]
+        except KeyError:
+            raise KeyError(f"unknown defense family {family!r}; known: {', '.join(sorted(self._families))}") from None
+
+    def get(self, family: str, name: str) -> type[DefenseRecord]:
+        return self.of(family).get(name)
+
+    def families(self) -> list[str]:
+        return sorted(self._families)
+
+    def entries(self) -> list[tuple[str, str, type[DefenseRecord]]]:
+        """(family, name, record class) of every defense."""
+        return [(f, n, self._families[f].get(n)) for f in self.families() for n in self._families[f].names()]
+
+    def label(self, family: str, name: str) -> str:
+        """How the family's paper names the defense in its tables (the record's ``label``)."""
+        return self.get(family, name).label
+
+
+#: the families (see :class:`DefenseRegistry`)
+CHAIN = "stochastic_defenses"
+CONCEALED = "concealed_samples"
+DEFENSES = DefenseRegistry()
+DEFENSES.family(CHAIN, "defense")
 for _cls in (Dropout, DP, Prune, Precode, CVB):
-    DEFENSES.add(_cls.name, _cls)
+    DEFENSES.add(CHAIN, _cls)
 
 #: the order the paper applies them in: G~ = GP(DP(grad L(F_{Psi, eps}(x), y)))
 ORDER = ("dropout", "precode", "cvb", "dp", "prune")

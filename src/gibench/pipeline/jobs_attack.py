@@ -45,7 +45,7 @@ def visible_from_mask(mask, shared: dict[str, torch.Tensor]) -> dict[str, torch.
 
 def vectorise_restarts(study_cfg: dict, attack: str) -> bool:
     """The attack entry's ``vectorise_restarts`` (default true): run the restarts of one job
-    together where the attack allows it (:data:`gibench.attacks.ig.MANY`)."""
+    together where the attack allows it (its registry entry's ``many``)."""
     return bool(study_cfg["attacks"][attack].get("vectorise_restarts", True))
 
 
@@ -65,20 +65,21 @@ def one_restart(smk: Any, rep: int) -> SimpleNamespace:
 def attack_job(smk: Any, device: torch.device) -> dict:
     """One restart (wildcard ``rep``, rule ``attack``), or every restart of the case (rule
     ``attack_restarts``: outputs ``recon``/``trace`` list one file per restart).  Restarts
-    of an attack in :data:`gibench.attacks.ig.MANY` run together (vectorised) unless the
+    of an attack with a vectorised variant (``ATTACKS.entry(kind).many``) run together unless the
     entry says ``vectorise_restarts: false``; the others run one after another, each exactly
     as its own one-restart job would (same seed, same record)."""
     wc = dict(smk.wildcards)
     if "rep" in wc:
         return _attack_one(smk, device)
-    from ..attacks.ig import MANY
+    from ..attacks import ATTACKS
 
     study_cfg = smk.config["studies"][wc["study"]]
     kind, _, _ = attack_settings(study_cfg, wc["attack"], wc["model"])
     reps = len(list(smk.output.recon))
     image = getattr(DATASETS.get(wc["dataset"]), "modality", "image") != "text"
-    if image and kind in MANY and reps > 1 and vectorise_restarts(study_cfg, wc["attack"]):
-        return _attack_many(smk, device, MANY[kind])
+    many = ATTACKS.entry(kind).many
+    if image and many is not None and reps > 1 and vectorise_restarts(study_cfg, wc["attack"]):
+        return _attack_many(smk, device, many)
     runs = [attack_job(one_restart(smk, rep), device) for rep in range(reps)]
     return {"restarts": runs, "vectorised": False}
 

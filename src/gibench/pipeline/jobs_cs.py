@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -65,8 +65,49 @@ CS_TABLE = R + "/tables/" + STUDY + "/{table}.{ext}"
 CS_FIGURE = R + "/figures/" + STUDY + "/{figure}.{ext}"
 SERVERS = ("honest", "imprint")
 COHORTS = ("iid", "noniid")
-#: the attack types that need a modified model from the server
-SERVER_OF_ATTACK = {"imprint": "imprint"}
+
+
+# ====================================================================== what an attack needs
+
+# An attack declares the extra artifacts its job must be given (``ATTACKS.entry(kind).needs``);
+# this study maps each need to the server model it implies, the job's input (name -> path) and
+# the keyword the job passes to the attack (loaded from that input).  An attack with a need this
+# study cannot provide is a config error at DAG build (:func:`check_cs`).
+
+def _class_means(inp: Any, device: torch.device) -> torch.Tensor:
+    t, _ = io.load_tensors(inp.class_means)
+    return t["class_means"]
+
+
+def _server_secrets(inp: Any, device: torch.device) -> dict:
+    return json.loads(Path(inp.server).read_text())["secrets"]
+
+
+#: need -> the server model (wildcard ``server``) an attack with that need is run against
+SERVER_OF_NEED = {"imprinted_server": "imprint"}
+#: need -> (input name, path function of the attack job's wildcards)
+NEED_INPUTS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    # the public data's class-average images (rule cs_class_means): the adaptive attack's start
+    "class_means": ("class_means", lambda wc: CS_MEANS.format(dataset=wc.dataset)),
+    # the WGAN-GP generator trained on public data (rule cs_generator): GGL's prior
+    "generator": ("generator", lambda wc: CS_GEN.format(dataset=wc.dataset)),
+    # the malicious server's own record of its imprint block (rule cs_server)
+    "imprinted_server": ("server", lambda wc: CS_SERVER_INFO.format(dataset=wc.dataset, model=wc.model,
+                                                                     server=wc.server)),
+}
+#: need -> (the attack's keyword, loader of the job's input: f(smk.input, device))
+NEED_ARGS: dict[str, tuple[str, Callable[[Any, torch.device], Any]]] = {
+    "class_means": ("class_means", _class_means),
+    "generator": ("generator", lambda inp, device: load_generator(inp.generator, device)),
+    "imprinted_server": ("server", _server_secrets),
+}
+
+
+def attack_needs(config: dict, attack: str) -> tuple[str, ...]:
+    """The needs the registry entry of a configured attack declares."""
+    from ..attacks import ATTACKS
+
+    return ATTACKS.entry(attack_type(config, attack)).needs
 
 
 # ====================================================================== config access
@@ -96,7 +137,9 @@ def attack_params(config: dict, attack: str, dataset: str) -> dict:
 
 
 def server_of(config: dict, attack: str) -> str:
-    return SERVER_OF_ATTACK.get(attack_type(config, attack), "honest")
+    """The server model an attack runs against: the one a need of it implies, else the honest one."""
+    servers = [SERVER_OF_NEED[n] for n in attack_needs(config, attack) if n in SERVER_OF_NEED]
+    return servers[0] if servers else "honest"
 
 
 def defense_entry(config: dict, defense: str) -> tuple[list, str | None]:
@@ -245,12 +288,14 @@ TABLE_DATASETS = {
 
 def check_cs(config: dict, c: dict) -> list[str]:
     from ..attacks import ATTACKS
-    from ..defenses.concealed import CSDefenseError, CS_DEFENSES
+    from ..defenses import CONCEALED, DEFENSES
+    from ..defenses.concealed import CSDefenseError
     from ..params import attack_param_errors
     from ..tables.concealed_samples import TABLES, needed_blocks
 
     pre = f"studies.{STUDY}"
     errs: list[str] = []
+    CS_DEFENSES = DEFENSES.of(CONCEALED)      # this study's family of the one defense namespace
     for d, m in c["cases"].items():
         if d not in DATASETS:
             errs.append(f"config error at {pre}.cases.{d}: unknown dataset {d!r}; known: {', '.join(DATASETS.names())}")
@@ -262,13 +307,19 @@ def check_cs(config: dict, c: dict) -> list[str]:
                         f">= {n_victims(config, d)} (it is {config['datasets'][d]['victims']})")
         if m not in MODELS:
             errs.append(f"config error at {pre}.cases.{d}: unknown model {m!r}; known: {', '.join(MODELS.names())}")
+    image_attacks = ATTACKS.names(modality="image")
+    ours = ATTACKS.names(modality="image", study=STUDY)
     for name, entry in c["attacks"].items():
         kind = entry.get("type", name)
-        if kind not in ATTACKS:
-            errs.append(f"config error at {pre}.attacks.{name}: unknown attack {kind!r}; known: {', '.join(ATTACKS.names())}")
-        elif kind not in ("gs", "adaptive", "imprint", "ggl", "ig"):
+        if kind not in image_attacks:
+            errs.append(f"config error at {pre}.attacks.{name}: unknown attack {kind!r}; known: {', '.join(image_attacks)}")
+        elif kind not in ours:
             errs.append(f"config error at {pre}.attacks.{name}: attack type {kind!r} is not one of this study's "
-                        "(gs, adaptive, imprint, ggl, ig)")
+                        f"({', '.join(ours)})")
+        elif set(ATTACKS.entry(kind).needs) - set(NEED_INPUTS):
+            missing = sorted(set(ATTACKS.entry(kind).needs) - set(NEED_INPUTS))
+            errs.append(f"config error at {pre}.attacks.{name}: attack {kind!r} needs {', '.join(missing)}, which "
+                        f"this study cannot provide (it provides {', '.join(NEED_INPUTS)})")
         else:
             base = [(f"{pre}.attacks.{name}.params", entry.get("params") or {})]
             errs += attack_param_errors(kind, base)
@@ -665,13 +716,9 @@ def attack_job(smk: Any, device: torch.device) -> dict:
     seed = derive_seed(cfg["seed"], "cs_attack", **wc)
     shape = (knowledge["batch_size"], *knowledge["input_shape"])
     extra: dict[str, Any] = {}
-    if kind == "adaptive":
-        t, _ = io.load_tensors(smk.input.class_means)
-        extra["class_means"] = t["class_means"]
-    elif kind == "ggl":
-        extra["generator"] = load_generator(smk.input.generator, device)
-    elif kind == "imprint":
-        extra["server"] = json.loads(Path(smk.input.server).read_text())["secrets"]
+    for need in ATTACKS.entry(kind).needs:           # declared by the attack, resolved by this study
+        arg, load = NEED_ARGS[need]
+        extra[arg] = load(smk.input, device)
     every = max(1, int(params.get("iterations", 1000)) // 10)
 
     def progress(it: int, loss: float) -> None:
@@ -976,12 +1023,9 @@ def attack_inputs(config: dict, wc) -> dict:
         out["weights"] = CS_INIT.format(dataset=wc.dataset, model=wc.model)
     else:
         out["weights"] = CS_SERVER.format(dataset=wc.dataset, model=wc.model, server=wc.server)
-        out["server"] = CS_SERVER_INFO.format(dataset=wc.dataset, model=wc.model, server=wc.server)
-    kind = attack_type(config, wc.attack)
-    if kind == "adaptive":
-        out["class_means"] = CS_MEANS.format(dataset=wc.dataset)
-    elif kind == "ggl":
-        out["generator"] = CS_GEN.format(dataset=wc.dataset)
+    for need in attack_needs(config, wc.attack):       # what the attack declares it needs
+        name, path = NEED_INPUTS[need]
+        out[name] = path(wc)
     return out
 
 

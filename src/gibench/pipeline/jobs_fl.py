@@ -112,7 +112,9 @@ def defense_specs(config: dict, study: str, defense: str) -> list:
         return []
     parts = defense.split("+")
     try:
-        from ..defenses import DEFENSES
+        from ..defenses import CHAIN, DEFENSES as _ALL
+
+        DEFENSES = _ALL.of(CHAIN)       # FedAvg runs apply paper B's defenses (DefenseChain)
     except ImportError:
         DEFENSES = None
     if DEFENSES is not None and all(p in DEFENSES for p in parts):

@@ -18,10 +18,10 @@ paths and artifacts are the same as for images:
   (``model(x)`` with the batch's attention mask bound, identical parameter names) and the
   token ids as ``x``; Sens is then taken w.r.t. the word-embedding vectors of the tokens
   (:class:`gibench.significance.sens.GradientJacobian`).
-* **attacks** (``attack`` rule): :data:`TEXT_ATTACKS` maps ``lamp`` and ``dager`` to
-  adapters around :mod:`gibench.attacks.lamp` / :mod:`gibench.attacks.dager`.  Their call
-  convention (token ids out, tokenizer in) differs from the image registry
-  :data:`gibench.attacks.ATTACKS`, hence this separate registry.  Like every attack job
+* **attacks** (``attack`` rule): the entries of :data:`gibench.attacks.ATTACKS` with
+  ``modality="text"`` (``lamp``, ``dager``: adapters in :mod:`gibench.attacks.text` around
+  :mod:`gibench.attacks.lamp` / :mod:`gibench.attacks.dager`; token ids out, tokenizer in,
+  one :class:`~gibench.attacks.text.TextAttackContext` as argument).  Like every attack job
   they read only the weights, the shared update (encrypted entries zeroed), the mask and
   the knowledge file.  A DAGER run that cannot proceed (needed layers encrypted, span too
   loose, time limit) is recorded with status ``no_recovery`` and its reason: an attack
@@ -34,17 +34,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
 
 from .. import io
+from ..attacks import ATTACKS
+from ..attacks.text import TextAttackContext
 from ..provenance import make_record
-from ..registry import Registry
 from ..seeds import derive_seed
 from .runner import say
 
@@ -257,114 +258,6 @@ def sens_estimator(study_cfg: dict, model: str) -> str:
 
 # ------------------------------------------------------------------ attacks
 
-@dataclass
-class TextAttackContext:
-    model: torch.nn.Module
-    shared: dict[str, torch.Tensor]          # encrypted entries zeroed
-    visible: dict[str, torch.Tensor]         # True = plaintext
-    knowledge: dict
-    tokenizer: Any
-    params: dict
-    seed: int
-    device: torch.device
-    hub_dir: str
-    progress: Callable[[int, float], None] | None = None
-
-
-@dataclass
-class TextAttackOutput:
-    sequences: list[list[int]]               # recovered token ids per sentence (special tokens included)
-    texts: list[str]
-    status: str                              # ok | nothing_visible | no_recovery
-    message: str = ""
-    final_loss: float = float("nan")
-    trace: list[dict] = field(default_factory=list)
-    info: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TextAttack:
-    name: str
-    run: Callable[[TextAttackContext], TextAttackOutput]
-    families: tuple[str, ...]
-    description: str = ""
-
-
-TEXT_ATTACKS: Registry[TextAttack] = Registry("text attack")
-
-
-def _need(knowledge: dict, key: str, attack: str, why: str):
-    v = knowledge.get(key)
-    if v is None:
-        raise ValueError(f"{attack}: the knowledge file has no {key!r} ({why}); set "
-                         f"threat_model.{'labels_known' if key == 'labels' else 'sequence_lengths_known'}: true")
-    return v
-
-
-def load_prior(spec: Any, hub_dir: str, device: torch.device):
-    """LAMP's language-model prior: None for ``none``, else a causal LM (hub name, local
-    directory, LAMP's ``.pth`` for the BERT vocabulary, or the ``.safetensors`` artifact of
-    rule ``lm_pretrain``: what ``prior: pretrained_local`` resolves to)."""
-    if spec in (None, "none", False):
-        return None
-    if str(spec).endswith(".safetensors"):
-        from ..models.pretrain import load_lm
-
-        return load_lm(spec, device=device)
-    from ..models.text import load_lm_prior
-
-    return load_lm_prior(str(spec), hub_dir=hub_dir, device=device)
-
-
-def _run_lamp(ctx: TextAttackContext) -> TextAttackOutput:
-    from ..attacks.lamp import run_lamp
-
-    params = dict(ctx.params)
-    prior_spec = params.pop("prior", "none")
-    labels = _need(ctx.knowledge, "labels", "lamp", "LAMP matches gradients of the known labels")
-    lengths = _need(ctx.knowledge, "lengths", "lamp", "LAMP knows each sentence's length")
-    prior = load_prior(prior_spec, ctx.hub_dir, ctx.device)
-    res = run_lamp(ctx.model, ctx.shared, ctx.visible, token_len=lengths, labels=labels, tokenizer=ctx.tokenizer,
-                   cfg=params, seed=ctx.seed, device=ctx.device, prior=prior, progress=ctx.progress)
-    seqs = [res.token_ids[b, :n].tolist() for b, n in enumerate(res.lengths)]
-    info = {**res.info, "prior": str(prior_spec)}
-    return TextAttackOutput(seqs, res.text, res.status, res.message, float(res.final_loss), res.trace, info)
-
-
-def _run_dager(ctx: TextAttackContext) -> TextAttackOutput:
-    from ..attacks.dager import run as dager_run
-
-    family = ctx.knowledge.get("family")
-    if family != "gpt2":
-        raise ValueError(f"dager: only the GPT-2 (decoder) path is implemented, not {family!r}; "
-                         f"restrict studies.<study>.attacks.dager.models to [gpt2]")
-    res = dager_run(ctx.model, ctx.shared, ctx.visible, tokenizer=ctx.tokenizer, cfg=ctx.params, seed=ctx.seed,
-                    device=ctx.device, progress=ctx.progress, batch_size=int(ctx.knowledge["batch_size"]))
-    status = "ok" if res.status == "ok" else "no_recovery"
-    trace = [{"iteration": int(r["position"]), **{k: v for k, v in r.items() if k != "position"}}
-             for r in (res.trace or [])]
-    texts = res.texts if res.texts is not None else [ctx.tokenizer.decode(s) for s in res.sequences]
-    return TextAttackOutput([list(s) for s in res.sequences], texts, status, res.message, float(res.final_loss),
-                            trace, dict(res.info))
-
-
-def _text_params():
-    from ..attacks import dager, lamp
-    from ..params import ParamSpec
-
-    return (ParamSpec("lamp", lamp.SCHEMA, {**lamp.DEFAULTS, "prior": "none"}, lamp.resolve_cfg),
-            ParamSpec("dager", dager.SCHEMA, dager.DEFAULTS, dager.resolve_cfg))
-
-
-_LAMP_PARAMS, _DAGER_PARAMS = _text_params()
-TEXT_ATTACKS.add("lamp", TextAttack("lamp", _run_lamp, ("bert", "gpt2"),
-                                    "LAMP (Balunović et al. 2022): embedding optimisation + LM-guided reordering"),
-                 params=_LAMP_PARAMS)
-TEXT_ATTACKS.add("dager", TextAttack("dager", _run_dager, ("gpt2",),
-                                     "DAGER (Petrov et al. 2024): exact recovery from attention-gradient spans"),
-                 params=_DAGER_PARAMS)
-
-
 def text_attack_job(smk: Any, device: torch.device) -> dict:
     """The attack job of a text case (called by :func:`.jobs_attack.attack_job`)."""
     from ..masks import load_mask
@@ -375,7 +268,9 @@ def text_attack_job(smk: Any, device: torch.device) -> dict:
     cfg = smk.config
     study_cfg = cfg["studies"][wc["study"]]
     kind, params, _ = attack_settings(study_cfg, wc["attack"], wc["model"])
-    attack = TEXT_ATTACKS.get(kind)
+    attack = ATTACKS.entry(kind)
+    if attack.modality != "text":
+        raise ValueError(f"attack {wc['attack']!r} ({kind}) is an {attack.modality} attack, not a text attack")
     family = family_of(wc["model"])
     if family not in attack.families:
         raise ValueError(f"attack {wc['attack']!r} ({kind}) does not run on {wc['model']!r} "
@@ -399,7 +294,7 @@ def text_attack_job(smk: Any, device: torch.device) -> dict:
                 f"step {it}, {loss:.4g}, {time.time() - t0:.0f} s")
 
     ctx = TextAttackContext(net, shared, visible, knowledge, tok, params, seed, device, cfg["hub_dir"], progress)
-    out = attack.run(ctx)
+    out = attack.fn(ctx)
     info = dict(out.info or {})
     seconds = info.pop("seconds", round(time.time() - t0, 3))
     info.update({"status": out.status, "message": out.message, "final_loss": out.final_loss,
@@ -501,10 +396,10 @@ def _float(v: Any) -> float:
         return float("nan")
 
 
-__all__ = ["TEXT_ATTACKS", "TextAttack", "TextAttackContext", "TextAttackOutput", "FAMILIES", "TEXT_METRIC_NAMES",
+__all__ = ["FAMILIES", "TEXT_METRIC_NAMES",
            "PIPELINE_MODEL_KEYS", "make_text_victims", "read_text_victims", "client_batch", "text_gradient_job",
            "significance_inputs", "sens_estimator", "text_attack_job", "text_metrics_job", "tokenizer_for",
-           "text_builder_options", "embedding_table", "text_evaluation", "load_prior"]
+           "text_builder_options", "embedding_table", "text_evaluation"]
 
 
 # ------------------------------------------------------------------ downloads (localrules)
@@ -559,6 +454,7 @@ def check_text_study(config: dict, se: dict) -> list[str]:
     except ImportError:  # pragma: no cover
         METRICS = None
     text_models = set()
+    text_attacks = ATTACKS.names(modality="text")
     for i, case in enumerate(se["cases"]):
         d, m = case["dataset"], case["model"]
         if d not in DATASETS or m not in MODELS:
@@ -599,9 +495,9 @@ def check_text_study(config: dict, se: dict) -> list[str]:
                                                  for _, cm in case_list(se)):
                 errs.append(f"config error at {where}.models[{j}]: no case runs {m!r} with init {m_init!r} "
                             f"(add it to the case's inits)")
-            elif kind in TEXT_ATTACKS and m not in TEXT_ATTACKS.get(kind).families:
+            elif kind in text_attacks and m not in ATTACKS.entry(kind).families:
                 errs.append(f"config error at {where}.models[{j}]: {kind} runs on "
-                            f"{', '.join(TEXT_ATTACKS.get(kind).families)}, not {m!r}")
+                            f"{', '.join(ATTACKS.entry(kind).families)}, not {m!r}")
         for j, d in enumerate(entry.get("datasets") or []):
             if d not in [c["dataset"] for c in se["cases"]]:
                 errs.append(f"config error at {where}.datasets[{j}]: {d!r} is not the dataset of any case")
@@ -617,7 +513,7 @@ def check_text_study(config: dict, se: dict) -> list[str]:
                    and T.attack_runs_on(se, name, d, m)]
         known = all(c["dataset"] in DATASETS and c["model"] in MODELS for c in se["cases"])
         if not runs_on and known:     # an attack that would be dropped without a word
-            fam = (f"text models ({', '.join(TEXT_ATTACKS.get(kind).families)})" if kind in TEXT_ATTACKS
+            fam = (f"text models ({', '.join(ATTACKS.entry(kind).families)})" if kind in text_attacks
                    else "image models")
             filt = [k for k in ("models", "datasets") if entry.get(k)]
             errs.append(f"config error at {where}: {name}{f' ({kind})' if kind != name else ''} attacks {fam}, but no case of this study "

@@ -88,7 +88,7 @@ def attack_kind(se: dict, attack: str) -> str:
 def attack_runs_on(se: dict, attack: str, dataset: str, model: str) -> bool:
     """Not on datasets outside ``attacks.<a>.datasets`` (when given); on ``attacks.<a>.models``
     when given (``lenet``: every init of LeNet, ``lenet@dlg_uniform``: that init only); else by
-    modality: the text attacks (``lamp``, ``dager``: :data:`gibench.pipeline.jobs_text.TEXT_ATTACKS`)
+    modality: the text attacks (``modality="text"`` in :data:`gibench.attacks.ATTACKS`: ``lamp``, ``dager``)
     on the text models they support, every other (image) attack on image cases."""
     from .cases import model_init
 
@@ -98,11 +98,11 @@ def attack_runs_on(se: dict, attack: str, dataset: str, model: str) -> bool:
     base = model_ids.base(model)
     if entry.get("models") is not None:
         return model_ids.matches_any(entry["models"], base, model_init(se, model))
-    from .jobs_text import TEXT_ATTACKS
+    from ..attacks import ATTACKS
 
     kind = attack_kind(se, attack)
-    if kind in TEXT_ATTACKS:
-        return case_modality(dataset) == "text" and base in TEXT_ATTACKS.get(kind).families
+    if kind in ATTACKS and ATTACKS.entry(kind).modality == "text":
+        return case_modality(dataset) == "text" and base in ATTACKS.entry(kind).families
     return case_modality(dataset) == "image"
 
 

@@ -57,8 +57,9 @@ def defense_specs(config: dict, name: str) -> list:
         return list(table[name])
     if name == NO_DEFENSE:
         return []
-    from ..defenses import DEFENSES
+    from ..defenses import CHAIN, DEFENSES
 
+    DEFENSES = DEFENSES.of(CHAIN)       # paper B's family of the one defense namespace
     parts = name.split("+")
     if all(p in DEFENSES for p in parts):
         return parts
@@ -235,11 +236,12 @@ def check(config: dict, st: dict) -> list[str]:
     from ..attacks.stochastic import ORACLE_ATTACKS, SD_ATTACKS
     from ..params import attack_param_errors
     from ..datasets import DATASETS
-    from ..defenses import DEFENSES, DefenseChain, DefenseSpecError
+    from ..defenses import CHAIN, DEFENSES, DefenseChain, DefenseSpecError
     from ..models import MODELS
 
     pre = f"studies.{STUDY}"
     errs: list[str] = []
+    DEFENSES = DEFENSES.of(CHAIN)       # paper B's family of the one defense namespace
     batch = int((st.get("gradient") or {}).get("batch_size", 1))
     for name, opts in (st.get("defense_defaults") or {}).items():
         if name not in DEFENSES:
@@ -274,11 +276,12 @@ def check(config: dict, st: dict) -> list[str]:
     for name in st.get("defenses") or {}:
         chain(name, f"{pre}.defenses.{name}")
     attacks = st.get("attacks") or {}
+    image_attacks = ATTACKS.names(modality="image")       # an image study: text attacks are unknown here
     for name, entry in attacks.items():
         kind = entry.get("type", name)
         where = f"{pre}.attacks.{name}"
-        if kind not in ATTACKS:
-            errs.append(f"config error at {where}: unknown attack {kind!r}; known: {', '.join(ATTACKS.names())}")
+        if kind not in image_attacks:
+            errs.append(f"config error at {where}: unknown attack {kind!r}; known: {', '.join(image_attacks)}")
             continue
         if kind not in SD_ATTACKS:
             hint = " (use type: ig_defended for IG against a defended client)" if kind == "ig" else ""

@@ -13,6 +13,8 @@ runs.
 """
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +29,41 @@ from .render import TableDoc, fmt_mean_std
 
 STUDY = "concealed_samples"
 BASE = ("none", "dp_gaussian", "prune", "soteria", "dcs2")
-LABEL = {"none": "None", "dp_gaussian": "DP-Gaussian", "prune": "Prune", "soteria": "Soteria", "dcs2": "DCS²",
-         "prune+dcs2": "Prune&DCS²", "ats": "ATS", "dcs2_lg05": "DCS² (λg = 0.5)", "dcs2_lg10": "DCS² (λg = 1.0)",
-         "dcs2_start_proxy_mixup": "DCS² (MNIST ✓, Noise ✗, MixUP ✓)", "dcs2_start_mixup": "DCS² (MNIST ✗, Noise ✗, MixUP ✓)",
-         "dcs2_start_noise": "DCS² (MNIST ✗, Noise ✓, MixUP ✗)", "dcs2_start_cifar10": "DCS² (start points from CIFAR-10)"}
+#: a configured defense as the paper's tables name it: the study's defenses by their records' labels
+#: (gibench.defenses.DEFENSES, family concealed_samples), then the paper's combinations and variants
+_VARIANT_LABEL = {"prune+dcs2": "Prune&DCS²", "dcs2_lg05": "DCS² (λg = 0.5)", "dcs2_lg10": "DCS² (λg = 1.0)",
+                  "dcs2_start_proxy_mixup": "DCS² (MNIST ✓, Noise ✗, MixUP ✓)",
+                  "dcs2_start_mixup": "DCS² (MNIST ✗, Noise ✗, MixUP ✓)",
+                  "dcs2_start_noise": "DCS² (MNIST ✗, Noise ✓, MixUP ✗)",
+                  "dcs2_start_cifar10": "DCS² (start points from CIFAR-10)"}
+
+
+@functools.cache
+def defense_labels() -> dict[str, str]:
+    # deferred: gibench.defenses imports torch, and the tables are imported at DAG build
+    from ..defenses import CONCEALED, DEFENSES
+
+    return {"none": "None", **{n: DEFENSES.label(CONCEALED, n) for n in DEFENSES.of(CONCEALED).names()},
+            **_VARIANT_LABEL}
+
+
 DATASET = {"mnist": "MNIST", "cifar10": "CIFAR10", "celeba": "CelebA", "tiny_imagenet": "TinyImageNet"}
-ATTACK = {"gs": "GS", "adaptive": "adaptive GS (class-average init)", "ggl": "GGL", "imprint": "Imprint"}
 # the metric columns: the registered metrics' display names (gibench.metrics.METRICS), the arrow pointing to
 # better protection (a defense table: lower similarity is better)
 COLUMN = {**{n: IMAGE_METRICS.get(n).display + ("↑" if n == "lpips" else "↓") for n in ("psnr", "ssim", "lpips")},
           "acc_sensitive": "Acc↑ (Sensitive Data)",
           "acc_test": "Acc↑ (Test set)"}
 ACC = ("acc_sensitive", "acc_test")
+
+
+def attack_label(attack: str) -> str:
+    """A configured attack as the tables name it: its registry entry's display name when the
+    entry is named like a registered attack of this study (``GS``), else the entry's own name."""
+    from ..attacks import ATTACKS  # deferred: the attack modules import torch; tables load at DAG build
+
+    if attack in ATTACKS and ATTACKS.entry(attack).applies_to(STUDY):
+        return ATTACKS.display(attack)
+    return attack
 
 
 @dataclass(frozen=True)
@@ -258,7 +283,7 @@ def table_doc(table: str, metric_rows: list[dict], acc_rows: list[dict], config:
                 rows_order.append(d)
     body = []
     for d in rows_order:
-        row = [LABEL.get(d, d)]
+        row = [defense_labels().get(d, d)]
         for bi, blk in enumerate(spec.blocks):
             for col in blk.columns:
                 cell = next((x for x in cl if x["block"] == bi and x["defense"] == d and x["column"] == col), None)
@@ -269,7 +294,7 @@ def table_doc(table: str, metric_rows: list[dict], acc_rows: list[dict], config:
     for bi, blk in enumerate(spec.blocks):
         bc = [x for x in cl if x["block"] == bi]
         ns = sorted({x["n"] for x in bc if x["column"] not in ACC and x["status"] == "ok"})
-        where = f"{DATASET.get(blk.dataset, blk.dataset)} ({ATTACK.get(blk.attack, blk.attack)}, {blk.cohort})"
+        where = f"{DATASET.get(blk.dataset, blk.dataset)} ({attack_label(blk.attack)}, {blk.cohort})"
         if bc and bc[0]["status"] == "not run":
             notes.append(f"{where}: not run — {bc[0]['note']}.")
             continue
@@ -402,14 +427,14 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
                                                          metric_value_text("ssim", r.get("ssim"))) if t))
     c = _cs(config)
     blocks = [b for b in TABLES["fig2"].blocks if b.dataset in c["cases"]]
-    cols = ["sensitive image"] + [LABEL.get(d, d) for d in BASE]
+    cols = ["sensitive image"] + [defense_labels().get(d, d) for d in BASE]
     cells, notes, row_labels = [], [], []
     for b in blocks:
         cells.append([None if truth.get(b.dataset) is None else _img(truth[b.dataset])]
                      + [None if recs.get((b.dataset, b.attack, d)) is None else _img(recs[(b.dataset, b.attack, d)])
                         for d in BASE])
         notes.append([""] + [values.get((b.dataset, b.attack, d), "") for d in BASE])
-        row_labels.append(f"{ATTACK.get(b.attack, b.attack).split(' (')[0]} on {DATASET.get(b.dataset, b.dataset)}")
+        row_labels.append(f"{attack_label(b.attack).split(' (')[0]} on {DATASET.get(b.dataset, b.dataset)}")
     missing = [DATASET.get(b.dataset, b.dataset) for b in TABLES["fig2"].blocks if b.dataset not in c["cases"]]
     title = ("Fig. 2 (Wu et al., DCS²): reconstructions of victim s000 (restart 0) by each attack (rows) under "
              "each defense (columns); under each: PSNR [dB] and SSIM against the sensitive image (lower: better "

@@ -765,11 +765,12 @@ def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
     notes = [_text_model_description(cfg, m) for m in text_models]
     notes += _lamp_priors(cfg, text_models)
     notes += dager_variant_notes(cfg)
-    from ..pipeline.jobs_text import TEXT_ATTACKS
+    from ..attacks import ATTACKS
 
+    text_attacks = ATTACKS.names(modality="text")
     sig = list((cfg.get("significance") or {}).get("metrics") or [])
     sens_used = any("sens" in ((e or {}).get("metrics") or sig) for a, e in (cfg.get("attacks") or {}).items()
-                    if (e or {}).get("type", a) in TEXT_ATTACKS)
+                    if (e or {}).get("type", a) in text_attacks)
     from ..pipeline.jobs_text import sens_estimator
 
     for m in text_models:

@@ -19,6 +19,8 @@ status``, accuracy columns); Markdown: the paper's layout.
 """
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -31,8 +33,16 @@ from .render import TableDoc, display, fmt_mean_std
 
 STUDY = "stochastic_defenses"
 MODEL_NAMES = {"sd_cnn": "CNN", "sd_vit": "ViT", "resnet18_gn": "ResNet-18"}
-ATTACK_NAMES = {"ig_defended": "IG", "ig": "IG", "wiig": "WIIG", "dpia": "DPIA", "gpia": "GPIA", "vbia": "VBIA",
-                "pig": "PIG", "dia": "DIA", "cdia": "CDIA"}
+#: the study's attacks as the paper names them: the registry entries' display names (IG for
+#: ``ig_defended``, WIIG, ...), and IG for an entry named ``ig`` (the configs' name of ``ig_defended``)
+@functools.cache
+def attack_names() -> dict[str, str]:
+    # deferred: the attack modules import torch, and the tables are imported at DAG build
+    from ..attacks import ATTACKS
+
+    return {**{n: ATTACKS.display(n) for n in ATTACKS.names(study=STUDY)}, "ig": ATTACKS.display("ig")}
+
+
 NOT_COMPUTED = "not computed (no FedAvg run)"
 NOT_COMPUTED_NOTE = ("not computed: the study has no FedAvg runs; add a studies.stochastic_defenses.fl block "
                      "(gibench.fl, rules/fl.smk) listing these combinations to fill the column")
@@ -50,7 +60,8 @@ def model_name(m: str) -> str:
 def attack_name(config: Mapping[str, Any], attack: str) -> str:
     entry = (_study(config).get("attacks") or {}).get(attack, {})
     kind = entry.get("type", attack)
-    return ATTACK_NAMES.get(attack, ATTACK_NAMES.get(kind, attack.upper()))
+    names = attack_names()
+    return names.get(attack, names.get(kind, attack.upper()))
 
 
 def attack_label(config: Mapping[str, Any], attack: str, model: str, chain) -> str:
@@ -68,7 +79,7 @@ def attack_label(config: Mapping[str, Any], attack: str, model: str, chain) -> s
         return f"{name} ({params.get('secret_noise', 'add')})"
     if kind == "dpia" and chain.uses("dp") and params.get("noise_units", "sigma_tau") != "sigma_tau":
         return f"{name} ({params['noise_units']})"
-    if attack != kind and attack not in ATTACK_NAMES:
+    if attack != kind and attack not in attack_names():
         return f"{name} ({attack})"
     return name
 
