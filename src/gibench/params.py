@@ -111,7 +111,7 @@ class ParamSpec:
 
 def attack_spec(kind: str) -> ParamSpec | None:
     """The declared parameters of attack ``kind`` (image and text attacks: one registry)."""
-    from .attacks import ATTACKS  # deferred: the attacks register with ParamSpec from this module
+    from .attacks.base import ATTACKS  # deferred: the attacks register with ParamSpec from this module (importing it runs gibench.attacks, which registers them all)
 
     if kind in ATTACKS:
         return ATTACKS.params(kind)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import ATTACKS, AttackResult
+from .base import ATTACKS, AttackResult
 from . import ggl as _ggl  # noqa: F401  (registers ggl)
 from . import imprint as _imprint  # noqa: F401  (registers imprint)
 from ..params import ParamSpec

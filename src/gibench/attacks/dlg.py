@@ -48,7 +48,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..params import ParamSpec
-from . import ATTACKS, AttackResult
+from .base import ATTACKS, AttackResult
 from .ig import attack_labels, nothing_to_match, prepare_model
 from .ig import box_bounds
 from .objectives import COSTS, GradientMatch

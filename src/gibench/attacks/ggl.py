@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..params import ParamSpec
-from . import ATTACKS, AttackResult
+from .base import ATTACKS, AttackResult
 
 LATENT = 128
 DEFAULTS: dict[str, Any] = {

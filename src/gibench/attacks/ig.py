@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..params import ParamSpec
-from . import ATTACKS, AttackResult
+from .base import ATTACKS, AttackResult
 from .labels import LabelRecoveryRefused, recover_labels
 from .objectives import COSTS, GradientMatch
 

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..params import ParamSpec
-from . import ATTACKS, AttackResult
+from .base import ATTACKS, AttackResult
 
 BLOCK_PREFIX = "imprint."
 BASE_PREFIX = "base."

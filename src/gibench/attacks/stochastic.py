@@ -78,7 +78,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from . import ATTACKS, AttackResult
+from .base import ATTACKS, AttackResult
 from ..params import ParamSpec
 from .ig import (DEFAULTS as IG_DEFAULTS, SCHEMA as IG_SCHEMA, Extra, attack_labels, initial_input, invert, nothing_to_match,
                  prepare_model, resolve_cfg, result_from)

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import torch
 
 from ..params import ParamSpec
-from . import ATTACKS, dager, lamp
+from . import dager, lamp
+from .base import ATTACKS
 
 
 @dataclass
