@@ -26,6 +26,7 @@ _LAZY = {"image_metric_rows": "image", "image_metrics": "image", "lpips_per_imag
 
 
 def __getattr__(name: str) -> Any:
+    # called only for names this module does not define (the deferred callables below are defined)
     if name in _LAZY:
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -48,9 +49,6 @@ ssim_per_image = _deferred("ssim_per_image")
 ssim_center_per_image = _deferred("ssim_center_per_image")
 lpips_per_image = _deferred("lpips_per_image")
 ssim_dcs2 = _deferred("ssim_dcs2")
-for _n in ("mse_per_image", "psnr_per_image", "ssim_per_image", "ssim_center_per_image", "lpips_per_image",
-           "ssim_dcs2"):
-    del _LAZY[_n]  # module attributes now (the deferred callables above)
 
 
 @dataclass(frozen=True)
