@@ -69,6 +69,37 @@ def test_precode_parameter_counts(model, d):
     assert count_parameters(build_model(model, 10, SHAPE, seed=0, bottleneck="precode")) - base == extra
 
 
+def test_precode_at_a_conv_block_of_the_cnn():
+    # after conv block 0 the features are (16, 14, 14) = 3,136: Linear(3136, 512) + Linear(256, 3136)
+    base = count_parameters(build_model("sd_cnn", 10, SHAPE, seed=0))
+    early = build_model("sd_cnn", 10, SHAPE, seed=0, bottleneck="precode", bottleneck_params={"position": 0})
+    assert count_parameters(early) - base == (3136 * 512 + 512) + (256 * 3136 + 3136)
+    # the bottleneck sits between conv blocks 0 and 1: the decoder's output feeds conv 1
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen.append(n))
+             for n, m in early.named_modules() if n in ("convs.0", "bottleneck", "convs.1", "classifier")]
+    early(torch.randn(1, *SHAPE))
+    for h in hooks:
+        h.remove()
+    assert seen == ["convs.0", "bottleneck", "convs.1", "classifier"]
+    # PIG leaves out the decoder and every layer after the bottleneck (CVB repo CNNCVB.yaml's rule)
+    assert sorted(early.pig_ignored()) == sorted(
+        ["bottleneck.decoder.weight", "bottleneck.decoder.bias", "convs.1.weight", "convs.1.bias",
+         "convs.2.weight", "convs.2.bias", "classifier.weight", "classifier.bias"])
+    # the default placement (before the classifier) is unchanged, and so is its canonical spec
+    late = build_model("sd_cnn", 10, SHAPE, seed=0, bottleneck="precode")
+    same = build_model("sd_cnn", 10, SHAPE, seed=0, bottleneck="precode", bottleneck_params={"position": "classifier"})
+    assert all(torch.equal(a, b) for a, b in zip(late.state_dict().values(), same.state_dict().values()))
+    assert sorted(late.pig_ignored()) == sorted(["bottleneck.decoder.weight", "bottleneck.decoder.bias",
+                                                 "classifier.weight", "classifier.bias"])
+    assert DefenseChain(["precode"]).spec() == [{"name": "precode", "K": None, "beta": None}]
+    assert DefenseChain([{"name": "precode", "position": 0}]).model_options()["bottleneck_params"] == {"position": 0}
+    with pytest.raises(ValueError, match="position"):
+        build_model("sd_cnn", 10, SHAPE, seed=0, bottleneck="precode", bottleneck_params={"position": 3})
+    with pytest.raises(DefenseSpecError, match="position"):
+        DefenseChain([{"name": "precode", "position": -1}])
+
+
 def test_privacy_module_keeps_the_base_weights():
     plain = build_model("sd_cnn", 10, SHAPE, seed=3).state_dict()
     for kind in ("precode", "cvb"):

@@ -109,19 +109,34 @@ class Prune(Defense):
 
 @dataclass(frozen=True)
 class Precode(Defense):
-    """PRECODE's variational bottleneck before the classifier (None: the model's recommended value)."""
+    """PRECODE's variational bottleneck (None: the model's recommended value; ``position``: None
+    or ``'classifier'`` = before the classifier, the PRECODE repository's placement, or on the CNN
+    a conv block index, docs/regimes_precode.md)."""
 
     name: ClassVar[str] = "precode"
     side: ClassVar[str] = "model"
     label: ClassVar[str] = "P"
     K: int | None = None
     beta: float | None = None
+    position: int | str | None = None
 
     def check(self) -> None:
         if self.K is not None and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 1):
             raise DefenseSpecError(f"defense 'precode': K must be a positive integer, got {self.K!r}")
         if self.beta is not None:
             _number(self.name, "beta", self.beta, 0.0)
+        p = self.position
+        if p is not None and p != "classifier" and (isinstance(p, bool) or not isinstance(p, int) or p < 0):
+            raise DefenseSpecError(f"defense 'precode': position must be 'classifier' or a conv block index >= 0, "
+                                   f"got {p!r}")
+
+    def params(self) -> dict:
+        # ``position`` was added after results existed: left out while unset, so the canonical
+        # spec (knowledge files, the rules' params) of every earlier config is unchanged
+        d = asdict(self)
+        if d["position"] is None:
+            del d["position"]
+        return d
 
 
 @dataclass(frozen=True)

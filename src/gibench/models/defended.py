@@ -23,7 +23,9 @@ Model-side defenses (build options ``dropout``, ``bottleneck``, ``bottleneck_par
   ReLU), after both MLP linears of every ViT block, before ResNet-18's ``fc``.
 * **PRECODE** (Scheliga et al. 2022, ``bottleneck: precode``): a variational bottleneck on the
   flattened features **immediately before the classifier** (the PRECODE repository's
-  placement): encoder ``Linear(d, 2K)`` (mu = first K outputs, sigma = softplus of the last K),
+  placement; on the CNN, ``position: <conv block index>`` puts it after that block instead, where
+  the CVB repository puts its bottleneck -- paper B names no placement, docs/regimes_precode.md):
+  encoder ``Linear(d, 2K)`` (mu = first K outputs, sigma = softplus of the last K),
   z = mu + sigma * eps, decoder ``Linear(K, d)``; K = 256, beta = 1e-3.  Its loss term is
   beta * (-1/2 mean_batch sum_k (1 + 2 log sigma_k - mu_k^2 - sigma_k^2)) / ln 2 (the KL in
   bits, as the reference computes it).
@@ -282,7 +284,7 @@ class DefendedCNN(DefendedModel):
     CHANNELS = (16, 32, 64)
     KERNEL = 5
     STRIDE = 2
-    RECOMMENDED = {"precode": {"K": 256, "beta": 1e-3},
+    RECOMMENDED = {"precode": {"K": 256, "beta": 1e-3, "position": "classifier"},
                    "cvb": {"K": "adaptive", "beta": 0.1, "kernel_size": 5, "position": 0}}
 
     def __init__(self, num_classes: int, in_shape: tuple[int, int, int], dropout: float = 0.0,
@@ -307,7 +309,14 @@ class DefendedCNN(DefendedModel):
                 raise ValueError(f"sd_cnn: cvb position must be a conv block index 0-{len(self.CHANNELS) - 1}, got {pos}")
             bn = ConvBottleneck(shapes[pos], settings["K"], settings["beta"], settings["kernel_size"])
         elif bottleneck == "precode":
-            bn = PrecodeBottleneck(features, settings["K"], settings["beta"])
+            pos = settings["position"]
+            if pos == "classifier":
+                bn = PrecodeBottleneck(features, settings["K"], settings["beta"])
+            elif isinstance(pos, int) and not isinstance(pos, bool) and 0 <= pos < len(self.CHANNELS):
+                bn = PrecodeBottleneck(math.prod(shapes[pos]), settings["K"], settings["beta"])
+            else:
+                raise ValueError(f"sd_cnn: precode position must be 'classifier' or a conv block index "
+                                 f"0-{len(self.CHANNELS) - 1}, got {pos!r}")
         self.convs = nn.ModuleList(convs)
         self.drops = nn.ModuleList([StochasticDropout(dropout) for _ in self.CHANNELS])
         if bn is not None:
@@ -316,27 +325,29 @@ class DefendedCNN(DefendedModel):
         self.dropout = float(dropout)
         self.bottleneck_kind = bottleneck
         self.bottleneck_settings = settings
-        self._cvb_pos = int(settings["position"]) if bottleneck == "cvb" else -1
+        # the conv block the bottleneck follows (-1: none, or PRECODE before the classifier)
+        pos = settings.get("position", -1) if bottleneck else -1
+        self._bn_pos = pos if isinstance(pos, int) and not isinstance(pos, bool) else -1
         _finalise(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, (conv, drop) in enumerate(zip(self.convs, self.drops)):
             x = torch.relu(drop(conv(x)))
-            if i == self._cvb_pos:
+            if i == self._bn_pos:
                 x = self.bottleneck(x)
         x = x.flatten(1)
-        if self.bottleneck_kind == "precode":
+        if self.bottleneck_kind == "precode" and self._bn_pos < 0:
             x = self.bottleneck(x)
         return self.classifier(x)
 
     def pig_ignored(self) -> list[str]:
+        """The bottleneck's decoder and every layer after it (CVB repo ``ignore_gradient_layers``
+        of ``CNNCVB.yaml``: ``decoder``, the later conv blocks, the classifier)."""
+        if not self.bottleneck_kind:
+            return []
         names = [n for n, _ in self.named_parameters()]
-        if self.bottleneck_kind == "cvb":
-            later = tuple(f"convs.{i}." for i in range(self._cvb_pos + 1, len(self.CHANNELS)))
-            return [n for n in names if n.startswith(("bottleneck.decoder", "classifier.") + later)]
-        if self.bottleneck_kind == "precode":
-            return [n for n in names if n.startswith(("bottleneck.decoder", "classifier."))]
-        return []
+        later = tuple(f"convs.{i}." for i in range(self._bn_pos + 1, len(self.CHANNELS))) if self._bn_pos >= 0 else ()
+        return [n for n in names if n.startswith(("bottleneck.decoder", "classifier.") + later)]
 
 
 # ---------------------------------------------------------------- the ViT
