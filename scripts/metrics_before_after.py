@@ -71,7 +71,7 @@ def metric_files(study: str) -> list[Path]:
 
 def se_rows(cfg: dict, tmp: Path) -> list[dict]:
     from gibench.datasets import DATASETS
-    from gibench.pipeline.jobs_attack import metrics_job
+    from gibench.pipeline.jobs_attack import evaluate_job
     from gibench.pipeline.targets import lpips_backbone_file
 
     out = []
@@ -80,7 +80,7 @@ def se_rows(cfg: dict, tmp: Path) -> list[dict]:
         old, rec = io.load_table(p)
         if getattr(DATASETS.get(rec["wildcards"]["dataset"]), "modality", "image") == "text":
             continue
-        new = rerun(p, metrics_job, cfg, tmp, {"backbone": backbone} if backbone else None)
+        new = rerun(p, evaluate_job, cfg, tmp, {"backbone": backbone} if backbone else None)
         for o, n in zip(old.to_pylist(), new):
             assert (o["restart"], o["attack"]) == (n["restart"], n["attack"])
             out.append({"case": f"{o['dataset']}/{o['model']}/{o['slot']}/{o['metric']}/r{o['ratio']:.3f}/{o['attack']}"

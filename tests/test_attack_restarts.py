@@ -63,6 +63,8 @@ def _direct(wd: Path, cfg: dict) -> list[torch.Tensor]:
         mask, _ = load_mask(f"results/masks/{STUDY}/{DS}/{MODEL}/{SLOT}/{METRIC}/{RATIO}.safetensors")
         vis = visible_from_mask(mask, shared)
         shared = {n: torch.where(vis[n], g, torch.zeros_like(g)) for n, g in shared.items()}
+        # the seed as it was derived before the wildcard {metric} became {significance} (issue 21):
+        # seeds still hash the significance metric under the name "metric" (gibench.wildcards)
         wc = dict(study=STUDY, dataset=DS, model=MODEL, slot=SLOT, metric=METRIC, ratio=RATIO, attack="ig")
         out = []
         for rep in range(REPS):

@@ -93,7 +93,7 @@ def test_the_dag_builds_with_a_registered_toy_attack(workdir):
     out = dry.stdout + dry.stderr
     recon = f"results/attacks/{STUDY}/{DS}/{MODEL}/{SLOT}/{METRIC}/{RATIO}/toy/rep0.safetensors"
     assert recon in out, out[-3000:]
-    assert "rule attack:" in out and "rule metrics:" in out
+    assert "rule attack:" in out and "rule evaluate:" in out
 
 
 def test_without_its_registration_the_toy_attack_is_unknown(workdir):
@@ -104,7 +104,7 @@ def test_without_its_registration_the_toy_attack_is_unknown(workdir):
 
 
 @pytest.mark.slow
-def test_the_toy_attack_job_runs_and_the_metrics_job_reads_it(workdir):
+def test_the_toy_attack_job_runs_and_the_evaluate_job_reads_it(workdir):
     import numpy as np
     import torch
 

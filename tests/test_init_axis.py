@@ -67,7 +67,7 @@ def test_paths_keep_the_inits_apart():
     gradients = T.se_gradient_targets(se)
     assert "results/gradients/selective_encryption/cifar100/lenet/s000.safetensors" in gradients
     assert "results/gradients/selective_encryption/cifar100/lenet@dlg_uniform/s000.safetensors" in gradients
-    assert P.fmt(P.ATTACK, study=SE, dataset="cifar100", model="lenet@dlg_uniform", slot=0, metric="grad",
+    assert P.fmt(P.ATTACK, study=SE, dataset="cifar100", model="lenet@dlg_uniform", slot=0, significance="grad",
                  ratio=0.3, attack="dlg", rep=0).startswith("results/attacks/selective_encryption/cifar100/lenet@dlg_uniform/")
 
 

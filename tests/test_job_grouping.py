@@ -39,7 +39,7 @@ def _old_attack_files(cfg):
     out = []
     for attack, entry in cfg["studies"]["selective_encryption"]["attacks"].items():
         for st, d, m, s, me, r in T.se_attack_cases(cfg, attack):
-            out += [P.fmt(P.ATTACK, study=st, dataset=d, model=m, slot=s, metric=me, ratio=r, attack=attack, rep=k)
+            out += [P.fmt(P.ATTACK, study=st, dataset=d, model=m, slot=s, significance=me, ratio=r, attack=attack, rep=k)
                     for k in range(entry["restarts"])]
     return out
 

@@ -99,7 +99,7 @@ def test_table_from_measured_rounds(tmp_path):
         if metric == "attn":                               # a selector: one whole tensor
             bits = {n: torch.full(s, n == "c", dtype=torch.bool) for n, s in shapes.items()}
         r = he.measure_overhead(clients, bits, ctx=ctx)
-        wc = {"study": "selective_encryption", "dataset": "cifar100", "model": "lenet", "metric": metric}
+        wc = {"study": "selective_encryption", "dataset": "cifar100", "model": "lenet", "significance": metric}
         rows.append(OV._row(wc, ratio, r, {}, ["s000", "s001"], "s000"))
     cfg = {"cases": [{"model": "lenet", "dataset": "cifar100"}],
            "significance": {"metrics": ["grad", "attn"]}}
@@ -162,7 +162,7 @@ def test_micro_run_produces_the_overhead_table_and_figure(tmp_path):
 
     one = tmp_path / "results/overhead/selective_encryption/cifar100/lenet/grad.parquet"
     table, rec = io.load_table(one)
-    assert rec["rule"] == "overhead" and rec["wildcards"]["metric"] == "grad"
+    assert rec["rule"] == "overhead" and rec["wildcards"]["significance"] == "grad"
     assert rec["he"]["params"]["global_scale_bits"] == 52
     assert any(p.endswith("masks/selective_encryption/cifar100/lenet/s000/grad/r0.100.safetensors")
                for p in rec["inputs"])

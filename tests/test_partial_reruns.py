@@ -88,14 +88,14 @@ def test_attack_hyperparameter_change_reruns_only_that_attack_and_dependents(run
     # (one evaluation job per slot covers every attack output of it, issue 23), the gathered rows,
     # every table made from them (not Table 6: significance cost) and every figure (they all read
     # the gathered rows); nothing upstream, nothing of ig_fast
-    assert rules == {"attack": 2, "metrics": 1, "gather_metrics": 1, "table": 3, "figure": 6, "report_config": 1,
+    assert rules == {"attack": 2, "evaluate": 1, "gather_metrics": 1, "table": 3, "figure": 6, "report_config": 1,
                      "all": 1}, jobs
     assert {w["attack"] for r, w in jobs if r == "attack"} == {"ig"}
     assert sorted(w["table"] for r, w in jobs if r == "table") == ["table2", "table4", "table5"]
 
 
 FULL_RUN = {"data": 1, "model": 1, "gradient": 1, "significance": 1, "masks": 1, "masks_any": 1, "attack": 4,
-            "metrics": 1, "gather_metrics": 1, "gather_cost": 1, "table": 4, "figure": 6, "report_config": 1,
+            "evaluate": 1, "gather_metrics": 1, "gather_cost": 1, "table": 4, "figure": 6, "report_config": 1,
             "all": 1}
 
 
@@ -125,7 +125,7 @@ def test_single_table_target_builds_only_what_it_needs(tmp_path):
     # both cases, the slot's metric rows (one job), the gathered rows, Table 5 -- no figure, no cost table,
     # no other table
     assert rules_of(jobs) == {"data": 1, "model": 1, "gradient": 1, "significance": 1, "masks": 1, "masks_any": 1,
-                              "attack": 4, "metrics": 1, "gather_metrics": 1, "table": 1}, jobs
+                              "attack": 4, "evaluate": 1, "gather_metrics": 1, "table": 1}, jobs
     assert [w["table"] for r, w in jobs if r == "table"] == ["table5"]
 
 
@@ -138,8 +138,8 @@ def test_adding_an_init_runs_only_that_init(run_dir, tmp_path):
     cfg["studies"][STUDY]["cases"] = [{"dataset": "cifar100", "model": "lenet", "inits": ["dlg_uniform", "torch_default"]}]
     path = write_micro(wd, cfg)
     jobs = dry_run_jobs(wd, path)
-    per_case = ("model", "gradient", "significance", "masks", "masks_any", "attack", "metrics")
+    per_case = ("model", "gradient", "significance", "masks", "masks_any", "attack", "evaluate")
     assert {w["model"] for r, w in jobs if r in per_case} == {"lenet@torch_default"}, jobs
     assert rules_of(jobs) == {"model": 1, "gradient": 1, "significance": 1, "masks": 1, "masks_any": 1,
-                              "attack": 4, "metrics": 1, "gather_metrics": 1, "gather_cost": 1, "table": 4,
+                              "attack": 4, "evaluate": 1, "gather_metrics": 1, "gather_cost": 1, "table": 4,
                               "figure": 12, "report_config": 1, "all": 1}, jobs

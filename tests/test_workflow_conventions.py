@@ -21,7 +21,7 @@ JUSTIFIED_LINTS = {
         "one environment for every rule: a venv (make venv / make venv-gpu) or the container of "
         "envs/Dockerfile, envs/gibench.def (Snakefile comment, README 'Running on a cluster')",
 }
-COMPUTE_RULES = {"attack", "metrics", "significance", "gradient", "fl_train", "lm_pretrain", "overhead",
+COMPUTE_RULES = {"attack", "evaluate", "significance", "gradient", "fl_train", "lm_pretrain", "overhead",
                  "sd_gradient", "sd_attack", "sd_metrics", "cs_generator", "cs_gradient", "cs_attack", "cs_metrics",
                  "cs_fl"}
 

@@ -34,3 +34,24 @@ def fmt(path: str, **wc) -> str:
     if "slot" in wc and not isinstance(wc["slot"], str):
         wc["slot"] = fmt_slot(wc["slot"])
     return path.format(**wc)
+
+
+# The significance-metric wildcard (``{significance}`` in the artifact paths: grad, prodsig,
+# sens, ..., or ``any``) was called ``metric`` until issue 21 renamed it.  A job's seed hashes
+# its wildcards by name (:func:`gibench.seeds.derive_seed`), so seeds keep hashing it under
+# that old name: the rename changed no seed and so no artifact.  Records of artifacts made
+# before the rename name it ``metric`` as well (:func:`significance_of` reads either).
+SIGNIFICANCE = "significance"
+_SEED_NAMES = {SIGNIFICANCE: "metric"}
+
+
+def seed_wildcards(wc) -> dict:
+    """A job's wildcards as its seed hashes them (``significance`` spelled ``metric``)."""
+    return {_SEED_NAMES.get(k, k): v for k, v in dict(wc).items()}
+
+
+def significance_of(wc) -> str | None:
+    """The significance metric of a job's wildcards or of an artifact record's ``wildcards``
+    (written ``metric`` by jobs that ran before the rename); None if it has none."""
+    wc = dict(wc)
+    return wc.get(SIGNIFICANCE, wc.get("metric"))

@@ -2,7 +2,8 @@
 
 The attack job sees only what the threat model gives the server: the model spec and
 weights, the shared update, which entries are encrypted, and the study's attacker
-knowledge file.  Ground truth (the victims table) reaches only the metrics job."""
+knowledge file.  Ground truth (the victims table) reaches only the evaluate job (rule
+``evaluate``: the reconstruction metrics of every attack output of one victim slot)."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from .. import io, model_ids
 from ..datasets import DATASETS
 from ..provenance import make_record
 from ..seeds import derive_seed
+from ..wildcards import SIGNIFICANCE, seed_wildcards, significance_of
 from .jobs_data import model_for, model_init, read_victims, slot_rows
 from .runner import say
 
@@ -136,13 +138,13 @@ def _attack_one(smk: Any, device: torch.device) -> dict:
         return text_attack_job(smk, device)
     case = _attack_case(smk, device)
     wc, params, ds = case["wc"], case["params"], case["ds"]
-    seed = derive_seed(case["cfg"]["seed"], "attack", **wc)
+    seed = derive_seed(case["cfg"]["seed"], "attack", **seed_wildcards(wc))
     t0 = time.time()
     every = max(1, int(params.get("iterations", 1000)) // 10)
 
     def progress(it: int, loss: float) -> None:
         if it % every == 0:
-            say(f"attack {wc['attack']} {wc['model']}/{wc['slot']}/{wc['metric']}/{wc['ratio']}/rep{wc['rep']}: "
+            say(f"attack {wc['attack']} {wc['model']}/{wc['slot']}/{wc['significance']}/{wc['ratio']}/rep{wc['rep']}: "
                 f"iteration {it}, loss {loss:.4g}, {time.time() - t0:.0f} s")
 
     result = ATTACKS.get(case["kind"])(case["net"], case["shared"], case["visible"], input_shape=case["shape"],
@@ -160,13 +162,13 @@ def _attack_many(smk: Any, device: torch.device, many) -> dict:
     case = _attack_case(smk, device)
     wc, params, ds = case["wc"], case["params"], case["ds"]
     recons, traces = list(smk.output.recon), list(smk.output.trace)
-    seeds = [derive_seed(case["cfg"]["seed"], "attack", **wc, rep=str(rep)) for rep in range(len(recons))]
+    seeds = [derive_seed(case["cfg"]["seed"], "attack", **seed_wildcards(wc), rep=str(rep)) for rep in range(len(recons))]
     t0 = time.time()
     every = max(1, int(params.get("iterations", 1000)) // 10)
 
     def progress(i: int, it: int, loss: float) -> None:
         if i == 0 and it % every == 0:
-            say(f"attack {wc['attack']} {wc['model']}/{wc['slot']}/{wc['metric']}/{wc['ratio']} "
+            say(f"attack {wc['attack']} {wc['model']}/{wc['slot']}/{wc['significance']}/{wc['ratio']} "
                 f"({len(seeds)} restarts together): iteration {it}, loss of rep0 {loss:.4g}, {time.time() - t0:.0f} s")
 
     results = many(case["net"], case["shared"], case["visible"], input_shape=case["shape"], mean=ds.mean, std=ds.std,
@@ -224,21 +226,28 @@ def restart_of(rec: dict) -> int:
 
 
 def case_of(rec: dict) -> dict:
-    """An attack artifact's (metric, ratio, attack): the wildcards of the job that made it."""
-    wc = rec.get("wildcards") or {}
-    missing = [k for k in ("metric", "ratio", "attack") if k not in wc]
+    """An attack artifact's (significance, ratio, attack): the wildcards of the job that made it
+    (a record written before the wildcard's rename names the significance metric ``metric``)."""
+    wc = dict(rec.get("wildcards") or {})
+    if significance_of(wc) is not None:
+        wc[SIGNIFICANCE] = significance_of(wc)
+    missing = [k for k in (SIGNIFICANCE, "ratio", "attack") if k not in wc]
     if missing:
         raise ValueError(f"attack artifact record lacks wildcards {missing} (rule {rec.get('rule')!r})")
-    return {k: wc[k] for k in ("metric", "ratio", "attack")}
+    return {k: wc[k] for k in (SIGNIFICANCE, "ratio", "attack")}
 
 
-def metrics_job(smk: Any, device: torch.device) -> dict:
+def evaluate_job(smk: Any, device: torch.device) -> dict:
+    """Rule ``evaluate``: the reconstruction metrics (``evaluation.image_metrics``; text cases:
+    :func:`gibench.pipeline.jobs_text.text_evaluate_job`) of every attack output of one victim
+    slot against its ground truth, one row per attack output; the row's ``metric`` column is
+    the significance metric of the case."""
     from ..metrics import METRICS, row_columns
     from ..metrics.image import image_metrics
 
     if getattr(DATASETS.get(smk.wildcards.dataset), "modality", "image") == "text":  # ROUGE, EmbedDist (jobs_text)
-        from .jobs_text import text_metrics_job
-        return text_metrics_job(smk, device)
+        from .jobs_text import text_evaluate_job
+        return text_evaluate_job(smk, device)
     wc = dict(smk.wildcards)
     cfg = smk.config
     study_cfg = cfg["studies"][wc["study"]]
@@ -261,7 +270,7 @@ def metrics_job(smk: Any, device: torch.device) -> dict:
         m = image_metrics(x, gt, lpips_model=lp_model, lpips_status=lp_status, names=tuple(ev["image_metrics"]))
         case = case_of(rec)
         row = {"study": wc["study"], "dataset": wc["dataset"], "model": wc["model"], "init": init,
-               "slot": wc["slot"], "metric": case["metric"], "ratio": float(case["ratio"][1:]), "attack": case["attack"],
+               "slot": wc["slot"], "metric": case[SIGNIFICANCE], "ratio": float(case["ratio"][1:]), "attack": case["attack"],
                # the precision the attack ran in (its resolved settings; float32 unless dtype says otherwise)
                "dtype": str((info.get("settings") or {}).get("dtype", "float32")),
                "restart": restart_of(rec), "status": info.get("status", "unknown"),
@@ -274,6 +283,6 @@ def metrics_job(smk: Any, device: torch.device) -> dict:
             row[name] = None if not vals or any(v is None for v in vals) else float(sum(vals) / len(vals))
         row["lpips_status"] = m.get("lpips_status", lp_status)
         rows.append(row)
-    rec = make_record(rule="metrics", wildcards=wc, params=ev, config=cfg, inputs=smk.input, outputs=smk.output, device=device)
+    rec = make_record(rule="evaluate", wildcards=wc, params=ev, config=cfg, inputs=smk.input, outputs=smk.output, device=device)
     io.save_table(smk.output[0], rows, rec)
     return {"rows": len(rows)}

@@ -5,7 +5,7 @@ One ``overhead`` job per (study, dataset, model, significance metric) measures, 
 configured ratio of that metric, one FedAvg round of ``n_clients`` clients with the masked
 entries CKKS-encrypted (:func:`gibench.he.measure_overhead`: client encryption, server
 aggregation, decryption, bytes, and the plaintext round as the baseline).  Ratios 0 and 1
-give the same mask whatever the metric, so they are measured once under metric ``any``;
+give the same mask whatever the metric, so they are measured once under significance ``any``;
 ratio 1 (full encryption) is always measured, as the reference.
 
 Whose update, whose mask (stated in the table caption):
@@ -21,7 +21,7 @@ and the ciphertexts streamed in batches, so memory stays bounded for BERT-size m
 Reading the files is not part of any measured time.  Every number is measured in this job
 on the CPU it runs on (TenSEAL has no GPU path; the device string is in every row).
 
-Outputs: ``results/overhead/<study>/<dataset>/<model>/<metric>.parquet`` (one row per
+Outputs: ``results/overhead/<study>/<dataset>/<model>/<significance>.parquet`` (one row per
 ratio), gathered into ``results/overhead/<study>/he_overhead.parquet``, then the table
 ``results/tables/<study>/he_overhead.{csv,md}`` and the figure
 ``results/figures/<study>/he_cost_vs_protection.{png,pdf}``.
@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # torch only in annotations: the DAG build imports this modul
     import torch
 
 STUDY = "selective_encryption"
-OVERHEAD = P.R + "/overhead/{study}/{dataset}/{model}/{metric}.parquet"
+OVERHEAD = P.R + "/overhead/{study}/{dataset}/{model}/{significance}.parquet"
 ALL_OVERHEAD = P.R + "/overhead/{study}/he_overhead.parquet"
 TABLE_NAME = "he_overhead"
 FIGURE_NAME = "he_cost_vs_protection"
@@ -114,7 +114,7 @@ def overhead_jobs(config: dict, study: str = STUDY):
 
 
 def overhead_files(config: dict, study: str = STUDY) -> list[str]:
-    return [P.fmt(OVERHEAD, study=s, dataset=d, model=m, metric=k)
+    return [P.fmt(OVERHEAD, study=s, dataset=d, model=m, significance=k)
             for s, d, m, k in overhead_jobs(config, study)]
 
 
@@ -127,8 +127,8 @@ def overhead_inputs(config: dict, wc: Any) -> dict:
     slot = fmt_slot(int(ov.get("mask_slot", 0)))
     base = dict(study=wc.study, dataset=wc.dataset, model=wc.model)
     return {
-        "masks": [P.fmt(P.MASK, **base, slot=slot, metric=wc.metric, ratio=r)
-                  for r in ratios_for(config, wc.study, wc.metric)],
+        "masks": [P.fmt(P.MASK, **base, slot=slot, significance=wc.significance, ratio=r)
+                  for r in ratios_for(config, wc.study, wc.significance)],
         "gradients": [P.fmt(P.GRADIENT, **base, slot=s)
                       for s in dict.fromkeys(client_slots(config, wc.study))],
     }
@@ -213,7 +213,7 @@ def _row(wc: dict, ratio: float, r: dict, ov: dict, slots: list[str], mask_slot:
             "ratio_client_time_to_plain", "ratio_server_time_to_plain",
             "ratio_round_time_to_plain", "max_abs_error_encrypted", "max_abs_error_plain_part")
     row = {"study": wc["study"], "dataset": wc["dataset"], "model": wc["model"],
-           "metric": wc["metric"], "ratio": float(ratio), "mask_slot": mask_slot,
+           "metric": wc["significance"], "ratio": float(ratio), "mask_slot": mask_slot,
            "client_slots": ",".join(slots), "device": r["device"], "tenseal": r["tenseal"],
            "poly_modulus_degree": int(p["poly_modulus_degree"]),
            "coeff_mod_bit_sizes": ",".join(str(b) for b in p["coeff_mod_bit_sizes"]),
@@ -254,7 +254,7 @@ def overhead_job(smk: Any, device: torch.device) -> dict:
         row = _row(wc, ratio, r, ov, slots, mask_slot)
         row["keygen_s"] = keygen_s
         rows.append(row)
-        say(f"overhead {wc['model']}/{wc['metric']} r={ratio:.3f}: {r['n_encrypted']:,} of "
+        say(f"overhead {wc['model']}/{wc['significance']} r={ratio:.3f}: {r['n_encrypted']:,} of "
             f"{r['n_entries']:,} entries in {r['n_ciphertexts']} ciphertexts; client "
             f"{r['client_encrypt_s']:.3f} s, server {r['server_aggregate_s']:.3f} s, decrypt "
             f"{r['decrypt_s']:.3f} s, {r['message_bytes'] / 1e6:.2f} MB sent "

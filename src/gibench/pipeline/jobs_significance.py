@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from .. import io
-from ..wildcards import parse_ratio
+from ..wildcards import parse_ratio, seed_wildcards
 from ..datasets import DATASETS
 from ..provenance import make_record
 from ..seeds import derive_seed
@@ -24,13 +24,13 @@ def significance_job(smk: Any, device: torch.device) -> dict:
     study_cfg = cfg["studies"][wc["study"]]
     gcfg = study_cfg["gradient"]
     sig = study_cfg["significance"]
-    params = dict(sig["params"].get(wc["metric"], {}))
+    params = dict(sig["params"].get(wc["significance"], {}))
     ds = DATASETS.get(wc["dataset"])
     grads, _ = io.load_tensors(smk.input.gradient, device=device)
     from .jobs_text import sens_estimator, significance_inputs
 
     # `sens` is computed by the model's estimator (models.<m>.sens_estimator; text models: sens_discrete)
-    name = sens_estimator(study_cfg, wc["model"]) if wc["metric"] == "sens" else wc["metric"]
+    name = sens_estimator(study_cfg, wc["model"]) if wc["significance"] == "sens" else wc["significance"]
     params = dict(sig["params"].get(name, {}))
     if getattr(ds, "modality", "image") == "text":  # model(x) with x = token ids (jobs_text)
         net, x, y = significance_inputs(cfg, wc, smk.input.victims, smk.input.weights, device)
@@ -39,11 +39,11 @@ def significance_job(smk: Any, device: torch.device) -> dict:
         net = model_for(cfg, wc["study"], wc["dataset"], wc["model"], smk.input.weights, device)
         x = ds.normalize(imgs).to(device)
         y = torch.as_tensor(labels, device=device)
-    seed = derive_seed(cfg["seed"], "significance", **wc)
+    seed = derive_seed(cfg["seed"], "significance", **seed_wildcards(wc))
     warm_up(device)   # one-time library set-up of the process, not part of the metric's cost (untimed)
     result, seconds, peak = measure(lambda: compute_scores(
         name, net, x, y, grads, seed=seed, params=params, loss=gcfg["loss"], mode=gcfg["model_mode"]))
-    if name != wc["metric"]:
+    if name != wc["significance"]:
         result.info["estimator"] = name
     cost = {"seconds": seconds, "peak_bytes": int(peak), "num_tensors": len(grads),
             "num_parameters": int(sum(g.numel() for g in grads.values())),
@@ -54,15 +54,15 @@ def significance_job(smk: Any, device: torch.device) -> dict:
     io.save_tensors(smk.output.scores, result.scores, rec)
     io.save_table(smk.output.cost, [{
         "study": wc["study"], "dataset": wc["dataset"], "model": wc["model"], "slot": wc["slot"],
-        "metric": wc["metric"], "device": rec["device"], **cost}],
+        "metric": wc["significance"], "device": rec["device"], **cost}],
         make_record(rule="significance", wildcards=wc, config=cfg, device=device))
-    say(f"significance {wc['metric']} {wc['model']}/{wc['slot']}: {seconds:.2f} s, peak {peak / 2**20:.0f} MiB")
+    say(f"significance {wc['significance']} {wc['model']}/{wc['slot']}: {seconds:.2f} s, peak {peak / 2**20:.0f} MiB")
     return cost
 
 
 def masks_job(smk: Any, device: torch.device) -> dict:
-    """One mask per output ratio (``masks``: ratios strictly between 0 and 1 of one metric;
-    ``masks_any``: ratio 0 or 1, which every metric shares).
+    """One mask per output ratio (``masks``: ratios strictly between 0 and 1 of one significance
+    metric; ``masks_any``: ratio 0 or 1, which every significance metric shares).
 
     Ties are broken by the model's ``named_parameters()`` order (:mod:`gibench.masks`): the
     order is read from the scores' record (``significance.names``) or, for ``any``, from the
@@ -71,10 +71,10 @@ def masks_job(smk: Any, device: torch.device) -> dict:
     from ..masks import mask_for, save_mask
 
     wc = dict(smk.wildcards)
-    wc.setdefault("metric", P.ANY_METRIC)   # masks_any spells the metric out in its output path
+    wc.setdefault("significance", P.ANY_METRIC)   # masks_any spells the metric out in its output path
     cfg = smk.config
     sig = cfg["studies"][wc["study"]]["significance"]
-    if wc["metric"] == P.ANY_METRIC:
+    if wc["significance"] == P.ANY_METRIC:
         # ratio 0 / 1: the mask does not depend on a metric; constant scores give exact k
         grads, grad_rec = io.load_tensors(smk.input.gradient)
         scores = {n: torch.zeros_like(g) for n, g in grads.items()}
@@ -94,5 +94,5 @@ def masks_job(smk: Any, device: torch.device) -> dict:
                           extra={"mask_ratio": ratio})
         save_mask(out, mask, rec)
         n += 1
-    say(f"masks {wc['metric']} {wc['model']}/{wc['slot']}: {n} ratios")
+    say(f"masks {wc['significance']} {wc['model']}/{wc['slot']}: {n} ratios")
     return {"masks": n}

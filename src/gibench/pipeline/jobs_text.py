@@ -26,7 +26,7 @@ paths and artifacts are the same as for images:
   the knowledge file.  A DAGER run that cannot proceed (needed layers encrypted, span too
   loose, time limit) is recorded with status ``no_recovery`` and its reason: an attack
   that recovered nothing, i.e. a protected case, not a crashed job.
-* **metrics** (``metrics`` rule): ROUGE-1/2/L, embedding distance and token accuracy of
+* **evaluation** (``evaluate`` rule): ROUGE-1/2/L, embedding distance and token accuracy of
   :func:`gibench.metrics.text.text_metrics` against the victims' token ids (the only place
   ground truth is read), one row per restart in the same Parquet layout as the image rows.
 """
@@ -47,6 +47,7 @@ from ..attacks import ATTACKS
 from ..attacks.text import TextAttackContext
 from ..provenance import make_record
 from ..seeds import derive_seed
+from ..wildcards import SIGNIFICANCE, seed_wildcards
 from .runner import say
 
 FAMILIES = ("gpt2", "bert")
@@ -283,14 +284,14 @@ def text_attack_job(smk: Any, device: torch.device) -> dict:
     # the server sees the plaintext part only: encrypted entries are not available to it
     shared = {n: torch.where(visible[n], g, torch.zeros_like(g)) for n, g in shared.items()}
     tok = tokenizer_for(cfg, study_cfg, wc["model"])
-    seed = derive_seed(cfg["seed"], "attack", **wc)
+    seed = derive_seed(cfg["seed"], "attack", **seed_wildcards(wc))
     if params.get("prior") == "pretrained_local":   # the local language model (rule lm_pretrain)
         params = {**params, "prior": smk.input.prior}
     t0 = time.time()
 
     def progress(it: int, loss: float) -> None:
         if it % 100 == 0:
-            say(f"attack {wc['attack']} {wc['model']}/{wc['slot']}/{wc['metric']}/{wc['ratio']}/rep{wc['rep']}: "
+            say(f"attack {wc['attack']} {wc['model']}/{wc['slot']}/{wc['significance']}/{wc['ratio']}/rep{wc['rep']}: "
                 f"step {it}, {loss:.4g}, {time.time() - t0:.0f} s")
 
     ctx = TextAttackContext(net, shared, visible, knowledge, tok, params, seed, device, cfg["hub_dir"], progress)
@@ -340,7 +341,8 @@ def embedding_table(weights_path: str | Path, family: str) -> torch.Tensor:
     return state[name]
 
 
-def text_metrics_job(smk: Any, device: torch.device) -> dict:
+def text_evaluate_job(smk: Any, device: torch.device) -> dict:
+    """Rule ``evaluate`` on a text case (from :func:`gibench.pipeline.jobs_attack.evaluate_job`)."""
     from ..metrics.text import text_metrics
     from .jobs_attack import case_of, restart_of
     from .jobs_data import slot_rows
@@ -364,7 +366,7 @@ def text_metrics_job(smk: Any, device: torch.device) -> dict:
                          wasserstein_p=int(tev["embed_p"]), wasserstein_reduction=tev["embed_reduction"])
         case = case_of(rec)
         row = {"study": wc["study"], "dataset": wc["dataset"], "model": wc["model"], "slot": wc["slot"],
-               "metric": case["metric"], "ratio": float(case["ratio"][1:]), "attack": case["attack"],
+               "metric": case[SIGNIFICANCE], "ratio": float(case["ratio"][1:]), "attack": case["attack"],
                "restart": restart_of(rec), "status": info.get("status", "unknown"),
                "attacker_loss": _float(info.get("final_loss")),
                "encrypted_fraction": _float(info.get("encrypted_fraction")),
@@ -383,7 +385,7 @@ def text_metrics_job(smk: Any, device: torch.device) -> dict:
         row["reconstruction"] = " || ".join(m["predictions"])
         row["reference"] = " || ".join(m["references"])
         rows.append(row)
-    rec = make_record(rule="metrics", wildcards=wc, params={**ev, "text": tev}, config=cfg, inputs=smk.input,
+    rec = make_record(rule="evaluate", wildcards=wc, params={**ev, "text": tev}, config=cfg, inputs=smk.input,
                       outputs=smk.output, device=device)
     io.save_table(smk.output[0], rows, rec)
     return {"rows": len(rows)}
@@ -398,7 +400,7 @@ def _float(v: Any) -> float:
 
 __all__ = ["FAMILIES", "TEXT_METRIC_NAMES",
            "PIPELINE_MODEL_KEYS", "make_text_victims", "read_text_victims", "client_batch", "text_gradient_job",
-           "significance_inputs", "sens_estimator", "text_attack_job", "text_metrics_job", "tokenizer_for",
+           "significance_inputs", "sens_estimator", "text_attack_job", "text_evaluate_job", "tokenizer_for",
            "text_builder_options", "embedding_table", "text_evaluation"]
 
 

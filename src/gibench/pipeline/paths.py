@@ -1,5 +1,6 @@
 """Artifact paths.  A case name spells out its wildcards in a fixed order
-(study/dataset/model/slot/metric/ratio/attack/rep); ratios use three decimals (r0.300) and
+(study/dataset/model/slot/significance/ratio/attack/rep, where ``significance`` names the
+significance metric that ranked the entries: grad, prodsig, sens, ...); ratios use three decimals (r0.300) and
 slots three digits (s003) so file names are stable."""
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ VICTIMS = R + "/data/{dataset}/victims.parquet"
 WEIGHTS = R + "/models/{study}/{dataset}/{model}/init.safetensors"
 GRADIENT = R + "/gradients/{study}/{dataset}/{model}/{slot}.safetensors"
 KNOWLEDGE = R + "/gradients/{study}/{dataset}/{model}/{slot}.knowledge.json"
-SCORES = R + "/significance/{study}/{dataset}/{model}/{slot}/{metric}.safetensors"
-MASK = R + "/masks/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}.safetensors"
-ATTACK = R + "/attacks/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.safetensors"
-TRACE = R + "/attacks/{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.trace.parquet"
+SCORES = R + "/significance/{study}/{dataset}/{model}/{slot}/{significance}.safetensors"
+MASK = R + "/masks/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}.safetensors"
+ATTACK = R + "/attacks/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.safetensors"
+TRACE = R + "/attacks/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.trace.parquet"
 # the metric rows of every attack output of one victim slot (one evaluation job per slot)
 METRICS = R + "/metrics/{study}/{dataset}/{model}/{slot}.parquet"
 ALL_METRICS = R + "/metrics/{study}/metrics.parquet"
@@ -34,7 +35,7 @@ def hub(config: dict, pattern: str) -> str:
 
 
 # Ratio 0 (nothing encrypted) and 1 (everything encrypted) give the same mask whatever the
-# metric: those cases are computed once under this metric name and shared by every curve.
+# significance metric: those cases are computed once under this name and shared by every curve.
 ANY_METRIC = "any"
 
 
@@ -42,5 +43,5 @@ def metric_for_ratio(metric: str, ratio: float) -> str:
     return ANY_METRIC if ratio in (0.0, 1.0) else metric
 
 
-SCORE_COST = R + "/significance/{study}/{dataset}/{model}/{slot}/{metric}.cost.parquet"
+SCORE_COST = R + "/significance/{study}/{dataset}/{model}/{slot}/{significance}.cost.parquet"
 BACKBONE = "{hub_dir}/lpips/{file}"  # LPIPS backbone features (download_lpips_backbone)

@@ -24,6 +24,8 @@ import traceback
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from ..wildcards import SIGNIFICANCE
+
 
 class Files(list):
     """A list of paths with attribute access by name (what Snakemake's Namedlist offers)."""
@@ -112,7 +114,9 @@ LEGACY_JOBS = {"data": "gibench.pipeline.jobs_data:victims_job", "model": "giben
                "significance": "gibench.pipeline.jobs_significance:significance_job",
                "masks": "gibench.pipeline.jobs_significance:masks_job",
                "masks_any": "gibench.pipeline.jobs_significance:masks_job",
-               "attack": "gibench.pipeline.jobs_attack:attack_job", "metrics": "gibench.pipeline.jobs_attack:metrics_job",
+               "attack": "gibench.pipeline.jobs_attack:attack_job",
+               # rule `metrics` was renamed `evaluate` (issue 21); its job function is now evaluate_job
+               "metrics": "gibench.pipeline.jobs_attack:evaluate_job",
                "gather_metrics": "gibench.pipeline.jobs_tables:gather_job",
                "gather_cost": "gibench.pipeline.jobs_tables:gather_job"}
 
@@ -137,13 +141,21 @@ def job_functions() -> dict[str, Callable]:
     return {rule: resolve(name) for rule, name in LEGACY_JOBS.items()}
 
 
+def _current_names(wildcards: dict) -> dict:
+    """A record's wildcards under today's names: records written before issue 21 call the
+    significance-metric wildcard ``metric`` (:mod:`gibench.wildcards`)."""
+    if "metric" in wildcards and SIGNIFICANCE not in wildcards:
+        return {(SIGNIFICANCE if k == "metric" else k): v for k, v in wildcards.items()}
+    return dict(wildcards)
+
+
 def smk_from_record(record: dict, config: dict) -> SimpleNamespace:
     """The ``snakemake`` object a job function expects, rebuilt from a record."""
     params = record.get("rule_params")
     if params is None and "file" in record:      # a sidecar: its params are the rule's params
         params = record.get("params")
     return SimpleNamespace(input=Files(record.get("input_files") or {}), output=Files(record.get("output_files") or {}),
-                           wildcards=_Wildcards(record.get("wildcards", {})), config=config,
+                           wildcards=_Wildcards(_current_names(record.get("wildcards", {}))), config=config,
                            params=Params(params or {}), log=list(record.get("log_files") or []),
                            threads=int(record.get("torch_threads") or 1), rule=record.get("rule"),
                            resources=SimpleNamespace())

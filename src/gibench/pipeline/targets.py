@@ -168,7 +168,7 @@ def job_settings(config: dict, rule: str, wc) -> dict:
     if rule == "significance":
         from .jobs_text import sens_estimator
 
-        name = sens_estimator(st, wc.model) if wc.metric == "sens" else wc.metric
+        name = sens_estimator(st, wc.model) if wc.significance == "sens" else wc.significance
         return {"seed": seed, "model": model, "gradient": st.get("gradient"), "estimator": name,
                 "params": (sig.get("params") or {}).get(name, {})}
     if rule in ("masks", "masks_any"):
@@ -177,7 +177,8 @@ def job_settings(config: dict, rule: str, wc) -> dict:
 
 
 def se_attack_cases(config: dict, attack: str | None = None):
-    """(study, dataset, model, slot, metric, ratio) with ratios 0/1 shared under metric 'any'.
+    """(study, dataset, model, slot, significance metric, ratio) with ratios 0/1 shared under
+    significance 'any'.
 
     With ``attack``: the cases that attack runs on (its models, metrics, ratios and victim
     slots: ``attacks.<a>.*`` overrides); selectors once each at :func:`selector_ratio`.
@@ -228,7 +229,7 @@ def attack_choice(names: list[str]) -> str:
 def restart_paths(config: dict, wc) -> list[str]:
     entry = config["studies"][wc.study]["attacks"][wc.attack]
     return [P.fmt(P.ATTACK, study=wc.study, dataset=wc.dataset, model=wc.model, slot=wc.slot,
-                  metric=wc.metric, ratio=wc.ratio, attack=wc.attack, rep=rep)
+                  significance=wc.significance, ratio=wc.ratio, attack=wc.attack, rep=rep)
             for rep in range(int(entry.get("restarts", 1)))]
 
 
@@ -259,7 +260,7 @@ def _se_attack_outputs(config: dict):
 
 
 def metric_files(config: dict, study: str) -> list[str]:
-    """One metric-row file per victim slot (rule metrics), in the order the slots first appear."""
+    """One metric-row file per victim slot (rule evaluate), in the order the slots first appear."""
     if study != "selective_encryption":
         return []
     out: dict[str, None] = {}
@@ -286,13 +287,13 @@ def _slot_attack_paths(config: dict) -> dict[tuple, list[str]]:
     out: dict[tuple, list[str]] = {}
     for attack, st, dataset, model, slot, metric, ratio in _se_attack_outputs(config):
         out.setdefault((st, dataset, model, slot), []).extend(
-            P.fmt(P.ATTACK, study=st, dataset=dataset, model=model, slot=slot, metric=metric, ratio=ratio,
+            P.fmt(P.ATTACK, study=st, dataset=dataset, model=model, slot=slot, significance=metric, ratio=ratio,
                   attack=attack, rep=rep) for rep in range(int(se["attacks"][attack].get("restarts", 1))))
     return out
 
 
 def slot_attack_paths(config: dict, wc) -> list[str]:
-    """Every attack artifact of one victim slot (the metrics job's inputs): attack by attack,
+    """Every attack artifact of one victim slot (the evaluate job's inputs): attack by attack,
     case by case, restart by restart."""
     if wc.study != "selective_encryption":
         return []
@@ -340,7 +341,7 @@ def cost_files(config: dict, study: str) -> list[str]:
     out = []
     for st, dataset, model, slot in se_cases(config):
         for metric in model_cost_metrics(se, model, dataset):
-            out.append(P.fmt(P.SCORE_COST, study=st, dataset=dataset, model=model, slot=slot, metric=metric))
+            out.append(P.fmt(P.SCORE_COST, study=st, dataset=dataset, model=model, slot=slot, significance=metric))
     return out
 
 
@@ -440,7 +441,7 @@ def table_inputs(config: dict, study: str, table: str) -> dict:
 
 
 # evaluation keys only some tables read: changing one re-runs only those tables (not the other
-# tables, the figures or the metrics jobs) -- a table's "formatting" in the partial re-run sense
+# tables, the figures or the evaluate jobs) -- a table's "formatting" in the partial re-run sense
 TABLE_ONLY_EVALUATION = {"table5_ratio": ("table5",), "table5_metric": ("table5",),
                          "table4_max_ratio": ("table2", "table4")}
 # evaluation keys that select and present rows (tables, figures) but never change a metric value
@@ -453,8 +454,8 @@ def evaluation_for(config: dict, study: str, table: str) -> dict:
     return {k: v for k, v in ev.items() if table in TABLE_ONLY_EVALUATION.get(k, (table,))}
 
 
-def metrics_settings(config: dict, study: str) -> dict:
-    """What a metrics job depends on in ``evaluation`` (the rule's params): not the table-level keys."""
+def evaluate_settings(config: dict, study: str) -> dict:
+    """What an evaluate job depends on in ``evaluation`` (the rule's params): not the table-level keys."""
     ev = config["studies"][study].get("evaluation", {})
     return {k: v for k, v in ev.items() if k not in TABLE_ONLY_EVALUATION and k not in PRESENTATION_EVALUATION}
 
@@ -537,19 +538,19 @@ def attack_inputs(config: dict, wc) -> dict:
     return {"prior": path} if path else {}
 
 
-def metrics_inputs(config: dict, wc) -> dict:
+def text_evaluate_inputs(config: dict, wc) -> dict:
     """Text metrics need the model's word embeddings (EmbedDist): the weights artifact."""
     if case_modality(wc.dataset) != "text":
         return {}
     return {"weights": P.fmt(P.WEIGHTS, study=wc.study, dataset=wc.dataset, model=wc.model)}
 
 
-def metrics_job_inputs(config: dict, wc) -> dict:
-    """Inputs of one metrics job (rule metrics, one per victim slot): the victims, every attack
-    output of the slot, the text weights (metrics_inputs) and the LPIPS backbone file when one is
+def evaluate_inputs(config: dict, wc) -> dict:
+    """Inputs of one evaluate job (rule evaluate, one per victim slot): the victims, every attack
+    output of the slot, the text weights (text_evaluate_inputs) and the LPIPS backbone file when one is
     configured."""
     inputs = {"victims": P.fmt(P.VICTIMS, dataset=wc.dataset), "recons": slot_attack_paths(config, wc)}
-    inputs.update(metrics_inputs(config, wc))
+    inputs.update(text_evaluate_inputs(config, wc))
     backbone = lpips_backbone_file(config, wc.study)
     if backbone is not None:
         inputs["backbone"] = backbone
@@ -562,7 +563,7 @@ def _attack_files(config: dict, pattern: str, model: str, dataset: str, attack: 
         if (d, m) != (dataset, model) or (slot is not None and s != slot):
             continue
         for rep in range(int(_se(config)["attacks"][attack].get("restarts", 1))):
-            out.append(P.fmt(pattern, study=st, dataset=d, model=m, slot=s, metric=metric, ratio=ratio,
+            out.append(P.fmt(pattern, study=st, dataset=d, model=m, slot=s, significance=metric, ratio=ratio,
                              attack=attack, rep=rep))
     return out
 

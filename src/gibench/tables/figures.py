@@ -288,7 +288,8 @@ def _figure_legend(fig, axes) -> None:
 # ------------------------------------------------------------------ traces (Figs. 3, 15-33)
 
 def parse_trace_path(path: str | Path) -> dict:
-    """Wildcards of ``.../{study}/{dataset}/{model}/{slot}/{metric}/{ratio}/{attack}/rep{rep}.trace.parquet``."""
+    """The case of ``.../{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.trace.parquet``
+    keyed like a metric row (the row column ``metric`` holds the ``significance`` wildcard)."""
     p = Path(path)
     name = p.name
     if not (name.startswith("rep") and name.endswith(".trace.parquet")):
