@@ -995,13 +995,13 @@ HUB_TRAIN_SIZE = {"mnist": 60000, "cifar10": 50000, "cifar100": 50000}
 
 
 def _sd_probe(config: Mapping[str, Any], ctx: Mapping[str, str]) -> dict:
-    from .pipeline import targets_sd as T
+    from .studies.stochastic_defenses.spec import spec as sd_spec
 
     st = config["studies"]["stochastic_defenses"]
     out: dict[str, Any] = {"victims": int(st.get("victims", 1))}
     attack = ctx.get("attack")
     if attack and attack in (st.get("attacks") or {}):
-        _, params, restarts, _ = T.attack_settings(dict(config), attack, ctx.get("model"))
+        _, params, restarts, _ = sd_spec(config).attack_settings(attack, ctx.get("model"))
         out["restarts"] = restarts
         if params.get("iterations") is not None:
             out["iterations"] = int(params["iterations"])
