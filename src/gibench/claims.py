@@ -998,10 +998,11 @@ def _sd_probe(config: Mapping[str, Any], ctx: Mapping[str, str]) -> dict:
     from .studies.stochastic_defenses.spec import spec as sd_spec
 
     st = config["studies"]["stochastic_defenses"]
-    out: dict[str, Any] = {"victims": int(st.get("victims", 1))}
+    s = sd_spec(config)
+    out: dict[str, Any] = {"victims": int(s.victims)}
     attack = ctx.get("attack")
-    if attack and attack in (st.get("attacks") or {}):
-        _, params, restarts, _ = sd_spec(config).attack_settings(attack, ctx.get("model"))
+    if attack and attack in s.attacks:
+        _, params, restarts, _ = s.attack_settings(attack, ctx.get("model"))
         out["restarts"] = restarts
         if params.get("iterations") is not None:
             out["iterations"] = int(params["iterations"])

@@ -458,12 +458,11 @@ def _sd_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     from .studies.stochastic_defenses.spec import spec as sd_spec
 
     study = "stochastic_defenses"
-    st = config["studies"][study]
-    priv = st.get("privacy")
-    rows, seen = [], set()
     sd = sd_spec(config)
+    priv = sd.written("privacy")
+    rows, seen = [], set()
     for d, m, dfn, _a in sd.cases():
-        rec = attack_budget(sd.chain(dfn), st.get("gradient"), priv)
+        rec = attack_budget(sd.chain(dfn), sd.written("gradient"), priv)
         if rec is not None and (dfn, d) not in seen:
             seen.add((dfn, d))
             rows.append({"study": study, "setting": "attack", "defense": dfn, "dataset": d, "model": m, "record": rec})
