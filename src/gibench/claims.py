@@ -999,6 +999,8 @@ def _sd_probe(config: Mapping[str, Any], ctx: Mapping[str, str]) -> dict:
 
     st = config["studies"]["stochastic_defenses"]
     s = sd_spec(config)
+    if s is None:           # an empty study block: nothing to probe
+        return {}
     out: dict[str, Any] = {"victims": int(s.victims)}
     attack = ctx.get("attack")
     if attack and attack in s.attacks:

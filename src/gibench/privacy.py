@@ -459,6 +459,8 @@ def _sd_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     study = "stochastic_defenses"
     sd = sd_spec(config)
+    if sd is None:          # an empty study block: nothing attacked, nothing trained
+        return []
     priv = sd.written("privacy")
     rows, seen = [], set()
     for d, m, dfn, _a in sd.cases():
