@@ -1,20 +1,22 @@
 # Study stochastic_defenses (paper B, "Combining Stochastic Defenses to Resist Gradient
 # Inversion"): seeded models with their model-side defenses, the client's defended gradient
 # (update + knowledge for the server, secrets kept apart), the attacks (GPU jobs on clusters:
-# sd_attack), metrics against the victims, Tables 1-5 and the reconstruction grid.
-# Paths, cases and the config check: gibench.pipeline.targets_sd; jobs: gibench.pipeline.jobs_sd.
-from gibench.pipeline import targets_sd as SD
+# sd_attack), the reconstruction metrics against the victims (sd_evaluate), Tables 1-5 and the
+# reconstruction grid.  The study's package, gibench.studies.stochastic_defenses: paths (SDP),
+# rule-input and rule-params functions (SD), the spec and its config check, the jobs.
+from gibench.studies.stochastic_defenses import paths as SDP
+from gibench.studies.stochastic_defenses import targets as SD
 
 
 rule sd_model:
     # seeded initial weights; the privacy module (pm) adds parameters, dropout does not
     output:
-        SD.WEIGHTS,
+        SDP.WEIGHTS,
     log:
         "logs/sd_model/{dataset}/{model}/pm_{pm}.json",
         out="logs/sd_model/{dataset}/{model}/pm_{pm}.log",
     wildcard_constraints:
-        pm="none|precode|cvb",
+        pm="|".join(SDP.PM_CHOICES),
     script:
         "../workflow/scripts/sd_model.py"
 
@@ -24,19 +26,19 @@ rule sd_gradient:
         unpack(lambda wc: SD.model_inputs(config, wc)),
         victims=P.VICTIMS,
     output:
-        shared=SD.UPDATE,
-        secrets=SD.SECRETS,
-        knowledge=SD.KNOWLEDGE,
+        shared=SDP.UPDATE,
+        secrets=SDP.SECRETS,
+        knowledge=SDP.KNOWLEDGE,
     log:
         "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.json",
         out="logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.log",
     benchmark:
         "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.benchmark.tsv"
     wildcard_constraints:
-        defense=SD.DEFENSE_PATTERN,
+        defense=SDP.DEFENSE_PATTERN,
     params:
-        defenses=lambda wc: SD.chain_for(config, wc.defense).spec(),
-        gradient=lambda wc: SD.sd(config).get("gradient", {}),
+        defenses=lambda wc: SD.defense_params(config, wc.defense),
+        gradient=lambda wc: SD.gradient_params(config),
     script:
         "../workflow/scripts/sd_gradient.py"
 
@@ -46,45 +48,46 @@ rule sd_attack:
     input:
         unpack(lambda wc: SD.attack_inputs(config, wc)),
     output:
-        recon=SD.RECON,
-        trace=SD.TRACE,
+        recon=SDP.RECON,
+        trace=SDP.TRACE,
     log:
         "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.json",
         out="logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.log",
     benchmark:
         "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
-        defense=SD.DEFENSE_PATTERN,
+        defense=SDP.DEFENSE_PATTERN,
     params:
-        attack=lambda wc: SD.attack_settings(config, wc.attack, wc.model),
+        attack=lambda wc: SD.attack_params(config, wc),
     script:
         "../workflow/scripts/sd_attack.py"
 
 
-rule sd_metrics:
+rule sd_evaluate:
+    # reconstruction metrics against the victims (SSIM, MSE, PSNR), one row per slot
     input:
         victims=P.VICTIMS,
         recons=lambda wc: SD.restart_files(config, wc),
     output:
-        SD.METRICS,
+        SDP.METRICS,
     log:
-        "logs/sd_metrics/{dataset}/{model}/{defense}/{attack}.json",
-        out="logs/sd_metrics/{dataset}/{model}/{defense}/{attack}.log",
+        "logs/sd_evaluate/{dataset}/{model}/{defense}/{attack}.json",
+        out="logs/sd_evaluate/{dataset}/{model}/{defense}/{attack}.log",
     benchmark:
-        "logs/sd_metrics/{dataset}/{model}/{defense}/{attack}.benchmark.tsv"
+        "logs/sd_evaluate/{dataset}/{model}/{defense}/{attack}.benchmark.tsv"
     wildcard_constraints:
-        defense=SD.DEFENSE_PATTERN,
+        defense=SDP.DEFENSE_PATTERN,
     params:
-        evaluation=lambda wc: SD.sd(config).get("evaluation", {}),
+        evaluation=lambda wc: SD.evaluation_params(config),
     script:
-        "../workflow/scripts/sd_metrics.py"
+        "../workflow/scripts/sd_evaluate.py"
 
 
 rule sd_gather:
     input:
         lambda wc: SD.metric_files(config),
     output:
-        SD.ALL_METRICS,
+        SDP.ALL_METRICS,
     log:
         "logs/sd_gather/rows.json",
         out="logs/sd_gather/rows.log",
@@ -96,9 +99,9 @@ rule sd_table:
     input:
         unpack(lambda wc: SD.table_inputs(config, wc)),
     output:
-        csv=SD.TABLE.replace("{ext}", "csv"),
-        md=SD.TABLE.replace("{ext}", "md"),
-        html=report_table(SD.TABLE.replace("{ext}", "html")),
+        csv=SDP.TABLE.replace("{ext}", "csv"),
+        md=SDP.TABLE.replace("{ext}", "md"),
+        html=report_table(SDP.TABLE.replace("{ext}", "html")),
     log:
         "logs/sd_table/{table}.json",
         out="logs/sd_table/{table}.log",
@@ -114,15 +117,15 @@ rule sd_figure:
     input:
         unpack(lambda wc: SD.figure_inputs(config, wc)),
     output:
-        png=report_figure(SD.FIGURE.replace("{ext}", "png")),
-        pdf=SD.FIGURE.replace("{ext}", "pdf"),
+        png=report_figure(SDP.FIGURE.replace("{ext}", "png")),
+        pdf=SDP.FIGURE.replace("{ext}", "pdf"),
     log:
         "logs/sd_figure/{figure}.json",
         out="logs/sd_figure/{figure}.log",
     wildcard_constraints:
         figure="fig[0-9]+[a-z0-9_]*",
     params:
-        settings=lambda wc: SD.sd(config)["figures"][wc.figure],
+        settings=lambda wc: SD.figure_settings(config, wc.figure),
     script:
         "../workflow/scripts/sd_figure.py"
 

@@ -92,7 +92,7 @@ def se_rows(cfg: dict, tmp: Path) -> list[dict]:
 
 
 def sd_rows(cfg: dict, tmp: Path) -> list[dict]:
-    from gibench.pipeline.jobs_sd import sd_metrics_job
+    from gibench.studies.stochastic_defenses.jobs import sd_evaluate_job
 
     cfg = copy.deepcopy(cfg)
     ev = cfg["studies"]["stochastic_defenses"].setdefault("evaluation", {})
@@ -101,7 +101,7 @@ def sd_rows(cfg: dict, tmp: Path) -> list[dict]:
     out = []
     for p in metric_files("stochastic_defenses"):
         old = io.load_table(p)[0].to_pylist()
-        new = rerun(p, sd_metrics_job, cfg, tmp)
+        new = rerun(p, sd_evaluate_job, cfg, tmp)
         for o, n in zip(old, new):
             assert (o["slot"], o["restart"]) == (n["slot"], n["restart"])
             out.append({"case": f"{o['dataset']}/{o['model']}/{o['defense']}/{o['attack']}/{o['slot']}",

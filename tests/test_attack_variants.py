@@ -31,7 +31,7 @@ from gibench.attacks.stochastic import OPTIONS, prepare
 from gibench.config import ConfigError, validate
 from gibench.defenses import DP_PREFIX, DefenseChain
 from gibench.models import build_model
-from gibench.pipeline import targets_sd as T
+from gibench.studies.stochastic_defenses.spec import spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (3, 32, 32)
@@ -137,10 +137,10 @@ def test_tv_weight_per_model_follows_the_cvb_configs_and_one_line_restores_the_p
     models = {m for spec in st["tables"].values() for m in spec["models"]}
     for m in models:
         for a in st["attacks"]:
-            assert T.attack_settings(cfg, a, m)[1]["tv"] == cvb[m], (a, m)
+            assert spec(cfg).attack_settings(a, m)[1]["tv"] == cvb[m], (a, m)
     st["attack_model_params"] = {}                                   # the one-line override
     for m in models:
-        assert T.attack_settings(cfg, "ig", m)[1]["tv"] == 0.01      # paper B, section 5.2
+        assert spec(cfg).attack_settings("ig", m)[1]["tv"] == 0.01      # paper B, section 5.2
     from gibench.tables.stochastic_defenses import tv_source
 
     assert "CNN.yaml" in tv_source("sd_cnn", 0.1) and "ViT.yaml" in tv_source("sd_vit", 1e-4)
@@ -149,12 +149,13 @@ def test_tv_weight_per_model_follows_the_cvb_configs_and_one_line_restores_the_p
 
 def test_attack_settings_precedence():
     cfg = {"studies": {"stochastic_defenses": {
+        "victims": 1, "tables": {},              # the block's required keys (the rest: the schema's defaults)
         "attack_params": {"tv": 0.01, "lr": 1.0},
         "attack_model_params": {"sd_cnn": {"tv": 0.1, "lr": 0.5}},
         "attacks": {"a": {"params": {"lr": 0.2}}, "b": {"model_params": {"sd_cnn": {"tv": 0.3}}}}}}}
-    assert T.attack_settings(cfg, "a", "sd_cnn")[1] == {"tv": 0.1, "lr": 0.2}      # entry params beat the model's
-    assert T.attack_settings(cfg, "b", "sd_cnn")[1] == {"tv": 0.3, "lr": 0.5}      # entry model_params beat all
-    assert T.attack_settings(cfg, "a", "sd_vit")[1] == {"tv": 0.01, "lr": 0.2}
+    assert spec(cfg).attack_settings("a", "sd_cnn")[1] == {"tv": 0.1, "lr": 0.2}      # entry params beat the model's
+    assert spec(cfg).attack_settings("b", "sd_cnn")[1] == {"tv": 0.3, "lr": 0.5}      # entry model_params beat all
+    assert spec(cfg).attack_settings("a", "sd_vit")[1] == {"tv": 0.01, "lr": 0.2}
 
 
 # ---------------------------------------------------------------- config errors name the key

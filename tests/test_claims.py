@@ -53,7 +53,7 @@ ROWS = [  # a small stochastic-defenses-like table
      "ssim_mean": 0.31, "accuracy_mean": 62.3, "status": "ok"},
 ]
 CFG = {"studies": {"stochastic_defenses": {"victims": 8, "attack_params": {"iterations": 400},
-                                           "attacks": {"ig": {"type": "ig_defended"}}}}}
+                                           "attacks": {"ig": {"type": "ig_defended"}}, "tables": {}}}}
 
 
 def run(tmp: Path, checks: list[dict], rows=ROWS, config=CFG) -> dict[str, C.Verdict]:

@@ -191,11 +191,11 @@ SD_CFG = {"studies": {"stochastic_defenses": {
 
 
 def _sd_rows(cfg, table, ssims=(0.9, 0.3)):
-    from gibench.pipeline.targets_sd import table_cases
+    from gibench.studies.stochastic_defenses.spec import spec
 
-    spec = cfg["studies"]["stochastic_defenses"]["tables"][table]
+    cases = spec(cfg).tables[table].cases()
     return [{"dataset": d, "model": m, "defense": dfn, "attack": a, "slot": f"s{i:03d}", "restart": 0, "status": "ok",
-             "ssim": s} for d, m, dfn, a in table_cases(spec) for i, s in enumerate(ssims)]
+             "ssim": s} for d, m, dfn, a in cases for i, s in enumerate(ssims)]
 
 
 @pytest.mark.parametrize("table", ["table1", "table2", "table3", "table4", "table5"])

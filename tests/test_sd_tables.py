@@ -3,7 +3,7 @@
 FedAvg rows (mean ± std over seeds, in %) or "not computed" without them, restart selection."""
 import pytest
 
-from gibench.pipeline.jobs_sd import select_restart
+from gibench.studies.stochastic_defenses.jobs import select_restart
 from gibench.tables.stochastic_defenses import NOT_COMPUTED, defense_text, table_doc
 
 CFG = {"studies": {"stochastic_defenses": {

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from gibench import config as C
-from gibench.pipeline import targets_sd as T
+from gibench.studies.stochastic_defenses import targets as T
+from gibench.studies.stochastic_defenses.spec import spec
 from workflow_helpers import run_snakemake, write_config
 
 STUDY = {
@@ -49,8 +50,8 @@ def test_micro_config_is_valid_and_lists_the_cases():
     assert T.cases(cfg) == [("mnist", "sd_cnn", "none", "ig"), ("mnist", "sd_cnn", "dp_strong", "ig"),
                             ("mnist", "sd_cnn", "dp_strong", "wiig"), ("mnist", "sd_cnn", "none", "cdia"),
                             ("mnist", "sd_cnn", "dropout+cvb", "cdia"), ("mnist", "sd_cnn", "dp+prune+precode", "cdia")]
-    assert T.chain_for(cfg, "dp+prune+precode").spec()[1] == {"name": "dp", "clip": 20.0, "sigma": 1e-4}
-    assert T.chain_for(cfg, "dp_strong").get("dp").sigma == 1e-3
+    assert spec(cfg).chain("dp+prune+precode").spec()[1] == {"name": "dp", "clip": 20.0, "sigma": 1e-4}
+    assert spec(cfg).chain("dp_strong").get("dp").sigma == 1e-3
 
 
 def test_secrets_reach_only_oracle_attacks():

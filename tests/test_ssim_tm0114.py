@@ -110,7 +110,7 @@ def test_stochastic_defenses_rows_use_the_configured_ssim():
     both definitions are kept as columns."""
     from types import SimpleNamespace
 
-    from gibench.pipeline.jobs_sd import evaluate_restarts
+    from gibench.studies.stochastic_defenses.jobs import evaluate_restarts
 
     gt_np, rec_np = normalised_case(13, 2, "cifar10", 1.5)
     gt, rec = torch.from_numpy(gt_np), torch.from_numpy(rec_np)

@@ -995,13 +995,16 @@ HUB_TRAIN_SIZE = {"mnist": 60000, "cifar10": 50000, "cifar100": 50000}
 
 
 def _sd_probe(config: Mapping[str, Any], ctx: Mapping[str, str]) -> dict:
-    from .pipeline import targets_sd as T
+    from .studies.stochastic_defenses.spec import spec as sd_spec
 
     st = config["studies"]["stochastic_defenses"]
-    out: dict[str, Any] = {"victims": int(st.get("victims", 1))}
+    s = sd_spec(config)
+    if s is None:           # an empty study block: nothing to probe
+        return {}
+    out: dict[str, Any] = {"victims": int(s.victims)}
     attack = ctx.get("attack")
-    if attack and attack in (st.get("attacks") or {}):
-        _, params, restarts, _ = T.attack_settings(dict(config), attack, ctx.get("model"))
+    if attack and attack in s.attacks:
+        _, params, restarts, _ = s.attack_settings(attack, ctx.get("model"))
         out["restarts"] = restarts
         if params.get("iterations") is not None:
             out["iterations"] = int(params["iterations"])

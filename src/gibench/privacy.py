@@ -442,7 +442,7 @@ def study_budgets(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     ``dp_gaussian``).  Row: study, setting (attack | fedavg), defense, dataset, model, and the
     record of :func:`budget` under ``record``.
 
-    Names are resolved by the pipeline's own functions (gibench.pipeline.targets_sd,
+    Names are resolved by the pipeline's own functions (gibench.studies.stochastic_defenses.spec,
     jobs_fl, jobs_cs), so the budgets are those of what the jobs run."""
     rows: list[dict[str, Any]] = []
     studies = config.get("studies") or {}
@@ -454,14 +454,17 @@ def study_budgets(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _sd_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from .pipeline import jobs_fl, targets_sd
+    from .pipeline import jobs_fl
+    from .studies.stochastic_defenses.spec import spec as sd_spec
 
     study = "stochastic_defenses"
-    st = config["studies"][study]
-    priv = st.get("privacy")
+    sd = sd_spec(config)
+    if sd is None:          # an empty study block: nothing attacked, nothing trained
+        return []
+    priv = sd.written("privacy")
     rows, seen = [], set()
-    for d, m, dfn, _a in targets_sd.cases(config):
-        rec = attack_budget(targets_sd.chain_for(config, dfn), st.get("gradient"), priv)
+    for d, m, dfn, _a in sd.cases():
+        rec = attack_budget(sd.chain(dfn), sd.written("gradient"), priv)
         if rec is not None and (dfn, d) not in seen:
             seen.add((dfn, d))
             rows.append({"study": study, "setting": "attack", "defense": dfn, "dataset": d, "model": m, "record": rec})

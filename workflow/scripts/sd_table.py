@@ -1,5 +1,5 @@
-# Thin Snakemake script: all logic lives in gibench.pipeline.jobs_sd (unit-tested there).
-from gibench.pipeline.jobs_sd import sd_table_job
+# Thin Snakemake script: all logic lives in gibench.studies.stochastic_defenses.jobs (unit-tested there).
+from gibench.studies.stochastic_defenses.jobs import sd_table_job
 from gibench.pipeline.runner import run_job
 
 run_job(snakemake, sd_table_job)  # noqa: F821 (injected by Snakemake)

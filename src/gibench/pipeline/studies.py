@@ -56,4 +56,22 @@ def _concealed_samples() -> Study:
 
 
 STUDIES.add("concealed_samples", _concealed_samples())
-from . import targets_sd as _targets_sd  # noqa: E402,F401  (registers stochastic_defenses)
+
+
+def _stochastic_defenses() -> Study:
+    # the study's package (gibench.studies.stochastic_defenses) is imported when its check or
+    # targets are first asked for, as concealed_samples' above
+    def check(config: dict, _sd: dict) -> list[str]:
+        from ..studies.stochastic_defenses import spec
+
+        return spec.check(config)
+
+    def targets(config: dict) -> list[str]:
+        from ..studies.stochastic_defenses import targets as T
+
+        return T.targets(config)
+
+    return Study("stochastic_defenses", check, targets)
+
+
+STUDIES.add("stochastic_defenses", _stochastic_defenses())

@@ -368,7 +368,7 @@ SD = "stochastic_defenses"
 def sd_reasons(pv: PaperValues, full: Mapping[str, Any], dataset: str, model: str, attack: str,
                n: int) -> list[str]:
     """Why our (dataset, model, ..., attack) values are not comparable with the paper's."""
-    from ..pipeline import targets_sd as T
+    from ..studies.stochastic_defenses.spec import spec as sd_spec
 
     st = full["studies"][SD]
     out: list[str] = []
@@ -378,7 +378,7 @@ def sd_reasons(pv: PaperValues, full: Mapping[str, Any], dataset: str, model: st
     bs = (st.get("gradient") or {}).get("batch_size")
     if bs is not None and int(bs) != int(pv.scale_value("batch_size")):
         out.append(f"batch size {bs} (paper: {pv.scale_value('batch_size')})")
-    _, params, _, _ = T.attack_settings(dict(full), attack, model)
+    _, params, _, _ = sd_spec(full).attack_settings(attack, model)
     for key, ref in (pv.scale_value("attack") or {}).items():
         v = params.get(key)
         if v is None:
@@ -421,7 +421,7 @@ def join_sd(name: str, doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tu
             attack_label: Callable[[str], str]) -> TableDoc:
     """Tables 1-5 of paper B: ``keys[i]`` = (dataset, model, defense, attack) of ``doc.body[i]`` and
     ``doc.tidy[i]``; paper columns after SSIM, ASR and (ablation tables) Accuracy."""
-    from ..pipeline import targets_sd as T
+    from ..studies.stochastic_defenses.spec import spec as sd_spec
     from .stochastic_defenses import model_name
 
     pv = load(SD)
@@ -435,7 +435,7 @@ def join_sd(name: str, doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tu
     st = full["studies"][SD]
 
     def paper_row(d: str, m: str, dfn: str, a: str) -> Row | None:
-        mine = canonical_defense(T.chain_for(dict(full), dfn).spec())
+        mine = canonical_defense(sd_spec(full).chain(dfn).spec())
         return next((r for r in canon.get(mine, []) if r.fields["dataset"] == d and r.fields["model"] == m
                      and r.fields["attack"] == attack_label(a)), None)
 

@@ -3,7 +3,7 @@
 Definitions (also in the captions):
 
 * one row per victim slot and case (dataset, model, defense combination, attack): the restart
-  kept by ``evaluation.best_of_restarts`` (:func:`gibench.pipeline.jobs_sd.select_restart`);
+  kept by ``evaluation.best_of_restarts`` (:func:`gibench.studies.stochastic_defenses.jobs.select_restart`);
 * **SSIM**: the CVB reference code's SSIM (each image min-max scaled to [0, 1] first; ``evaluation.ssim``
   picks torchmetrics 0.11.4's centre-of-map mean, the default, or the full-map mean;
   :mod:`gibench.metrics.scaled`), mean ± std over the victims (population std, ddof = 0);
@@ -27,6 +27,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from ..studies.stochastic_defenses.paths import RECON
+from ..studies.stochastic_defenses.spec import spec as sd_spec
 from . import paper
 from .registry import TABLES, register_figure, register_table
 from .render import TableDoc, display, fmt_mean_std
@@ -69,12 +71,10 @@ def attack_label(config: Mapping[str, Any], attack: str, model: str, chain) -> s
     changes the attack against this client (WIIG under DP: ``WIIG (add)`` / ``WIIG (subtract)``;
     DPIA in absolute noise units: ``DPIA (absolute)``); any other entry named otherwise than its
     attack carries the entry's name (``IG (ig_tv001)``)."""
-    from ..pipeline import targets_sd as T
-
     st = _study(config)
     full = config if "studies" in config else {"studies": {STUDY: st}}
     name = attack_name(st, attack)
-    kind, params, _, _ = T.attack_settings(full, attack, model)
+    kind, params, _, _ = sd_spec(full).attack_settings(attack, model)
     if kind == "wiig" and chain.uses("dp"):
         return f"{name} ({params.get('secret_noise', 'add')})"
     if kind == "dpia" and chain.uses("dp") and params.get("noise_units", "sigma_tau") != "sigma_tau":
@@ -102,13 +102,11 @@ def tv_source(model: str, tv: float) -> str:
 
 def tv_note(config: Mapping[str, Any], cases: Sequence[tuple[str, str, str, str]]) -> str:
     """The TV weights the table's attacks ran with, per model, with their source."""
-    from ..pipeline import targets_sd as T
-
     st = _study(config)
     full = config if "studies" in config else {"studies": {STUDY: st}}
     per_model: dict[str, dict[float, list[str]]] = {}
     for _, m, _, a in cases:
-        tv = float(T.attack_settings(full, a, m)[1].get("tv", 0.0))
+        tv = float(sd_spec(full).attack_settings(a, m)[1].get("tv", 0.0))
         names = per_model.setdefault(m, {}).setdefault(tv, [])
         if attack_name(st, a) not in names:
             names.append(attack_name(st, a))
@@ -188,10 +186,10 @@ def _accuracy(acc_rows: list[dict] | None, dataset: str, model: str, defense: st
 
 
 def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: list[dict] | None = None) -> TableDoc:
-    from ..pipeline import targets_sd as T
-
     st = _study(config)
     full = config if "studies" in config else {"studies": {STUDY: st}}
+    study = sd_spec(full)
+    keys = list(study.tables[name].cases())
     spec = st["tables"][name]
     ev = {"asr_threshold": 0.5, "best_of_restarts": "attacker_loss", **(st.get("evaluation") or {})}
     thr = float(ev["asr_threshold"])
@@ -201,11 +199,11 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
     # baseline first, then the table's defenses in config order (a set's order would follow
     # the interpreter's string hashing and change the table's footnote between runs)
     listed = ([spec["baseline"]["defense"]] if spec.get("baseline") else []) + list(spec["defenses"])
-    chains = {d: T.chain_for(full, d) for d in dict.fromkeys(listed)}
+    chains = {d: study.chain(d) for d in dict.fromkeys(listed)}
     body, tidy = [], []
     if spec["kind"] == "attacks":
         header = ["Dataset", "Model", "Defense", "Attack", "SSIM ↓", "ASR [%] ↓", "n"]
-        for d, m, dfn, a in T.table_cases(spec):
+        for d, m, dfn, a in keys:
             s = summarise(index.get((d, m, dfn, a), []), thr)
             ssim, asr = _cells(s)
             label = defense_text(chains[dfn].spec())
@@ -221,7 +219,7 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
         header = ["Dataset", "Model", "DO", "DP", "GP", "PM", "SSIM ↓", "ASR [%] ↓", "n"]
         if with_acc:
             header.append("Accuracy [%] ↑")
-        for d, m, dfn, a in T.table_cases(spec):
+        for d, m, dfn, a in keys:
             c = chains[dfn]
             s = summarise(index.get((d, m, dfn, a), []), thr)
             ssim, asr = _cells(s)
@@ -250,8 +248,8 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
              f"Arrows: direction of improvement for the defending client. Restart per victim: "
              f"{ev['best_of_restarts']}.",
              "Combinations: " + "; ".join(f"{d} = {t}" for d, t in dp_text.items()) + "."]
-    notes.append(tv_note(full, list(T.table_cases(spec))))
-    notes += variant_notes(full, list(T.table_cases(spec)), chains)
+    notes.append(tv_note(full, keys))
+    notes += variant_notes(full, keys, chains)
     if spec["kind"] == "ablation":
         notes.append("DO: Dropout, DP: differential privacy (clip + noise), GP: gradient pruning, PM: privacy module "
                      "(P = PRECODE, C = CVB); ✓/✗: used or not.")
@@ -260,8 +258,8 @@ def table_doc(name: str, rows: list[dict], config: Mapping[str, Any], acc_rows: 
                          + (" (gibench.fl runs of this study)." if acc_rows is not None else f"; {NOT_COMPUTED_NOTE}."))
     doc = TableDoc(name=name, title=title, header=header, body=body, tidy_columns=cols, tidy=tidy, notes=notes,
                    group_columns=group)
-    doc = paper.join_sd(name, doc, full, list(T.table_cases(spec)), lambda a: attack_name(st, a))
-    return with_epsilon(doc, full, list(T.table_cases(spec)), chains,
+    doc = paper.join_sd(name, doc, full, keys, lambda a: attack_name(st, a))
+    return with_epsilon(doc, full, keys, chains,
                         acc_rows if spec["kind"] == "ablation" and spec.get("accuracy", True) else None,
                         fedavg=spec["kind"] == "ablation" and bool(spec.get("accuracy", True)))
 
@@ -307,11 +305,9 @@ def with_epsilon(doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tuple[st
 def variant_notes(config: Mapping[str, Any], cases: Sequence[tuple[str, str, str, str]], chains: Mapping) -> list[str]:
     """What the attack variants in the table do (WIIG's handling of the client's DP noise,
     DPIA's noise parametrisation), once each."""
-    from ..pipeline import targets_sd as T
-
     notes: dict[str, None] = {}
     for _, m, dfn, a in cases:
-        kind, params, _, _ = T.attack_settings(config, a, m)
+        kind, params, _, _ = sd_spec(config).attack_settings(a, m)
         if not chains[dfn].uses("dp"):
             continue
         if kind == "wiig":
@@ -362,7 +358,6 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
     """Per dataset: the victims (first row), then the kept reconstruction of each defense
     combination (one row each, SSIM under every image); columns are victim slots."""
     from ..wildcards import fmt_slot
-    from ..pipeline import targets_sd as T
     from ..victims import read_victims, slot_rows
     from .figures import draw_montage, save_figure
 
@@ -378,7 +373,7 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
     victims = {Path(p).parent.name: p for p in victims_paths}
     panels: list[tuple[str, list[np.ndarray | None], list[str]]] = []
     for d in spec["datasets"]:
-        ds = T.dataset_view(full, d)
+        ds = sd_spec(full).dataset_view(d)
         truth = []
         for s in slots:
             imgs, _, _ = read_victims(victims[d], slot_rows(s, batch))
@@ -392,12 +387,12 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
                     imgs_row.append(None)
                     notes.append("missing")
                     continue
-                path = T.RECON.format(dataset=d, model=spec["model"], defense=dfn, slot=s, attack=spec["attack"],
+                path = RECON.format(dataset=d, model=spec["model"], defense=dfn, slot=s, attack=spec["attack"],
                                       rep=int(r["restart"]))
                 tensors, _ = io.load_tensors(path if Path(path).exists() else by_name.get(Path(path).name, path))
                 imgs_row.append(ds.denormalize(tensors["x"].float()).clamp(0, 1)[0].permute(1, 2, 0).numpy())
                 notes.append(f"{float(r['ssim']):.2f}")
-            panels.append((T.chain_for(full, dfn).label, imgs_row, notes))
+            panels.append((sd_spec(full).chain(dfn).label, imgs_row, notes))
     title = (f"{attack_name(st, spec['attack'])} on {model_name(spec['model'])}: reconstruction per defense "
              f"combination (rows) and victim (columns); under each: its SSIM")
     fig = draw_montage([row for _, row, _ in panels], [p[0] for p in panels], slots, title=title,

@@ -1,13 +1,13 @@
 """Job functions of the stochastic-defenses study (the scripts ``workflow/scripts/sd_*.py``
-call these through :func:`gibench.pipeline.runner.run_job`).  Paths, cases and the config
-check live in :mod:`gibench.pipeline.targets_sd`.
+call these through :func:`gibench.pipeline.runner.run_job`).  Config values come from the
+study's spec (:mod:`.spec`); paths and cases from :mod:`.paths` and :mod:`.targets`.
 
 Attacker boundary: ``sd_attack_job`` reads the model weights, the released update and the
 knowledge file (batch size, input shape, labels if the threat model grants them, and the
 client's defense protocol -- architecture, dropout rate, DP parameters -- which the server
 coordinating training knows).  The client's random draws (dropout masks Psi, bottleneck eps,
 DP noise Xi) are in a separate secrets file that only attacks marked ``oracle: true`` (WIIG)
-receive.  Ground truth (the victims) reaches only the metrics job.
+receive.  Ground truth (the victims) reaches only the evaluate job.
 """
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ from typing import Any
 
 import torch
 
-from .. import io
-from ..models import build_model, count_parameters
-from ..provenance import make_record
-from ..seeds import derive_seed, torch_generator
-from . import targets_sd as T
-from .jobs_data import read_victims, slot_rows
-from .runner import say
+from ... import io
+from ...models import build_model, count_parameters
+from ...pipeline.jobs_data import read_victims, slot_rows
+from ...pipeline.runner import say
+from ...provenance import make_record
+from ...seeds import derive_seed, torch_generator
+from . import STUDY
+from .spec import plain, spec
 
 
 def _wc(smk: Any) -> dict:
@@ -32,14 +33,14 @@ def _wc(smk: Any) -> dict:
 
 
 def _seed(config: dict, purpose: str, **wc) -> int:
-    return derive_seed(config.get("seed", 0), purpose, study=T.STUDY, **wc)
+    return derive_seed(config.get("seed", 0), purpose, study=STUDY, **wc)
 
 
 def build_sd_model(config: dict, dataset: str, model: str, chain, weights: str | Path | None = None,
                    device: torch.device | str = "cpu") -> torch.nn.Module:
     """The study's model with the chain's model-side defenses; ``weights`` loaded when given.
     The init seed depends on (dataset, model) only, so every combination shares the base weights."""
-    ds = T.dataset_view(config, dataset)
+    ds = spec(config).dataset_view(dataset)
     net = build_model(model, ds.num_classes, ds.shape, _seed(config, "model", dataset=dataset, model=model),
                       **chain.model_options())
     if weights is not None:
@@ -55,11 +56,10 @@ def build_sd_model(config: dict, dataset: str, model: str, chain, weights: str |
 # ---------------------------------------------------------------- model weights
 
 def sd_model_job(smk: Any, device: torch.device) -> dict:
-    from ..defenses import DefenseChain
+    from ...defenses import DefenseChain
 
     wc = _wc(smk)
-    chain = DefenseChain([] if wc["pm"] == "none" else [wc["pm"]],
-                         (T.sd(smk.config) or {}).get("defense_defaults") or {})
+    chain = DefenseChain([] if wc["pm"] == "none" else [wc["pm"]], plain(spec(smk.config).defense_defaults))
     net = build_sd_model(smk.config, wc["dataset"], wc["model"], chain)
     seed = _seed(smk.config, "model", dataset=wc["dataset"], model=wc["model"])
     rec = make_record(rule="sd_model", wildcards=wc, params={"model_options": chain.model_options()},
@@ -76,10 +76,10 @@ def sd_model_job(smk: Any, device: torch.device) -> dict:
 def sd_gradient_job(smk: Any, device: torch.device) -> dict:
     wc = _wc(smk)
     cfg = smk.config
-    st = T.sd(cfg)
-    gcfg = {"batch_size": 1, "loss": "cross_entropy", **(st.get("gradient") or {})}
-    chain = T.chain_for(cfg, wc["defense"])
-    ds = T.dataset_view(cfg, wc["dataset"])
+    s = spec(cfg)
+    gcfg = {"batch_size": s.gradient.batch_size, "loss": s.gradient.loss}
+    chain = s.chain(wc["defense"])
+    ds = s.dataset_view(wc["dataset"])
     rows = slot_rows(wc["slot"], int(gcfg["batch_size"]))
     imgs, labels, src_idx = read_victims(smk.input.victims, rows)
     net = build_sd_model(cfg, wc["dataset"], wc["model"], chain, smk.input.weights, device)
@@ -98,7 +98,7 @@ def sd_gradient_job(smk: Any, device: torch.device) -> dict:
                        extra={"secrets": sorted(secrets), "note": "client-side random draws: read only by "
                               "attacks marked oracle: true"})
     io.save_tensors(smk.output.secrets, secrets, srec)          # empty when the defenses draw nothing
-    knows = {"labels_known": True, **(st.get("threat_model") or {})}
+    knows = {"labels_known": s.threat_model.labels_known}
     knowledge = {
         "provenance": make_record(rule="sd_gradient", wildcards=wc, params=knows, config=cfg, device=device),
         "batch_size": int(gcfg["batch_size"]),
@@ -117,15 +117,16 @@ def sd_gradient_job(smk: Any, device: torch.device) -> dict:
 # ---------------------------------------------------------------- the server's attack
 
 def sd_attack_job(smk: Any, device: torch.device) -> dict:
-    from ..attacks import ATTACKS
-    from ..defenses import DefenseChain
+    from ...attacks import ATTACKS
+    from ...defenses import DefenseChain
 
     wc = _wc(smk)
     cfg = smk.config
-    kind, params, _, oracle = T.attack_settings(cfg, wc["attack"], wc["model"])
+    s = spec(cfg)
+    kind, params, _, oracle = s.attack_settings(wc["attack"], wc["model"])
     knowledge = json.loads(Path(smk.input.knowledge).read_text())
     chain = DefenseChain(knowledge["defenses"])              # the client's protocol, as the server knows it
-    ds = T.dataset_view(cfg, wc["dataset"])
+    ds = s.dataset_view(wc["dataset"])
     net = build_sd_model(cfg, wc["dataset"], wc["model"], chain, smk.input.weights, device)
     shared, _ = io.load_tensors(smk.input.shared, device=device)
     secrets = None
@@ -172,9 +173,9 @@ def evaluate_restarts(recons: list[tuple[dict, torch.Tensor, dict]], gt_model: t
     ``ssim`` column and decides success: ``ssim_center`` (torchmetrics 0.11.4, the CVB code's
     value) or ``ssim`` (the full-map mean of torchmetrics >= 1.0).  Both are kept, as
     ``ssim_center`` and ``ssim_full``; ``ssim_definition`` says which one ``ssim`` is."""
-    from ..metrics import SSIM_METRICS
-    from ..metrics.image import mse_per_image, psnr_per_image
-    from ..metrics.scaled import scaled_ssim
+    from ...metrics import SSIM_METRICS
+    from ...metrics.image import mse_per_image, psnr_per_image
+    from ...metrics.scaled import scaled_ssim
 
     if ssim not in SSIM_METRICS:
         raise ValueError(f"evaluation.ssim: {ssim!r} is not one of {', '.join(SSIM_METRICS)}")
@@ -187,7 +188,7 @@ def evaluate_restarts(recons: list[tuple[dict, torch.Tensor, dict]], gt_model: t
         pix = ds.denormalize(x).clamp(0, 1)
         mse, psnr = mse_per_image(pix, gt_pix), psnr_per_image(pix, gt_pix)
         b = len(chosen)
-        rows.append({"study": T.STUDY, "dataset": wc["dataset"], "model": wc["model"], "defense": wc["defense"],
+        rows.append({"study": STUDY, "dataset": wc["dataset"], "model": wc["model"], "defense": wc["defense"],
                      "attack": wc["attack"], "slot": wc["slot"], "restart": int(wc["rep"]),
                      "status": info.get("status", "unknown"), "attacker_loss": float(info.get("final_loss", float("nan"))),
                      "iterations": int(info.get("iterations", 0)), "stop_reason": str(info.get("stop_reason") or ""),
@@ -218,14 +219,16 @@ def select_restart(rows: list[dict], how: str) -> list[dict]:
     return out
 
 
-def sd_metrics_job(smk: Any, device: torch.device) -> dict:
+def sd_evaluate_job(smk: Any, device: torch.device) -> dict:
+    """Reconstruction metrics of one (dataset, model, defense, attack) against the victims: one
+    row per slot, the restart kept by ``evaluation.best_of_restarts``."""
     wc = _wc(smk)
     cfg = smk.config
-    st = T.sd(cfg)
-    ev = {"asr_threshold": 0.5, "best_of_restarts": "attacker_loss", "ssim": "ssim_center",
-          **(st.get("evaluation") or {})}
-    ds = T.dataset_view(cfg, wc["dataset"])
-    batch = int((st.get("gradient") or {}).get("batch_size", 1))
+    s = spec(cfg)
+    e = s.evaluation
+    ev = {"asr_threshold": e.asr_threshold, "best_of_restarts": e.best_of_restarts, "ssim": e.ssim}
+    ds = s.dataset_view(wc["dataset"])
+    batch = int(s.gradient.batch_size)
     rows = []
     for path in smk.input.recons:
         tensors, rec = io.load_tensors(path)
@@ -235,14 +238,14 @@ def sd_metrics_job(smk: Any, device: torch.device) -> dict:
         rows += evaluate_restarts([(rwc, tensors["x"], rec.get("attack", {}))], gt, ds, float(ev["asr_threshold"]),
                                   ev["ssim"])
     kept = select_restart(rows, ev["best_of_restarts"])
-    chain = T.chain_for(cfg, wc["defense"])
+    chain = s.chain(wc["defense"])
     for r in kept:
         r["defense_label"] = chain.label
-    rec = make_record(rule="sd_metrics", wildcards=wc, params=ev, config=cfg, inputs=smk.input, outputs=smk.output,
+    rec = make_record(rule="sd_evaluate", wildcards=wc, params=ev, config=cfg, inputs=smk.input, outputs=smk.output,
                       device="cpu")
     io.save_table(smk.output[0], kept, rec)
     ssim = [r["ssim"] for r in kept]
-    say(f"sd metrics {wc['dataset']}/{wc['model']}/{wc['defense']}/{wc['attack']}: {len(kept)} victims, "
+    say(f"sd evaluate {wc['dataset']}/{wc['model']}/{wc['defense']}/{wc['attack']}: {len(kept)} victims, "
         f"mean SSIM {sum(ssim) / max(1, len(ssim)):.3f}")
     return {"rows": len(kept)}
 
@@ -250,23 +253,23 @@ def sd_metrics_job(smk: Any, device: torch.device) -> dict:
 # ---------------------------------------------------------------- tables and figures
 
 def sd_table_job(smk: Any, device: torch.device) -> dict:
-    from ..tables.render import table_formats
-    from ..tables.stochastic_defenses import build_table
+    from ...tables.render import table_formats
+    from ...tables.stochastic_defenses import build_table
 
     wc = _wc(smk)
     written = build_table(wc["table"], metrics_path=list(smk.input.metrics), config=smk.config,
                           accuracy_path=smk.input.get("accuracy") if hasattr(smk.input, "get") else None,
                           out_dir=Path(smk.output.csv).parent, formats=table_formats(smk.output))
-    say(f"table {T.STUDY}/{wc['table']}: {', '.join(str(p) for p in written)}")
+    say(f"table {STUDY}/{wc['table']}: {', '.join(str(p) for p in written)}")
     return {"written": [str(p) for p in written]}
 
 
 def sd_figure_job(smk: Any, device: torch.device) -> dict:
-    from ..tables.stochastic_defenses import build_grid
+    from ...tables.stochastic_defenses import build_grid
 
     wc = _wc(smk)
     written = build_grid(wc["figure"], metrics_path=list(smk.input.metrics), recon_paths=list(smk.input.recons),
                          victims_paths=list(smk.input.victims), config=smk.config,
                          out_dir=Path(smk.output.png).parent)
-    say(f"figure {T.STUDY}/{wc['figure']}: {len(written)} files")
+    say(f"figure {STUDY}/{wc['figure']}: {len(written)} files")
     return {"written": [str(p) for p in written]}

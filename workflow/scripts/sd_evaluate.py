@@ -1,0 +1,5 @@
+# Thin Snakemake script: all logic lives in gibench.studies.stochastic_defenses.jobs (unit-tested there).
+from gibench.studies.stochastic_defenses.jobs import sd_evaluate_job
+from gibench.pipeline.runner import run_job
+
+run_job(snakemake, sd_evaluate_job)  # noqa: F821 (injected by Snakemake)
