@@ -135,9 +135,21 @@ def _sd(mutate) -> dict:
     (lambda s: s["attacks"]["ig"].update(model_params={"sd_cnn": {"mask_lr": 0}}),
      f"{SD}.attacks.ig.model_params.sd_cnn.mask_lr: 0 is not a number > 0 or null"),
     (lambda s: s.update(defense_defaults={"dp": {"clip": "x"}}), f"{SD}.defense_defaults.dp: defense 'dp': clip"),
+    # the weights are made per privacy module from defense_defaults: a combination may not move PRECODE
+    (lambda s: s.update(defenses={"p0": [{"name": "precode", "position": 0}]}),
+     f"{SD}.defenses.p0: precode option(s) position differ from {SD}.defense_defaults.precode"),
+    (lambda s: s.update(defenses={"c3": [{"name": "cvb", "kernel_size": 3}]}),
+     f"{SD}.defenses.c3: cvb option(s) kernel_size differ from {SD}.defense_defaults.cvb"),
 ])
 def test_stochastic_defenses_params_fail_naming_the_key(mutate, needle):
     assert needle in _errors(_sd(mutate))
+
+
+def test_precode_placement_from_defense_defaults_is_accepted():
+    # docs/regimes_precode.md: the placement set where the weights are made builds and checks clean
+    cfg = _sd(lambda s: s.update(inputs={"mnist": {"shape": [3, 32, 32]}}, defense_defaults={"precode": {"position": 0}},
+                                 defenses={"p0": [{"name": "precode", "position": 0}], "p": ["precode"]}))
+    C.validate(cfg)
 
 
 CS = "studies.concealed_samples"

@@ -332,11 +332,15 @@ def spec(config: Mapping[str, Any]) -> Spec | None:
 
 # ---------------------------------------------------------------- semantic checks
 
+#: privacy-module options that change the module's parameters (its shape or where it sits)
+STRUCTURAL_OPTIONS = ("K", "kernel_size", "position")
+
+
 def check(config: Mapping[str, Any]) -> list[str]:
     """Config errors of the study, each naming its key (run at DAG build, after the schema)."""
     from ...attacks import ATTACKS          # deferred: the attack, defense and model modules import torch
     from ...attacks.stochastic import ORACLE_ATTACKS, SD_ATTACKS
-    from ...defenses import CHAIN, DEFENSES, DefenseSpecError
+    from ...defenses import CHAIN, DEFENSES, DefenseChain, DefenseSpecError
     from ...models import MODELS
     from ...params import attack_param_errors
 
@@ -375,6 +379,17 @@ def check(config: Mapping[str, Any]) -> list[str]:
         except DefenseSpecError as e:
             errs.append(f"config error at {where} (defense combination {name!r}): {e}")
             c = None
+        if c is not None and c.privacy_module:
+            # the weights are made once per privacy module from defense_defaults (rule sd_model), so a
+            # combination may not change the module's shape (K, kernel, placement) on its own
+            pm = c.privacy_module
+            made = DefenseChain([pm], plain(s.defense_defaults)).model_options()["bottleneck_params"]
+            asked = c.model_options()["bottleneck_params"]
+            diff = sorted(k for k in STRUCTURAL_OPTIONS if made.get(k) != asked.get(k))
+            if diff:
+                errs.append(f"config error at {where}: {pm} option(s) {', '.join(diff)} differ from "
+                            f"{pre}.defense_defaults.{pm} ({ {k: made.get(k) for k in diff} }); the study makes one "
+                            f"weights file per privacy module from defense_defaults: set them there")
         chains[name] = c
         return c
 
