@@ -1,8 +1,9 @@
-"""The typed, frozen spec of ``studies.concealed_samples``: built once from the validated config
-by :func:`spec` (cached on the study block's content), the only reader of the raw study block.
-Defaults come from the schema (``config/schema/studies/concealed_samples.schema.yaml``,
-applied by :func:`gibench.config.validate`), not from this code.  :func:`check` returns the
-study's semantic errors (run at DAG build by ``gibench.config``).
+"""The typed, frozen spec of ``studies.concealed_samples``: built once from the config by
+:func:`spec` (cached on the study block's content), the only reader of the raw study block.
+Defaults come from the schema (``config/schema/studies/concealed_samples.schema.yaml``), not
+from this code: :func:`gibench.config.validate` fills them in; a block that was not validated
+(the table builders accept the raw study file) gets them filled the same way here.
+:func:`check` returns the study's semantic errors (run at DAG build by ``gibench.config``).
 
 The config-derived helpers every stage shares (an attack's type and parameters per dataset, a
 defense's validated steps, the proxy dataset, the victim count, the FedAvg settings) are here too,
@@ -11,6 +12,7 @@ read the same values.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -18,8 +20,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
+import jsonschema
+
 from ...datasets import DATASETS
-from ...schema import load_schema
+from ...schema import fill_defaults, load_schema
 from . import STUDY
 from .needs import NEEDS
 
@@ -183,10 +187,27 @@ def _plain(v: Any) -> Any:
 
 
 @functools.cache
+def _study_schema() -> dict:
+    """The study's schema, with the root's ``$defs`` its references point to."""
+    root = load_schema()
+    return {**root["properties"]["studies"]["properties"][STUDY], "$defs": root.get("$defs", {})}
+
+
 def _schema_default_public_size() -> int:
     """The schema's default ``public.<dataset>.size`` (the size of a pool no ``public`` entry names)."""
-    s = load_schema()["properties"]["studies"]["properties"][STUDY]
-    return int(s["properties"]["public"]["additionalProperties"]["properties"]["size"]["default"])
+    return int(_study_schema()["properties"]["public"]["additionalProperties"]["properties"]["size"]["default"])
+
+
+def _with_schema_defaults(block: Mapping[str, Any]) -> dict:
+    """A copy of the study block with the schema's defaults filled in (as gibench.config.validate
+    fills them: twice, so that defaults inside filled defaults are set too); a validated block
+    comes back equal.  Errors are left to gibench.config.validate."""
+    c = copy.deepcopy(dict(block))
+    validator = fill_defaults(jsonschema.Draft202012Validator)(_study_schema())
+    for _ in range(2):
+        for _err in validator.iter_errors(c):
+            pass
+    return c
 
 
 def _build(c: Mapping[str, Any]) -> Spec:
@@ -237,7 +258,7 @@ def spec(config: Mapping[str, Any]) -> Spec:
     key = hashlib.sha1(json.dumps(c, sort_keys=True, default=repr).encode()).hexdigest()
     s = _CACHE.get(key)
     if s is None:
-        s = _CACHE[key] = _build(c)
+        s = _CACHE[key] = _build(_with_schema_defaults(c))
     return s
 
 
