@@ -12,7 +12,7 @@ from ...datasets import DATASETS
 from ...wildcards import fmt_slot
 from . import paths as P
 from .needs import NEEDS
-from .spec import attack_type, defense_steps, enabled, n_victims, proxy_dataset, spec
+from .spec import attack_type, defense_steps, n_victims, proxy_dataset, spec
 
 
 def attack_needs(config: Mapping[str, Any], attack: str) -> tuple[str, ...]:
