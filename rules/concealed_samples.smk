@@ -1,8 +1,10 @@
 # Study concealed_samples (DCS², Wu et al. AAAI 2024): public pool and priors, the server's
 # imprinted model, the client's defended update, attacks (GPU jobs on clusters: cs_attack),
-# metrics, FedAvg accuracies, tables and the reconstruction grid. Job functions:
-# gibench.pipeline.jobs_cs; the data flow is drawn in its module docstring.
-from gibench.pipeline import jobs_cs as CS
+# reconstruction metrics (cs_evaluate), FedAvg accuracies, tables and the reconstruction grid.
+# The study's package: gibench.studies.concealed_samples (paths, targets and rule-input
+# functions, job functions); the data flow is drawn in its docstring.
+from gibench.studies.concealed_samples import paths as CSP
+from gibench.studies.concealed_samples import targets as CS
 
 
 wildcard_constraints:
@@ -14,43 +16,43 @@ rule cs_public:
     input:
         unpack(lambda wc: CS.public_inputs(config, wc)),
     output:
-        CS.CS_PUBLIC,
+        CSP.CS_PUBLIC,
     log:
         "logs/cs_public/{dataset}.json",
         out="logs/cs_public/{dataset}.log",
     params:
-        public=lambda wc: CS.cs(config).get("public", {}).get(wc.dataset),
+        public=lambda wc: CS.block_param(config, "public", wc.dataset),
     script:
         "../workflow/scripts/cs_public.py"
 
 
 rule cs_class_means:
     input:
-        public=CS.CS_PUBLIC,
+        public=CSP.CS_PUBLIC,
     output:
-        CS.CS_MEANS,
+        CSP.CS_MEANS,
     log:
         "logs/cs_class_means/{dataset}.json",
         out="logs/cs_class_means/{dataset}.log",
     params:
-        inputs=lambda wc: CS.cs(config).get("inputs", {}).get(wc.dataset),
+        inputs=lambda wc: CS.block_param(config, "inputs", wc.dataset),
     script:
         "../workflow/scripts/cs_class_means.py"
 
 
 rule cs_generator:
     input:
-        public=CS.CS_PUBLIC,
+        public=CSP.CS_PUBLIC,
     output:
-        generator=CS.CS_GEN,
-        log=CS.CS_GEN_LOG,
+        generator=CSP.CS_GEN,
+        log=CSP.CS_GEN_LOG,
     log:
         "logs/cs_generator/{dataset}.json",
         out="logs/cs_generator/{dataset}.log",
     benchmark:
         "logs/cs_generator/{dataset}.benchmark.tsv"
     params:
-        generator=lambda wc: CS.cs(config).get("generator"),
+        generator=lambda wc: CS.block_param(config, "generator"),
     script:
         "../workflow/scripts/cs_generator.py"
 
@@ -58,10 +60,10 @@ rule cs_generator:
 rule cs_server_model:
     # the malicious server's model: its imprint block in front of the initial model
     input:
-        weights=CS.CS_INIT,
+        weights=CSP.CS_INIT,
     output:
-        weights=CS.CS_SERVER,
-        info=CS.CS_SERVER_INFO,
+        weights=CSP.CS_SERVER,
+        info=CSP.CS_SERVER_INFO,
     log:
         "logs/cs_server_model/{dataset}/{model}/{server}.json",
         out="logs/cs_server_model/{dataset}/{model}/{server}.log",
@@ -70,7 +72,7 @@ rule cs_server_model:
     wildcard_constraints:
         server="imprint",
     params:
-        attacks=lambda wc: CS.cs(config)["attacks"],
+        attacks=lambda wc: CS.block_param(config, "attacks"),
     script:
         "../workflow/scripts/cs_server_model.py"
 
@@ -79,9 +81,9 @@ rule cs_gradient:
     input:
         unpack(lambda wc: CS.gradient_inputs(config, wc)),
     output:
-        gradient=CS.CS_GRAD,
-        knowledge=CS.CS_KNOW,
-        secrets=CS.CS_SECRETS,
+        gradient=CSP.CS_GRAD,
+        knowledge=CSP.CS_KNOW,
+        secrets=CSP.CS_SECRETS,
     log:
         "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.json",
         out="logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.log",
@@ -99,8 +101,8 @@ rule cs_attack:
     input:
         unpack(lambda wc: CS.attack_inputs(config, wc)),
     output:
-        recon=CS.CS_ATTACK,
-        trace=CS.CS_TRACE,
+        recon=CSP.CS_ATTACK,
+        trace=CSP.CS_TRACE,
     log:
         "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.json",
         out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.log",
@@ -114,29 +116,29 @@ rule cs_attack:
         "../workflow/scripts/cs_attack.py"
 
 
-rule cs_metrics:
+rule cs_evaluate:
     input:
-        unpack(lambda wc: CS.metrics_inputs(config, wc)),
+        unpack(lambda wc: CS.evaluate_inputs(config, wc)),
     output:
-        CS.CS_METRICS,
+        CSP.CS_METRICS,
     log:
-        "logs/cs_metrics/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.json",
-        out="logs/cs_metrics/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.log",
+        "logs/cs_evaluate/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.json",
+        out="logs/cs_evaluate/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.log",
     benchmark:
-        "logs/cs_metrics/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.benchmark.tsv"
+        "logs/cs_evaluate/{dataset}/{model}/{server}/{cohort}/{defense}/{attack}.benchmark.tsv"
     wildcard_constraints:
         defense="[a-z0-9_+.-]+",
     params:
-        evaluation=lambda wc: CS.cs(config).get("evaluation"),
+        evaluation=lambda wc: CS.block_param(config, "evaluation"),
     script:
-        "../workflow/scripts/cs_metrics.py"
+        "../workflow/scripts/cs_evaluate.py"
 
 
 rule cs_gather:
     input:
         lambda wc: CS.metric_files(config),
     output:
-        CS.CS_ALL,
+        CSP.CS_ALL,
     log:
         "logs/cs_gather/metrics.json",
         out="logs/cs_gather/metrics.log",
@@ -148,8 +150,8 @@ rule cs_fl:
     input:
         lambda wc: CS.fl_inputs(config, wc),
     output:
-        accuracy=CS.CS_FL_ACC,
-        curve=CS.CS_FL_CURVE,
+        accuracy=CSP.CS_FL_ACC,
+        curve=CSP.CS_FL_CURVE,
     log:
         "logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.json",
         out="logs/cs_fl/{dataset}/{model}/{cohort}/{defense}/seed{seed}.log",
@@ -168,7 +170,7 @@ rule cs_fl_gather:
     input:
         lambda wc: CS.fl_files(config),
     output:
-        CS.CS_FL_ALL,
+        CSP.CS_FL_ALL,
     log:
         "logs/cs_fl_gather/accuracy.json",
         out="logs/cs_fl_gather/accuracy.log",
@@ -180,30 +182,17 @@ rule cs_table:
     input:
         unpack(lambda wc: CS.table_inputs(config, wc.table)),
     output:
-        csv=CS.CS_TABLE.replace("{ext}", "csv"),
-        md=CS.CS_TABLE.replace("{ext}", "md"),
-        html=report_table(CS.CS_TABLE.replace("{ext}", "html")),
+        csv=CSP.CS_TABLE.replace("{ext}", "csv"),
+        md=CSP.CS_TABLE.replace("{ext}", "md"),
+        html=report_table(CSP.CS_TABLE.replace("{ext}", "html")),
     log:
         "logs/cs_table/{table}.json",
         out="logs/cs_table/{table}.log",
     wildcard_constraints:
         table="table[0-9]+",
     params:
-        settings=lambda wc: {
-            **{
-                k: CS.cs(config).get(k)
-                for k in (
-                    "cases",
-                    "unavailable",
-                    "restarts",
-                    "utility",
-                    "evaluation",
-                    "privacy",
-                )
-            },
-            "paper_values": CS.paper_values_digest(),
-        },
-        # config/paper_values/concealed_samples.yaml
+        # the blocks a table reads, verbatim, and the digest of config/paper_values/concealed_samples.yaml
+        settings=lambda wc: CS.table_rule_params(config),
     script:
         "../workflow/scripts/cs_table.py"
 
@@ -212,8 +201,8 @@ rule cs_figure:
     input:
         unpack(lambda wc: CS.figure_inputs(config, wc.figure)),
     output:
-        png=report_figure(CS.CS_FIGURE.replace("{ext}", "png")),
-        pdf=CS.CS_FIGURE.replace("{ext}", "pdf"),
+        png=report_figure(CSP.CS_FIGURE.replace("{ext}", "png")),
+        pdf=CSP.CS_FIGURE.replace("{ext}", "pdf"),
     log:
         "logs/cs_figure/{figure}.json",
         out="logs/cs_figure/{figure}.log",

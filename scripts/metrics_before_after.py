@@ -112,7 +112,7 @@ def sd_rows(cfg: dict, tmp: Path) -> list[dict]:
 
 
 def cs_rows(cfg: dict, tmp: Path) -> list[dict]:
-    from gibench.pipeline.jobs_cs import metrics_job
+    from gibench.studies.concealed_samples.jobs import cs_evaluate_job
     from gibench.pipeline.targets import lpips_backbone_path
 
     out = []
@@ -128,7 +128,7 @@ def cs_rows(cfg: dict, tmp: Path) -> list[dict]:
         variants[conv] = c
     for p in files:
         old = io.load_table(p)[0].to_pylist()
-        new = {conv: rerun(p, metrics_job, c, tmp, {"backbone": backbone}) for conv, c in variants.items()}
+        new = {conv: rerun(p, cs_evaluate_job, c, tmp, {"backbone": backbone}) for conv, c in variants.items()}
         for o, a, b in zip(old, new["pm1"], new["raw01"]):
             assert (o["slot"], o["restart"]) == (a["slot"], a["restart"]) == (b["slot"], b["restart"])
             out.append({"case": f"{o['dataset']}/{o['model']}/{o['server']}/{o['cohort']}/{o['defense']}/{o['attack']}"

@@ -341,7 +341,9 @@ def test_generator_and_ggl_attack_jobs(tmp_path, cifar):
     offline, so the micro workflow cannot reach them)."""
     from gibench import io
     from gibench.config import validate
-    from gibench.pipeline import jobs_cs as CS
+    from gibench.studies.concealed_samples import jobs as CS
+    from gibench.studies.concealed_samples.needs import load_generator
+    from gibench.studies.concealed_samples.prep import build_cs_model
 
     ds, sp = cifar
     cfg = validate({"seed": 0, "resources_dir": RES, "datasets": {"cifar10": {"victims": 4}},
@@ -361,10 +363,10 @@ def test_generator_and_ggl_attack_jobs(tmp_path, cifar):
     smk = _Smk(cfg, {"dataset": "cifar10"}, {"public": str(pub)},
                {"generator": str(tmp_path / "g.safetensors"), "log": str(tmp_path / "g.parquet")})
     CS.generator_job(smk, torch.device("cpu"))
-    g = CS.load_generator(str(tmp_path / "g.safetensors"), "cpu")
+    g = load_generator(str(tmp_path / "g.safetensors"), "cpu")
     assert g(torch.randn(2, 128)).shape == (2, 3, 32, 32)
     # a shared update of the ConvNet and the knowledge file, as cs_gradient writes them
-    net = CS.build_cs_model(cfg, "cifar10", "convnet", None, "cpu").eval()
+    net = build_cs_model(cfg, "cifar10", "convnet", None, "cpu").eval()
     wpath = tmp_path / "init.safetensors"
     io.save_tensors(wpath, dict(net.state_dict()), {"rule": "test"})
     x, y = ds.normalize(sp.images[:1]), torch.as_tensor(sp.labels[:1])
@@ -408,7 +410,7 @@ def test_noniid_victims_are_the_protected_clients_dirichlet_shard(tmp_path):
     from gibench import io
     from gibench.config import validate
     from gibench.fl import partition_dirichlet
-    from gibench.pipeline import jobs_cs as CS
+    from gibench.studies.concealed_samples import jobs as CS
     from gibench.seeds import derive_seed
 
     labels = np.repeat(np.arange(10), 20)

@@ -22,7 +22,7 @@ JUSTIFIED_LINTS = {
         "envs/Dockerfile, envs/gibench.def (Snakefile comment, README 'Running on a cluster')",
 }
 COMPUTE_RULES = {"attack", "evaluate", "significance", "gradient", "fl_train", "lm_pretrain", "overhead",
-                 "sd_gradient", "sd_attack", "sd_evaluate", "cs_generator", "cs_gradient", "cs_attack", "cs_metrics",
+                 "sd_gradient", "sd_attack", "sd_evaluate", "cs_generator", "cs_gradient", "cs_attack", "cs_evaluate",
                  "cs_fl"}
 
 

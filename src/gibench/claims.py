@@ -1021,7 +1021,7 @@ def _sd_probe(config: Mapping[str, Any], ctx: Mapping[str, str]) -> dict:
 
 
 def _cs_probe(config: Mapping[str, Any], ctx: Mapping[str, str]) -> dict:
-    from .pipeline import jobs_cs as J
+    from .studies.concealed_samples import spec as J
 
     st = config["studies"]["concealed_samples"]
     out: dict[str, Any] = {}

@@ -2,7 +2,6 @@
 then names against the registries.  Errors name the key and what is allowed."""
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -12,7 +11,7 @@ import yaml
 # re-exported under their old names here (gibench.config.fmt_ratio, config.REPO_ROOT, ...): they live in
 # leaf modules that every layer may import without an import cycle
 from .schema import (DEFAULT_PROTECTION, DEFAULT_SCHEMA, DEFAULT_TABLE5_RATIO, REPO_ROOT,  # noqa: F401
-                     ConfigError, load_schema)
+                     ConfigError, fill_defaults, load_schema)
 from .wildcards import fmt_ratio, fmt_slot, parse_ratio, parse_slot  # noqa: F401
 
 # the study registry and the dataset registry are read by the checks (config sits above the
@@ -66,25 +65,12 @@ def _format_error(err: jsonschema.ValidationError) -> str:
             f"expected {_describe(err.schema)}")
 
 
-def _fill_defaults(validator_cls):
-    validate_props = validator_cls.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for prop, sub in properties.items():
-                if isinstance(sub, dict) and "default" in sub and prop not in instance:
-                    instance[prop] = copy.deepcopy(sub["default"])
-        yield from validate_props(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
-
-
 def validate(config: dict, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
     """Validate ``config`` in place (filling defaults) and return it; raise ConfigError."""
     if not isinstance(config, dict) or not config:
         raise ConfigError("config is empty: give a config file (--configfile) with datasets and studies")
     schema = load_schema(schema_path)
-    cls = _fill_defaults(jsonschema.Draft202012Validator)
+    cls = fill_defaults(jsonschema.Draft202012Validator)
     validator = cls(schema)
     # defaults are filled top-down; run twice so defaults inside filled defaults are set too
     for _ in range(2):

@@ -443,7 +443,7 @@ def study_budgets(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     record of :func:`budget` under ``record``.
 
     Names are resolved by the pipeline's own functions (gibench.studies.stochastic_defenses.spec,
-    jobs_fl, jobs_cs), so the budgets are those of what the jobs run."""
+    jobs_fl; gibench.studies.concealed_samples.spec), so the budgets are those of what the jobs run."""
     rows: list[dict[str, Any]] = []
     studies = config.get("studies") or {}
     if "stochastic_defenses" in studies:
@@ -491,25 +491,25 @@ def _sd_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _cs_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from .pipeline import jobs_cs
+    from .studies.concealed_samples import spec as cs_spec
 
     study = "concealed_samples"
-    cs = jobs_cs.cs(config)
+    cs = config["studies"][study]
     priv = cs.get("privacy")
     cases = cs.get("cases") or {}
     rows = []
     for dfn in cs.get("defenses") or {}:
         for d, m in cases.items():
-            rec = attack_budget(jobs_cs.defense_steps(config, dfn, d), None, priv)
+            rec = attack_budget(cs_spec.defense_steps(config, dfn, d), None, priv)
             if rec is not None:
                 rows.append({"study": study, "setting": "attack", "defense": dfn, "dataset": d, "model": m,
                              "record": rec})
     u = cs.get("utility") or {}
     if u.get("enabled", True):
         for d in u.get("datasets") or list(cases):
-            settings = jobs_cs.fl_settings(config, d, "iid")
+            settings = cs_spec.fl_settings(config, d, "iid")
             for dfn in cs.get("defenses") or {}:
-                steps = jobs_cs.defense_steps(config, dfn, d, u.get("defense_overrides", {}))
+                steps = cs_spec.defense_steps(config, dfn, d, u.get("defense_overrides", {}))
                 pool = fl_pool_size(config, d, float(u.get("holdout_fraction", 0.2)))
                 sizes = client_train_sizes(pool, settings) if pool else None
                 rec = fedavg_budget(steps, settings, n_train=min(sizes) if sizes else None, privacy=priv)

@@ -5,8 +5,10 @@ so a library module (``models.pretrain``), ``claims`` or a pipeline module may u
 import cycle."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +22,21 @@ DEFAULT_TABLE5_RATIO = 0.3
 
 class ConfigError(ValueError):
     """A config that cannot be run; the message names the key and what is allowed."""
+
+
+def fill_defaults(validator_cls):
+    """``validator_cls`` extended to fill each missing property that has a ``default`` (a deep
+    copy of it) before validating the properties (gibench.config.validate; a study's spec)."""
+    validate_props = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
 def load_schema(path: str | Path = DEFAULT_SCHEMA) -> dict:

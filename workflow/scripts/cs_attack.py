@@ -1,5 +1,5 @@
-# Thin Snakemake script: all logic lives in gibench.pipeline.jobs_cs (unit-tested there).
-from gibench.pipeline.jobs_cs import attack_job
+# Thin Snakemake script: all logic lives in gibench.studies.concealed_samples.jobs (unit-tested there).
+from gibench.studies.concealed_samples.jobs import attack_job
 from gibench.pipeline.runner import run_job
 
 run_job(snakemake, attack_job)  # noqa: F821 (injected by Snakemake)

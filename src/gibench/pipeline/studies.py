@@ -40,17 +40,17 @@ STUDIES.add("selective_encryption", _selective_encryption())
 
 
 def _concealed_samples() -> Study:
-    # jobs_cs is imported when its check or targets are first asked for: it imports torch at
-    # module level (its job functions), which registering the study does not need
+    # the study's package (gibench.studies.concealed_samples): its spec's check; its targets are
+    # the tables and figure the table registry makes for its `tables:` list
     def check(config: dict, cs: dict) -> list[str]:
-        from . import jobs_cs
+        from ..studies.concealed_samples import spec
 
-        return jobs_cs.check_cs(config, cs)
+        return spec.check(config)
 
     def targets(config: dict) -> list[str]:
-        from . import jobs_cs
+        from .targets import registered_outputs
 
-        return jobs_cs.cs_targets(config)
+        return registered_outputs(config, "concealed_samples")
 
     return Study("concealed_samples", check, targets)
 

@@ -13,5 +13,6 @@ from __future__ import annotations
 
 #: study name (the key under ``studies:`` in the config) -> its package
 STUDIES: dict[str, str] = {
+    "concealed_samples": "gibench.studies.concealed_samples",
     "stochastic_defenses": "gibench.studies.stochastic_defenses",
 }

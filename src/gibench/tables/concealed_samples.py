@@ -329,13 +329,13 @@ def _with_epsilon(spec: Table, rows_order: list[str], header: list[str], body: l
     attacked gradient) and, in tables with accuracy columns, over the FedAvg run; the cells of
     each row's defense carry the numbers in the CSV.  Returns the notes (none: no column)."""
     from . import budgets
-    from ..pipeline import jobs_cs
+    from ..studies.concealed_samples.spec import defense_steps, fl_settings
 
     c = _cs(config)
     u = c.get("utility") or {}
     priv = c.get("privacy")
     blocks = [b for b in spec.blocks if b.dataset in c["cases"]]
-    steps = {(b.dataset, d): jobs_cs.defense_steps(config, d, b.dataset) for b in blocks for d in b.defenses}
+    steps = {(b.dataset, d): defense_steps(config, d, b.dataset) for b in blocks for d in b.defenses}
     if not any(privacy_budget_exists(s) for s in steps.values()):
         return []
     util = bool(u) and u.get("enabled", True)
@@ -352,8 +352,8 @@ def _with_epsilon(spec: Table, rows_order: list[str], header: list[str], body: l
             if fields["privacy_guarantee"] is None:          # no noise: nothing to account, run or not
                 ftext, ff = "—", {"epsilon_fedavg": None, "epsilon_fedavg_rounds": None}
             elif fed and b.dataset in u.get("datasets", list(c["cases"])):
-                fsteps = jobs_cs.defense_steps(config, d, b.dataset, u.get("defense_overrides", {}))
-                ftext, ff = budgets.fedavg_cell(fsteps, jobs_cs.fl_settings(config, b.dataset, b.cohort), priv)
+                fsteps = defense_steps(config, d, b.dataset, u.get("defense_overrides", {}))
+                ftext, ff = budgets.fedavg_cell(fsteps, fl_settings(config, b.dataset, b.cohort), priv)
             else:
                 ftext, ff = budgets.fedavg_cell(None, None, priv)
             per[(b.dataset, b.cohort, d)] = {"step": text, "fedavg": ftext, **fields, **ff}
@@ -403,7 +403,7 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
     on CelebA, Imprint on TinyImageNet); columns: the sensitive image, then one reconstruction per
     defense (victim slot 0, restart 0), its PSNR and SSIM against the sensitive image under it
     (from the metric rows, ``metrics_path``)."""
-    from ..pipeline.jobs_cs import prep_for
+    from ..studies.concealed_samples.prep import prep_for
     from .figures import draw_montage, metric_value_text, save_figure
 
     recs: dict[tuple, np.ndarray] = {}
