@@ -212,23 +212,6 @@ rule cs_figure:
         "../workflow/scripts/cs_figure.py"
 
 
-rule cs_download_weights:
-    # localrule: torchvision's ImageNet ResNet-18 (models.resnet18.pretrained), login node has internet
-    output:
-        P.hub(config, "torch/{file}"),
-    log:
-        "logs/cs_download_weights/{file}.json",
-        out="logs/cs_download_weights/{file}.log",
-    wildcard_constraints:
-        file="resnet18-[0-9a-f]+[.]pth",
-    script:
-        "../workflow/scripts/cs_download_weights.py"
-
-
-localrules:
-    cs_download_weights,
-
-
 # results/tables/concealed_samples/tableN.* and results/figures/concealed_samples/figN.* also
 # match the generic table/figure rules' patterns
 ruleorder: cs_table > table

@@ -1,7 +1,7 @@
 # Downloads: everything the workflow fetches from the internet into `hub_dir` (datasets, LPIPS
 # backbones, pretrained text checkpoints, LAMP's LM prior).  All are localrules: the login node
 # has internet, compute nodes may not (tests/test_slurm.py checks every rule whose name contains
-# "download").  Study 3's cs_download_weights stays in rules/concealed_samples.smk for now.
+# "download"), and study 3's pretrained ResNet-18 weights (cs_download_weights).
 
 
 rule download_dataset:
@@ -55,8 +55,22 @@ rule download_lm_prior:
         "../workflow/scripts/download_lm_prior.py"
 
 
+rule cs_download_weights:
+    # localrule: torchvision's ImageNet ResNet-18 (models.resnet18.pretrained), login node has internet
+    output:
+        P.hub(config, "torch/{file}"),
+    log:
+        "logs/cs_download_weights/{file}.json",
+        out="logs/cs_download_weights/{file}.log",
+    wildcard_constraints:
+        file="resnet18-[0-9a-f]+[.]pth",
+    script:
+        "../workflow/scripts/cs_download_weights.py"
+
+
 localrules:
     download_dataset,
     download_lpips_backbone,
     download_pretrained,
     download_lm_prior,
+    cs_download_weights,
