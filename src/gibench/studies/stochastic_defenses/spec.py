@@ -271,23 +271,13 @@ def _build(block: Mapping[str, Any]) -> Spec:
 
 @functools.cache
 def _defaults_filler():
-    """A validator that fills the schema's defaults (as :func:`gibench.config.validate` does; not
-    imported from there: gibench.config imports the study registry, which imports this module)."""
+    """A validator that fills the schema's defaults (the one :func:`gibench.config.validate` uses,
+    from the leaf :mod:`gibench.schema`)."""
     import jsonschema
 
-    from ...schema import load_schema
+    from ...schema import fill_defaults, load_schema
 
-    base = jsonschema.Draft202012Validator
-    validate_props = base.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for prop, sub in properties.items():
-                if isinstance(sub, dict) and "default" in sub and prop not in instance:
-                    instance[prop] = copy.deepcopy(sub["default"])
-        yield from validate_props(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(base, {"properties": set_defaults})(load_schema())
+    return fill_defaults(jsonschema.Draft202012Validator)(load_schema())
 
 
 def _with_schema_defaults(block: Mapping[str, Any]) -> dict:
