@@ -45,9 +45,12 @@ except gconfig.ConfigError as e:
 # A lock left by a run killed with SIGKILL (out of memory, lost node, kill -9) is removed when no
 # process that held it runs any more (gibench.pipeline.runlock; Snakemake 9 cannot tell a stale
 # lock from a live one); with rerun-incomplete (profiles/default) the same command resumes.
-from gibench.pipeline import runlock
+from gibench.pipeline import runlock, scheduler_fix
 
 if workflow.is_main_process:
+    # one scheduler wake-up timer at a time instead of one more per finished job
+    # (gibench.pipeline.scheduler_fix: Snakemake's loop otherwise polls ever faster)
+    scheduler_fix.apply()
     _stale = runlock.clear_stale(".")
     if _stale:
         print(f"gibench: {_stale}", file=sys.stderr)
