@@ -28,6 +28,10 @@ from gibench import config as gconfig
 from gibench.pipeline import paths as P
 from gibench.pipeline import targets as T
 
+# the study registry; importing it imports the modules named in GIBENCH_PLUGINS, so that a
+# plugin's study is known to the config check and its rules are included below
+from gibench.studies import STUDIES
+
 # The embedded default applies only when no --configfile is given: a study config is complete
 # on its own (Snakemake would otherwise merge the demo's studies into it).
 if not workflow.overwrite_configfiles:
@@ -93,9 +97,15 @@ include: "rules/attack.smk"
 include: "rules/tables.smk"
 include: "rules/lm.smk"
 include: "rules/fl.smk"
-include: "rules/overhead.smk"
-include: "rules/concealed_samples.smk"
-include: "rules/stochastic_defenses.smk"
+
+
+# each registered study's own rules file, in registration order (gibench.studies.STUDIES;
+# study 1's is rules/overhead.smk, a plugin's is absolute)
+for _study in STUDIES.in_order():
+
+    include: _study.rules_path(workflow.basedir)
+
+
 include: "rules/claims.smk"
 include: "rules/report.smk"
 

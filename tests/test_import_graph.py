@@ -129,9 +129,9 @@ def test_cycle_report_names_the_chain():
 #: registry is defined in the package that imports them) and params -> attacks / jobs_text
 #: (reg-attacks); tables/* -> pipeline.targets, jobs_text, jobs_fl and
 #: tables.paper <-> selective_encryption / stochastic_defenses (reg-tables); pipeline.targets
-#: <-> jobs_text / jobs_lm / studies (target lists and input functions that import each
+#: <-> jobs_text / jobs_lm / the study registry (target lists and input functions that import each
 #: other; studies.stochastic_defenses.targets asks pipeline.targets for its registered tables and
-#: pipeline.studies registers it); claims' scale probes and tables_made, privacy's budget rows:
+#: the registry, gibench.studies, calls it; all_targets asks the registry); claims' scale probes and tables_made, privacy's budget rows:
 #: they read the pipeline, which imports them; studies.concealed_samples.spec <-> tables.concealed_samples
 #: (the spec's check reads the tables' layouts from the table registry, the table builders read the
 #: spec's defense steps and FedAvg settings; prep, the figure's de-normalisation, reads the spec).
@@ -140,8 +140,8 @@ def test_cycle_report_names_the_chain():
 KNOWN_IN_CYCLE = frozenset("gibench." + m for m in """
     claims privacy
     pipeline.jobs_attack pipeline.jobs_claims pipeline.jobs_data pipeline.jobs_fl
-    pipeline.jobs_lm pipeline.jobs_overhead pipeline.jobs_text pipeline.studies pipeline.targets
-    studies.stochastic_defenses.targets
+    pipeline.jobs_lm pipeline.jobs_overhead pipeline.jobs_text pipeline.targets
+    studies studies.stochastic_defenses.targets
     studies.concealed_samples.prep studies.concealed_samples.spec
     tables tables.budgets tables.concealed_samples tables.figures tables.he_overhead tables.paper
     tables.selective_encryption tables.stochastic_defenses""".split())

@@ -848,7 +848,7 @@ def evaluate_claim(claim: Claim, study: str, config: Mapping[str, Any], tables_d
 def tables_made(config: Mapping[str, Any], study: str) -> set[str]:
     """The tables (names) this config makes for ``study``: its targets under results/tables/<study>/."""
     from .pipeline.jobs_fl import fl_targets
-    from .pipeline.studies import STUDIES as REG
+    from .studies import STUDIES as REG
 
     if study not in (config.get("studies") or {}):
         return set()

@@ -19,7 +19,7 @@ from .wildcards import fmt_ratio, fmt_slot, parse_ratio, parse_slot  # noqa: F40
 # a check needs them, so that importing this module (the Snakefile does) needs no torch
 from .datasets import DATASETS
 from .pipeline.cases import case_model_ids, takes_init
-from .pipeline.studies import STUDIES
+from .studies import STUDIES
 
 
 def _path_str(path: Iterable[Any]) -> str:
@@ -69,7 +69,8 @@ def validate(config: dict, schema_path: str | Path = DEFAULT_SCHEMA) -> dict:
     """Validate ``config`` in place (filling defaults) and return it; raise ConfigError."""
     if not isinstance(config, dict) or not config:
         raise ConfigError("config is empty: give a config file (--configfile) with datasets and studies")
-    schema = load_schema(schema_path)
+    # every registered study's schema (a plugin's too) is a known key of `studies:`
+    schema = load_schema(schema_path, STUDIES.schema_files())
     cls = fill_defaults(jsonschema.Draft202012Validator)
     validator = cls(schema)
     # defaults are filled top-down; run twice so defaults inside filled defaults are set too
@@ -194,7 +195,7 @@ def _check_selective_encryption(config: dict, se: dict) -> list[str]:
 
 
 #: study -> the check of its names against the registries kept in this module, run before the
-#: study's own :attr:`gibench.pipeline.studies.Study.check` (the study registry is imported here,
+#: study's own :attr:`gibench.studies.Study.check` (the study registry is imported here,
 #: so it cannot import these checks back without an import cycle)
 _STUDY_CHECKS = {"selective_encryption": _check_selective_encryption}
 

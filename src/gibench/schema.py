@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Mapping
 
 import jsonschema
 import yaml
@@ -39,10 +40,15 @@ def fill_defaults(validator_cls):
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
-def load_schema(path: str | Path = DEFAULT_SCHEMA) -> dict:
+def load_schema(path: str | Path = DEFAULT_SCHEMA, studies: Mapping[str, str | Path] | None = None) -> dict:
     """The root schema with every ``studies/<study>.schema.yaml`` beside it merged in as
     ``studies.<study>`` (a study file's own ``$defs`` join the root's), and the ``$defs`` of
-    every ``*.defs.yaml`` beside it (reusable pieces such as ``fedavg``) joined to the root's."""
+    every ``*.defs.yaml`` beside it (reusable pieces such as ``fedavg``) joined to the root's.
+
+    ``studies``: study -> schema file (relative to ``path``'s folder, or absolute) of studies to
+    merge the same way; gibench.config passes the study registry's
+    (:meth:`gibench.studies.StudyRegistry.schema_files`), so a study registered by a plugin is a
+    known key of ``studies:`` and any other name stays an unknown key."""
     path = Path(path)
     schema = yaml.safe_load(path.read_text())
     for f in sorted(path.parent.glob("*.defs.yaml")):
@@ -50,9 +56,16 @@ def load_schema(path: str | Path = DEFAULT_SCHEMA) -> dict:
             if k in schema.setdefault("$defs", {}):
                 raise ConfigError(f"{f}: $defs.{k} is already defined by another schema file")
             schema["$defs"][k] = v
+    files = {f.name[: -len(".schema.yaml")]: f for f in sorted((path.parent / "studies").glob("*.schema.yaml"))}
+    for study, f in (studies or {}).items():
+        f = path.parent / f                 # an absolute file stays itself
+        if study in files and files[study].resolve() != f.resolve():
+            raise ConfigError(f"study {study!r} has two schema files: {files[study]} and {f} (its registration)")
+        if not f.is_file():
+            raise ConfigError(f"study {study!r}: its registered schema file {f} does not exist")
+        files[study] = f
     props = schema["properties"]["studies"].setdefault("properties", {})
-    for f in sorted((path.parent / "studies").glob("*.schema.yaml")):
-        study = f.name[: -len(".schema.yaml")]
+    for study, f in files.items():
         sub = yaml.safe_load(f.read_text()) or {}
         for k, v in (sub.pop("$defs", None) or {}).items():
             if k in schema.setdefault("$defs", {}):

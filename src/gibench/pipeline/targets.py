@@ -603,7 +603,7 @@ def se_targets(config: dict) -> list[str]:
 
 def all_targets(config: dict) -> list[str]:
     """Victims of every configured dataset, then each study's own targets (its registry entry)."""
-    from .studies import STUDIES
+    from ..studies import STUDIES
 
     from .jobs_fl import fl_targets
 
