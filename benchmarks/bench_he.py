@@ -10,7 +10,7 @@ holder decrypts every summed ciphertext and checks it against the float64 FedAvg
    / ``GPT2ForSequenceClassification`` with 2 labels (built on the ``meta`` device, so no
    weights are allocated; largest tensors: the word embeddings, 23.4M and 38.6M entries).
    Each client's update is generated tensor by tensor on access, N(0, 1e-3^2) in fp32,
-   from a seeded RNG (generation time is not counted: :class:`gibench.he._Timed`).  Every
+   from a seeded RNG (generation time is not counted: :class:`gibench.he.overhead._Timed`).  Every
    stage is measured for the whole model, nothing is extrapolated.  Each model runs in its
    own process (the two run side by side, one core each); the process reports its peak
    resident memory (``ru_maxrss``, exact), against the 4 GiB target.

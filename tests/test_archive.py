@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from gibench import archive, cli
+from gibench.archive.compare import _first_line_diff
 from gibench.provenance import digest_obj, missing_fields, read_any_record
 from provenance_micro import STUDY, TABLES, micro_run
 
@@ -332,12 +333,12 @@ def test_flipped_tensor_byte_under_a_rewritten_manifest_is_caught_by_its_digest(
 def test_text_difference_is_shown_where_it_is_not_as_two_equal_prefixes():
     a = ("| IG | LeNet | CIFAR-100 | " + "x" * 90 + " | 0.1406 |\n").encode()
     b = ("| IG | LeNet | CIFAR-100 | " + "x" * 90 + " | 0.4106 |\n").encode()
-    d = archive._first_line_diff(a, b)
+    d = _first_line_diff(a, b)
     assert "line 1, column 123" in d
     arch = next(ln for ln in d.splitlines() if "archived:" in ln)
     rem = next(ln for ln in d.splitlines() if "re-made:" in ln)
     assert "0.1406" in arch and "0.4106" in rem and arch != rem
-    assert archive._first_line_diff(b"a\nb\n", b"a\n").startswith("2 vs 1 lines")
+    assert _first_line_diff(b"a\nb\n", b"a\n").startswith("2 vs 1 lines")
 
 
 def test_verify_names_a_missing_or_unreadable_archive(tmp_path, capsys):

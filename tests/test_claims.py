@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from gibench import claims as C
+from gibench.claims.load import _columns_named
 from gibench.config import validate
 
 from claims_paper_tables import write_paper_tables, write_table
@@ -313,7 +314,7 @@ COMING_COLUMNS: set[str] = set()
 
 def _named_columns(cf: C.ClaimsFile, table: str) -> set[str]:
     return {col for c in cf.claims if c.check["kind"] != "none" and c.check["table"] == table
-            for _, col in C._columns_named(c.check, c.variants)}
+            for _, col in _columns_named(c.check, c.variants)}
 
 
 def test_the_columns_claims_name_are_the_tables_columns(tmp_path):

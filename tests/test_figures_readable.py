@@ -13,6 +13,7 @@ import pytest
 
 from gibench.tables import figures as F
 from gibench.tables import he_overhead as HE
+from gibench.tables.selective_encryption import figures as SEF
 
 from test_tables import CONFIG, SLOTS, synthetic_rows
 
@@ -28,6 +29,7 @@ def drawn(monkeypatch):
         return []
 
     monkeypatch.setattr(F, "save_figure", keep)
+    monkeypatch.setattr(SEF, "save_figure", keep)
     monkeypatch.setattr(HE, "save_figure", keep)
     return figs
 
@@ -92,7 +94,7 @@ def test_montage_of_mixed_sizes_fills_its_cells_and_keeps_labels_and_values_apar
 def test_grid_figure_shows_the_kept_restarts_value_under_each_reconstruction(drawn):
     rng = np.random.default_rng(1)
     truth = {s: rng.random((32, 32, 3)) for s in SLOTS}
-    F.build_grid_figure(metrics_path=synthetic_rows(), config=CONFIG, model="lenet", dataset="cifar100",
+    SEF.build_grid_figure(metrics_path=synthetic_rows(), config=CONFIG, model="lenet", dataset="cifar100",
                         attack="ig", out_dir=".", recon_provider=lambda row: rng.random((32, 32, 3)),
                         truth_provider=lambda d, s: truth[s], slots=["s000"], ratios=[0.2])
     (fig,) = drawn
@@ -104,7 +106,7 @@ def test_grid_figure_shows_the_kept_restarts_value_under_each_reconstruction(dra
 
 
 def test_curves_label_psnr_in_db_and_put_the_threshold_in_the_legend(drawn):
-    F.plot_curves(synthetic_rows(), CONFIG, model="lenet", dataset="cifar100", attack="ig", out_dir=".")
+    SEF.plot_curves(synthetic_rows(), CONFIG, model="lenet", dataset="cifar100", attack="ig", out_dir=".")
     (fig,) = drawn
     ylabels = [ax.get_ylabel() for ax in fig.axes]
     assert "PSNR [dB]" in ylabels and "LPIPS" in ylabels
@@ -116,7 +118,7 @@ def test_curves_title_with_a_long_unavailable_reason_stays_inside(drawn):
     rows = synthetic_rows(lpips_available=False)
     for r in rows:
         r["lpips_status"] = "unavailable: " + LONG
-    F.plot_curves(rows, CONFIG, model="cnn", dataset="cifar100", attack="ig", out_dir=".")
+    SEF.plot_curves(rows, CONFIG, model="cnn", dataset="cifar100", attack="ig", out_dir=".")
     (fig,) = drawn
     assert "LPIPS unavailable" in fig._suptitle.get_text()
     assert _inside(fig, fig._suptitle)
@@ -132,7 +134,7 @@ def test_symlog_trace_ticks_do_not_overlap(drawn):
     loss = np.concatenate([np.logspace(16, -10, len(it) - 20), np.zeros(10), -np.logspace(-3, 0, 10)])
     traces = {(m, r): {"iteration": it, "loss": loss * (1 + r)} for m in ("grad", "prodsig", "sens", "param")
               for r in (0.0, 0.1, 0.3)}
-    F.plot_traces(traces, model="lenet", dataset="cifar100", attack="dlg", slot="s000", out_dir=".")
+    SEF.plot_traces(traces, model="lenet", dataset="cifar100", attack="dlg", slot="s000", out_dir=".")
     (fig,) = drawn
     r = fig.canvas.get_renderer()
     checked = 0

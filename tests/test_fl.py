@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gibench import fl
+from gibench import fl, io
+from gibench.seeds import derive_seed
 
 
 def tiny_model(seed: int = 0, dropout: float = 0.0) -> nn.Module:
@@ -173,8 +174,8 @@ def test_fedavg_run_stops_early_and_keeps_the_best_round(tmp_path):
     assert (res.last_round, res.best_round, res.stop_reason) == (7, 4, "early_stopping")
     assert [r["round"] for r in res.curve] == list(range(8))
     assert [r["is_best"] for r in res.curve] == [True, True, True, False, True, False, False, False]
-    best_ck, rec = fl.io.load_tensors(store.round_path(4))
-    last_ck, _ = fl.io.load_tensors(store.round_path(7))
+    best_ck, rec = io.load_tensors(store.round_path(4))
+    last_ck, _ = io.load_tensors(store.round_path(7))
     assert rec["fl_round"] == 4
     for k in best_ck:
         assert torch.equal(res.best_state[k], best_ck[k])
@@ -301,8 +302,8 @@ def test_resume_continues_the_same_curve_bitwise(tmp_path):
         assert torch.equal(straight.final_state[k], resumed.final_state[k])
         assert torch.equal(straight.best_state[k], resumed.best_state[k])
     for r in range(7):
-        a, _ = fl.io.load_tensors(tmp_path / "straight" / "rounds" / f"round{r:04d}.safetensors")
-        b, _ = fl.io.load_tensors(tmp_path / "interrupted" / "rounds" / f"round{r:04d}.safetensors")
+        a, _ = io.load_tensors(tmp_path / "straight" / "rounds" / f"round{r:04d}.safetensors")
+        b, _ = io.load_tensors(tmp_path / "interrupted" / "rounds" / f"round{r:04d}.safetensors")
         assert all(torch.equal(a[k], b[k]) for k in a)
     # training did something and the runs are not trivially constant
     assert straight.curve[-1]["mean_val_loss"] < straight.curve[0]["mean_val_loss"]
@@ -422,7 +423,7 @@ def test_fl_workflow_trains_checkpoints_and_tables(tmp_path):
                                      jobs_fl.model_build_options(cfg, "selective_encryption", "sd_cnn", fdef))
         net.load_state_dict(best)
         pool, shards, test_pos, _ = jobs_fl.load_fl_data(cfg, "selective_encryption", "cifar10", 0)
-        with fl.seeded_rng(fl.derive_seed(brec["seed"], "fl_eval", round=acc["best_round"]), torch.device("cpu")):
+        with fl.seeded_rng(derive_seed(brec["seed"], "fl_eval", round=acc["best_round"]), torch.device("cpu")):
             _, correct = fl.per_sample_eval(net, pool, test_pos, 500, "cpu")
         assert correct.mean() == pytest.approx(acc["test_acc_best"], abs=1e-12)
         assert not (tmp_path / jobs_fl.FL_WORK.format(study="selective_encryption", dataset="cifar10",

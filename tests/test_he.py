@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from gibench import he
+from gibench.he.protocol import _MAGIC
 from gibench.models import build_model
 
 CKKS_BOUND = 1e-9
@@ -407,7 +408,7 @@ def audit_client_message(msg: bytes, ctx, update, mask, weight, chunk_slots) -> 
     names = list(mask)
     flat_mask = np.concatenate([mask[n].reshape(-1).numpy() for n in names])
     pos, problems = 0, []
-    if msg[:8] != he._MAGIC:
+    if msg[:8] != _MAGIC:
         return ["bad magic"]
     (hlen,) = struct.unpack_from("<I", msg, 8)
     raw = msg[12:12 + hlen]

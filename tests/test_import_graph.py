@@ -135,16 +135,23 @@ def test_cycle_report_names_the_chain():
 #: they read the pipeline, which imports them; studies.concealed_samples.spec <-> tables.concealed_samples
 #: (the spec's check reads the tables' layouts from the table registry, the table builders read the
 #: spec's defense steps and FedAvg settings; prep, the figure's de-normalisation, reads the spec).
+#: Split packages (issue 21, module size) keep their modules' cycles under the submodules that hold
+#: the importing code: claims.scale (the probes) and claims.report (tables_made), while claims.load
+#: and claims.predicates are out; privacy.configs (the budget rows), while privacy.accounting is out;
+#: tables.selective_encryption's figures (figure_specs reads pipeline.cases/targets), text (jobs_lm /
+#: jobs_text), protection (text's notes) and build, while common and cost are out (tables.paper reads
+#: only common); tables.figures, now only the drawing helpers every study shares, is out.
 #: No other module may join a cycle, and a module that leaves one must leave this list (the test
 #: fails either way), so the list only shrinks.
 KNOWN_IN_CYCLE = frozenset("gibench." + m for m in """
-    claims privacy
+    claims claims.report claims.scale privacy privacy.configs
     pipeline.jobs_attack pipeline.jobs_claims pipeline.jobs_data pipeline.jobs_fl
     pipeline.jobs_lm pipeline.jobs_overhead pipeline.jobs_text pipeline.targets
     studies studies.stochastic_defenses.targets
     studies.concealed_samples.prep studies.concealed_samples.spec
-    tables tables.budgets tables.concealed_samples tables.figures tables.he_overhead tables.paper
-    tables.selective_encryption tables.stochastic_defenses""".split())
+    tables tables.budgets tables.concealed_samples tables.he_overhead tables.paper
+    tables.selective_encryption tables.selective_encryption.build tables.selective_encryption.figures
+    tables.selective_encryption.protection tables.selective_encryption.text tables.stochastic_defenses""".split())
 
 
 def test_no_new_import_cycle():
@@ -180,10 +187,10 @@ def test_wildcards_is_a_leaf():
 #: tables/* modules that still import gibench.pipeline (all in files the tables helper rewrites
 #: this round, issue 21): exact, so it only shrinks
 KNOWN_TABLES_TO_PIPELINE = frozenset({
-    ("gibench.tables.figures", "gibench.pipeline.cases"),
-    ("gibench.tables.figures", "gibench.pipeline.targets"),
-    ("gibench.tables.selective_encryption", "gibench.pipeline.jobs_lm"),
-    ("gibench.tables.selective_encryption", "gibench.pipeline.jobs_text"),
+    ("gibench.tables.selective_encryption.figures", "gibench.pipeline.cases"),
+    ("gibench.tables.selective_encryption.figures", "gibench.pipeline.targets"),
+    ("gibench.tables.selective_encryption.text", "gibench.pipeline.jobs_lm"),
+    ("gibench.tables.selective_encryption.text", "gibench.pipeline.jobs_text"),
     ("gibench.tables.stochastic_defenses", "gibench.pipeline.jobs_fl"),
 })
 

@@ -11,7 +11,7 @@ from gibench import io
 from gibench.tables import (FIGURES, TABLES, best_of_restarts, build_selective_encryption_outputs,
                             expand_shared, plot_grid, plot_traces, print_summary, table2, table4, table5,
                             table6)
-from gibench.tables.figures import parse_trace_path
+from gibench.tables.selective_encryption import parse_trace_path
 from gibench.tables.render import fmt_mean_std
 from gibench.tables.selective_encryption import rating, table2_cells, table4_cells, table5_cells
 

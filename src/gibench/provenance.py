@@ -21,6 +21,10 @@ The config a record's ``config_digest`` names is kept verbatim in
 ``results/configs/<digest>.yaml`` (:func:`snapshot_config`, called by the Snakefile), so
 every artifact can be traced to — and re-run with — the exact config it was made with,
 even after partial re-runs under later configs.
+
+Length: one record format: every field is made (:func:`make_record`, :func:`run_record`),
+written (sidecars, config snapshots) and read back (:func:`read_any_record`, :func:`run_facts`)
+here, so the format is defined in one place.
 """
 from __future__ import annotations
 

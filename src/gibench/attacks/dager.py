@@ -70,6 +70,10 @@ the batch that never occurred (e.g. v at p when v occurred at q and another toke
 both p and q).  The layer-1 filter then passes more candidates (all of them batch tokens);
 the layer-2 filter, through block 0's non-linearities, removes them.  Pretrained GPT-2
 (β ≠ 0) does not have this degeneracy.
+
+Length: a port of one algorithm (rank and span estimation, the two filters, the greedy decoder
+with its cache, both encryption variants) that reads best top to bottom, in the order of its
+description above; none of its pieces is used elsewhere.
 """
 from __future__ import annotations
 

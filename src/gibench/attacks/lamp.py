@@ -61,6 +61,10 @@ regulariser is meant to keep x at the scale of real embeddings.  A number overri
 Cost: about (1 + 1/3 · swap share) double-backward passes per step; see
 ``benchmarks/bench_lamp.py``.  ``time_limit`` (seconds) stops the run early (the
 best iterate so far is projected; ``info['stopped'] = 'time_limit'``).
+
+Length: one attack, ported from the reference code's single loop (the masked gradient
+distance, token projection, the LM prior, the discrete swap rounds) and read best in that order;
+its helpers serve only this loop.
 """
 from __future__ import annotations
 

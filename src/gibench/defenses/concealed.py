@@ -42,6 +42,10 @@ Defenses:
   is applied (ATS ignores its probability p).  The shared gradient is the plain gradient of
   the transformed batch; the metrics compare against the transformed image (DCS-2 does).
 * ``dcs2`` -- see :class:`DCS2`.
+
+Length: paper C's staged defenses, each record beside the code that applies it (DP, pruning,
+Soteria, ATS, DCS²) and :func:`defend`, which runs them in order, so each defense is checked
+against the paper in one place.
 """
 from __future__ import annotations
 

@@ -50,6 +50,9 @@ be continuous and require grad).  Without a source installed the layers behave l
 
 The privacy module's weights are drawn *after* the base model's, so a model with PRECODE or
 CVB has the same base weights as the plain model built with the same seed.
+
+Length: paper B's three architectures (CNN, ViT, ResNet-18) and the stochastic layers they are
+built from, each model a page read against the CVB configs; the layers serve only these models.
 """
 from __future__ import annotations
 

@@ -45,6 +45,10 @@ large dense products instead of per-column weight gradients:
 
 ``factored=False`` differentiates every parameter gradient directly (the reference the
 tests compare against).
+
+Length: one quantity and its three estimators (exact, discrete, probes), which share the
+Jacobian engine (:class:`GradientJacobian`, half the file) that nothing else uses; each
+estimator is a page beside the engine it relies on.
 """
 from __future__ import annotations
 

@@ -22,14 +22,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 from . import concealed_samples as _concealed_samples  # noqa: F401  (registers the study's tables)
 from . import stochastic_defenses as _stochastic_defenses  # noqa: F401  (registers the study's tables)
-from .figures import (build_curves_figure, build_grid_figure, build_traces_figure, figure_specs,
-                      file_recon_provider, plot_curves, plot_grid, plot_traces, victims_truth_provider)
 from .registry import FIGURES, TABLES, OutputEntry, register_figure, register_table
 from .render import TableDoc, fmt_mean_std, fmt_ratio
 from .select import best_of_restarts, expand_shared
-from .selective_encryption import (STUDY as _SE, TABLE_ORDER, build_table2, build_table3, build_table4, build_table5,
-                                   build_table6, table3, load_metric_rows, print_summary, rating, selected_rows,
-                                   table2, table4, table5, table6)
+from .selective_encryption import (STUDY as _SE, TABLE_ORDER, build_curves_figure, build_grid_figure,
+                                   build_table2, build_table3, build_table4, build_table5, build_table6,
+                                   build_traces_figure, figure_specs, file_recon_provider, load_metric_rows,
+                                   plot_curves, plot_grid, plot_traces, print_summary, rating, selected_rows,
+                                   table2, table3, table4, table5, table6, victims_truth_provider)
 
 
 def build_selective_encryption_outputs(metric_rows_path: Any, cost_rows_path: Any, trace_paths: Any,

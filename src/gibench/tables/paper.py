@@ -147,7 +147,7 @@ def se_reasons(pv: PaperValues, cfg: Mapping[str, Any], raw: Sequence[dict], att
     """Why our (attack, model, dataset) values are not comparable with the paper's (empty: they are).
     ``dataset`` None: every dataset of the (attack, model) (Table 2)."""
     from .select import modality_of
-    from .selective_encryption import evaluation
+    from .selective_encryption.common import evaluation
 
     ev = evaluation(cfg)
     kind = _se_kind(cfg, attack)
@@ -195,7 +195,7 @@ def se_reasons(pv: PaperValues, cfg: Mapping[str, Any], raw: Sequence[dict], att
     if table == "table5":
         ref = pv.scale_value("table5")
         from .select import ratio_key
-        from .selective_encryption import DEFAULT_TABLE5_METRIC
+        from .selective_encryption.common import DEFAULT_TABLE5_METRIC
 
         if ratio_key(ev["table5_ratio"]) != ratio_key(ref["ratio"]):
             out.append(f"ratio {fmt_ratio(ratio_key(ev['table5_ratio']))} (paper: {fmt_ratio(ref['ratio'])})")
@@ -210,7 +210,7 @@ def _se_grid_reason(pv: PaperValues, cfg: Mapping[str, Any], raw: Sequence[dict]
                     dataset: str | None, max_ratio: float | None) -> list[str]:
     """Tables 2 and 4: the paper's minimal ratios (its Table 4, every dataset if ``dataset`` is None)
     that our ratio grid cannot produce."""
-    from .selective_encryption import attack_grid
+    from .selective_encryption.common import attack_grid
 
     t4 = pv.table("table4")
     kind = _se_kind(cfg, attack)
@@ -241,7 +241,7 @@ def _label(*parts: Any) -> str:
 
 def _se_label(cfg: Mapping[str, Any], attack: str, *rest: Any) -> str:
     """IG/LeNet/CIFAR-100; an attack entry named other than its type: LAMP (lamp_selectors)/..."""
-    from .selective_encryption import attack_label  # the tables' own row label (paper.py is imported by it)
+    from .selective_encryption.common import attack_label  # the tables' own row label (common imports no paper)
 
     return "/".join([attack_label(cfg, attack)] + [display(p) for p in rest])
 

@@ -15,7 +15,7 @@ makes it (``when``) and its display name (``caption``).  ``when`` is one of
 - ``"kind"``: once per entry of the study's ``tables:`` (``figures:``) mapping whose ``kind``
   is the entry's name (stochastic defenses: ``attacks``, ``ablation``; its figures are all
   of kind ``grid``);
-- ``"specs"``: once per figure of :func:`gibench.tables.figures.figure_specs` of the entry's
+- ``"specs"``: once per figure of :func:`gibench.tables.selective_encryption.figure_specs` of the entry's
   kind, when the study configures attacks (selective encryption's curves, traces, grids);
 - or a callable ``(config, study_config) -> bool``.
 

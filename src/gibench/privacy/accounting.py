@@ -1,60 +1,12 @@
-"""Privacy budgets: epsilon at a stated delta for the DP configurations the studies run.
-
-What is accounted (sample-level DP, DP-SGD style: the guarantee protects one training sample
-of a client against everything the server sees from that client):
-
-* **Mechanism.**  Paper B's ``dp`` defense (:class:`gibench.defenses.specs.DP`, applied by
-  :meth:`gibench.defenses.DefenseChain.client_gradient`): every sample's gradient is clipped
-  to L2 norm tau over all parameters, the clipped gradients are summed, Xi ~ N(0, (sigma tau)^2 I)
-  is added and the sum is divided by the batch size B (a public constant of the step).
-  Dropout, the privacy modules (PRECODE/CVB: per-sample randomness inside each sample's
-  gradient), pruning of the noisy gradient (GP) and the optimiser steps of FedAvg are
-  post-processing or per-sample preprocessing and do not change the bound.
-* **Neighbouring relation** (``relation``).  ``replace_one`` (default): datasets of the same
-  size that differ in one sample.  Batch sizes do not change, the clipped sum moves by at
-  most 2 tau, so each release is a Gaussian mechanism with noise multiplier
-  (std / L2 sensitivity) sigma tau / (2 tau) = sigma / 2.  ``zero_out``: one sample replaced by
-  a null sample whose clipped gradient is 0 (Kairouz et al. 2021, "Practical and private (deep)
-  learning without sampling or shuffling"): sensitivity tau, noise multiplier sigma -- the
-  relation DP-SGD papers' numbers usually correspond to.  Plain add/remove is not used for
-  what runs here: the code divides by the actual batch size, which changes with the dataset's
-  size, so add/remove is not a Gaussian mechanism.
-* **Sampling.**  The FedAvg clients (:func:`gibench.fl.local_train`) shuffle their training
-  shard every epoch and cut it into disjoint batches, so every sample is in exactly one
-  (``drop_last``: at most one) noisy step per local epoch.  No privacy amplification by that
-  shuffling is claimed (no theorem covers shuffled fixed-size batches in the RDP/PLD
-  accountants; Chua et al. 2024, "How private are DP-SGD implementations?", show the
-  Poisson numbers can underestimate it): ``sampling_rate`` is 1 and the guarantee composes
-  one Gaussian release per epoch: ``compositions`` = rounds x local_epochs.  This is a formal
-  guarantee (Gaussian mechanism + adaptive composition; the batch order is data-independent).
-  The usual DP-SGD number -- Poisson subsampling at q = B / n over every local step -- is
-  given as a labelled *variant* with ``guarantee: none`` (its assumption is not what runs).
-* **Attacked gradient.**  The gradient the attacks invert is one release: one composition.
-* **Accountants** (Google's ``dp-accounting``): ``exact`` -- the analytic Gaussian mechanism
-  (Balle & Wang 2018, ``dp_accounting.gaussian_mechanism.get_epsilon_gaussian``); k Gaussian
-  releases of noise multiplier s compose exactly to one of s / sqrt(k) (Dong, Roth & Su 2019),
-  so this is tight; ``rdp`` -- ``dp_accounting.rdp.RdpAccountant`` (an upper bound, looser);
-  ``pld`` -- ``dp_accounting.pld.PLDAccountant``, only for the Poisson variant and only where
-  it is cheap (noise multiplier >= :data:`PLD_MIN_NOISE`).  ``epsilon`` is the smallest of the
-  formal bounds computed (all are valid upper bounds; ``exact`` is the tight one).
-* **No clipping** (the concealed-samples study's ``dp_gaussian``: N(0, std^2) added to the
-  gradient, no clipping): no sensitivity bound is enforced, so no (epsilon, delta) follows from
-  the mechanism: ``guarantee: none``, ``epsilon: inf`` (= no finite bound, not a measurement).
-* **delta** (``delta``, default 1e-5: TF Privacy's MNIST convention, below 1/n for every client
-  training set in the shipped configs; a record notes when delta >= 1/n).
-
-Tiny noise multipliers give astronomically large epsilon (sigma = 1e-4: ~2e8 for one step);
-those numbers are reported as computed.  Paper B itself reports no epsilon.
-
-Entry points: :func:`budget` (a defense + the study's gradient/fl settings -> one record with
-per-step, per-round and whole-run numbers), :func:`format_epsilon` (a table cell) and
-:func:`study_budgets` (every DP configuration of a validated config).
-"""
+"""The accounting of :mod:`gibench.privacy`: a study's ``privacy`` settings, the Gaussian mechanism
+of a DP defense, the accountants (exact, RDP, PLD; Poisson subsampling) and the budget records of
+an attacked gradient and of a FedAvg run (:func:`budget`, :func:`format_epsilon`)."""
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
+
 
 #: defaults of a study's ``privacy`` block (config/schema/privacy.defs.yaml holds the same)
 DEFAULTS: dict[str, Any] = {
@@ -107,9 +59,9 @@ def mechanism_of(defense: Any) -> dict[str, Any] | None:
     concealed-samples step list (``CSDefense`` records) or a ``DPGaussian`` record, a spec
     list as either family takes it, or None.  Returns ``{"kind": "clipped_gaussian", "clip",
     "sigma"}`` or ``{"kind": "unclipped_gaussian", "std"}``."""
-    from .defenses import DefenseChain
-    from .defenses.concealed import CSDefense, DPGaussian, parse_steps
-    from .defenses.specs import DP
+    from ..defenses import DefenseChain
+    from ..defenses.concealed import CSDefense, DPGaussian
+    from ..defenses.specs import DP
 
     if defense is None:
         return None
@@ -133,7 +85,7 @@ def mechanism_of(defense: Any) -> dict[str, Any] | None:
 
 def noise_multiplier(sigma: float, relation: str) -> float:
     """std / L2 sensitivity of one release: sigma tau / (2 tau) under replace_one, sigma tau / tau
-    under zero_out (see the module docstring)."""
+    under zero_out (see :mod:`gibench.privacy`)."""
     if relation == "replace_one":
         return float(sigma) / 2.0
     if relation == "zero_out":
@@ -282,7 +234,7 @@ def fedavg_budget(defense: Any, fl_settings: Mapping[str, Any] | None, *, n_trai
     and the delta check; the formal bound does not depend on it); ``rounds`` the rounds
     actually trained (default: ``fl.rounds``, an upper bound when early stopping ends a run
     sooner)."""
-    from . import fl
+    from .. import fl
 
     mech = mechanism_of(defense)
     if mech is None:
@@ -403,141 +355,3 @@ def format_epsilon(rec: Mapping[str, Any] | None, digits: int = 3) -> str:
     if eps >= 1e4:
         return f"{eps:.{digits - 1}e}"
     return f"{eps:.{digits}g}"
-
-
-# ===================================================================== the shipped configs
-
-def client_train_sizes(pool_size: int, fl_settings: Mapping[str, Any]) -> list[int] | None:
-    """The clients' training-sample counts for a pool of ``pool_size`` samples, as
-    :func:`gibench.fl.make_clients` cuts it (IID only: the sizes do not depend on the seed or
-    labels; None for a label-dependent partition)."""
-    import numpy as np
-
-    from . import fl
-
-    s = fl.settings_from(fl_settings)
-    if s["partition"]["type"] != "iid":
-        return None
-    shards = fl.make_clients(np.zeros(int(pool_size), dtype=np.int64), s, seed=0)
-    return [int(len(c.train)) for c in shards]
-
-
-def fl_pool_size(config: Mapping[str, Any], dataset: str, holdout_fraction: float,
-                 train_split: str = "train") -> int | None:
-    """Training pool of a FedAvg run (as the FedAvg jobs build it): the hub's train split, or
-    the bundled split less the held-out test share."""
-    from .datasets import DATASETS
-
-    spec = dict((config.get("datasets") or {}).get(dataset) or {})
-    ds = DATASETS.get(dataset)
-    if spec.get("source", "bundled") == "hub":
-        return ds.pool_size("hub", train_split)
-    n = ds.pool_size("bundled", spec.get("split") or ds.bundled_splits[0])
-    return None if n is None else n - int(round(float(holdout_fraction) * n))
-
-
-def study_budgets(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per DP configuration of a validated config: every attacked gradient and every
-    FedAvg run whose defense adds noise (paper B's ``dp``; the concealed-samples
-    ``dp_gaussian``).  Row: study, setting (attack | fedavg), defense, dataset, model, and the
-    record of :func:`budget` under ``record``.
-
-    Names are resolved by the pipeline's own functions (gibench.studies.stochastic_defenses.spec,
-    jobs_fl; gibench.studies.concealed_samples.spec), so the budgets are those of what the jobs run."""
-    rows: list[dict[str, Any]] = []
-    studies = config.get("studies") or {}
-    if "stochastic_defenses" in studies:
-        rows += _sd_rows(config)
-    if "concealed_samples" in studies:
-        rows += _cs_rows(config)
-    return rows
-
-
-def _sd_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from .pipeline import jobs_fl
-    from .studies.stochastic_defenses.spec import spec as sd_spec
-
-    study = "stochastic_defenses"
-    sd = sd_spec(config)
-    if sd is None:          # an empty study block: nothing attacked, nothing trained
-        return []
-    priv = sd.written("privacy")
-    rows, seen = [], set()
-    for d, m, dfn, _a in sd.cases():
-        rec = attack_budget(sd.chain(dfn), sd.written("gradient"), priv)
-        if rec is not None and (dfn, d) not in seen:
-            seen.add((dfn, d))
-            rows.append({"study": study, "setting": "attack", "defense": dfn, "dataset": d, "model": m, "record": rec})
-    block = jobs_fl.fl_block(config, study)
-    if block:
-        f = dict(block)
-        hold = float((f.get("data") or {}).get("holdout_fraction", 0.2))
-        split = (f.get("data") or {}).get("train_split", "train")
-        seen = set()
-        for d, m, dfn, _seed in jobs_fl.fl_runs(config, study):
-            if (d, m, dfn) in seen:
-                continue
-            seen.add((d, m, dfn))
-            chain = jobs_fl.defense_chain(jobs_fl.defense_specs(config, study, dfn), jobs_fl.defense_defaults(config, study))
-            if chain is None:
-                continue
-            pool = fl_pool_size(config, d, hold, split)
-            sizes = client_train_sizes(pool, f) if pool else None
-            rec = fedavg_budget(chain, f, n_train=min(sizes) if sizes else None, privacy=priv)
-            if rec is not None:
-                rows.append({"study": study, "setting": "fedavg", "defense": dfn, "dataset": d, "model": m,
-                             "record": rec})
-    return rows
-
-
-def _cs_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from .studies.concealed_samples import spec as cs_spec
-
-    study = "concealed_samples"
-    cs = config["studies"][study]
-    priv = cs.get("privacy")
-    cases = cs.get("cases") or {}
-    rows = []
-    for dfn in cs.get("defenses") or {}:
-        for d, m in cases.items():
-            rec = attack_budget(cs_spec.defense_steps(config, dfn, d), None, priv)
-            if rec is not None:
-                rows.append({"study": study, "setting": "attack", "defense": dfn, "dataset": d, "model": m,
-                             "record": rec})
-    u = cs.get("utility") or {}
-    if u.get("enabled", True):
-        for d in u.get("datasets") or list(cases):
-            settings = cs_spec.fl_settings(config, d, "iid")
-            for dfn in cs.get("defenses") or {}:
-                steps = cs_spec.defense_steps(config, dfn, d, u.get("defense_overrides", {}))
-                pool = fl_pool_size(config, d, float(u.get("holdout_fraction", 0.2)))
-                sizes = client_train_sizes(pool, settings) if pool else None
-                rec = fedavg_budget(steps, settings, n_train=min(sizes) if sizes else None, privacy=priv)
-                if rec is not None:
-                    rows.append({"study": study, "setting": "fedavg", "defense": dfn, "dataset": d,
-                                 "model": cases.get(d), "record": rec})
-    return rows
-
-
-def summary_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Flat rows for a table / the docs: per step, per round and over the run (main relation),
-    the run under the other relation and the Poisson-assumed number (None where not computed)."""
-    out = []
-    for r in rows:
-        rec = r["record"]
-        row = {k: r[k] for k in ("study", "setting", "defense", "dataset", "model")}
-        row.update(mechanism=rec["mechanism"], clip=rec.get("clip"), sigma=rec.get("sigma"), std=rec.get("std"),
-                   relation=rec["relation"], delta=rec["delta"], guarantee=rec["guarantee"])
-        other = next((v for v in rec.get("variants", []) if v.get("guarantee") == "formal"), None)
-        poisson = next((v for v in rec.get("variants", []) if v.get("relation") == "add_remove"), None)
-        if r["setting"] == "fedavg":
-            row.update(n_train=rec.get("n_train"), rounds=rec["rounds"], local_epochs=rec["local_epochs"],
-                       batch_size=rec["batch_size"], steps=rec["steps"],
-                       eps_step=rec["per_step"]["epsilon"], eps_round=rec["per_round"]["epsilon"])
-        else:
-            row.update(eps_step=rec["epsilon"])
-        row.update(eps_total=rec["epsilon"], eps_total_rdp=rec["epsilon_by_accountant"].get("rdp"),
-                   eps_total_other_relation=other["epsilon"] if other else None,
-                   eps_poisson_assumed=poisson["epsilon"] if poisson else None)
-        out.append(row)
-    return out
