@@ -28,6 +28,9 @@ from gibench import config as gconfig
 from gibench.pipeline import paths as P
 from gibench.pipeline import targets as T
 
+# study 1 (selective encryption) runs the shared stage rules; its cases and input functions
+from gibench.studies.selective_encryption import targets as SE
+
 # The embedded default applies only when no --configfile is given: a study config is complete
 # on its own (Snakemake would otherwise merge the demo's studies into it).
 if not workflow.overwrite_configfiles:
