@@ -9,8 +9,8 @@ The names the spec resolves are methods of :class:`Spec`, shared by the target l
 (:mod:`.targets`), the checks and the table helpers, so they all read the same values:
 :meth:`Spec.case_list` (one model id per init of a case), :meth:`Spec.attack_runs_on`,
 :meth:`Spec.attack_metrics` / :meth:`Spec.attack_ratios` / :meth:`Spec.attack_victims` (an
-attack's grid: its own ``attacks.<a>.*`` or the study's), :meth:`Spec.interior_ratios` and
-:meth:`Spec.selector_ratio`.
+attack's grid: its own ``attacks.<a>.*`` or the study's), :meth:`Spec.interior_ratios`,
+:meth:`Spec.selector_ratio` and :meth:`Spec.model_cost_metrics` (a model's Table 6 metrics).
 
 What still reads the raw block, and why:
 
@@ -19,10 +19,13 @@ What still reads the raw block, and why:
   defaults the schema does not hold (the text protection only when a text case exists) into
   the validated config, which the rule params repeat byte for byte;
 - rule params (``job_settings``, ``attack_params``, ``table_settings`` in
-  :mod:`gibench.pipeline.targets`): Snakemake's params trigger compares their repr, so they
-  pass the config as written (:meth:`Spec.written` gives parts of it);
-- the job modules (:mod:`gibench.pipeline.jobs_*`, :mod:`.jobs_overhead`), shared with the
-  other studies or taking the block from the job's config.
+  :mod:`gibench.pipeline.targets`, shared with the other studies): Snakemake's params
+  trigger compares their repr, so they pass the config as written;
+- the shared stage jobs (:mod:`gibench.pipeline`'s ``jobs_*``), which serve every study and
+  take the block from the job's config;
+- :mod:`.jobs_overhead` (the overhead rules' input functions and jobs): moved here as it was,
+  it reads ``overhead`` and the grid it measures from the block (a rewrite onto the spec is
+  left for later: its params and records repeat the block as written).
 """
 from __future__ import annotations
 
@@ -46,15 +49,6 @@ def _ro(v: Any) -> Any:
         return MappingProxyType({k: _ro(x) for k, x in v.items()})
     if isinstance(v, (list, tuple)):
         return tuple(_ro(x) for x in v)
-    return v
-
-
-def plain(v: Any) -> Any:
-    """A read-only value back as plain dicts and lists, key order kept."""
-    if isinstance(v, Mapping):
-        return {k: plain(x) for k, x in v.items()}
-    if isinstance(v, tuple):
-        return [plain(x) for x in v]
     return v
 
 
@@ -143,15 +137,6 @@ class Spec:
     fl: Mapping[str, Any] | None
     #: the block as validated (read-only, key order kept)
     block: Mapping[str, Any] = field(repr=False, compare=False)
-
-    def written(self, *keys: str) -> Any:
-        """The part of the block at ``keys`` as plain dicts/lists (None when absent)."""
-        v: Any = self.block
-        for k in keys:
-            if not isinstance(v, Mapping) or k not in v:
-                return None
-            v = v[k]
-        return plain(v)
 
     # ------------------------------------------------------------ cases
 
