@@ -26,6 +26,11 @@ What still reads the raw block, and why:
 - :mod:`.jobs_overhead` (the overhead rules' input functions and jobs): moved here as it was,
   it reads ``overhead`` and the grid it measures from the block (a rewrite onto the spec is
   left for later: its params and records repeat the block as written).
+
+Length (~560 lines, over the ~500 the issue asks): half of it is the study's semantic checks,
+moved whole from ``config.py``, ``pipeline/jobs_text.py`` and ``pipeline/jobs_overhead.py`` with
+their messages unchanged; they are kept beside the spec (the common shape's ``check``) rather
+than split before they read the spec.
 """
 from __future__ import annotations
 
