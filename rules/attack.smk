@@ -5,7 +5,7 @@
 # one job per case (rule attack_restarts) runs all k -- together, vectorised, where the attack
 # allows it (the registry entry's `many`: ATTACKS.entry(kind).many) -- and still writes one
 # artifact per restart.
-_RESTARTS = T.restart_groups(config)
+_RESTARTS = SE.restart_groups(config)
 _MULTI = [k for k in _RESTARTS if k > 1]
 
 
@@ -66,7 +66,7 @@ for _k in _MULTI:
 # every slot are gathered into results/metrics/<study>/metrics.parquet (rule gather_metrics).
 rule evaluate:
     input:
-        unpack(lambda wc: T.evaluate_inputs(config, wc)),
+        unpack(lambda wc: SE.evaluate_inputs(config, wc)),
     output:
         P.METRICS,
     log:
@@ -83,7 +83,7 @@ rule evaluate:
 
 rule gather_metrics:
     input:
-        lambda wc: T.metric_files(config, wc.study),
+        lambda wc: SE.metric_files(config, wc.study),
     output:
         P.ALL_METRICS,
     log:
@@ -95,7 +95,7 @@ rule gather_metrics:
 
 rule gather_cost:
     input:
-        lambda wc: T.cost_files(config, wc.study),
+        lambda wc: SE.cost_files(config, wc.study),
     output:
         P.COST,
     log:

@@ -1,14 +1,15 @@
 # Real CKKS (TenSEAL) cost of encrypting each mask: one job per (model, significance metric)
 # measures a FedAvg round for each of its ratios (ratios 0/1 once, under significance "any"),
 # then the rows are gathered into the HE-overhead table and the cost-vs-protection figure.
-from gibench.pipeline import jobs_overhead as OV
+from gibench.studies.selective_encryption import jobs_overhead as OV
+from gibench.studies.selective_encryption import paths as SEP
 
 
 rule overhead:
     input:
         unpack(lambda wc: OV.overhead_inputs(config, wc)),
     output:
-        OV.OVERHEAD,
+        SEP.OVERHEAD,
     log:
         "logs/overhead/{study}/{dataset}/{model}/{significance}.json",
         out="logs/overhead/{study}/{dataset}/{model}/{significance}.log",
@@ -25,7 +26,7 @@ rule gather_overhead:
     input:
         lambda wc: OV.overhead_files(config, wc.study),
     output:
-        OV.ALL_OVERHEAD,
+        SEP.ALL_OVERHEAD,
     log:
         "logs/gather_overhead/{study}.json",
         out="logs/gather_overhead/{study}.log",

@@ -23,7 +23,7 @@ rule significance:
 
 
 # One job per (slot, significance metric) writes the masks of every ratio strictly between 0 and 1.
-_INTERIOR = T.interior_ratios(config)
+_INTERIOR = SE.interior_ratios(config)
 if _INTERIOR:
 
     rule masks:

@@ -26,7 +26,7 @@ rule table:
 
 rule figure:
     input:
-        unpack(lambda wc: T.figure_inputs(config, wc.study, wc.figure)),
+        unpack(lambda wc: SE.figure_inputs(config, wc.study, wc.figure)),
     output:
         png=report_figure(P.FIGURE.replace("{ext}", "png")),
         pdf=P.FIGURE.replace("{ext}", "pdf"),

@@ -131,7 +131,11 @@ def test_cycle_report_names_the_chain():
 #: tables.paper <-> selective_encryption / stochastic_defenses (reg-tables); pipeline.targets
 #: <-> jobs_text / jobs_lm / the study registry (target lists and input functions that import each
 #: other; studies.stochastic_defenses.targets asks pipeline.targets for its registered tables and
-#: the registry, gibench.studies, calls it; all_targets asks the registry); claims' scale probes and tables_made, privacy's budget rows:
+#: the registry, gibench.studies, calls it; all_targets asks the registry; likewise studies.selective_encryption.targets (pipeline.targets'
+#: table registry asks its has_selector_cases, jobs_lm its attack_runs_on), its spec (the check
+#: calls jobs_lm's language-model check and reads jobs_text's families and Sens estimator) and
+#: its jobs_overhead (the table and figure jobs call tables.he_overhead));
+#: claims' scale probes and tables_made, privacy's budget rows:
 #: they read the pipeline, which imports them; studies.concealed_samples.spec <-> tables.concealed_samples
 #: (the spec's check reads the tables' layouts from the table registry, the table builders read the
 #: spec's defense steps and FedAvg settings; prep, the figure's de-normalisation, reads the spec).
@@ -146,8 +150,9 @@ def test_cycle_report_names_the_chain():
 KNOWN_IN_CYCLE = frozenset("gibench." + m for m in """
     claims claims.report claims.scale privacy privacy.configs
     pipeline.jobs_attack pipeline.jobs_claims pipeline.jobs_data pipeline.jobs_fl
-    pipeline.jobs_lm pipeline.jobs_overhead pipeline.jobs_text pipeline.targets
+    pipeline.jobs_lm pipeline.jobs_text pipeline.targets
     studies studies.stochastic_defenses.targets
+    studies.selective_encryption.jobs_overhead studies.selective_encryption.spec studies.selective_encryption.targets
     studies.concealed_samples.prep studies.concealed_samples.spec
     tables tables.budgets tables.concealed_samples tables.he_overhead tables.paper
     tables.selective_encryption tables.selective_encryption.build tables.selective_encryption.figures

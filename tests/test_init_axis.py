@@ -11,9 +11,9 @@ import yaml
 from gibench import model_ids
 from gibench.config import ConfigError, validate
 from gibench.pipeline import paths as P
-from gibench.pipeline import targets as T
 from gibench.pipeline.jobs_attack import attack_settings
 from gibench.pipeline.jobs_data import case_list, model_for, model_init
+from gibench.studies.selective_encryption import targets as SET
 from gibench.tables.render import display
 from gibench.tables.selective_encryption import table4
 from workflow_helpers import MICRO, ROOT, run_snakemake, write_config
@@ -64,7 +64,7 @@ def test_the_configured_init_keeps_the_bare_name():
 
 def test_paths_keep_the_inits_apart():
     se = validate(_cfg(models={"lenet": {"init": "torch_default"}}))
-    gradients = T.se_gradient_targets(se)
+    gradients = SET.gradient_targets(se)
     assert "results/gradients/selective_encryption/cifar100/lenet/s000.safetensors" in gradients
     assert "results/gradients/selective_encryption/cifar100/lenet@dlg_uniform/s000.safetensors" in gradients
     assert P.fmt(P.ATTACK, study=SE, dataset="cifar100", model="lenet@dlg_uniform", slot=0, significance="grad",
@@ -74,10 +74,10 @@ def test_paths_keep_the_inits_apart():
 def test_attacks_pick_their_inits_and_model_params_apply_by_model_then_id():
     cfg = validate(_cfg(models={"lenet": {"init": "torch_default"}}))
     se = cfg["studies"][SE]
-    assert T.attack_runs_on(se, "ig", "cifar100", "lenet") and not T.attack_runs_on(se, "ig", "cifar100", "lenet@dlg_uniform")
-    assert T.attack_runs_on(se, "dlg", "cifar100", "lenet@dlg_uniform") and not T.attack_runs_on(se, "dlg", "cifar100", "lenet")
-    assert {c[2] for c in T.se_attack_cases(cfg, "dlg")} == {"lenet@dlg_uniform"}
-    assert {c[2] for c in T.se_attack_cases(cfg, "ig")} == {"lenet"}
+    assert SET.attack_runs_on(se, "ig", "cifar100", "lenet") and not SET.attack_runs_on(se, "ig", "cifar100", "lenet@dlg_uniform")
+    assert SET.attack_runs_on(se, "dlg", "cifar100", "lenet@dlg_uniform") and not SET.attack_runs_on(se, "dlg", "cifar100", "lenet")
+    assert {c[2] for c in SET.attack_cases(cfg, "dlg")} == {"lenet@dlg_uniform"}
+    assert {c[2] for c in SET.attack_cases(cfg, "ig")} == {"lenet"}
     se["attacks"]["dlg"]["model_params"] = {"lenet": {"iterations": 7, "lr": 0.5}, "lenet@dlg_uniform": {"iterations": 9}}
     _, params, _ = attack_settings(se, "dlg", "lenet@dlg_uniform")
     assert params == {"iterations": 9, "lr": 0.5}

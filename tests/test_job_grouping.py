@@ -15,6 +15,7 @@ from gibench.config import validate
 from gibench.pipeline import paths as P
 from gibench.pipeline import targets as T
 from gibench.pipeline.jobs_tables import order_metric_rows
+from gibench.studies.selective_encryption import targets as SE
 from workflow_helpers import MICRO, ROOT
 
 
@@ -38,19 +39,19 @@ def _old_attack_files(cfg):
     """The per-restart artifacts of the old layout: (attack, case, rep) for every case."""
     out = []
     for attack, entry in cfg["studies"]["selective_encryption"]["attacks"].items():
-        for st, d, m, s, me, r in T.se_attack_cases(cfg, attack):
+        for st, d, m, s, me, r in SE.attack_cases(cfg, attack):
             out += [P.fmt(P.ATTACK, study=st, dataset=d, model=m, slot=s, significance=me, ratio=r, attack=attack, rep=k)
                     for k in range(entry["restarts"])]
     return out
 
 
 def test_each_slot_job_reads_exactly_its_attack_outputs(cfg):
-    files = T.metric_files(cfg, "selective_encryption")
+    files = SE.metric_files(cfg, "selective_encryption")
     assert files == [f"results/metrics/selective_encryption/cifar100/lenet/s00{i}.parquet" for i in (0, 1)]
     seen = []
     for slot in ("s000", "s001"):
         wc = SimpleNamespace(study="selective_encryption", dataset="cifar100", model="lenet", slot=slot)
-        paths = T.slot_attack_paths(cfg, wc)
+        paths = SE.slot_attack_paths(cfg, wc)
         assert all(f"/{slot}/" in p for p in paths)
         seen += paths
     old = _old_attack_files(cfg)
@@ -60,7 +61,7 @@ def test_each_slot_job_reads_exactly_its_attack_outputs(cfg):
 
 
 def test_restart_groups_split_attacks_by_restart_count(cfg):
-    assert T.restart_groups(cfg) == {1: ["ig_fast"], 2: ["ig_two"], 3: ["ig"]}
+    assert SE.restart_groups(cfg) == {1: ["ig_fast"], 2: ["ig_two"], 3: ["ig"]}
     assert T.attack_choice([]) == "(?!)"
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from gibench import config as gconfig
 from gibench import io
-from gibench.pipeline import jobs_overhead as OV
 from gibench.pipeline import targets as T
+from gibench.studies.selective_encryption import jobs_overhead as OV
 from workflow_helpers import MICRO, ROOT, run_snakemake, write_config
 
 LENET = 88_648                     # LeNet's parameter count (DLG / FedML-HE LeNet on CIFAR-100)

@@ -8,6 +8,7 @@ import pytest
 
 from gibench import config as C
 from gibench.pipeline import targets as T
+from gibench.studies.selective_encryption import targets as SE
 
 BASE = {
     "seed": 0,
@@ -37,21 +38,21 @@ def _cfg(mutate=None):
 def test_attacks_run_on_their_modality_with_their_own_grids():
     cfg = _cfg()
     se = cfg["studies"]["selective_encryption"]
-    assert T.attack_runs_on(se, "ig", "cifar100", "lenet") and not T.attack_runs_on(se, "ig", "cola", "gpt2")
-    assert T.attack_runs_on(se, "lamp", "cola", "bert") and T.attack_runs_on(se, "lamp", "cola", "gpt2")
-    assert T.attack_runs_on(se, "dager", "cola", "gpt2") and not T.attack_runs_on(se, "dager", "cola", "bert")
-    lamp = list(T.se_attack_cases(cfg, "lamp"))
+    assert SE.attack_runs_on(se, "ig", "cifar100", "lenet") and not SE.attack_runs_on(se, "ig", "cola", "gpt2")
+    assert SE.attack_runs_on(se, "lamp", "cola", "bert") and SE.attack_runs_on(se, "lamp", "cola", "gpt2")
+    assert SE.attack_runs_on(se, "dager", "cola", "gpt2") and not SE.attack_runs_on(se, "dager", "cola", "bert")
+    lamp = list(SE.attack_cases(cfg, "lamp"))
     assert {c[3] for c in lamp} == {"s000"}                                   # lamp: victims 1
-    sel = T.selector_ratio(cfg)
+    sel = SE.selector_ratio(cfg)
     assert sel == "r0.001"                                                    # smallest interior ratio of all grids
     by_metric = {}
     for c in lamp:
         by_metric.setdefault(c[4], set()).add(c[5])
     assert by_metric["attn"] == {sel} and by_metric["onefifth_1"] == {sel}  # selectors once
     assert by_metric["grad"] == {"r0.300"} and by_metric["any"] == {"r0.000", "r1.000"}
-    dager = list(T.se_attack_cases(cfg, "dager"))
+    dager = list(SE.attack_cases(cfg, "dager"))
     assert {c[2] for c in dager} == {"gpt2"} and {c[5] for c in dager if c[4] == "grad"} == {"r0.001"}
-    assert "r0.001" in T.interior_ratios(cfg) and "r0.300" in T.interior_ratios(cfg)
+    assert "r0.001" in SE.interior_ratios(cfg) and "r0.300" in SE.interior_ratios(cfg)
     tables = [t for t in T.all_targets(cfg) if "/tables/" in t]
     assert any(t.endswith("table3.md") for t in tables)
     figs = {t.rsplit("/", 1)[1] for t in T.all_targets(cfg) if "/figures/" in t}
@@ -64,17 +65,17 @@ def test_attacks_run_on_their_modality_with_their_own_grids():
 def test_datasets_restriction_and_cost_metrics():
     cfg = _cfg(lambda se: se["attacks"]["lamp"].update(datasets=["cola"], models=["gpt2"]))
     se = cfg["studies"]["selective_encryption"]
-    assert not T.attack_runs_on(se, "lamp", "cola", "bert")
+    assert not SE.attack_runs_on(se, "lamp", "cola", "bert")
     from gibench.pipeline.jobs_text import sens_estimator
 
     # text models: exact Sens is infeasible (paper, Table 6 "-"); their Sens masks come from the
     # paper's Sens (Discrete), timed once, by the `sens` job that makes the masks (no second job)
     assert sens_estimator(se, "gpt2") == "sens_discrete" and sens_estimator(se, "lenet") == "sens"
-    assert T.model_cost_metrics(se, "gpt2", "cola") == ["sens", "sens_probe", "prodsig"]
-    assert T.model_cost_metrics(se, "lenet", "cifar100") == ["sens", "sens_discrete", "sens_probe", "prodsig"]
+    assert SE.model_cost_metrics(se, "gpt2", "cola") == ["sens", "sens_probe", "prodsig"]
+    assert SE.model_cost_metrics(se, "lenet", "cifar100") == ["sens", "sens_discrete", "sens_probe", "prodsig"]
     probe = _cfg(lambda se: se["models"]["gpt2"].update(sens_estimator="sens_probe"))["studies"]["selective_encryption"]
     assert sens_estimator(probe, "gpt2") == "sens_probe"
-    assert T.model_cost_metrics(probe, "gpt2", "cola") == ["sens", "prodsig"]   # no sens_discrete job then
+    assert SE.model_cost_metrics(probe, "gpt2", "cola") == ["sens", "prodsig"]   # no sens_discrete job then
     assert T.model_inputs(cfg, "selective_encryption", "gpt2") == []          # random weights: no download
 
 

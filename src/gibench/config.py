@@ -18,7 +18,6 @@ from .wildcards import fmt_ratio, fmt_slot, parse_ratio, parse_slot  # noqa: F40
 # pipeline: nothing there imports this module); registries that import torch are imported where
 # a check needs them, so that importing this module (the Snakefile does) needs no torch
 from .datasets import DATASETS
-from .pipeline.cases import case_model_ids, takes_init
 from .studies import STUDIES
 
 
@@ -105,99 +104,10 @@ def _check_semantics(config: dict) -> None:
     from .pipeline.jobs_fl import check_fl  # deferred: jobs_fl imports torch (its FedAvg jobs)
 
     for study, study_cfg in config["studies"].items():
-        if study in _STUDY_CHECKS:                 # this module's checks of a study come first
-            errs += _STUDY_CHECKS[study](config, study_cfg)
         errs += STUDIES.get(study).check(config, study_cfg)
         errs += check_fl(config, study)            # the study's fl block (FedAvg runs), if any
     if errs:
         raise ConfigError("\n".join(dict.fromkeys(errs)))
-
-
-def _check_selective_encryption(config: dict, se: dict) -> list[str]:
-    from .models import MODELS  # deferred: the model registry imports torch (the builders)
-
-    pre = "studies.selective_encryption"
-    errs = []
-    for i, case in enumerate(se["cases"]):
-        d, m = case["dataset"], case["model"]
-        if d not in DATASETS:
-            errs.append(f"config error at {pre}.cases[{i}].dataset: unknown dataset {d!r}; known: {', '.join(DATASETS.names())}")
-        elif d not in config["datasets"]:
-            errs.append(f"config error at {pre}.cases[{i}].dataset: {d!r} has no entry under datasets: (add datasets.{d}.victims)")
-        elif config["datasets"][d]["victims"] < se["victims"] * se["gradient"]["batch_size"]:
-            errs.append(f"config error at {pre}.victims: {se['victims']} slots x batch {se['gradient']['batch_size']} "
-                        f"need more victims than datasets.{d}.victims = {config['datasets'][d]['victims']}")
-        if m not in MODELS:
-            errs.append(f"config error at {pre}.cases[{i}].model: unknown model {m!r}; known: {', '.join(MODELS.names())}")
-        elif case.get("inits") and not takes_init(m):
-            errs.append(f"config error at {pre}.cases[{i}].inits: model {m!r} has no init option "
-                        f"(an init axis applies to the image models lenet and cnn)")
-        elif case.get("inits") and ((se.get("fl") or {}).get("attack_checkpoint")):
-            errs.append(f"config error at {pre}.cases[{i}].inits: the attacks target trained weights "
-                        f"(fl.attack_checkpoint), not an initialisation; drop inits or the checkpoint")
-    ids = [(c["dataset"], m) for c in se["cases"] if c["model"] in MODELS for m in case_model_ids(se, c)]
-    dup = sorted({f"{d}/{m}" for d, m in ids if ids.count((d, m)) > 1})
-    if dup:
-        errs.append(f"config error at {pre}.cases: {dup} appear in more than one case")
-    for m in se.get("models", {}):
-        if m not in MODELS:
-            errs.append(f"config error at {pre}.models.{m}: unknown model {m!r}; known: {', '.join(MODELS.names())}")
-    sig = se["significance"]
-    if not sig["metrics"] and not any((e or {}).get("metrics") for e in (se.get("attacks") or {}).values()):
-        errs.append(f"config error at {pre}.significance.metrics: the list is empty, so no mask would be made or "
-                    f"attacked and the tables would hold a header only; list at least one metric, e.g. [grad]")
-    for i, r in enumerate(sig["ratios"]):
-        if abs(round(r * 1000) - r * 1000) > 1e-6:
-            errs.append(f"config error at {pre}.significance.ratios[{i}]: {r} has more than 3 decimals (file names use r0.000)")
-    if len(set(sig["ratios"])) != len(sig["ratios"]):
-        errs.append(f"config error at {pre}.significance.ratios: duplicate ratios {sig['ratios']}")
-    try:
-        from .significance import METRICS
-    except ImportError:  # significance module not built yet
-        METRICS = None
-    if METRICS is not None:
-        for key in ("metrics", "cost_metrics"):
-            for i, name in enumerate(sig[key]):
-                if name not in METRICS:
-                    errs.append(f"config error at {pre}.significance.{key}[{i}]: unknown significance metric "
-                                f"{name!r}; known: {', '.join(METRICS.names())}")
-        for name in sig["params"]:
-            if name not in METRICS:
-                errs.append(f"config error at {pre}.significance.params.{name}: unknown significance metric {name!r}")
-    try:
-        from .attacks import ATTACKS
-    except ImportError:
-        ATTACKS = None
-    if ATTACKS is not None:
-        from .params import attack_param_errors
-
-        # every registered attack, image and text (the study accepts every modality; which cases
-        # an attack runs on follows from its modality: pipeline.targets.attack_runs_on)
-        for name, entry in se.get("attacks", {}).items():
-            kind = entry.get("type", name)
-            if kind not in ATTACKS:
-                errs.append(f"config error at {pre}.attacks.{name}: unknown attack {kind!r}; known: "
-                            f"{', '.join(ATTACKS.names())}")
-                continue
-            base = [(f"{pre}.attacks.{name}.params", entry.get("params") or {})]
-            errs += attack_param_errors(kind, base)
-            for m, over in (entry.get("model_params") or {}).items():   # what the job on model m receives
-                errs += attack_param_errors(kind, base + [(f"{pre}.attacks.{name}.model_params.{m}", over)])
-    from .pipeline.jobs_text import check_text_study
-
-    errs += check_text_study(config, se)            # text cases and attacks, per-attack grids (fills text defaults)
-    errs = list(dict.fromkeys(errs))
-    ev = se["evaluation"]
-    ev.setdefault("protection", {})
-    ev["protection"].setdefault("image", dict(DEFAULT_PROTECTION["image"]))
-    ev.setdefault("table5_ratio", DEFAULT_TABLE5_RATIO)
-    return errs
-
-
-#: study -> the check of its names against the registries kept in this module, run before the
-#: study's own :attr:`gibench.studies.Study.check` (the study registry is imported here,
-#: so it cannot import these checks back without an import cycle)
-_STUDY_CHECKS = {"selective_encryption": _check_selective_encryption}
 
 
 def read_yaml(path: str | Path) -> Any:

@@ -103,7 +103,7 @@ def uses_local_weights(study_cfg: dict, model: str) -> bool:
 def local_prior_models(study_cfg: dict) -> set[str]:
     """Models some LAMP attack of the study scores with ``prior: pretrained_local``."""
     from .jobs_attack import attack_settings
-    from .targets import attack_runs_on
+    from ..studies.selective_encryption.targets import attack_runs_on
 
     out = set()
     for name, entry in (study_cfg.get("attacks") or {}).items():
@@ -152,7 +152,7 @@ def check_lm_config(config: dict, study_cfg: dict, pre: str) -> list[str]:
     from ..datasets.text import is_text_dataset
     from ..models.pretrain import OBJECTIVES, settings
     from .jobs_attack import attack_settings
-    from .targets import attack_runs_on
+    from ..studies.selective_encryption.targets import attack_runs_on
 
     errs: list[str] = []
     for family, spec in (config.get("lm_pretrain") or {}).items():

@@ -20,11 +20,11 @@ def concat_rows(paths: list[str]) -> pa.Table:
 
 def order_metric_rows(table: pa.Table, config: dict) -> pa.Table:
     """The gathered selective-encryption metric rows in their fixed order (attack by attack in
-    config order, then case by case: :func:`gibench.pipeline.targets.metric_row_order`),
+    config order, then case by case: :func:`gibench.studies.selective_encryption.targets.metric_row_order`),
     restarts in order within a case; the evaluation jobs (one per victim slot) write them
     slot by slot."""
     from ..wildcards import fmt_ratio
-    from .targets import metric_row_order
+    from ..studies.selective_encryption.targets import metric_row_order
 
     if table.num_rows == 0:
         return table

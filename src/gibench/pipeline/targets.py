@@ -1,12 +1,14 @@
-"""Which artifacts a config asks for: the target list of `rule all`, study by study."""
+"""Which artifacts a config asks for: the target list of `rule all` (each study's own list from its
+registration, :mod:`gibench.studies`), and the input and params functions every study's
+rules share: dataset inputs, the rule params of the shared stages, the targets of the table and
+figure registries, table inputs and settings, model and attack inputs.  A study's own cases,
+targets and input functions live in its package (``gibench.studies.<study>.targets``)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from .. import model_ids
-from ..wildcards import fmt_ratio, fmt_slot
-from ..datasets import DATASETS
 from . import paths as P
 
 BUNDLED_FILES = {
@@ -37,101 +39,7 @@ def dataset_inputs(config: dict, dataset: str) -> list[str]:
     return [str(root / f) for f in BUNDLED_FILES.get(dataset, [])]
 
 
-def se_cases(config: dict):
-    """(study, dataset, model id, slot) for the selective-encryption study: one model id per
-    init of a case (:func:`gibench.pipeline.jobs_data.case_list`)."""
-    from .cases import case_list
-
-    se = config["studies"].get("selective_encryption")
-    if not se:
-        return
-    for dataset, model in case_list(se):
-        for s in range(se["victims"]):
-            yield "selective_encryption", dataset, model, fmt_slot(s)
-
-
-def se_gradient_targets(config: dict) -> list[str]:
-    out = []
-    for study, dataset, model, slot in se_cases(config):
-        wc = dict(study=study, dataset=dataset, model=model, slot=slot)
-        out += [P.fmt(P.GRADIENT, **wc), P.fmt(P.KNOWLEDGE, **wc)]
-    return out
-
-
-def _se(config: dict) -> dict | None:
-    return config["studies"].get("selective_encryption")
-
-
-def interior_ratios(config: dict) -> list[str]:
-    """Formatted ratios strictly between 0 and 1 (their masks depend on the metric): the
-    significance grid and every attack's own grid (``attacks.<a>.ratios``)."""
-    se = _se(config)
-    if not se:
-        return []
-    rs = set(se["significance"]["ratios"])
-    for entry in (se.get("attacks") or {}).values():
-        rs |= set(entry.get("ratios") or [])
-    return [fmt_ratio(r) for r in sorted({round(float(r), 3) for r in rs}) if 0.0 < r < 1.0]
-
-
-# ------------------------------------------------------------------ which attack runs where
-
-def case_modality(dataset: str) -> str:
-    """``image`` or ``text``: the modality of a case is its dataset's."""
-    return getattr(DATASETS.get(dataset), "modality", "image")
-
-
-def attack_kind(se: dict, attack: str) -> str:
-    return se["attacks"][attack].get("type", attack)
-
-
-def attack_runs_on(se: dict, attack: str, dataset: str, model: str) -> bool:
-    """Not on datasets outside ``attacks.<a>.datasets`` (when given); on ``attacks.<a>.models``
-    when given (``lenet``: every init of LeNet, ``lenet@dlg_uniform``: that init only); else by
-    modality: the text attacks (``modality="text"`` in :data:`gibench.attacks.ATTACKS`: ``lamp``, ``dager``)
-    on the text models they support, every other (image) attack on image cases."""
-    from .cases import model_init
-
-    entry = se["attacks"][attack]
-    if entry.get("datasets") is not None and dataset not in entry["datasets"]:
-        return False
-    base = model_ids.base(model)
-    if entry.get("models") is not None:
-        return model_ids.matches_any(entry["models"], base, model_init(se, model))
-    from ..attacks import ATTACKS
-
-    kind = attack_kind(se, attack)
-    if kind in ATTACKS and ATTACKS.entry(kind).modality == "text":
-        return case_modality(dataset) == "text" and base in ATTACKS.entry(kind).families
-    return case_modality(dataset) == "image"
-
-
-def is_selector(metric: str) -> bool:
-    """Layer selectors (``attn``, ``onefifth_i``): a fixed set of tensors, whatever the ratio."""
-    from ..significance.selectors import SELECTORS
-
-    return metric in SELECTORS
-
-
-def attack_metrics(se: dict, attack: str) -> list[str]:
-    return list(se["attacks"][attack].get("metrics") or se["significance"]["metrics"])
-
-
-def attack_ratios(se: dict, attack: str) -> list[float]:
-    return sorted({round(float(r), 3) for r in (se["attacks"][attack].get("ratios") or se["significance"]["ratios"])})
-
-
-def attack_victims(se: dict, attack: str) -> int:
-    return min(int(se["attacks"][attack].get("victims") or se["victims"]), int(se["victims"]))
-
-
-def selector_ratio(config: dict) -> str | None:
-    """The ratio label under which selector masks are attacked: selector masks do not depend on
-    the ratio (the masks rule writes the same mask for every interior ratio), so each selector
-    is attacked once, filed under the smallest interior ratio; tables report the mask's
-    encrypted fraction instead."""
-    rs = interior_ratios(config)
-    return rs[0] if rs else None
+# ------------------------------------------------------------------ rule params of the shared stages
 
 
 def attack_params(config: dict, study: str, attack: str, model: str) -> dict:
@@ -176,61 +84,11 @@ def job_settings(config: dict, rule: str, wc) -> dict:
     raise ValueError(f"job_settings: no settings for rule {rule!r}")
 
 
-def se_attack_cases(config: dict, attack: str | None = None):
-    """(study, dataset, model, slot, significance metric, ratio) with ratios 0/1 shared under
-    significance 'any'.
-
-    With ``attack``: the cases that attack runs on (its models, metrics, ratios and victim
-    slots: ``attacks.<a>.*`` overrides); selectors once each at :func:`selector_ratio`.
-    Without: the union over the configured attacks."""
-    se = _se(config)
-    if not se or not se.get("attacks"):
-        return
-    attacks = [attack] if attack is not None else list(se["attacks"])
-    sel_ratio = selector_ratio(config)
-    seen = set()
-    for a in attacks:
-        n_slots = attack_victims(se, a)
-        metrics = attack_metrics(se, a)
-        ratios = attack_ratios(se, a)
-        for study, dataset, model, slot in se_cases(config):
-            if int(slot[1:]) >= n_slots or not attack_runs_on(se, a, dataset, model):
-                continue
-            for metric in metrics:
-                if is_selector(metric):
-                    keys = [(metric, sel_ratio)] if sel_ratio and case_modality(dataset) == "text" else []
-                else:
-                    keys = [(P.metric_for_ratio(metric, r), fmt_ratio(r)) for r in ratios]
-                for key in keys:
-                    full = (dataset, model, slot) + key
-                    if full not in seen:
-                        seen.add(full)
-                        yield study, dataset, model, slot, key[0], key[1]
-
-
-def restart_groups(config: dict) -> dict[int, list[str]]:
-    """The selective-encryption attacks by restart count (rules/attack.smk): attacks with
-    one restart run in rule ``attack`` (one job per restart, wildcard ``rep``); those with
-    k > 1 in one ``attack_restarts`` job per case that writes all k restarts."""
-    se = _se(config)
-    out: dict[int, list[str]] = {}
-    for name, entry in sorted(((se or {}).get("attacks") or {}).items()):
-        out.setdefault(int(entry.get("restarts", 1)), []).append(name)
-    return dict(sorted(out.items()))
-
-
 def attack_choice(names: list[str]) -> str:
     """A wildcard constraint matching exactly these attack names (none: matches nothing)."""
     import re
 
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
-
-
-def restart_paths(config: dict, wc) -> list[str]:
-    entry = config["studies"][wc.study]["attacks"][wc.attack]
-    return [P.fmt(P.ATTACK, study=wc.study, dataset=wc.dataset, model=wc.model, slot=wc.slot,
-                  significance=wc.significance, ratio=wc.ratio, attack=wc.attack, rep=rep)
-            for rep in range(int(entry.get("restarts", 1)))]
 
 
 def lpips_backbone_file(config: dict, study: str) -> str | None:
@@ -251,105 +109,6 @@ def lpips_backbone_path(config: dict, backbone: str) -> str | None:
     return None if path is None else str(path)
 
 
-def _se_attack_outputs(config: dict):
-    """(attack, study, dataset, model, slot, metric, ratio) of every selective-encryption
-    attack job, attack by attack in config order: the order of the gathered metric rows."""
-    for attack in _se(config).get("attacks") or {}:
-        for st, dataset, model, slot, metric, ratio in se_attack_cases(config, attack):
-            yield attack, st, dataset, model, slot, metric, ratio
-
-
-def metric_files(config: dict, study: str) -> list[str]:
-    """One metric-row file per victim slot (rule evaluate), in the order the slots first appear."""
-    if study != "selective_encryption":
-        return []
-    out: dict[str, None] = {}
-    for _, st, dataset, model, slot, _, _ in _se_attack_outputs(config):
-        out.setdefault(P.fmt(P.METRICS, study=st, dataset=dataset, model=model, slot=slot))
-    return list(out)
-
-
-_MEMO: dict[tuple[int, str], tuple[dict, Any]] = {}
-
-
-def memo(config: dict, name: str, build):
-    """``build(config)`` once per config object (the DAG build asks for the same derived
-    structure once per job); the entry holds the config, so its id is not reused."""
-    key = (id(config), name)
-    hit = _MEMO.get(key)
-    if hit is None or hit[0] is not config:
-        hit = _MEMO[key] = (config, build(config))
-    return hit[1]
-
-
-def _slot_attack_paths(config: dict) -> dict[tuple, list[str]]:
-    se = _se(config)
-    out: dict[tuple, list[str]] = {}
-    for attack, st, dataset, model, slot, metric, ratio in _se_attack_outputs(config):
-        out.setdefault((st, dataset, model, slot), []).extend(
-            P.fmt(P.ATTACK, study=st, dataset=dataset, model=model, slot=slot, significance=metric, ratio=ratio,
-                  attack=attack, rep=rep) for rep in range(int(se["attacks"][attack].get("restarts", 1))))
-    return out
-
-
-def slot_attack_paths(config: dict, wc) -> list[str]:
-    """Every attack artifact of one victim slot (the evaluate job's inputs): attack by attack,
-    case by case, restart by restart."""
-    if wc.study != "selective_encryption":
-        return []
-    return list(memo(config, "slot_attack_paths", _slot_attack_paths).get((wc.study, wc.dataset, wc.model, wc.slot), []))
-
-
-def metric_row_order(config: dict) -> dict[tuple, int]:
-    """(attack, dataset, model, slot, metric, ratio) -> position: the gathered rows come in
-    this order (attack by attack, then case by case), whatever the evaluation jobs' grouping."""
-    return {(a, d, m, s, me, r): i for i, (a, _, d, m, s, me, r) in enumerate(_se_attack_outputs(config))}
-
-
-def model_cost_metrics(se: dict, model: str, dataset: str | None = None) -> list[str]:
-    """Table 6 metrics of a model: ``models.<m>.cost_metrics``, else ``significance.cost_metrics``.
-
-    Text models by default: without the exact ``sens`` (infeasible at BERT/GPT-2 size, the
-    paper's "-"), and the model's Sens estimator (``sens_estimator``, by default
-    ``sens_discrete``, which the paper times for BERT/GPT-2) is timed by the ``sens`` job that
-    makes the Sens masks - listed as ``sens``, so it is computed once, not twice; Table 6 shows
-    that time in the estimator's column.  ``sens_discrete`` is dropped when it is not the
-    estimator (its cost at paper scale is the dominant one of the study)."""
-    opts = (se.get("models") or {}).get(model_ids.base(model), {})
-    if opts.get("cost_metrics") is not None:
-        return list(opts["cost_metrics"])
-    names = list(se["significance"]["cost_metrics"])
-    if dataset is not None and case_modality(dataset) == "text":
-        from .jobs_text import sens_estimator
-
-        est = sens_estimator(se, model)
-        out = []
-        for m in names:
-            if m in ("sens", "sens_discrete") and m != est:
-                continue
-            m = "sens" if m == est else m
-            if m not in out:
-                out.append(m)
-        names = out
-    return names
-
-
-def cost_files(config: dict, study: str) -> list[str]:
-    se = _se(config)
-    if study != "selective_encryption" or not se:
-        return []
-    out = []
-    for st, dataset, model, slot in se_cases(config):
-        for metric in model_cost_metrics(se, model, dataset):
-            out.append(P.fmt(P.SCORE_COST, study=st, dataset=dataset, model=model, slot=slot, significance=metric))
-    return out
-
-
-def has_selector_cases(config: dict) -> bool:
-    """Table 3 (layer selectors against the text attacks) is made when some attack runs a selector."""
-    return any(is_selector(c[4]) for c in se_attack_cases(config) or ())
-
-
 def _instances(config: dict, study: str, entry, figures: bool) -> list[str]:
     """The target names one registry entry makes under this config (its ``when``:
     :mod:`gibench.tables.registry`)."""
@@ -362,6 +121,9 @@ def _instances(config: dict, study: str, entry, figures: bool) -> list[str]:
     if when == "attacks":
         return [entry.name] if st.get("attacks") else []
     if when == "selectors":
+        # deferred: the study's targets import this module (registered_outputs)
+        from ..studies.selective_encryption.targets import has_selector_cases
+
         return [entry.name] if st.get("attacks") and has_selector_cases(config) else []
     if when == "listed":
         return [entry.name] if entry.name in (st.get("tables") or ()) else []
@@ -425,10 +187,6 @@ def table_choice(study: str) -> str:
     from ..tables import TABLES
 
     return attack_choice([e.name for e in TABLES.of_study(study)])
-
-
-def se_table_targets(config: dict) -> list[str]:
-    return [t for t in registered_outputs(config, "selective_encryption") if t.startswith(P.R + "/tables/")]
 
 
 def table_inputs(config: dict, study: str, table: str) -> dict:
@@ -536,69 +294,6 @@ def attack_inputs(config: dict, wc) -> dict:
         return {"prior": str(prior)}
     path = _hub_checkpoint(config, prior)
     return {"prior": path} if path else {}
-
-
-def text_evaluate_inputs(config: dict, wc) -> dict:
-    """Text metrics need the model's word embeddings (EmbedDist): the weights artifact."""
-    if case_modality(wc.dataset) != "text":
-        return {}
-    return {"weights": P.fmt(P.WEIGHTS, study=wc.study, dataset=wc.dataset, model=wc.model)}
-
-
-def evaluate_inputs(config: dict, wc) -> dict:
-    """Inputs of one evaluate job (rule evaluate, one per victim slot): the victims, every attack
-    output of the slot, the text weights (text_evaluate_inputs) and the LPIPS backbone file when one is
-    configured."""
-    inputs = {"victims": P.fmt(P.VICTIMS, dataset=wc.dataset), "recons": slot_attack_paths(config, wc)}
-    inputs.update(text_evaluate_inputs(config, wc))
-    backbone = lpips_backbone_file(config, wc.study)
-    if backbone is not None:
-        inputs["backbone"] = backbone
-    return inputs
-
-
-def _attack_files(config: dict, pattern: str, model: str, dataset: str, attack: str, slot: str | None = None) -> list[str]:
-    out = []
-    for st, d, m, s, metric, ratio in se_attack_cases(config, attack):
-        if (d, m) != (dataset, model) or (slot is not None and s != slot):
-            continue
-        for rep in range(int(_se(config)["attacks"][attack].get("restarts", 1))):
-            out.append(P.fmt(pattern, study=st, dataset=d, model=m, slot=s, significance=metric, ratio=ratio,
-                             attack=attack, rep=rep))
-    return out
-
-
-def figure_inputs(config: dict, study: str, figure: str) -> dict:
-    from ..tables import figure_specs
-
-    spec = next((s for s in figure_specs(config["studies"][study]) if s["name"] == figure), None)
-    if spec is None:
-        raise ValueError(f"unknown figure {figure!r} for study {study!r}")
-    inputs: dict = {"metrics": P.fmt(P.ALL_METRICS, study=study)}
-    if spec["kind"] == "traces":
-        inputs["traces"] = _attack_files(config, P.TRACE, spec["model"], spec["dataset"], spec["attack"], spec["slot"])
-    elif spec["kind"] == "grid":
-        inputs["recons"] = _attack_files(config, P.ATTACK, spec["model"], spec["dataset"], spec["attack"])
-        inputs["victims"] = P.fmt(P.VICTIMS, dataset=spec["dataset"])
-    return inputs
-
-
-def se_figure_targets(config: dict) -> list[str]:
-    return [t for t in registered_outputs(config, "selective_encryption") if t.startswith(P.R + "/figures/")]
-
-
-def se_overhead_targets(config: dict) -> list[str]:
-    """HE-overhead table and cost-vs-protection figure (when ``overhead`` is enabled)."""
-    from .jobs_overhead import overhead_targets
-
-    return overhead_targets(config)
-
-
-def se_targets(config: dict) -> list[str]:
-    from .jobs_lm import lm_table_targets
-
-    return (se_gradient_targets(config) + se_table_targets(config) + se_figure_targets(config)
-            + se_overhead_targets(config) + lm_table_targets(config, "selective_encryption"))
 
 
 def all_targets(config: dict) -> list[str]:

@@ -98,25 +98,22 @@ def register_study(name: str, *, package: str, check: Callable[[dict, dict], lis
 
 # ---- the built-in studies (registration order = the order their rules files are included) ----
 
-# selective_encryption: today's functions, where they live now (pipeline/ and significance/);
-# the names of its cases, metrics and attacks against the other registries are checked first, by
-# gibench.config (config._STUDY_CHECKS)
-def _se_check(config: dict, se: dict) -> list[str]:
-    from ..pipeline.jobs_overhead import check_overhead
-    from ..significance import check_significance_config  # deferred: the metrics import torch
+def _se_check(config: dict, _se: dict) -> list[str]:
+    from .selective_encryption import spec
 
-    return check_overhead(config, se) + check_significance_config(se)
+    return spec.check(config)
 
 
 def _se_targets(config: dict) -> list[str]:
-    from ..pipeline.targets import se_targets
+    from .selective_encryption import targets
 
-    return se_targets(config)
+    return targets.targets(config)
 
 
-# its own rules: the HE overhead (study 1 only); its other stages are the shared rule files
-register_study("selective_encryption", package="gibench.pipeline", check=_se_check, targets=_se_targets,
-               rules="rules/overhead.smk")
+# study 1 runs the shared stage rules (rules/data, gradient, significance, attack, tables, lm, fl);
+# its own rules file holds what only it runs: the HE overhead
+register_study("selective_encryption", package="gibench.studies.selective_encryption", check=_se_check,
+               targets=_se_targets, rules="rules/overhead.smk")
 
 
 def _cs_check(config: dict, _cs: dict) -> list[str]:

@@ -1,7 +1,7 @@
 """The HE-overhead table and the cost-vs-protection figure of the selective-encryption study.
 
 Input rows: one per (model, dataset, significance metric, ratio) from the ``overhead``
-jobs (:mod:`gibench.pipeline.jobs_overhead`, measured by :func:`gibench.he.measure_overhead`);
+jobs (:mod:`gibench.studies.selective_encryption.jobs_overhead`, measured by :func:`gibench.he.measure_overhead`);
 ratios 0 and 1 are measured once under metric ``any`` and shared by every metric.
 
 * **Table** ``he_overhead`` (CSV tidy, one line per measured round; Markdown laid out per

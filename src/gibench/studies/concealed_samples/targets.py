@@ -1,7 +1,7 @@
 """Target lists, rule-input and rule-params functions of ``rules/concealed_samples.smk`` (read at
 DAG build: no torch here).  The study's own targets (its tables and figure) come from the table registry
 (:func:`gibench.pipeline.targets.registered_outputs`, the study's registration in
-:mod:`gibench.pipeline.studies`); the cases they need from
+:mod:`gibench.studies`); the cases they need from
 :func:`gibench.tables.concealed_samples.needed_blocks`."""
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 :func:`spec` (cached on the block's content), the only reader of the raw study block.  Defaults
 come from the schema (``config/schema/studies/stochastic_defenses.schema.yaml``, filled by
 :func:`gibench.config.validate`), not from this code.  :func:`check` returns the study's
-semantic errors (run at DAG build through :mod:`gibench.pipeline.studies`; the ``fl`` block is
+semantic errors (run at DAG build through :mod:`gibench.studies`; the ``fl`` block is
 checked by :func:`gibench.pipeline.jobs_fl.check_fl`, which gibench.config runs for every study).
 
 The names the spec resolves are methods of :class:`Spec`, shared by the rules, the jobs, the

@@ -372,7 +372,7 @@ def figure_specs(config: Mapping[str, Any], rows: Any = None, study: str = STUDY
             slots_of.setdefault((r["model"], r["dataset"]), set()).add(r["slot"])
     else:
         from ...pipeline.cases import case_list
-        from ...pipeline.targets import attack_runs_on, attack_victims
+        from ...studies.selective_encryption.targets import attack_runs_on, attack_victims
 
         attacks = cfg.get("attacks") or {}
         # each attack on the cases it runs on (text attacks on text models, ig on images, attacks.<a>.models),

@@ -32,19 +32,18 @@ import resource
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import io, model_ids
-from ..wildcards import fmt_slot, parse_ratio
-from ..provenance import UNSEEDED_KEY, make_record
-from . import paths as P
-from .cases import case_list, model_init
-from .runner import say
+from ... import io, model_ids
+from ...wildcards import fmt_slot, parse_ratio
+from ...provenance import UNSEEDED_KEY, make_record
+from ...pipeline import paths as P
+from ...pipeline.cases import case_list, model_init
+from ...pipeline.runner import say
+from . import STUDY
+from .paths import ALL_OVERHEAD, OVERHEAD
 
 if TYPE_CHECKING:  # torch only in annotations: the DAG build imports this module without it
     import torch
 
-STUDY = "selective_encryption"
-OVERHEAD = P.R + "/overhead/{study}/{dataset}/{model}/{significance}.parquet"
-ALL_OVERHEAD = P.R + "/overhead/{study}/he_overhead.parquet"
 TABLE_NAME = "he_overhead"
 FIGURE_NAME = "he_cost_vs_protection"
 FULL = 1.0
@@ -82,7 +81,7 @@ def ratios_for(config: dict, study: str, metric: str) -> list[float]:
     """Ratios measured under ``metric``: 0/1 under ``any``, the interior ones otherwise; a
     layer selector (``attn``, ``onefifth_i``) makes the same mask at every ratio, so it is
     measured once, at the smallest interior ratio (the rows give the real fraction)."""
-    from ..significance.selectors import SELECTORS
+    from ...significance.selectors import SELECTORS
 
     rs = overhead_ratios(config, study)
     if metric == P.ANY_METRIC:
@@ -159,41 +158,6 @@ def overhead_targets(config: dict, study: str = STUDY) -> list[str]:
             + [P.fmt(P.FIGURE, study=study, figure=FIGURE_NAME, ext=e) for e in ("png", "pdf")])
 
 
-def check_overhead(config: dict, st: dict, study: str = STUDY) -> list[str]:
-    """Semantic checks of ``studies.<study>.overhead`` (errors name the key)."""
-    ov = st.get("overhead")
-    if not ov:
-        return []
-    pre = f"config error at studies.{study}.overhead"
-    errs = []
-    sig = st["significance"]
-    case_models = [m for _, m in case_list(st)]
-    for i, m in enumerate(ov.get("models") or []):
-        if not any(model_ids.matches(m, model_ids.base(c), model_init(st, c)) for c in case_models):
-            errs.append(f"{pre}.models[{i}]: {m!r} is not the model of any case {case_models}")
-    for i, m in enumerate(ov.get("metrics") or []):
-        if m not in sig["metrics"]:
-            errs.append(f"{pre}.metrics[{i}]: {m!r} is not one of significance.metrics "
-                        f"{sig['metrics']} (its masks are not made)")
-    grid = {round(float(r), 3) for r in sig["ratios"]}
-    for i, r in enumerate(ov.get("ratios") or []):
-        if abs(round(r * 1000) - r * 1000) > 1e-6:
-            errs.append(f"{pre}.ratios[{i}]: {r} has more than 3 decimals")
-        elif 0.0 < r < 1.0 and round(float(r), 3) not in grid:
-            errs.append(f"{pre}.ratios[{i}]: no mask is made for ratio {r}; add it to "
-                        f"significance.ratios {sorted(grid)} or remove it here")
-    if int(ov.get("mask_slot", 0)) >= int(st["victims"]):
-        errs.append(f"{pre}.mask_slot: {ov.get('mask_slot')} but there are only "
-                    f"{st['victims']} victim slots (0..{int(st['victims']) - 1})")
-    try:
-        from ..he import HEParams
-
-        HEParams.from_dict(ov.get("ckks") or {})
-    except (ValueError, TypeError) as e:
-        errs.append(f"{pre}.ckks: {e}")
-    return errs
-
-
 # ------------------------------------------------------------------ the job
 
 def _peak_rss_bytes() -> int:
@@ -227,8 +191,8 @@ def _row(wc: dict, ratio: float, r: dict, ov: dict, slots: list[str], mask_slot:
 
 
 def overhead_job(smk: Any, device: torch.device) -> dict:
-    from .. import he
-    from ..masks import load_mask
+    from ... import he
+    from ...masks import load_mask
 
     wc = dict(smk.wildcards)
     cfg = smk.config
@@ -273,8 +237,8 @@ def overhead_job(smk: Any, device: torch.device) -> dict:
 
 
 def he_table_job(smk: Any, device: torch.device) -> dict:
-    from ..tables.he_overhead import build_he_overhead_table
-    from ..tables.render import table_formats
+    from ...tables.he_overhead import build_he_overhead_table
+    from ...tables.render import table_formats
 
     cfg = smk.config["studies"][smk.wildcards.study]
     written = build_he_overhead_table(overhead_path=smk.input.overhead, config=cfg,
@@ -284,7 +248,7 @@ def he_table_job(smk: Any, device: torch.device) -> dict:
 
 
 def he_figure_job(smk: Any, device: torch.device) -> dict:
-    from ..tables.he_overhead import build_he_cost_figure
+    from ...tables.he_overhead import build_he_cost_figure
 
     cfg = smk.config["studies"][smk.wildcards.study]
     written = build_he_cost_figure(overhead_path=smk.input.overhead,

@@ -1,0 +1,264 @@
+"""The selective-encryption study at DAG build: the cases, the target list of `rule all`, and
+the study's functions behind the input lambdas of the shared stage rules (``rules/gradient.smk``,
+``significance.smk``, ``attack.smk``, ``tables.smk``) and of ``rules/overhead.smk``
+(:mod:`.jobs_overhead`).  Config values come from the study's spec (:func:`.spec.spec`);
+imports nothing heavy (torch waits for the check or job that needs it).
+
+What all studies use (dataset inputs, the table and figure registries' targets, table
+inputs and settings, model and attack inputs, the rule params) stays in
+:mod:`gibench.pipeline.targets`.
+
+The functions taking a study block (``se``) rather than the config -- :func:`attack_runs_on`,
+:func:`attack_metrics`, :func:`attack_victims`, :func:`model_cost_metrics` -- serve callers that
+hold the block only (the table builders' :func:`gibench.tables.figures.figure_specs`, the text and
+language-model checks of :mod:`gibench.pipeline.jobs_lm`); each is the spec's method of the same name.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from ...pipeline import paths as P
+from ...pipeline.targets import lpips_backbone_file, registered_outputs
+from ...wildcards import fmt_ratio, fmt_slot
+from . import STUDY
+from . import jobs_overhead as OV
+from .spec import case_modality, is_selector, of_block, spec
+
+#: (study, dataset, model id, slot)
+SlotCase = tuple[str, str, str, str]
+
+
+def cases(config: dict) -> Iterator[SlotCase]:
+    """(study, dataset, model id, slot) for the selective-encryption study: one model id per
+    init of a case (:meth:`.spec.Spec.case_list`)."""
+    s = spec(config)
+    if s is None:
+        return
+    for dataset, model in s.case_list():
+        for slot in range(s.victims):
+            yield STUDY, dataset, model, fmt_slot(slot)
+
+
+def gradient_targets(config: dict) -> list[str]:
+    out = []
+    for study, dataset, model, slot in cases(config):
+        wc = dict(study=study, dataset=dataset, model=model, slot=slot)
+        out += [P.fmt(P.GRADIENT, **wc), P.fmt(P.KNOWLEDGE, **wc)]
+    return out
+
+
+def interior_ratios(config: dict) -> list[str]:
+    """Formatted ratios strictly between 0 and 1 (their masks depend on the metric): the
+    significance grid and every attack's own grid (``attacks.<a>.ratios``)."""
+    s = spec(config)
+    return s.interior_ratios() if s is not None else []
+
+
+def selector_ratio(config: dict) -> str | None:
+    """The ratio label under which selector masks are attacked (:meth:`.spec.Spec.selector_ratio`)."""
+    s = spec(config)
+    return s.selector_ratio() if s is not None else None
+
+
+# ------------------------------------------------------------------ which attack runs where
+
+def attack_runs_on(se: dict, attack: str, dataset: str, model: str) -> bool:
+    """:meth:`.spec.Spec.attack_runs_on` of a study block."""
+    return of_block(se).attack_runs_on(attack, dataset, model)
+
+
+def attack_metrics(se: dict, attack: str) -> list[str]:
+    """:meth:`.spec.Spec.attack_metrics` of a study block."""
+    return of_block(se).attack_metrics(attack)
+
+
+def attack_victims(se: dict, attack: str) -> int:
+    """:meth:`.spec.Spec.attack_victims` of a study block."""
+    return of_block(se).attack_victims(attack)
+
+
+def attack_cases(config: dict, attack: str | None = None):
+    """(study, dataset, model, slot, significance metric, ratio) with ratios 0/1 shared under
+    significance 'any'.
+
+    With ``attack``: the cases that attack runs on (its models, metrics, ratios and victim
+    slots: ``attacks.<a>.*`` overrides); selectors once each at the spec's selector ratio.
+    Without: the union over the configured attacks."""
+    s = spec(config)
+    if s is None or not s.attacks:
+        return
+    attacks = [attack] if attack is not None else list(s.attacks)
+    sel_ratio = s.selector_ratio()
+    slot_cases = list(cases(config))
+    seen = set()
+    for a in attacks:
+        n_slots = s.attack_victims(a)
+        metrics = s.attack_metrics(a)
+        ratios = s.attack_ratios(a)
+        for study, dataset, model, slot in slot_cases:
+            if int(slot[1:]) >= n_slots or not s.attack_runs_on(a, dataset, model):
+                continue
+            for metric in metrics:
+                if is_selector(metric):
+                    keys = [(metric, sel_ratio)] if sel_ratio and case_modality(dataset) == "text" else []
+                else:
+                    keys = [(P.metric_for_ratio(metric, r), fmt_ratio(r)) for r in ratios]
+                for key in keys:
+                    full = (dataset, model, slot) + key
+                    if full not in seen:
+                        seen.add(full)
+                        yield study, dataset, model, slot, key[0], key[1]
+
+
+def restart_groups(config: dict) -> dict[int, list[str]]:
+    """The selective-encryption attacks by restart count (rules/attack.smk): attacks with
+    one restart run in rule ``attack`` (one job per restart, wildcard ``rep``); those with
+    k > 1 in one ``attack_restarts`` job per case that writes all k restarts."""
+    s = spec(config)
+    out: dict[int, list[str]] = {}
+    for name, entry in sorted((s.attacks if s is not None else {}).items()):
+        out.setdefault(int(entry.restarts), []).append(name)
+    return dict(sorted(out.items()))
+
+
+def _attack_outputs(config: dict):
+    """(attack, study, dataset, model, slot, metric, ratio) of every selective-encryption
+    attack job, attack by attack in config order: the order of the gathered metric rows."""
+    for attack in spec(config).attacks:
+        for st, dataset, model, slot, metric, ratio in attack_cases(config, attack):
+            yield attack, st, dataset, model, slot, metric, ratio
+
+
+def metric_files(config: dict, study: str) -> list[str]:
+    """One metric-row file per victim slot (rule evaluate), in the order the slots first appear."""
+    if study != STUDY:
+        return []
+    out: dict[str, None] = {}
+    for _, st, dataset, model, slot, _, _ in _attack_outputs(config):
+        out.setdefault(P.fmt(P.METRICS, study=st, dataset=dataset, model=model, slot=slot))
+    return list(out)
+
+
+_MEMO: dict[tuple[int, str], tuple[dict, Any]] = {}
+
+
+def memo(config: dict, name: str, build):
+    """``build(config)`` once per config object (the DAG build asks for the same derived
+    structure once per job); the entry holds the config, so its id is not reused."""
+    key = (id(config), name)
+    hit = _MEMO.get(key)
+    if hit is None or hit[0] is not config:
+        hit = _MEMO[key] = (config, build(config))
+    return hit[1]
+
+
+def _slot_attack_paths(config: dict) -> dict[tuple, list[str]]:
+    s = spec(config)
+    out: dict[tuple, list[str]] = {}
+    for attack, st, dataset, model, slot, metric, ratio in _attack_outputs(config):
+        out.setdefault((st, dataset, model, slot), []).extend(
+            P.fmt(P.ATTACK, study=st, dataset=dataset, model=model, slot=slot, significance=metric, ratio=ratio,
+                  attack=attack, rep=rep) for rep in range(s.attacks[attack].restarts))
+    return out
+
+
+def slot_attack_paths(config: dict, wc) -> list[str]:
+    """Every attack artifact of one victim slot (the evaluate job's inputs): attack by attack,
+    case by case, restart by restart."""
+    if wc.study != STUDY:
+        return []
+    return list(memo(config, "slot_attack_paths", _slot_attack_paths).get((wc.study, wc.dataset, wc.model, wc.slot), []))
+
+
+def metric_row_order(config: dict) -> dict[tuple, int]:
+    """(attack, dataset, model, slot, metric, ratio) -> position: the gathered rows come in
+    this order (attack by attack, then case by case), whatever the evaluation jobs' grouping."""
+    return {(a, d, m, s, me, r): i for i, (a, _, d, m, s, me, r) in enumerate(_attack_outputs(config))}
+
+
+def model_cost_metrics(se: dict, model: str, dataset: str | None = None) -> list[str]:
+    """:meth:`.spec.Spec.model_cost_metrics` of a study block."""
+    return of_block(se).model_cost_metrics(model, dataset)
+
+
+def cost_files(config: dict, study: str) -> list[str]:
+    s = spec(config)
+    if study != STUDY or s is None:
+        return []
+    out = []
+    for st, dataset, model, slot in cases(config):
+        for metric in s.model_cost_metrics(model, dataset):
+            out.append(P.fmt(P.SCORE_COST, study=st, dataset=dataset, model=model, slot=slot, significance=metric))
+    return out
+
+
+def has_selector_cases(config: dict) -> bool:
+    """Table 3 (layer selectors against the text attacks) is made when some attack runs a selector."""
+    return any(is_selector(c[4]) for c in attack_cases(config) or ())
+
+
+# ------------------------------------------------------------------ evaluate and figure inputs
+
+def text_evaluate_inputs(config: dict, wc) -> dict:
+    """Text metrics need the model's word embeddings (EmbedDist): the weights artifact."""
+    if case_modality(wc.dataset) != "text":
+        return {}
+    return {"weights": P.fmt(P.WEIGHTS, study=wc.study, dataset=wc.dataset, model=wc.model)}
+
+
+def evaluate_inputs(config: dict, wc) -> dict:
+    """Inputs of one evaluate job (rule evaluate, one per victim slot): the victims, every attack
+    output of the slot, the text weights (text_evaluate_inputs) and the LPIPS backbone file when one is
+    configured."""
+    inputs = {"victims": P.fmt(P.VICTIMS, dataset=wc.dataset), "recons": slot_attack_paths(config, wc)}
+    inputs.update(text_evaluate_inputs(config, wc))
+    backbone = lpips_backbone_file(config, wc.study)
+    if backbone is not None:
+        inputs["backbone"] = backbone
+    return inputs
+
+
+def _attack_files(config: dict, pattern: str, model: str, dataset: str, attack: str, slot: str | None = None) -> list[str]:
+    restarts = spec(config).attacks[attack].restarts
+    out = []
+    for st, d, m, s, metric, ratio in attack_cases(config, attack):
+        if (d, m) != (dataset, model) or (slot is not None and s != slot):
+            continue
+        for rep in range(restarts):
+            out.append(P.fmt(pattern, study=st, dataset=d, model=m, slot=s, significance=metric, ratio=ratio,
+                             attack=attack, rep=rep))
+    return out
+
+
+def figure_inputs(config: dict, study: str, figure: str) -> dict:
+    from ...tables import figure_specs
+
+    fig = next((f for f in figure_specs(config["studies"][study]) if f["name"] == figure), None)
+    if fig is None:
+        raise ValueError(f"unknown figure {figure!r} for study {study!r}")
+    inputs: dict = {"metrics": P.fmt(P.ALL_METRICS, study=study)}
+    if fig["kind"] == "traces":
+        inputs["traces"] = _attack_files(config, P.TRACE, fig["model"], fig["dataset"], fig["attack"], fig["slot"])
+    elif fig["kind"] == "grid":
+        inputs["recons"] = _attack_files(config, P.ATTACK, fig["model"], fig["dataset"], fig["attack"])
+        inputs["victims"] = P.fmt(P.VICTIMS, dataset=fig["dataset"])
+    return inputs
+
+
+# ------------------------------------------------------------------ rule all
+
+def table_targets(config: dict) -> list[str]:
+    return [t for t in registered_outputs(config, STUDY) if t.startswith(P.R + "/tables/")]
+
+
+def figure_targets(config: dict) -> list[str]:
+    return [t for t in registered_outputs(config, STUDY) if t.startswith(P.R + "/figures/")]
+
+
+def targets(config: dict) -> list[str]:
+    """What `rule all` asks of the study: the client gradients, the registered tables and
+    figures, the HE overhead table and figure, and the local language models' table."""
+    from ...pipeline.jobs_lm import lm_table_targets  # deferred: jobs_lm imports this module (attack_runs_on)
+
+    return (gradient_targets(config) + table_targets(config) + figure_targets(config)
+            + OV.overhead_targets(config) + lm_table_targets(config, STUDY))
