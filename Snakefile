@@ -31,6 +31,7 @@ from gibench.pipeline import targets as T
 # the study registry; importing it imports the modules named in GIBENCH_PLUGINS, so that a
 # plugin's study is known to the config check and its rules are included below
 from gibench.studies import STUDIES
+
 # study 1 (selective encryption) runs the shared stage rules; its cases and input functions
 from gibench.studies.selective_encryption import targets as SE
 
