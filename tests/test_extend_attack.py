@@ -1,7 +1,7 @@
 """A new image attack is one function plus its registration (issue 21): a toy attack defined
 here -- the "mean image" attack, which returns the dataset's mean image (zeros in the model's
 normalised input space) whatever the gradient -- is registered from a plugin module named in
-``GIBENCH_PLUGINS`` (gibench.attacks.load_plugins), named in a config (the demo config trimmed
+``GIBENCH_PLUGINS`` (gibench.plugins.load_plugins), named in a config (the demo config trimmed
 to one study, one case, one significance metric and one ratio), and
 
 * the DAG builds with it, with one attack job per restart of the toy attack, and fails with

@@ -3,9 +3,8 @@
 
 A leaf (it imports nothing from gibench), so that the study registry, which the DAG build
 imports and which must know a plugin's study before the config is validated, can load the
-plugins without importing torch.  :func:`gibench.attacks.load_plugins` is the same loader kept
-in the attack package (it runs when that package is imported); importing a module twice is a
-no-op, so both may run.
+plugins without importing torch.  The attack package re-exports it and runs it again when it is
+imported (a job script may import only the attacks); importing a module twice is a no-op.
 """
 from __future__ import annotations
 

@@ -30,9 +30,7 @@ job's, so an attack registered there can be named in a config (docs/extending.md
 """
 from __future__ import annotations
 
-import importlib
-import os
-
+from ..plugins import PLUGINS_ENV, load_plugins  # noqa: F401  (re-exported)
 from .base import ATTACKS, MODALITIES, Attack, AttackEntry, AttackRegistry, AttackResult  # noqa: F401
 
 from . import ig as _ig  # noqa: E402,F401  (registers ig)
@@ -41,23 +39,8 @@ from . import stochastic as _stochastic  # noqa: E402,F401  (registers wiig, dpi
 from . import concealed as _concealed  # noqa: E402,F401  (registers gs, adaptive, imprint, ggl)
 from . import text as _text  # noqa: E402,F401  (registers lamp, dager)
 
-PLUGINS_ENV = "GIBENCH_PLUGINS"
-
-
-def load_plugins(spec: str | None = None) -> list[str]:
-    """Import the modules named in ``GIBENCH_PLUGINS`` (comma-separated); each registers its
-    entries on import.  A module that cannot be imported is an error naming the variable."""
-    spec = os.environ.get(PLUGINS_ENV, "") if spec is None else spec
-    mods = [m.strip() for m in spec.split(",") if m.strip()]
-    for m in mods:
-        try:
-            importlib.import_module(m)
-        except ImportError as e:
-            raise ImportError(f"{PLUGINS_ENV}={spec!r}: cannot import plugin module {m!r} ({e}); "
-                              f"is its directory on PYTHONPATH?") from e
-    return mods
-
-
+# the one plugin loader (gibench.plugins, a leaf): run again here so that importing the attack
+# package alone (a job script) registers a plugin's attacks; importing a module twice is a no-op
 load_plugins()
 
 __all__ = ["ATTACKS", "AttackEntry", "AttackRegistry", "AttackResult", "Attack", "MODALITIES", "load_plugins",
