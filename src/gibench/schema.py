@@ -6,6 +6,7 @@ import cycle."""
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Mapping
 
@@ -73,3 +74,21 @@ def load_schema(path: str | Path = DEFAULT_SCHEMA, studies: Mapping[str, str | P
             schema["$defs"][k] = v
         props[study] = sub
     return schema
+
+
+@functools.cache
+def _defaults_filler():
+    """A validator of the root schema that fills its defaults (the one gibench.config.validate uses)."""
+    return fill_defaults(jsonschema.Draft202012Validator)(load_schema())
+
+
+def study_block_with_defaults(study: str, block: Mapping) -> dict:
+    """A copy of ``studies.<study>`` with the schema's defaults filled in, twice as
+    gibench.config.validate does (defaults inside filled defaults).  A validated block comes back
+    equal; unit tests hand over partial blocks.  Errors are the validator's business, not this one's."""
+    wrapped = {"studies": {study: copy.deepcopy(dict(block))}}
+    filler = _defaults_filler()
+    for _ in range(2):
+        for _err in filler.iter_errors(wrapped):
+            pass
+    return wrapped["studies"][study]

@@ -34,8 +34,6 @@ than split before they read the spec.
 """
 from __future__ import annotations
 
-import copy
-import functools
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -274,27 +272,11 @@ def _build(block: Mapping[str, Any]) -> Spec:
     )
 
 
-@functools.cache
-def _defaults_filler():
-    """A validator that fills the schema's defaults (the one :func:`gibench.config.validate` uses,
-    from the leaf :mod:`gibench.schema`)."""
-    import jsonschema
-
-    from ...schema import fill_defaults, load_schema
-
-    return fill_defaults(jsonschema.Draft202012Validator)(load_schema())
-
-
 def _with_schema_defaults(block: Mapping[str, Any]) -> dict:
-    """A copy of the block with the schema's defaults filled in.  A block that passed
-    :func:`gibench.config.validate` has them all already (nothing changes); unit tests hand
-    over partial blocks.  Errors are the validator's business, not this one's."""
-    wrapped = {"studies": {STUDY: copy.deepcopy(dict(block))}}
-    filler = _defaults_filler()
-    for _ in range(2):       # as gibench.config.validate: defaults inside filled defaults
-        for _err in filler.iter_errors(wrapped):
-            pass
-    return wrapped["studies"][STUDY]
+    """A copy of the block with the schema's defaults filled in (:func:`gibench.schema.study_block_with_defaults`)."""
+    from ...schema import study_block_with_defaults
+
+    return study_block_with_defaults(STUDY, block)
 
 
 _CACHE: dict[str, Spec] = {}
