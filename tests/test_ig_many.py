@@ -96,3 +96,30 @@ def test_training_mode_with_dropout_is_refused_by_invert_many():
     with pytest.raises(ValueError, match="training mode"):
         invert_many(net.train(), match, torch.tensor([1]), [torch.randn(1, 3, 2, 2)] * 2,
                     resolve_cfg({"iterations": 1, "model_mode": "train"}))
+
+
+@pytest.mark.parametrize("cost", ["masked_cosine", "masked_cosine_layerwise", "masked_l2",
+                                  "zero_fill_cosine", "zero_fill_l2"])
+def test_batched_distance_equals_the_distance_of_each_instance(cost):
+    # GradientMatch.batched (the vectorised path's objective) against __call__ (the sequential
+    # one) on independent random dummy gradients, one tensor entirely visible, one dropped
+    net, shared, vis, _ = _case()
+    net = net.double()
+    shared = {n: t.double() for n, t in shared.items()}
+    names = [n for n, _ in net.named_parameters()]
+    vis = {**vis, names[1]: torch.ones_like(vis[names[1]]), names[3]: torch.zeros_like(vis[names[3]])}
+    match = GradientMatch(list(net.named_parameters()), shared, vis, cost)
+    g = torch.Generator().manual_seed(5)
+    dummy = [torch.randn(4, *p.shape, generator=g, dtype=torch.float64) for p in match.params]
+    got = match.batched(dummy)
+    want = torch.stack([match([d[i] for d in dummy]) for i in range(4)])
+    assert got.shape == (4,) and torch.allclose(got, want, rtol=1e-12, atol=1e-12), (got, want)
+    assert len(set(want.tolist())) == 4                       # the instances really differ
+
+
+@pytest.mark.parametrize("cost", ["masked_cosine_layerwise", "masked_l2", "zero_fill_cosine"])
+def test_vectorised_restarts_equal_sequential_other_costs_without_tv(cost):
+    cfg = {"iterations": 12, "dtype": "float64", "cost": cost, "tv": 0, "trace_every": 1}
+    seq, many = _both(cfg, seeds=[1, 2])
+    _agree(seq, many, atol=1e-9)
+    assert (seq[0].x - seq[1].x).abs().max() > 0.1

@@ -124,6 +124,13 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+def total_variation_many(xs: torch.Tensor) -> torch.Tensor:
+    """:func:`total_variation` of each ``xs[i]`` (``xs``: ``[n, batch, C, H, W]``): ``[n]``."""
+    dx = (xs[..., :, :-1] - xs[..., :, 1:]).abs().flatten(1).mean(1)
+    dy = (xs[..., :-1, :] - xs[..., 1:, :]).abs().flatten(1).mean(1)
+    return dx + dy
+
+
 def box_bounds(mean, std, channels: int, device, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     m = torch.as_tensor(mean, dtype=dtype, device=device).flatten()
     s = torch.as_tensor(std, dtype=dtype, device=device).flatten()
@@ -360,14 +367,19 @@ def invert_many(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0s: Se
                 box: tuple[torch.Tensor, torch.Tensor] | None = None,
                 progress: Callable[[int, int, float], None] | None = None) -> list[dict[str, Any]]:
     """IG's loop (:func:`invert`, default dummy gradient, no extras) for several restarts that
-    share the model, the target and the labels, in lockstep: one ``torch.func.vmap`` call per
-    iteration gives every running restart its image gradient (the double backward of each
-    restart, batched), then each restart takes its own optimiser step with its own schedule,
-    best iterate and stopping rules (:class:`_Run`, shared with :func:`invert`).  A restart
-    that stops leaves the batch; the others go on.  Each restart's result is that of
-    :func:`invert` from the same start up to floating-point summation order (the batched
-    kernels add in another order; ``tests/test_ig.py`` checks the agreement).  ``progress``
-    gets (restart index, iteration, objective).  Time limits count from the common start."""
+    share the model, the target and the labels, in lockstep.  Per iteration, one
+    ``torch.func.vmap`` call gives every running restart its dummy gradient (``grad`` of the
+    loss of its own images, batched over restarts, with a graph back to the images); the
+    objective of all of them is evaluated at once (:meth:`GradientMatch.batched`,
+    :func:`total_variation_many`) and one ``torch.autograd.grad`` of their sum gives each
+    restart its image gradient (the restarts are independent, so the gradient of the sum
+    with respect to restart ``i``'s images is that of its own objective).  Then each restart
+    takes its own optimiser step with its own schedule, best iterate and stopping rules
+    (:class:`_Run`, shared with :func:`invert`).  A restart that stops leaves the batch; the
+    others go on.  Each restart's result is that of :func:`invert` from the same start up to
+    floating-point summation order (the batched kernels add in another order;
+    ``tests/test_ig_many.py`` checks the agreement).  ``progress`` gets (restart index,
+    iteration, objective).  Time limits count from the common start."""
     from torch.func import functional_call, grad, vmap
 
     reason = vectorisable(model, c)
@@ -379,19 +391,24 @@ def invert_many(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0s: Se
     if [idx.get(id(p)) for p in match.params] != names:
         raise ValueError("invert_many: the match's parameters are not the model's")
 
-    def dummy_gradient(xx: torch.Tensor, ex: dict) -> list[torch.Tensor]:
+    def dummy_gradient(xx: torch.Tensor) -> list[torch.Tensor]:
         def ce(sub: dict[str, torch.Tensor]) -> torch.Tensor:
             return F.cross_entropy(functional_call(model, {**frozen, **sub}, (xx,)), y)
         g = grad(ce)({n: frozen[n] for n in names})
         return [g[n] for n in names]
 
-    objective = _objective_fn(match, c, dummy_gradient, None)
+    dummy_gradients = vmap(dummy_gradient)
+    tv_weight = c["tv"]
 
-    def one(xx: torch.Tensor):
-        total, dist, tv = objective(xx, {})
-        return total, (total, dist, tv)
+    def objective(xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dist = match.batched(dummy_gradients(xs))
+        if tv_weight:
+            tv = total_variation_many(xs)
+            return dist + tv_weight * tv, dist, tv
+        with torch.no_grad():         # no TV term: its value is kept for the trace, without a graph
+            tv = total_variation_many(xs)
+        return dist, dist, tv
 
-    batched = vmap(grad(one, has_aux=True))
     t0 = time.time()
     runs = [_Run(x0, c, {}, box, t0) for x0 in x0s]
     it = 0
@@ -401,7 +418,11 @@ def invert_many(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0s: Se
             break
         for i in live:
             runs[i].opt.zero_grad(set_to_none=True)
-        gx, (total, dist, tv) = batched(torch.stack([runs[i].x.detach() for i in live]))
+        xs = torch.stack([runs[i].x.detach() for i in live]).requires_grad_(True)
+        total, dist, tv = objective(xs)
+        (gx,) = torch.autograd.grad(total.sum(), xs)
+        # the per-restart values go to the host once per iteration (one copy, not 3n syncs)
+        total, dist, tv = (t.detach().cpu() for t in (total, dist, tv))
         for j, i in enumerate(live):
             cb = None if progress is None else (lambda k, v, i=i: progress(i, k, v))
             runs[i].step(it, total[j], dist[j], tv[j], (gx[j],), cb)

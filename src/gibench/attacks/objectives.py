@@ -101,6 +101,31 @@ class GradientMatch:
     def _masked(self, dummy: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [d if m is None else d * m for d, m in zip(dummy, self.masks)]
 
+    def batched(self, dummy: Sequence[torch.Tensor]) -> torch.Tensor:
+        """:meth:`__call__` for ``n`` dummy gradients at once: each tensor of ``dummy`` has a
+        leading instance dimension (``[n, *param.shape]``); returns the ``n`` distances.
+        The same formulas, term by term, with plain batched ops (a mask multiply and a
+        per-tensor matrix-vector product instead of the flat gather of :meth:`__call__`,
+        whose batched form costs more than the double backward on LeNet,
+        ``benchmarks/bench_restarts.py``); equal to :meth:`__call__` per instance up to
+        summation order (``tests/test_ig_many.py``)."""
+        if len(dummy) != len(self.targets):
+            raise ValueError(f"expected {len(self.targets)} dummy gradients, got {len(dummy)}")
+        d = [a.flatten(1) if m is None else (a * m).flatten(1) for a, m in zip(dummy, self.masks)]
+        flat_t = [t.reshape(-1) for t in self.targets]
+        if self.kind == "cosine":
+            # <m⊙g', m⊙g> = <g', m⊙g> (the target is zero where encrypted); ‖m⊙g'‖² per tensor
+            dot = sum(a @ t for a, t in zip(d, flat_t))
+            sq = sum((a * a).sum(1) for a in d)
+            return 1.0 - dot / (torch.sqrt(sq) * self.target_norm).clamp_min(_TINY)
+        if self.kind == "cosine_layerwise":
+            terms = [1.0 - (a @ t) / (a.norm(dim=1) * tsq.sqrt()).clamp_min(_TINY)
+                     for a, t, tsq in zip(d, flat_t, self.target_sq) if float(tsq) > 0]
+            return sum(terms) / max(1, len(terms))
+        if self.kind == "l2":
+            return sum((a - t).pow(2).sum(1) for a, t in zip(d, flat_t))
+        raise AssertionError(self.kind)
+
     def __call__(self, dummy: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(dummy) != len(self.targets):
             raise ValueError(f"expected {len(self.targets)} dummy gradients, got {len(dummy)}")
