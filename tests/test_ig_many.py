@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gibench.attacks import ATTACKS
-from gibench.attacks.ig import invert_many, resolve_cfg, vectorisable
+from gibench.attacks.ig import _lockstep_loop, _Run, invert_many, lockstep, resolve_cfg, vectorisable
 from gibench.attacks.objectives import GradientMatch
 from gibench.gradient import client_gradient
 from gibench.models import build_model
@@ -123,3 +123,40 @@ def test_vectorised_restarts_equal_sequential_other_costs_without_tv(cost):
     seq, many = _both(cfg, seeds=[1, 2])
     _agree(seq, many, atol=1e-9)
     assert (seq[0].x - seq[1].x).abs().max() > 0.1
+
+
+def test_lockstep_loop_stops_a_restart_with_a_non_finite_objective_alone():
+    # a synthetic objective (a quadratic per restart) that turns non-finite for restart i from
+    # iteration 3 + 2i on: the lockstep loop (one optimiser for the stacked images) must give
+    # every restart what its own _Run gives it (the per-restart loop of invert)
+    c = resolve_cfg({"iterations": 12, "dtype": "float64", "keep": "best", "trace_every": 1})
+    assert lockstep(c)
+    box = (torch.full((1, 2, 1, 1), -1.5, dtype=torch.float64), torch.full((1, 2, 1, 1), 2.0, dtype=torch.float64))
+    x0s = [torch.randn(1, 2, 3, 3, generator=torch.Generator().manual_seed(s), dtype=torch.float64) for s in range(3)]
+    target = torch.linspace(-2, 2, 18, dtype=torch.float64).reshape(1, 2, 3, 3)
+    clock = {"it": 0}
+
+    def objective(xs):          # xs: [n, 1, 2, 3, 3]; row i poisoned from iteration 3 + 2 i
+        dist = (xs - target).pow(2).flatten(1).sum(1)
+        bad = torch.tensor([clock["it"] >= 3 + 2 * i for i in range(xs.shape[0])])
+        total = torch.where(bad, torch.full_like(dist, float("nan")), dist)
+        clock["it"] += 1
+        return total, dist, torch.zeros_like(dist)
+
+    runs = [_Run(x0, c, {}, box, 0.0) for x0 in x0s]
+    _lockstep_loop(runs, objective, c, box, None)
+    for i, (x0, r) in enumerate(zip(x0s, runs)):
+        ref, it = _Run(x0, c, {}, box, 0.0), 0
+        while ref.active:
+            x = ref.x
+            total = (x - target).pow(2).sum()
+            if it >= 3 + 2 * i:
+                total = total * float("nan")
+            grads = torch.autograd.grad(total, [x]) if torch.isfinite(total) else ()
+            ref.step(it, total, total.detach(), torch.zeros(()), grads, None)
+            it += 1
+        assert ref.stopped == r.stopped == f"non-finite objective at iteration {3 + 2 * i}"
+        assert ref.done == r.done == 3 + 2 * i
+        assert torch.allclose(ref.x, r.x, rtol=0, atol=1e-12) and torch.allclose(ref.best[1], r.best[1], rtol=0, atol=1e-12)
+        assert ref.trace == r.trace
+    assert (runs[0].x - runs[2].x).abs().max() > 0.1          # stopped at different points

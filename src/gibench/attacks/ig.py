@@ -262,6 +262,12 @@ class _Run:
             for k, e in self.extras.items():
                 if e.project is not None:
                     ev[k].data = e.project(ev[k].data)
+        self.after_step(it, value, dist, tv, lr_now, progress)
+
+    def after_step(self, it: int, value: float, dist: torch.Tensor, tv: torch.Tensor, lr_now: float,
+                   progress: Callable[[int, float], None] | None) -> None:
+        """The bookkeeping after iteration ``it``'s step: stopping rules, trace, progress."""
+        c = self.c
         self.done = done = it + 1
         if value < self.lowest:
             self.lowest, self.since_lowest = value, 0
@@ -411,6 +417,9 @@ def invert_many(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0s: Se
 
     t0 = time.time()
     runs = [_Run(x0, c, {}, box, t0) for x0 in x0s]
+    if lockstep(c):
+        _lockstep_loop(runs, objective, c, box, progress)
+        return _scores(runs, model, match, y)
     it = 0
     while True:
         live = [i for i, r in enumerate(runs) if r.active]
@@ -427,14 +436,79 @@ def invert_many(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0s: Se
             cb = None if progress is None else (lambda k, v, i=i: progress(i, k, v))
             runs[i].step(it, total[j], dist[j], tv[j], (gx[j],), cb)
         it += 1
-    # each restart's score, as in invert: the gradient distance of its output without TV
-    params = match.params
+    return _scores(runs, model, match, y)
+
+
+def _scores(runs: list[_Run], model: nn.Module, match: GradientMatch, y: torch.Tensor) -> list[dict[str, Any]]:
+    """Each restart's result with its score, as in :func:`invert`: the gradient distance of
+    its output without TV."""
     out = []
     for r in runs:
         x_out, _ = r.output()
-        final = float(match(torch.autograd.grad(F.cross_entropy(model(x_out), y), params, create_graph=True)).detach())
+        final = float(match(torch.autograd.grad(F.cross_entropy(model(x_out), y), match.params,
+                                                create_graph=True)).detach())
         out.append(r.result(final))
     return out
+
+
+def lockstep(c: dict) -> bool:
+    """Whether every restart of :func:`invert_many` has the same learning rate at every
+    iteration and runs all ``iterations`` (barring a non-finite objective): no plateau
+    schedule, no stopping rule, no time limit.  Then one optimiser steps all the restarts'
+    images stacked (:func:`_lockstep_loop`); Adam and SGD are elementwise, so each restart's
+    step is the one its own optimiser would take."""
+    return (c["lr_schedule"] != "plateau" and c["stop_loss"] is None and c["stop_patience"] is None
+            and c["time_limit"] is None)
+
+
+def _lockstep_loop(runs: list[_Run], objective, c: dict, box, progress) -> None:
+    """:func:`invert_many`'s loop when :func:`lockstep` holds: the images of all restarts
+    are one tensor ``[n, *x.shape]`` with one optimiser and one schedule (built as
+    :class:`_Run` builds its own), stepped once per iteration; each :class:`_Run` keeps its
+    own bookkeeping (best iterate, trace, progress; :meth:`_Run.after_step`).  A restart
+    whose objective is not finite stops there, as in :meth:`_Run.step`: its image is kept
+    and its row no longer gets a gradient (the row is still computed; the rows are
+    independent)."""
+    xs = torch.stack([r.x.detach() for r in runs]).requires_grad_(True)
+    m = c["iterations"]
+    opt = (torch.optim.Adam([{"params": [xs], "lr": c["lr"]}]) if c["optimizer"] == "adam"
+           else torch.optim.SGD([{"params": [xs], "lr": c["lr"]}], momentum=0.0))
+    sched = (torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(m), gamma=0.1)
+             if c["lr_schedule"] == "multistep" else None)
+    keep_best = c["keep"] == "best"
+    for it in range(m):
+        if not any(r.active for r in runs):
+            break
+        opt.zero_grad(set_to_none=True)
+        total, dist, tv = objective(xs)
+        (gx,) = torch.autograd.grad(total.sum(), xs)
+        total, dist, tv = (t.detach().cpu() for t in (total, dist, tv))
+        values = total.tolist()
+        finite = torch.isfinite(total).tolist()
+        g = gx.sign() if c["signed"] else gx
+        for i, r in enumerate(runs):
+            if r.active and not finite[i]:
+                r.stopped = f"non-finite objective at iteration {it}"
+                r.active = False
+                r.x = xs[i].detach().clone()
+            if not r.active:
+                g[i] = 0
+            elif keep_best and values[i] < r.best[0]:
+                r.best = (values[i], xs[i].detach().clone(), {})
+        xs.grad = g
+        lr_now = opt.param_groups[0]["lr"]
+        opt.step()
+        if sched is not None:
+            sched.step()
+        with torch.no_grad():
+            if box is not None:
+                xs.data = torch.max(torch.min(xs.data, box[1]), box[0])
+        for i, r in enumerate(runs):
+            if r.active:
+                cb = None if progress is None else (lambda k, v, i=i: progress(i, k, v))
+                r.after_step(it, values[i], dist[i], tv[i], lr_now, cb)
+                if not r.active:
+                    r.x = xs[i].detach().clone()
 
 
 def result_from(loop: dict[str, Any], y: torch.Tensor, info: dict[str, Any]) -> AttackResult:
