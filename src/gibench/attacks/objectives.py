@@ -104,20 +104,22 @@ class GradientMatch:
     def batched(self, dummy: Sequence[torch.Tensor]) -> torch.Tensor:
         """:meth:`__call__` for ``n`` dummy gradients at once: each tensor of ``dummy`` has a
         leading instance dimension (``[n, *param.shape]``); returns the ``n`` distances.
-        The same formulas, term by term, with plain batched ops (a mask multiply and a
-        per-tensor matrix-vector product instead of the flat gather of :meth:`__call__`,
+        The same formulas, term by term, with plain batched ops (per-tensor matrix-vector
+        products with the target and the mask instead of the flat gather of :meth:`__call__`,
         whose batched form costs more than the double backward on LeNet,
         ``benchmarks/bench_restarts.py``); equal to :meth:`__call__` per instance up to
         summation order (``tests/test_ig_many.py``)."""
         if len(dummy) != len(self.targets):
             raise ValueError(f"expected {len(self.targets)} dummy gradients, got {len(dummy)}")
-        d = [a.flatten(1) if m is None else (a * m).flatten(1) for a, m in zip(dummy, self.masks)]
         flat_t = [t.reshape(-1) for t in self.targets]
         if self.kind == "cosine":
-            # <m⊙g', m⊙g> = <g', m⊙g> (the target is zero where encrypted); ‖m⊙g'‖² per tensor
-            dot = sum(a @ t for a, t in zip(d, flat_t))
-            sq = sum((a * a).sum(1) for a in d)
+            # <m⊙g', m⊙g> = <g', m⊙g> (the target is zero where encrypted) and
+            # ‖m⊙g'‖² = <g'⊙g', m> (m is 0/1), per tensor: no masked copy of g'
+            a = [t.flatten(1) for t in dummy]
+            dot = sum(x @ t for x, t in zip(a, flat_t))
+            sq = sum((x * x).sum(1) if m is None else (x * x) @ m.reshape(-1) for x, m in zip(a, self.masks))
             return 1.0 - dot / (torch.sqrt(sq) * self.target_norm).clamp_min(_TINY)
+        d = [a.flatten(1) if m is None else (a * m).flatten(1) for a, m in zip(dummy, self.masks)]
         if self.kind == "cosine_layerwise":
             terms = [1.0 - (a @ t) / (a.norm(dim=1) * tsq.sqrt()).clamp_min(_TINY)
                      for a, t, tsq in zip(d, flat_t, self.target_sq) if float(tsq) > 0]
