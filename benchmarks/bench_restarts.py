@@ -8,7 +8,7 @@ image, 30 % of gradient entries encrypted by a random mask, the paper's IG setti
 * ``sequential``: N calls of ``ATTACKS["ig"]``, one seed each (one restart per call, the
   one-instance path);
 * ``vectorised``: one call of ``ATTACKS.entry("ig").many`` with the N seeds
-  (``ig.inverting_gradients_many``: restarts batched with ``torch.func.vmap``; N = 1 takes
+  (``ig_many.inverting_gradients_many``: restarts batched with ``torch.func.vmap``; N = 1 takes
   the sequential path).
 
 Instance-iterations per second = N x iterations / seconds; median of ``REPEATS``.  On the

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from gibench.attacks import ATTACKS
-from gibench.attacks.ig import _lockstep_loop, _Run, invert_many, lockstep, resolve_cfg, vectorisable
+from gibench.attacks.ig import _Run, resolve_cfg
+from gibench.attacks.ig_many import _lockstep_loop, invert_many, lockstep, vectorisable
 from gibench.attacks.objectives import GradientMatch
 from gibench.gradient import client_gradient
 from gibench.models import build_model

@@ -33,7 +33,8 @@ from __future__ import annotations
 from ..plugins import PLUGINS_ENV, load_plugins  # noqa: F401  (re-exported)
 from .base import ATTACKS, MODALITIES, Attack, AttackEntry, AttackRegistry, AttackResult  # noqa: F401
 
-from . import ig as _ig  # noqa: E402,F401  (registers ig)
+from . import ig as _ig  # noqa: E402,F401  (IG, one restart)
+from . import ig_many as _ig_many  # noqa: E402,F401  (registers ig: ig.inverting_gradients and its vectorised restarts)
 from . import dlg as _dlg  # noqa: E402,F401  (registers dlg)
 from . import stochastic as _stochastic  # noqa: E402,F401  (registers wiig, dpia, gpia, vbia, pig, dia, cdia, ig_defended)
 from . import concealed as _concealed  # noqa: E402,F401  (registers gs, adaptive, imprint, ggl)
