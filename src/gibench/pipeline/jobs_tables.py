@@ -9,6 +9,7 @@ import torch
 
 from .runner import say
 from .stages import concat_rows, gather_stage, table_stage
+from .targets import table_entry
 
 __all__ = ["concat_rows", "order_metric_rows", "gather_job", "table_job", "figure_job"]
 
@@ -46,7 +47,9 @@ def _study_cfg(smk: Any) -> dict:
 
 def table_job(smk: Any, device: torch.device) -> dict:
     """Rule ``table``: a selective-encryption table from its registry entry (builders read the study block)."""
-    return table_stage(smk, device, study=smk.wildcards.study, config=_study_cfg(smk))
+    study = smk.wildcards.study
+    return table_stage(smk, device, entry=table_entry(smk.config, study, smk.wildcards.table),
+                       config=_study_cfg(smk))
 
 
 def figure_job(smk: Any, device: torch.device) -> dict:

@@ -206,20 +206,18 @@ def _input(smk: Any, name: str) -> Any:
     return value if value is None or isinstance(value, (str, Path)) else list(value)
 
 
-def table_stage(smk: Any, device: torch.device, *, study: str, config: Mapping[str, Any]) -> dict:
-    """Table ``smk.wildcards.table`` of ``study``: its entry of the table registry
-    (:func:`gibench.pipeline.targets.table_entry`) builds it from the gathered inputs the
-    entry declares (``metrics_path``, ``cost_path``, ``accuracy_path``) and ``config`` (what
-    the study's builders read: the study block or the whole config) into the job's outputs'
-    folder, in the formats the job outputs (csv, md, html)."""
+def table_stage(smk: Any, device: torch.device, *, entry: Any, config: Mapping[str, Any]) -> dict:
+    """Table ``smk.wildcards.table``: its entry of the table registry (``gibench.tables.TABLES``,
+    found by :func:`gibench.pipeline.targets.table_entry`) builds it from the gathered inputs the
+    entry declares (``metrics_path``, ``cost_path``, ``accuracy_path``) and ``config`` (what the
+    study's builders read: the study block or the whole config) into the job's outputs' folder,
+    in the formats the job outputs (csv, md, html)."""
     from ..tables.render import table_formats
-    from .targets import table_entry
 
     table = smk.wildcards.table
-    entry = table_entry(smk.config, study, table)
     paths = {f"{name}_path": _input(smk, name) for name in entry.inputs}
     args = (table,) if entry.when == "kind" else ()        # one entry, several configured tables
     written = entry.build(*args, **paths, config=config, out_dir=Path(smk.output.csv).parent,
                           formats=table_formats(smk.output))
-    say(f"table {study}/{table}: {', '.join(str(p) for p in written)}")
+    say(f"table {entry.study}/{table}: {', '.join(str(p) for p in written)}")
     return {"written": [str(p) for p in written]}

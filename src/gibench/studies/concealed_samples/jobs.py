@@ -20,6 +20,7 @@ from ...models import count_parameters
 from ...pipeline.runner import say
 from ...pipeline.stages import (AttackerView, attack_extras, attack_stage, evaluate_stage, gather_stage,
                                 labels_tensor, table_stage)
+from ...pipeline.targets import table_entry
 from ...provenance import make_record
 from ...seeds import derive_seed
 from ...wildcards import parse_slot
@@ -341,7 +342,7 @@ def gather_job(smk: Any, device: torch.device) -> dict:
 
 def table_job(smk: Any, device: torch.device) -> dict:
     """Rule ``cs_table``: the table's registry entry builds it (:func:`gibench.pipeline.stages.table_stage`)."""
-    return table_stage(smk, device, study=STUDY, config=smk.config)
+    return table_stage(smk, device, entry=table_entry(smk.config, STUDY, smk.wildcards.table), config=smk.config)
 
 
 def figure_job(smk: Any, device: torch.device) -> dict:

@@ -22,6 +22,7 @@ from ...models import build_model, count_parameters
 from ...pipeline.jobs_data import read_victims, slot_rows
 from ...pipeline.runner import say
 from ...pipeline.stages import AttackerView, attack_stage, evaluate_stage, labels_tensor, table_stage
+from ...pipeline.targets import table_entry
 from ...provenance import make_record
 from ...seeds import derive_seed, torch_generator
 from . import STUDY
@@ -238,7 +239,7 @@ def sd_evaluate_job(smk: Any, device: torch.device) -> dict:
 
 def sd_table_job(smk: Any, device: torch.device) -> dict:
     """Rule ``sd_table``: the table's registry entry (its ``kind``) builds it (:func:`gibench.pipeline.stages.table_stage`)."""
-    return table_stage(smk, device, study=STUDY, config=smk.config)
+    return table_stage(smk, device, entry=table_entry(smk.config, STUDY, smk.wildcards.table), config=smk.config)
 
 
 def sd_figure_job(smk: Any, device: torch.device) -> dict:
