@@ -13,7 +13,6 @@ to one study, one case, one significance metric and one ratio), and
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import textwrap
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_helpers import ROOT, snakemake_bin, write_config
+from workflow_helpers import ROOT, run_with_plugin, write_config
 
 STUDY, DS, MODEL, SLOT, METRIC, RATIO = "selective_encryption", "cifar100", "lenet", "s000", "grad", "r0.300"
 PLUGIN = textwrap.dedent('''
@@ -62,18 +61,7 @@ def _config() -> dict:
 
 
 def _snakemake(wd: Path, cfg_path: Path, *args: str, plugin: bool, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = str(ROOT / ".venv" / "bin") + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(wd / "plugins"), env.get("PYTHONPATH", "")])
-    env.pop("GIBENCH_PLUGINS", None)
-    if plugin:
-        env["GIBENCH_PLUGINS"] = "toy_mean_attack"
-    cmd = [snakemake_bin(), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(wd), "--configfile",
-           str(cfg_path), "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=1200, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
+    return run_with_plugin(wd, cfg_path, *args, plugin="toy_mean_attack" if plugin else None, check=check)
 
 
 @pytest.fixture

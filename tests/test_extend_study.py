@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import textwrap
@@ -30,7 +29,7 @@ import pytest
 
 from gibench.schema import ConfigError, load_schema
 from gibench.studies import STUDIES, register_study
-from workflow_helpers import ROOT, snakemake_bin, write_config
+from workflow_helpers import ROOT, run_with_plugin, write_config
 
 TOY = "toy_squares"
 
@@ -155,18 +154,8 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def _snakemake(wd: Path, cfg: dict, *args: str, plugin: bool, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = str(ROOT / ".venv" / "bin") + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(wd / "plugins"), env.get("PYTHONPATH", "")])
-    env.pop("GIBENCH_PLUGINS", None)
-    if plugin:
-        env["GIBENCH_PLUGINS"] = "toy_study_plugin"
-    cmd = [snakemake_bin(), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(wd), "--configfile",
-           str(write_config(wd, cfg)), "--cores", "1", *args]
-    proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=1200, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
+    return run_with_plugin(wd, write_config(wd, cfg), *args, plugin="toy_study_plugin" if plugin else None, cores=1,
+                           check=check)
 
 
 def _job_counts(out: str) -> dict[str, int]:

@@ -20,6 +20,7 @@ from ..seeds import derive_seed
 from ..wildcards import SIGNIFICANCE, seed_wildcards, significance_of
 from .jobs_data import model_for, model_init, read_victims, slot_rows
 from .runner import say
+from .stages import AttackerView, attack_stage, evaluate_stage, labels_tensor, save_attack
 
 
 def attack_settings(study_cfg: dict, attack: str, model: str | None = None) -> tuple[str, dict, int]:
@@ -86,8 +87,10 @@ def attack_job(smk: Any, device: torch.device) -> dict:
     return {"restarts": runs, "vectorised": False}
 
 
-def _attack_case(smk: Any, device: torch.device) -> dict:
-    """What every restart of an image attack job shares: the attacker's view of the case."""
+def _attack_case(smk: Any, device: torch.device) -> AttackerView:
+    """The attacker's view of the case, shared by every restart of an image attack job: the
+    model, the plaintext part of the update (encrypted entries zeroed), which entries are
+    visible, and the knowledge file's batch size, input shape and labels."""
     from ..masks import load_mask
 
     wc = dict(smk.wildcards)
@@ -102,79 +105,46 @@ def _attack_case(smk: Any, device: torch.device) -> dict:
     visible = {n: v.to(device) for n, v in visible_from_mask(mask, shared).items()}
     # the server sees the plaintext part only: encrypted entries are not available to it
     shared = {n: torch.where(visible[n], g, torch.zeros_like(g)) for n, g in shared.items()}
-    labels = knowledge.get("labels")
-    labels_t = torch.as_tensor(labels, device=device) if labels is not None else None
-    shape = (knowledge["batch_size"], *knowledge["input_shape"])
-    return {"wc": wc, "cfg": cfg, "kind": kind, "params": params, "net": net, "shared": shared, "visible": visible,
-            "mask": mask, "labels": labels_t, "shape": shape, "ds": ds, "inputs": smk.input}
+    return AttackerView(kind=kind, params=params, net=net, shared=shared, visible=visible,
+                        input_shape=(knowledge["batch_size"], *knowledge["input_shape"]), mean=ds.mean, std=ds.std,
+                        labels=labels_tensor(knowledge, device),
+                        info={"encrypted_fraction": float(mask.encrypted_fraction())}, config=cfg, inputs=smk.input)
 
 
-def _save_restart(case: dict, result, seed: int, record_wc: dict, outputs: Any, recon: str, trace_path: str,
-                  device: torch.device, t0: float, extra_info: dict | None = None) -> dict:
-    info = dict(result.info or {})
-    # speed is a measurement of this run: it goes to the job log, not into the artifact
-    # (re-running the job must give the same bytes)
-    seconds = info.pop("seconds", round(time.time() - t0, 3))
-    speed = info.pop("iterations_per_second", None)
-    info.update({"status": result.status, "message": result.message, "final_loss": result.final_loss,
-                 "encrypted_fraction": float(case["mask"].encrypted_fraction())})
-    info.update(extra_info or {})
-    rec = make_record(rule="attack", wildcards=record_wc, params={"type": case["kind"], **case["params"]},
-                      config=case["cfg"], inputs=case["inputs"], outputs=outputs, seed=seed, device=device,
-                      extra={"attack": info})
-    io.save_tensors(recon, {"x": result.x.float().cpu(), "labels": result.labels.cpu()}, rec)
-    trace = result.trace or [{"iteration": 0, "loss": float("nan"), "grad_distance": float("nan"),
-                              "tv": float("nan"), "lr": float("nan")}]
-    io.save_table(trace_path, trace, rec)
-    return {"attack_status": result.status, "final_loss": result.final_loss, "attack_seconds": seconds,
-            "iterations_per_second": speed}
+def _label(wc: dict) -> str:
+    return f"{wc['model']}/{wc['slot']}/{wc[SIGNIFICANCE]}/{wc['ratio']}"
 
 
 def _attack_one(smk: Any, device: torch.device) -> dict:
-    from ..attacks import ATTACKS
-
     if getattr(DATASETS.get(smk.wildcards.dataset), "modality", "image") == "text":  # lamp, dager (jobs_text)
         from .jobs_text import text_attack_job
         return text_attack_job(smk, device)
-    case = _attack_case(smk, device)
-    wc, params, ds = case["wc"], case["params"], case["ds"]
-    seed = derive_seed(case["cfg"]["seed"], "attack", **seed_wildcards(wc))
-    t0 = time.time()
-    every = max(1, int(params.get("iterations", 1000)) // 10)
-
-    def progress(it: int, loss: float) -> None:
-        if it % every == 0:
-            say(f"attack {wc['attack']} {wc['model']}/{wc['slot']}/{wc['significance']}/{wc['ratio']}/rep{wc['rep']}: "
-                f"iteration {it}, loss {loss:.4g}, {time.time() - t0:.0f} s")
-
-    result = ATTACKS.get(case["kind"])(case["net"], case["shared"], case["visible"], input_shape=case["shape"],
-                                       mean=ds.mean, std=ds.std, labels=case["labels"], cfg=params, seed=seed,
-                                       device=device, progress=progress)
-    out = _save_restart(case, result, seed, wc, smk.output, smk.output.recon, smk.output.trace, device, t0)
-    say(f"attack {wc['attack']} done: {result.status}, loss {result.final_loss:.4g} ({result.message})")
-    return out
+    wc = dict(smk.wildcards)
+    view = _attack_case(smk, device)
+    seed = derive_seed(smk.config["seed"], "attack", **seed_wildcards(wc))
+    return attack_stage(smk, device, view, rule="attack", seed=seed, label=f"{_label(wc)}/rep{wc['rep']}")
 
 
 def _attack_many(smk: Any, device: torch.device, many) -> dict:
     """Every restart of the case in one vectorised call; restart ``rep`` keeps the seed of
     its one-restart job.  The records name the job (its wildcards, all its outputs), so a
     replay re-runs all restarts together, and carry the restart number (``attack.restart``)."""
-    case = _attack_case(smk, device)
-    wc, params, ds = case["wc"], case["params"], case["ds"]
+    view = _attack_case(smk, device)
+    wc = dict(smk.wildcards)
     recons, traces = list(smk.output.recon), list(smk.output.trace)
-    seeds = [derive_seed(case["cfg"]["seed"], "attack", **seed_wildcards(wc), rep=str(rep)) for rep in range(len(recons))]
+    seeds = [derive_seed(smk.config["seed"], "attack", **seed_wildcards(wc), rep=str(rep)) for rep in range(len(recons))]
     t0 = time.time()
-    every = max(1, int(params.get("iterations", 1000)) // 10)
+    every = max(1, int(view.params.get("iterations", 1000)) // 10)
 
     def progress(i: int, it: int, loss: float) -> None:
         if i == 0 and it % every == 0:
-            say(f"attack {wc['attack']} {wc['model']}/{wc['slot']}/{wc['significance']}/{wc['ratio']} "
-                f"({len(seeds)} restarts together): iteration {it}, loss of rep0 {loss:.4g}, {time.time() - t0:.0f} s")
+            say(f"attack {wc['attack']} {_label(wc)} ({len(seeds)} restarts together): iteration {it}, "
+                f"loss of rep0 {loss:.4g}, {time.time() - t0:.0f} s")
 
-    results = many(case["net"], case["shared"], case["visible"], input_shape=case["shape"], mean=ds.mean, std=ds.std,
-                   labels=case["labels"], cfg=params, seeds=seeds, device=device, progress=progress)
-    runs = [_save_restart(case, r, seed, wc, smk.output, recons[rep], traces[rep], device, t0,
-                          {"restart": rep, "vectorised_restarts": len(seeds)})
+    results = many(view.net, view.shared, view.visible, seeds=seeds, device=device, progress=progress,
+                   **view.call_kwargs())
+    runs = [save_attack(view, r, rule="attack", wildcards=wc, outputs=smk.output, recon=recons[rep], trace=traces[rep],
+                        seed=seed, device=device, t0=t0, extra_info={"restart": rep, "vectorised_restarts": len(seeds)})
             for rep, (r, seed) in enumerate(zip(results, seeds))]
     say(f"attack {wc['attack']} done: {len(runs)} restarts together, losses "
         + ", ".join(f"{r['final_loss']:.4g}" for r in runs))
@@ -259,17 +229,16 @@ def evaluate_job(smk: Any, device: torch.device) -> dict:
     lp_model, lp_status = (None, "not requested")
     if any(METRICS.get(n).needs_model for n in ev["image_metrics"]):      # LPIPS
         lp_model, lp_status = lpips_for(cfg, study_cfg, backbone, device)
-    rows = []
     init = model_init(study_cfg, wc["model"])
     # the requested metrics (evaluation.image_metrics; default in the schema), looked up in gibench.metrics.METRICS
     columns = row_columns(ev["image_metrics"])
-    for path in smk.input.recons:
-        tensors, rec = io.load_tensors(path, device=device)
+
+    def row(tensors: dict, rec: dict) -> dict:
         info = rec.get("attack", {})
         x = ds.denormalize(tensors["x"].to(device)).clamp(0, 1)
         m = image_metrics(x, gt, lpips_model=lp_model, lpips_status=lp_status, names=tuple(ev["image_metrics"]))
         case = case_of(rec)
-        row = {"study": wc["study"], "dataset": wc["dataset"], "model": wc["model"], "init": init,
+        out = {"study": wc["study"], "dataset": wc["dataset"], "model": wc["model"], "init": init,
                "slot": wc["slot"], "metric": case[SIGNIFICANCE], "ratio": float(case["ratio"][1:]), "attack": case["attack"],
                # the precision the attack ran in (its resolved settings; float32 unless dtype says otherwise)
                "dtype": str((info.get("settings") or {}).get("dtype", "float32")),
@@ -280,9 +249,8 @@ def evaluate_job(smk: Any, device: torch.device) -> dict:
         for name in columns:
             vals = m.get(name)
             # batch mean; None when not computed (e.g. LPIPS without backbone weights)
-            row[name] = None if not vals or any(v is None for v in vals) else float(sum(vals) / len(vals))
-        row["lpips_status"] = m.get("lpips_status", lp_status)
-        rows.append(row)
-    rec = make_record(rule="evaluate", wildcards=wc, params=ev, config=cfg, inputs=smk.input, outputs=smk.output, device=device)
-    io.save_table(smk.output[0], rows, rec)
-    return {"rows": len(rows)}
+            out[name] = None if not vals or any(v is None for v in vals) else float(sum(vals) / len(vals))
+        out["lpips_status"] = m.get("lpips_status", lp_status)
+        return out
+
+    return evaluate_stage(smk, device, rule="evaluate", params=ev, row=row, load_device=device)

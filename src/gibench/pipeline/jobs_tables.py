@@ -1,4 +1,5 @@
-"""Gather row files and build tables/figures."""
+"""Gather row files and build tables/figures (the shared stages of :mod:`.stages`; the
+selective-encryption study's order of its metric rows)."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,16 +7,11 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from .. import io
-from ..provenance import make_record
 from .runner import say
+from .stages import concat_rows, gather_stage, table_stage
+from .targets import table_entry
 
-
-def concat_rows(paths: list[str]) -> pa.Table:
-    tables = [io.load_table(p)[0] for p in paths]
-    if not tables:
-        return pa.table({})
-    return pa.concat_tables(tables, promote_options="permissive")
+__all__ = ["concat_rows", "order_metric_rows", "gather_job", "table_job", "figure_job"]
 
 
 def order_metric_rows(table: pa.Table, config: dict) -> pa.Table:
@@ -37,13 +33,12 @@ def order_metric_rows(table: pa.Table, config: dict) -> pa.Table:
 
 
 def gather_job(smk: Any, device: torch.device) -> dict:
-    table = concat_rows(list(smk.input))
+    """Rules ``gather_metrics``/``gather_cost`` (and ``sd_gather``): the row files in one
+    Parquet file; the selective-encryption metric rows in their fixed order."""
+    order = None
     if smk.rule == "gather_metrics" and smk.wildcards.study == "selective_encryption":
-        table = order_metric_rows(table, smk.config)
-    rec = make_record(rule=smk.rule, wildcards=dict(smk.wildcards), config=smk.config, inputs=smk.input, outputs=smk.output)
-    io.save_table(smk.output[0], table, rec)
-    say(f"{smk.rule}: {table.num_rows} rows from {len(smk.input)} files")
-    return {"rows": table.num_rows}
+        order = lambda table: order_metric_rows(table, smk.config)      # noqa: E731
+    return gather_stage(smk, device, order=order)
 
 
 def _study_cfg(smk: Any) -> dict:
@@ -51,16 +46,10 @@ def _study_cfg(smk: Any) -> dict:
 
 
 def table_job(smk: Any, device: torch.device) -> dict:
-    from ..tables.render import table_formats
-    from pathlib import Path
-    from .targets import table_entry
-
-    out_dir = Path(smk.output.csv).parent
-    written = table_entry(smk.config, smk.wildcards.study, smk.wildcards.table)(
-        metrics_path=smk.input.get("metrics"), cost_path=smk.input.get("cost"),
-        config=_study_cfg(smk), out_dir=out_dir, formats=table_formats(smk.output))
-    say(f"table {smk.wildcards.study}/{smk.wildcards.table}: {', '.join(str(p) for p in written)}")
-    return {"written": [str(p) for p in written]}
+    """Rule ``table``: a selective-encryption table from its registry entry (builders read the study block)."""
+    study = smk.wildcards.study
+    return table_stage(smk, device, entry=table_entry(smk.config, study, smk.wildcards.table),
+                       config=_study_cfg(smk))
 
 
 def figure_job(smk: Any, device: torch.device) -> dict:

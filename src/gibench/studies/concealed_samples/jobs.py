@@ -18,6 +18,9 @@ from ... import io
 from ...datasets import DATASETS
 from ...models import count_parameters
 from ...pipeline.runner import say
+from ...pipeline.stages import (AttackerView, attack_extras, attack_stage, evaluate_stage, gather_stage,
+                                labels_tensor, table_stage)
+from ...pipeline.targets import table_entry
 from ...provenance import make_record
 from ...seeds import derive_seed
 from ...wildcards import parse_slot
@@ -234,45 +237,31 @@ def gradient_job(smk: Any, device: torch.device) -> dict:
     return {"defense_info": {k: v for k, v in upd.info.items() if k != "ats_subpolicies"}}
 
 
-def attack_job(smk: Any, device: torch.device) -> dict:
-    from ...attacks import ATTACKS
-
+def attack_view(smk: Any, device: torch.device) -> AttackerView:
+    """The malicious server's view of one case: its model, the client's update (every entry
+    visible), the knowledge file's batch size, input shape and labels, and what the attack
+    declares it needs (:data:`.needs.NEEDS`: class means, the generator, the imprint block's
+    secrets), resolved from the job's inputs."""
     wc = dict(smk.wildcards)
     cfg = smk.config
     kind = attack_type(cfg, wc["attack"])
-    params = spec(cfg).attacks[wc["attack"]].params_for(wc["dataset"])
     knowledge = json.loads(Path(smk.input.knowledge).read_text())
     prep = prep_for(cfg, wc["dataset"])
     net = load_server_model(cfg, wc["dataset"], wc["model"], wc["server"], smk.input.weights, device)
     shared, _ = io.load_tensors(smk.input.gradient, device=device)
-    labels = knowledge.get("labels")
-    labels_t = torch.as_tensor(labels, device=device) if labels is not None else None
-    seed = derive_seed(cfg["seed"], "cs_attack", **wc)
-    shape = (knowledge["batch_size"], *knowledge["input_shape"])
-    extra: dict[str, Any] = {}
-    for name in ATTACKS.entry(kind).needs:           # declared by the attack, resolved by this study
-        need = NEEDS[name]
-        extra[need.keyword] = need.load(smk.input, device)
-    every = max(1, int(params.get("iterations", 1000)) // 10)
+    # GGL's best latent vector: bulky and not a result, kept out of the record
+    return AttackerView(kind=kind, params=spec(cfg).attacks[wc["attack"]].params_for(wc["dataset"]), net=net,
+                        shared=shared, visible=None, input_shape=(knowledge["batch_size"], *knowledge["input_shape"]),
+                        mean=prep.mean, std=prep.std, labels=labels_tensor(knowledge, device),
+                        extras=attack_extras(kind, NEEDS, smk.input, device), drop_info=("latent",), config=cfg,
+                        inputs=smk.input)
 
-    def progress(it: int, loss: float) -> None:
-        if it % every == 0:
-            say(f"attack {wc['attack']} {_fmt_wc(wc)}/rep{wc['rep']}: iteration {it}, loss {loss:.4g}")
 
-    result = ATTACKS.get(kind)(net, shared, None, input_shape=shape, mean=prep.mean, std=prep.std, labels=labels_t,
-                               cfg=params, seed=seed, device=device, progress=progress, **extra)
-    info = dict(result.info or {})
-    seconds = info.pop("seconds", None)
-    info.pop("latent", None)
-    info.update({"status": result.status, "message": result.message, "final_loss": result.final_loss})
-    rec = make_record(rule="cs_attack", wildcards=wc, params={"type": kind, **params}, config=cfg, inputs=smk.input,
-                      outputs=smk.output, seed=seed, device=device, extra={"attack": info})
-    io.save_tensors(smk.output.recon, {"x": result.x.float().cpu(), "labels": result.labels.cpu()}, rec)
-    trace = result.trace or [{"iteration": 0, "loss": float("nan"), "grad_distance": float("nan"),
-                              "tv": float("nan"), "lr": float("nan")}]
-    io.save_table(smk.output.trace, trace, rec)
-    say(f"attack {wc['attack']} {_fmt_wc(wc)} done: {result.status} ({result.message})")
-    return {"attack_status": result.status, "attack_seconds": seconds}
+def attack_job(smk: Any, device: torch.device) -> dict:
+    """Rule ``cs_attack``: one restart of one case (:func:`gibench.pipeline.stages.attack_stage`)."""
+    wc = dict(smk.wildcards)
+    return attack_stage(smk, device, attack_view(smk, device), rule="cs_attack",
+                        seed=derive_seed(smk.config["seed"], "cs_attack", **wc), label=f"{_fmt_wc(wc)}/rep{wc['rep']}")
 
 
 # ====================================================================== evaluation
@@ -310,12 +299,12 @@ def cs_evaluate_job(smk: Any, device: torch.device) -> dict:
     for p in smk.input.secrets:
         t, rec = io.load_tensors(p)
         secrets[rec["wildcards"]["slot"]] = t
-    rows = []
-    for path in smk.input.recons:
-        tensors, rec = io.load_tensors(path, device=device)
+    gt_key = "trained_on" if ev.ats_ground_truth == "transformed" else "sensitive_x"
+    chosen = CS_SSIM[ev.ssim]
+
+    def row(tensors: dict, rec: dict) -> dict:
         rwc = rec["wildcards"]
         sec = secrets[rwc["slot"]]
-        gt_key = "trained_on" if ev.ats_ground_truth == "transformed" else "sensitive_x"
         gt = prep.denormalize(sec[gt_key].to(device)).clamp(0, 1)
         x = prep.denormalize(tensors["x"].to(device)).clamp(0, 1)
         m = image_metrics(x, gt, lpips_model=lp_model, lpips_status=lp_status,
@@ -323,23 +312,19 @@ def cs_evaluate_job(smk: Any, device: torch.device) -> dict:
         info = rec.get("attack", {})
         dcs = {"ssim_dcs2": _batch_value("ssim_dcs2", METRICS.get("ssim_dcs2").fn(x, gt))}
         tm = {n: _batch_value(n, m[n]) for n in ("mse", "psnr", "ssim")}
-        chosen = CS_SSIM[ev.ssim]
-        row = {"study": STUDY, "dataset": wc["dataset"], "model": wc["model"], "server": wc["server"],
-               "cohort": wc["cohort"], "defense": wc["defense"], "attack": wc["attack"], "slot": rwc["slot"],
-               "restart": int(rwc["rep"]), "label": int(sec["sensitive_y"][0]), "status": info.get("status", "unknown"),
-               "attacker_loss": float(info.get("final_loss", float("nan"))),
-               "iterations": int(info.get("iterations", 0) or 0),
-               "mse": tm["mse"], "psnr": tm["psnr"], "ssim": {**tm, **dcs}[chosen],
-               "ssim_torchmetrics": tm["ssim"], "ssim_dcs2": dcs["ssim_dcs2"],
-               "lpips": (None if lp_model is None or any(v is None for v in m.get("lpips", [None]))
-                         else float(np.mean(m["lpips"]))),
-               "lpips_status": m.get("lpips_status", lp_status) if lp_model is not None else lp_status}
-        rows.append(row)
+        return {"study": STUDY, "dataset": wc["dataset"], "model": wc["model"], "server": wc["server"],
+                "cohort": wc["cohort"], "defense": wc["defense"], "attack": wc["attack"], "slot": rwc["slot"],
+                "restart": int(rwc["rep"]), "label": int(sec["sensitive_y"][0]), "status": info.get("status", "unknown"),
+                "attacker_loss": float(info.get("final_loss", float("nan"))),
+                "iterations": int(info.get("iterations", 0) or 0),
+                "mse": tm["mse"], "psnr": tm["psnr"], "ssim": {**tm, **dcs}[chosen],
+                "ssim_torchmetrics": tm["ssim"], "ssim_dcs2": dcs["ssim_dcs2"],
+                "lpips": (None if lp_model is None or any(v is None for v in m.get("lpips", [None]))
+                          else float(np.mean(m["lpips"]))),
+                "lpips_status": m.get("lpips_status", lp_status) if lp_model is not None else lp_status}
+
     # the record keeps the evaluation block as configured (what the rule's params compare)
-    rec = make_record(rule="cs_evaluate", wildcards=wc, params=_evaluation_record(cfg), config=cfg, inputs=smk.input,
-                      outputs=smk.output, device=device)
-    io.save_table(smk.output[0], rows, rec)
-    return {"rows": len(rows)}
+    return evaluate_stage(smk, device, rule="cs_evaluate", params=_evaluation_record(cfg), row=row, load_device=device)
 
 
 def _evaluation_record(cfg: dict) -> dict:
@@ -349,25 +334,15 @@ def _evaluation_record(cfg: dict) -> dict:
 
 
 def gather_job(smk: Any, device: torch.device) -> dict:
-    tables = [io.load_table(p)[0] for p in smk.input]
-    rows: list[dict] = []
-    for t in tables:
-        rows += t.to_pylist()
-    rec = make_record(rule=smk.rule, wildcards={}, params={}, config=smk.config, inputs=smk.input, outputs=smk.output)
-    io.save_table(smk.output[0], rows if rows else {"dataset": []}, rec)
-    return {"rows": len(rows)}
+    """Rule ``cs_gather``: every case's metric rows in one Parquet file (:func:`gibench.pipeline.stages.gather_stage`)."""
+    return gather_stage(smk, device, empty={"dataset": []})
 
 
 # ====================================================================== tables and figure
 
 def table_job(smk: Any, device: torch.device) -> dict:
-    from ...tables.concealed_samples import build_table
-    from ...tables.render import table_formats
-
-    acc = getattr(smk.input, "accuracy", None)
-    doc = build_table(smk.wildcards.table, smk.input.metrics, acc, smk.config)
-    doc.write(Path(smk.output.csv).parent, table_formats(smk.output))
-    return {"rows": len(doc.body)}
+    """Rule ``cs_table``: the table's registry entry builds it (:func:`gibench.pipeline.stages.table_stage`)."""
+    return table_stage(smk, device, entry=table_entry(smk.config, STUDY, smk.wildcards.table), config=smk.config)
 
 
 def figure_job(smk: Any, device: torch.device) -> dict:

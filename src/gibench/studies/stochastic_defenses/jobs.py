@@ -12,7 +12,6 @@ receive.  Ground truth (the victims) reaches only the evaluate job.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ from ... import io
 from ...models import build_model, count_parameters
 from ...pipeline.jobs_data import read_victims, slot_rows
 from ...pipeline.runner import say
+from ...pipeline.stages import AttackerView, attack_stage, evaluate_stage, labels_tensor, table_stage
+from ...pipeline.targets import table_entry
 from ...provenance import make_record
 from ...seeds import derive_seed, torch_generator
 from . import STUDY
@@ -116,8 +117,11 @@ def sd_gradient_job(smk: Any, device: torch.device) -> dict:
 
 # ---------------------------------------------------------------- the server's attack
 
-def sd_attack_job(smk: Any, device: torch.device) -> dict:
-    from ...attacks import ATTACKS
+def sd_attack_view(smk: Any, device: torch.device) -> AttackerView:
+    """The server's view of one case: the model with the client's protocol (from the knowledge
+    file), the released update (every entry visible), the knowledge file's batch size, input
+    shape and labels; the defense chain and, for an ``oracle`` attack only, the client's
+    secrets go to the attack as keywords."""
     from ...defenses import DefenseChain
 
     wc = _wc(smk)
@@ -129,37 +133,19 @@ def sd_attack_job(smk: Any, device: torch.device) -> dict:
     ds = s.dataset_view(wc["dataset"])
     net = build_sd_model(cfg, wc["dataset"], wc["model"], chain, smk.input.weights, device)
     shared, _ = io.load_tensors(smk.input.shared, device=device)
-    secrets = None
-    if oracle:
-        secrets, _ = io.load_tensors(smk.input.secrets, device=device)
-    labels = knowledge.get("labels")
-    labels_t = torch.as_tensor(labels, device=device) if labels is not None else None
-    seed = _seed(cfg, "attack", **wc)
-    shape = (int(knowledge["batch_size"]), *knowledge["input_shape"])
-    t0 = time.time()
-    every = max(1, int(params.get("iterations", 1000)) // 10)
+    secrets = io.load_tensors(smk.input.secrets, device=device)[0] if oracle else None
+    return AttackerView(kind=kind, params=params, net=net, shared=shared, visible=None,
+                        input_shape=(int(knowledge["batch_size"]), *knowledge["input_shape"]), mean=ds.mean, std=ds.std,
+                        labels=labels_tensor(knowledge, device), extras={"defenses": chain, "secrets": secrets},
+                        record_params={"type": kind, "oracle": oracle, **params}, info={"read_secrets": bool(oracle)},
+                        config=cfg, inputs=smk.input)
 
-    def progress(it: int, loss: float) -> None:
-        if it % every == 0:
-            say(f"sd_attack {wc['attack']} {wc['dataset']}/{wc['model']}/{wc['defense']}/{wc['slot']}/rep{wc['rep']}: "
-                f"iteration {it}, loss {loss:.4g}, {time.time() - t0:.0f} s")
 
-    result = ATTACKS.get(kind)(net, shared, None, input_shape=shape, mean=ds.mean, std=ds.std, labels=labels_t,
-                               cfg=params, seed=seed, device=device, progress=progress, defenses=chain,
-                               secrets=secrets)
-    info = dict(result.info or {})
-    seconds = info.pop("seconds", round(time.time() - t0, 3))
-    info.pop("iterations_per_second", None)
-    info.update({"status": result.status, "message": result.message, "final_loss": result.final_loss,
-                 "read_secrets": bool(oracle)})
-    rec = make_record(rule="sd_attack", wildcards=wc, params={"type": kind, "oracle": oracle, **params}, config=cfg,
-                      inputs=smk.input, outputs=smk.output, seed=seed, device=device, extra={"attack": info})
-    io.save_tensors(smk.output.recon, {"x": result.x.float().cpu(), "labels": result.labels.cpu()}, rec)
-    trace = result.trace or [{"iteration": 0, "loss": float("nan"), "grad_distance": float("nan"),
-                              "tv": float("nan"), "lr": float("nan")}]
-    io.save_table(smk.output.trace, trace, rec)
-    say(f"sd_attack {wc['attack']} done: {result.status}, loss {result.final_loss:.4g} ({result.message})")
-    return {"attack_status": result.status, "final_loss": result.final_loss, "attack_seconds": seconds}
+def sd_attack_job(smk: Any, device: torch.device) -> dict:
+    """Rule ``sd_attack``: one restart of one case (:func:`gibench.pipeline.stages.attack_stage`)."""
+    wc = _wc(smk)
+    return attack_stage(smk, device, sd_attack_view(smk, device), rule="sd_attack", seed=_seed(smk.config, "attack", **wc),
+                        label="/".join(wc[k] for k in ("dataset", "model", "defense", "slot")) + f"/rep{wc['rep']}")
 
 
 # ---------------------------------------------------------------- evaluation against ground truth
@@ -229,39 +215,31 @@ def sd_evaluate_job(smk: Any, device: torch.device) -> dict:
     ev = {"asr_threshold": e.asr_threshold, "best_of_restarts": e.best_of_restarts, "ssim": e.ssim}
     ds = s.dataset_view(wc["dataset"])
     batch = int(s.gradient.batch_size)
-    rows = []
-    for path in smk.input.recons:
-        tensors, rec = io.load_tensors(path)
+    chain = s.chain(wc["defense"])
+
+    def row(tensors: dict, rec: dict) -> dict:
         rwc = rec["wildcards"]
         imgs, _, _ = read_victims(smk.input.victims, slot_rows(rwc["slot"], batch))
-        gt = ds.normalize(imgs)
-        rows += evaluate_restarts([(rwc, tensors["x"], rec.get("attack", {}))], gt, ds, float(ev["asr_threshold"]),
-                                  ev["ssim"])
-    kept = select_restart(rows, ev["best_of_restarts"])
-    chain = s.chain(wc["defense"])
-    for r in kept:
-        r["defense_label"] = chain.label
-    rec = make_record(rule="sd_evaluate", wildcards=wc, params=ev, config=cfg, inputs=smk.input, outputs=smk.output,
-                      device="cpu")
-    io.save_table(smk.output[0], kept, rec)
-    ssim = [r["ssim"] for r in kept]
-    say(f"sd evaluate {wc['dataset']}/{wc['model']}/{wc['defense']}/{wc['attack']}: {len(kept)} victims, "
-        f"mean SSIM {sum(ssim) / max(1, len(ssim)):.3f}")
-    return {"rows": len(kept)}
+        return evaluate_restarts([(rwc, tensors["x"], rec.get("attack", {}))], ds.normalize(imgs), ds,
+                                 float(ev["asr_threshold"]), ev["ssim"])[0]
+
+    def finish(rows: list[dict]) -> list[dict]:
+        return [{**r, "defense_label": chain.label} for r in select_restart(rows, ev["best_of_restarts"])]
+
+    def summary(kept: list[dict]) -> str:
+        ssim = [r["ssim"] for r in kept]
+        return (f"sd evaluate {wc['dataset']}/{wc['model']}/{wc['defense']}/{wc['attack']}: {len(kept)} victims, "
+                f"mean SSIM {sum(ssim) / max(1, len(ssim)):.3f}")
+
+    return evaluate_stage(smk, device, rule="sd_evaluate", params=ev, row=row, finish=finish, summary=summary,
+                          load_device="cpu", record_device="cpu")
 
 
 # ---------------------------------------------------------------- tables and figures
 
 def sd_table_job(smk: Any, device: torch.device) -> dict:
-    from ...tables.render import table_formats
-    from ...tables.stochastic_defenses import build_table
-
-    wc = _wc(smk)
-    written = build_table(wc["table"], metrics_path=list(smk.input.metrics), config=smk.config,
-                          accuracy_path=smk.input.get("accuracy") if hasattr(smk.input, "get") else None,
-                          out_dir=Path(smk.output.csv).parent, formats=table_formats(smk.output))
-    say(f"table {STUDY}/{wc['table']}: {', '.join(str(p) for p in written)}")
-    return {"written": [str(p) for p in written]}
+    """Rule ``sd_table``: the table's registry entry (its ``kind``) builds it (:func:`gibench.pipeline.stages.table_stage`)."""
+    return table_stage(smk, device, entry=table_entry(smk.config, STUDY, smk.wildcards.table), config=smk.config)
 
 
 def sd_figure_job(smk: Any, device: torch.device) -> dict:
