@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import model_ids
+from ..fl_plan import fl_targets
 from . import paths as P
 
 BUNDLED_FILES = {
@@ -299,8 +300,6 @@ def attack_inputs(config: dict, wc) -> dict:
 def all_targets(config: dict) -> list[str]:
     """Victims of every configured dataset, then each study's own targets (its registry entry)."""
     from ..studies import STUDIES
-
-    from .jobs_fl import fl_targets
 
     targets = [P.fmt(P.VICTIMS, dataset=d) for d in config["datasets"]]
     for study in config["studies"]:

@@ -25,6 +25,15 @@ from .. import model_ids
 from ..paper_values import PaperValues, Row, canonical_defense, load
 from .render import TableDoc, display, fmt_ratio
 
+#: paper B's model names (Tables 1-5, its figures): the study's tables, the joined paper columns
+#: and the FedAvg curves name the models so
+MODEL_NAMES = {"sd_cnn": "CNN", "sd_vit": "ViT", "resnet18_gn": "ResNet-18"}
+
+
+def model_name(m: str) -> str:
+    return MODEL_NAMES.get(m, display(m))
+
+
 NO_VALUE = "–"
 UNREADABLE = "unreadable"
 HEADER = "paper"
@@ -422,7 +431,6 @@ def join_sd(name: str, doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tu
     """Tables 1-5 of paper B: ``keys[i]`` = (dataset, model, defense, attack) of ``doc.body[i]`` and
     ``doc.tidy[i]``; paper columns after SSIM, ASR and (ablation tables) Accuracy."""
     from ..studies.stochastic_defenses.spec import spec as sd_spec
-    from .stochastic_defenses import model_name
 
     pv = load(SD)
     t = pv.table(name)

@@ -27,14 +27,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from ..fl_plan import defense_chain, defense_defaults, defense_specs, fl_block, load_accuracy_rows
 from ..studies.stochastic_defenses.paths import RECON
 from ..studies.stochastic_defenses.spec import spec as sd_spec
-from . import paper
+from . import budgets, paper
+from .paper import MODEL_NAMES, model_name  # noqa: F401  (MODEL_NAMES: re-exported, its old home)
 from .registry import TABLES, register_figure, register_table
 from .render import TableDoc, display, fmt_mean_std
 
 STUDY = "stochastic_defenses"
-MODEL_NAMES = {"sd_cnn": "CNN", "sd_vit": "ViT", "resnet18_gn": "ResNet-18"}
 #: the study's attacks as the paper names them: the registry entries' display names (IG for
 #: ``ig_defended``, WIIG, ...), and IG for an entry named ``ig`` (the configs' name of ``ig_defended``)
 @functools.cache
@@ -53,10 +54,6 @@ DISPLAY_ORDER = ("dropout", "dp", "prune", "precode", "cvb")
 
 def _study(config: Mapping[str, Any]) -> dict:
     return dict(config["studies"][STUDY]) if "studies" in config else dict(config)
-
-
-def model_name(m: str) -> str:
-    return MODEL_NAMES.get(m, display(m))
 
 
 def attack_name(config: Mapping[str, Any], attack: str) -> str:
@@ -173,7 +170,7 @@ def _accuracy(acc_rows: list[dict] | None, dataset: str, model: str, defense: st
               report: str = "best_val") -> tuple[str, dict]:
     if acc_rows is None:
         return NOT_COMPUTED, {"accuracy_mean": None, "accuracy_std": None, "accuracy_status": "not computed"}
-    from ..fl import accuracy_rows
+    from ..fl import accuracy_rows      # deferred: gibench.fl imports torch (its training code)
 
     cells = accuracy_rows(acc_rows, dataset=dataset, model=model, defense=defense, report=report)
     if not cells:
@@ -269,9 +266,6 @@ def with_epsilon(doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tuple[st
     """Append ε columns (gibench.tables.budgets) when a row's combination adds DP noise: per
     step (the attacked gradient) and, in tables with FedAvg accuracies, over the run (its
     rounds trained, the maximum over seeds)."""
-    from ..pipeline import jobs_fl
-    from . import budgets
-
     st = _study(full)
     priv = st.get("privacy")
     if not any(c.uses("dp") for c in chains.values()):
@@ -279,7 +273,7 @@ def with_epsilon(doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tuple[st
     doc.header.append(budgets.step_header(priv))
     if fedavg:
         doc.header.append(budgets.fedavg_header(priv))
-    block = jobs_fl.fl_block(dict(full), STUDY)
+    block = fl_block(dict(full), STUDY)
     for (d, m, dfn, _a), line, rec in zip(keys, doc.body, doc.tidy):
         text, fields = budgets.step_cell(chains[dfn], st.get("gradient"), priv)
         line.append(text)
@@ -287,8 +281,8 @@ def with_epsilon(doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tuple[st
         if fedavg:
             runs = [r for r in acc_rows or [] if (r.get("dataset"), r.get("model"), r.get("defense")) == (d, m, dfn)]
             if block and runs:
-                chain = jobs_fl.defense_chain(jobs_fl.defense_specs(dict(full), STUDY, dfn),
-                                              jobs_fl.defense_defaults(dict(full), STUDY))
+                chain = defense_chain(defense_specs(dict(full), STUDY, dfn),
+                                      defense_defaults(dict(full), STUDY))
                 rounds = max(int(r["last_round"]) for r in runs)
                 text, f = budgets.fedavg_cell(chain, block, priv, rounds=rounds)
             else:
@@ -345,8 +339,6 @@ def build_table(name: str, *, metrics_path: Any, config: Mapping[str, Any], out_
     rows = load_rows(metrics_path)
     acc = None
     if accuracy_path is not None:
-        from ..pipeline.jobs_fl import load_accuracy_rows
-
         acc = load_accuracy_rows(accuracy_path) if isinstance(accuracy_path, (str, Path)) else list(accuracy_path)
     return table_doc(name, rows, config, acc).write(out_dir, formats)
 

@@ -11,6 +11,7 @@ from typing import Any, Iterator, Mapping
 from ...datasets import DATASETS
 from ...wildcards import fmt_slot
 from . import paths as P
+from .layouts import needed_blocks
 from .needs import NEEDS
 from .spec import attack_type, defense_steps, n_victims, proxy_dataset, spec
 
@@ -32,8 +33,6 @@ def server_of(config: Mapping[str, Any], attack: str) -> str:
 
 def cases(config: Mapping[str, Any]) -> Iterator[tuple[str, str, str, str, str]]:
     """(dataset, model, attack, cohort, defense) the requested tables need (config order)."""
-    from ...tables.concealed_samples import needed_blocks
-
     yield from needed_blocks(config)
 
 

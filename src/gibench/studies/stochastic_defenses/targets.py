@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from ...fl_plan import accuracy_file
 from ...pipeline import paths as P
 from . import STUDY
 from .paths import ALL_METRICS, KNOWLEDGE, METRICS, RECON, SECRETS, UPDATE, WEIGHTS
@@ -54,8 +55,6 @@ def accuracy_input(config: dict) -> str | None:
     """The gathered FedAvg accuracies (rule fl_gather) when the study has an ``fl`` block."""
     if not spec(config).fl:
         return None
-    from ...pipeline.jobs_fl import accuracy_file  # deferred: jobs_fl imports torch (its FedAvg jobs)
-
     return accuracy_file(config, STUDY)
 
 
