@@ -10,35 +10,12 @@ from typing import Any
 
 from .. import model_ids
 from ..fl_plan import fl_targets
+from ..studies.selective_encryption.text_settings import sens_estimator
 from . import paths as P
-
-BUNDLED_FILES = {
-    "cifar100": ["test_first916", "meta", "PROVENANCE.jsonl"],
-    "cifar10": ["test_batch_first1017", "batches.meta", "PROVENANCE.jsonl"],
-    "mnist": ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "PROVENANCE.jsonl"],
-    "tiny_imagenet": ["val_sample_labels.tsv", "wnids.txt", "words_200.txt", "PROVENANCE.jsonl"],
-}
-
-
-# text datasets live under resources/text/<name> (gibench.datasets.text)
-BUNDLED_TEXT_FILES = {
-    "cola": ["in_domain_dev.tsv", "in_domain_train.tsv.xz", "PROVENANCE.jsonl"],
-    "sst2": ["dev.tsv", "train.tsv.xz", "PROVENANCE.jsonl"],
-    "rotten_tomatoes": ["rt-polarity.pos.first500", "rt-polarity.neg.first500", "rt-polarity.pos.xz",
-                        "rt-polarity.neg.xz", "PROVENANCE.jsonl"],
-}
-
-
-def dataset_inputs(config: dict, dataset: str) -> list[str]:
-    spec = config["datasets"][dataset]
-    if spec["source"] == "hub":
-        return [f"{config['hub_dir']}/{dataset}/{spec['split']}/dataset_info.json"]
-    if dataset in BUNDLED_TEXT_FILES:
-        root = Path(config["resources_dir"]) / "text" / dataset
-        return [str(root / f) for f in BUNDLED_TEXT_FILES[dataset]]
-    root = Path(config["resources_dir"]) / "data" / dataset
-    return [str(root / f) for f in BUNDLED_FILES.get(dataset, [])]
-
+from .inputs import BUNDLED_FILES, BUNDLED_TEXT_FILES, dataset_inputs  # noqa: F401  (re-exported)
+from .outputs import (  # noqa: F401  (re-exported: the rule files and the studies' targets read them here)
+    attack_choice, lpips_backbone_file, lpips_backbone_path, registered_figures, registered_outputs, registered_tables,
+    table_choice, table_entry)
 
 # ------------------------------------------------------------------ rule params of the shared stages
 
@@ -75,119 +52,12 @@ def job_settings(config: dict, rule: str, wc) -> dict:
         return {"model": model, "gradient": st.get("gradient"), "threat_model": st.get("threat_model")}
     sig = st.get("significance") or {}
     if rule == "significance":
-        from .jobs_text import sens_estimator
-
         name = sens_estimator(st, wc.model) if wc.significance == "sens" else wc.significance
         return {"seed": seed, "model": model, "gradient": st.get("gradient"), "estimator": name,
                 "params": (sig.get("params") or {}).get(name, {})}
     if rule in ("masks", "masks_any"):
         return {"selection": sig.get("selection")}
     raise ValueError(f"job_settings: no settings for rule {rule!r}")
-
-
-def attack_choice(names: list[str]) -> str:
-    """A wildcard constraint matching exactly these attack names (none: matches nothing)."""
-    import re
-
-    return "|".join(re.escape(n) for n in names) if names else "(?!)"
-
-
-def lpips_backbone_file(config: dict, study: str) -> str | None:
-    """The backbone file LPIPS will read, if one is on disk: the bundled AlexNet, or what the
-    download rule (``download_lpips_backbone``) left under ``hub_dir``.  ``None`` otherwise
-    (LPIPS is then reported as unavailable, with the reason and the command that fetches it)."""
-    ev = config["studies"][study].get("evaluation", {})
-    if "lpips" not in ev.get("image_metrics", []):
-        return None
-    return lpips_backbone_path(config, (ev.get("lpips") or {}).get("backbone", "alex"))
-
-
-def lpips_backbone_path(config: dict, backbone: str) -> str | None:
-    """:func:`gibench.metrics.lpips.find_backbone` with the config's hub and resources dirs."""
-    from ..metrics.lpips import find_backbone
-
-    path = find_backbone(backbone, config["hub_dir"], config.get("resources_dir", "resources"))
-    return None if path is None else str(path)
-
-
-def _instances(config: dict, study: str, entry, figures: bool) -> list[str]:
-    """The target names one registry entry makes under this config (its ``when``:
-    :mod:`gibench.tables.registry`)."""
-    st = config["studies"][study]
-    when = entry.when
-    if callable(when):
-        return [entry.name] if when(config, st) else []
-    if when == "always":
-        return [entry.name]
-    if when == "attacks":
-        return [entry.name] if st.get("attacks") else []
-    if when == "selectors":
-        # deferred: the study's targets import this module (registered_outputs)
-        from ..studies.selective_encryption.targets import has_selector_cases
-
-        return [entry.name] if st.get("attacks") and has_selector_cases(config) else []
-    if when == "listed":
-        return [entry.name] if entry.name in (st.get("tables") or ()) else []
-    if when == "kind":           # figures: every `figures.<name>` is a grid
-        if figures:
-            return list(st.get("figures") or {}) if entry.name == "grid" else []
-        return [n for n, spec in (st.get("tables") or {}).items() if spec.get("kind") == entry.name]
-    if when == "specs":
-        if not st.get("attacks"):
-            return []
-        from ..tables import figure_specs
-
-        return [s["name"] for s in figure_specs(st) if s["kind"] == entry.name]
-    raise ValueError(f"{entry.key}: when={when!r} is not understood")
-
-
-def registered_tables(config: dict, study: str) -> list[tuple[str, Any]]:
-    """(table name, registry entry) of every table the config makes for ``study``: the entries
-    of :data:`gibench.tables.TABLES` for the study, in registration order."""
-    from ..tables import TABLES
-
-    if not (config.get("studies") or {}).get(study):
-        return []
-    return [(n, e) for e in TABLES.of_study(study) for n in _instances(config, study, e, figures=False)]
-
-
-def registered_figures(config: dict, study: str) -> list[tuple[str, Any]]:
-    """(figure name, registry entry) of every figure the config makes for ``study`` (:data:`gibench.tables.FIGURES`)."""
-    from ..tables import FIGURES
-
-    if not (config.get("studies") or {}).get(study):
-        return []
-    return [(n, e) for e in FIGURES.of_study(study) for n in _instances(config, study, e, figures=True)]
-
-
-def registered_outputs(config: dict, study: str) -> list[str]:
-    """The table (csv, md) and figure (png, pdf) files of ``study``, derived from the registries
-    (``results/tables/<study>/<table>.<ext>``, ``results/figures/<study>/<figure>.<ext>``)."""
-    out = [P.fmt(P.TABLE, study=study, table=t, ext=ext)
-           for t, _ in registered_tables(config, study) for ext in ("csv", "md")]
-    out += [P.fmt(P.FIGURE, study=study, figure=f, ext=ext)
-            for f, _ in registered_figures(config, study) for ext in ("png", "pdf")]
-    return out
-
-
-def table_entry(config: dict, study: str, table: str):
-    """The registry entry that makes table ``table`` of ``study``: the entry of that name, else
-    (``when="kind"``) the entry that makes it under this config; an unknown name is the registry's error."""
-    from ..tables import TABLES
-
-    if TABLES.has(study, table):
-        return TABLES.entry(study, table)
-    for name, entry in registered_tables(config, study):
-        if name == table:
-            return entry
-    return TABLES.entry(study, table)
-
-
-def table_choice(study: str) -> str:
-    """A wildcard constraint matching the study's registered fixed-name tables."""
-    from ..tables import TABLES
-
-    return attack_choice([e.name for e in TABLES.of_study(study)])
 
 
 def table_inputs(config: dict, study: str, table: str) -> dict:
