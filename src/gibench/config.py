@@ -109,14 +109,15 @@ def _check_semantics(config: dict) -> None:
         raise ConfigError("\n".join(dict.fromkeys(errs)))
 
 
-def read_yaml(path: str | Path) -> Any:
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
     """A YAML/JSON file's content; a one-line error naming the file (and line and column of a
-    syntax error) instead of a traceback or a message without the place."""
+    syntax error) instead of a traceback or a message without the place.  ``what`` names the
+    kind of file in the messages (gibench.claims reads its claims files here too)."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: config file not found (working directory {Path.cwd()})")
+        raise ConfigError(f"{path}: {what} not found (working directory {Path.cwd()})")
     if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, not a config file")
+        raise ConfigError(f"{path}: is a directory, not a {what}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
