@@ -10,8 +10,13 @@ from typing import Any
 
 from .. import model_ids
 from ..fl_plan import fl_targets
-from ..studies.selective_encryption.text_settings import sens_estimator
+from ..studies import STUDIES
+from ..studies.selective_encryption.text_settings import lm_path, sens_estimator, uses_local_weights
+from ..tables import TABLES
 from . import paths as P
+from .jobs_claims import claims_targets
+from .jobs_lm import lm_table_inputs
+from .jobs_report import report_targets
 from .inputs import BUNDLED_FILES, BUNDLED_TEXT_FILES, dataset_inputs  # noqa: F401  (re-exported)
 from .outputs import (  # noqa: F401  (re-exported: the rule files and the studies' targets read them here)
     attack_choice, lpips_backbone_file, lpips_backbone_path, registered_figures, registered_outputs, registered_tables,
@@ -23,13 +28,13 @@ from .outputs import (  # noqa: F401  (re-exported: the rule files and the studi
 def attack_params(config: dict, study: str, attack: str, model: str) -> dict:
     """What an attack job depends on in the config (its entry, with the model's overrides
     applied): a change re-runs only the affected jobs."""
-    from .jobs_attack import attack_settings
+    from .jobs_attack import attack_settings  # deferred: jobs_attack imports torch (its attack jobs)
 
     kind, params, restarts = attack_settings(config["studies"][study], attack, model)
     # the study seed: every attack seed derives from it
     out = {"type": kind, "params": params, "restarts": restarts, "seed": config.get("seed")}
     if restarts > 1:      # how the restarts of one job run (one-restart jobs keep their params)
-        from .jobs_attack import vectorise_restarts
+        from .jobs_attack import vectorise_restarts  # deferred: as above
 
         out["vectorise_restarts"] = vectorise_restarts(config["studies"][study], attack)
     return out
@@ -39,7 +44,7 @@ def job_settings(config: dict, rule: str, wc) -> dict:
     """What an upstream job (rules data, model, gradient, significance, masks, masks_any) depends
     on in the config -- the rule's params, so that changing it re-runs these jobs and what
     depends on them, and nothing else.  The study seed is part of every seeded job's settings."""
-    from .jobs_data import model_options
+    from .model_build import model_options  # deferred: model_build imports torch (it builds the models)
 
     seed = config.get("seed")
     if rule == "data":
@@ -61,8 +66,6 @@ def job_settings(config: dict, rule: str, wc) -> dict:
 
 
 def table_inputs(config: dict, study: str, table: str) -> dict:
-    from .jobs_lm import lm_table_inputs
-
     # the local language models the text rows ran with: their captions state the perplexity
     lm = lm_table_inputs(config, study)
     gathered = {"metrics": P.fmt(P.ALL_METRICS, study=study), "cost": P.fmt(P.COST, study=study)}
@@ -92,8 +95,6 @@ def evaluate_settings(config: dict, study: str) -> dict:
 def _reads_cost(study: str, table: str) -> bool:
     """Whether a registered table reads the gathered cost rows (``he_overhead`` and the figures,
     made by their own rules, are not registry entries: they read none)."""
-    from ..tables import TABLES
-
     return TABLES.has(study, table) and "cost" in TABLES.entry(study, table).inputs
 
 
@@ -125,7 +126,7 @@ def _hub_checkpoint(config: dict, name: Any) -> str | None:
     """``<hub_dir>/models/<name>/config.json`` for a hub name (None for a local directory)."""
     if not isinstance(name, str) or name in ("none", "") or Path(name).is_dir() or name.endswith((".pth", ".pt")):
         return None
-    from ..models.text import hub_model_dir
+    from ..models.text import hub_model_dir  # deferred: gibench.models imports torch
 
     return str(hub_model_dir(config["hub_dir"], name) / "config.json")
 
@@ -133,15 +134,13 @@ def _hub_checkpoint(config: dict, name: Any) -> str | None:
 def model_inputs(config: dict, study: str, model: str) -> list[str]:
     """The downloaded checkpoint a ``pretrained`` model is built from (download rule), or the
     local language model whose trunk a ``weights: pretrained_local`` model starts from."""
-    from .jobs_lm import lm_path, uses_local_weights
-
     model = model_ids.base(model)
     opts = (config["studies"][study].get("models") or {}).get(model, {})
     if uses_local_weights(config["studies"][study], model):
         return [lm_path(model)]
     pre = opts.get("pretrained")
     if pre is True:
-        from ..models.text import HUB_NAMES
+        from ..models.text import HUB_NAMES  # deferred: gibench.models imports torch
 
         pre = HUB_NAMES.get(model)
     path = _hub_checkpoint(config, pre)
@@ -151,15 +150,13 @@ def model_inputs(config: dict, study: str, model: str) -> list[str]:
 def attack_inputs(config: dict, wc) -> dict:
     """LAMP's language-model prior when it is a hub checkpoint or LAMP's ``.pth`` (download rules)."""
     se = config["studies"][wc.study]
-    from .jobs_attack import attack_settings
+    from .jobs_attack import attack_settings  # deferred: jobs_attack imports torch (its attack jobs)
 
     _, params, _ = attack_settings(se, wc.attack, wc.model)
     prior = params.get("prior")
     if not prior or prior == "none":
         return {}
     if prior == "pretrained_local":        # the local language model of the model's family
-        from .jobs_lm import lm_path
-
         return {"prior": lm_path(wc.model)}
     if str(prior).endswith((".pth", ".pt")):
         return {"prior": str(prior)}
@@ -169,17 +166,11 @@ def attack_inputs(config: dict, wc) -> dict:
 
 def all_targets(config: dict) -> list[str]:
     """Victims of every configured dataset, then each study's own targets (its registry entry)."""
-    from ..studies import STUDIES
-
     targets = [P.fmt(P.VICTIMS, dataset=d) for d in config["datasets"]]
     for study in config["studies"]:
         targets += STUDIES.get(study).targets(config)
     targets += fl_targets(config)          # studies with an fl block: FedAvg accuracy table + curves
-    from .jobs_claims import claims_targets
-
     targets += claims_targets(config)      # with a claims block: the papers' findings checked
-    from .jobs_report import report_targets
-
     targets += report_targets(config)      # the config as an item of `snakemake --report`
     # the report's HTML view of every table and claims report (their rules declare an `html`
     # output next to csv/md); asked for by name so that a run made before it existed makes it too
