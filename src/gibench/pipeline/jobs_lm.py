@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import io
+from ..datasets.text import is_text_dataset
 from ..provenance import make_record
 from ..seeds import derive_seed
 from ..studies.selective_encryption.spec import attack_runs_on, check_lm_config  # noqa: F401  (check_lm_config: re-exported)
@@ -41,8 +42,6 @@ if TYPE_CHECKING:  # torch only in annotations: the DAG build imports this modul
 
 def text_datasets(config: dict) -> list[str]:
     """The configured datasets that are text datasets (their victims are held out)."""
-    from ..datasets.text import is_text_dataset
-
     return [d for d in config["datasets"] if is_text_dataset(d)]
 
 

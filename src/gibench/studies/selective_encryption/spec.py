@@ -40,6 +40,7 @@ from typing import Any, Mapping
 
 from ... import model_ids
 from ...datasets import DATASETS
+from ...datasets.text import is_text_dataset
 from ...pipeline.cases import case_list, case_model_ids, model_init, takes_init
 from ...wildcards import fmt_ratio
 from . import STUDY
@@ -522,7 +523,6 @@ def _check_text(config: dict, se: dict) -> list[str]:
 
 def check_lm_config(config: dict, study_cfg: dict, pre: str) -> list[str]:
     """Errors (naming the key) in ``lm_pretrain`` and in a study's use of the local models."""
-    from ...datasets.text import is_text_dataset
     from ...models.pretrain import OBJECTIVES, settings  # deferred: gibench.models imports torch
     from ...pipeline.jobs_attack import attack_settings  # deferred: jobs_attack imports torch (its attack jobs)
 

@@ -6,12 +6,12 @@ imports nothing heavy (torch waits for the check or job that needs it).
 
 What all studies use (dataset inputs, the table and figure registries' targets, table
 inputs and settings, model and attack inputs, the rule params) stays in
-:mod:`gibench.pipeline.targets`.
-
-The functions taking a study block (``se``) rather than the config -- :func:`attack_runs_on`,
-:func:`attack_metrics`, :func:`attack_victims`, :func:`model_cost_metrics` -- serve callers that
-hold the block only (the table builders' :func:`gibench.tables.figures.figure_specs`, the text and
-language-model checks of :mod:`gibench.pipeline.jobs_lm`); each is the spec's method of the same name.
+:mod:`gibench.pipeline.targets` (the registries' outputs: :mod:`gibench.pipeline.outputs`).
+The cases each attack runs on are :mod:`.cases` (re-exported here); the functions taking a
+study block (``se``) rather than the config -- ``attack_runs_on``, ``attack_metrics``,
+``attack_victims`` (:mod:`.spec`, re-exported here), :func:`model_cost_metrics` -- serve
+callers that hold the block only (the table builders' figure specs, the local language
+models' jobs); each is the spec's method of the same name.
 """
 from __future__ import annotations
 
