@@ -22,10 +22,11 @@ import numpy as np
 
 from .. import io, privacy
 from ..metrics import METRICS as IMAGE_METRICS
+from ..paper_values import load
 from ..studies.concealed_samples.layouts import (  # noqa: F401  (re-exported: Block, Table, P4, BASE, grid_cells)
     BASE, LAYOUTS, P4, TABLES, Block, Table, _cs, grid_cells, needed_blocks)
 from ..studies.concealed_samples.spec import defense_steps, fl_settings
-from . import budgets
+from . import budgets, figures
 from .registry import TABLES as TABLES_REGISTRY, register_figure, register_table
 from .render import TableDoc, fmt_mean_std
 
@@ -69,8 +70,6 @@ def attack_label(attack: str) -> str:
 
 def _paper(table: str, blk: Block, defense: str, column: str) -> float | None:
     """The paper's mean of one cell (config/paper_values/concealed_samples.yaml), None if it has none."""
-    from ..paper_values import load
-
     t = load(STUDY).table(table)
     row = t.get(dataset=blk.dataset, attack=blk.attack, cohort=blk.cohort, defense=defense) if t else None
     cell = row.cells.get(column) if row is not None else None
@@ -304,8 +303,6 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
     defense (victim slot 0, restart 0), its PSNR and SSIM against the sensitive image under it
     (from the metric rows, ``metrics_path``)."""
     from ..studies.concealed_samples.prep import prep_for    # deferred: prep imports torch (the study's models)
-    from .figures import draw_montage, metric_value_text, save_figure
-
     recs: dict[tuple, np.ndarray] = {}
     for p in recon_paths:
         t, rec = io.load_tensors(p)
@@ -323,8 +320,8 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
     for r in _records(metrics_path):
         if str(r.get("slot")) == "s000" and int(r.get("restart", -1)) == 0:
             key = (r["dataset"], r["attack"], r["defense"])
-            values.setdefault(key, "\n".join(t for t in (metric_value_text("psnr", r.get("psnr")),
-                                                         metric_value_text("ssim", r.get("ssim"))) if t))
+            values.setdefault(key, "\n".join(t for t in (figures.metric_value_text("psnr", r.get("psnr")),
+                                                         figures.metric_value_text("ssim", r.get("ssim"))) if t))
     c = _cs(config)
     blocks = [b for b in TABLES["fig2"].blocks if b.dataset in c["cases"]]
     cols = ["sensitive image"] + [defense_labels().get(d, d) for d in BASE]
@@ -341,9 +338,9 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
              "protected)" + ("; not run in this config: " + ", ".join(missing) if missing else ""))
     if not cells:
         cells, notes, row_labels = [[None] * len(cols)], [[""] * len(cols)], ["not run"]
-    fig = draw_montage(cells, row_labels, cols, title=title, notes=notes, cell_in=0.95, left_in=1.2,
+    fig = figures.draw_montage(cells, row_labels, cols, title=title, notes=notes, cell_in=0.95, left_in=1.2,
                        min_width_in=6.0)
-    return save_figure(fig, out_dir, figure)
+    return figures.save_figure(fig, out_dir, figure)
 
 
 # ---------------------------------------------------------------------- registration

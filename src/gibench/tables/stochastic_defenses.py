@@ -27,10 +27,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from ..victims import read_victims, slot_rows
+from ..wildcards import fmt_slot
 from ..fl_plan import defense_chain, defense_defaults, defense_specs, fl_block, load_accuracy_rows
 from ..studies.stochastic_defenses.paths import RECON
 from ..studies.stochastic_defenses.spec import spec as sd_spec
-from . import budgets, paper
+from . import budgets, figures, paper
 from .paper import MODEL_NAMES, model_name  # noqa: F401  (MODEL_NAMES: re-exported, its old home)
 from .registry import TABLES, register_figure, register_table
 from .render import TableDoc, display, fmt_mean_std
@@ -349,10 +351,6 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
                config: Mapping[str, Any], out_dir: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Per dataset: the victims (first row), then the kept reconstruction of each defense
     combination (one row each, SSIM under every image); columns are victim slots."""
-    from ..wildcards import fmt_slot
-    from ..victims import read_victims, slot_rows
-    from .figures import draw_montage, save_figure
-
     st = _study(config)
     full = config if "studies" in config else {"studies": {STUDY: st}}
     spec = st["figures"][name]
@@ -387,10 +385,10 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
             panels.append((sd_spec(full).chain(dfn).label, imgs_row, notes))
     title = (f"{attack_name(st, spec['attack'])} on {model_name(spec['model'])}: reconstruction per defense "
              f"combination (rows) and victim (columns); under each: its SSIM")
-    fig = draw_montage([row for _, row, _ in panels], [p[0] for p in panels], slots, title=title,
+    fig = figures.draw_montage([row for _, row, _ in panels], [p[0] for p in panels], slots, title=title,
                        notes=[[f"SSIM {t}" if t and t != "missing" else "" for t in notes] for _, _, notes in panels],
                        cell_in=0.9, left_in=1.5)
-    return save_figure(fig, out_dir, name, formats)
+    return figures.save_figure(fig, out_dir, name, formats)
 
 
 # ---------------------------------------------------------------- registration
