@@ -41,7 +41,8 @@ class Table:
 
 
 P4 = ("psnr", "ssim", "acc_sensitive", "acc_test")
-# the paper's values of every block come from config/paper_values/concealed_samples.yaml (see _paper)
+# the paper's values of every block come from config/paper_values/concealed_samples.yaml
+# (gibench.tables.concealed_samples._paper)
 LAYOUTS: list[Table] = [
     Table("table1", "Table 1: Defenses against GS attack on MNIST and CIFAR10", (
         Block("mnist", "gs", BASE, P4), Block("cifar10", "gs", BASE, P4))),
@@ -105,7 +106,6 @@ class _Layouts(Mapping[str, Table]):
 
 #: the layouts of the study's registered tables and figure (a view of the registry entries)
 TABLES: Mapping[str, Table] = _Layouts()
-
 
 
 def _cs(config: Mapping[str, Any]) -> Mapping[str, Any]:
