@@ -12,7 +12,7 @@ wildcard_constraints:
 
 SCRIPTS = os.path.join(workflow.basedir, "workflow", "scripts")
 
-from gibench.pipeline import jobs_fl
+from gibench import fl_plan as jobs_fl
 
 
 def study_weights(wc):

@@ -1,7 +1,7 @@
 # FedAvg utility runs (gibench.fl): one training job per (study, dataset, model, defense
 # combination, seed) — a GPU job on clusters (rule fl_train) — then round checkpoints for
 # attacks on trained models, the gathered accuracies, the accuracy table and the curves.
-from gibench.pipeline import jobs_fl as FL
+from gibench import fl_plan as FL
 
 
 rule fl_train:

@@ -18,6 +18,7 @@ from .wildcards import fmt_ratio, fmt_slot, parse_ratio, parse_slot  # noqa: F40
 # pipeline: nothing there imports this module); registries that import torch are imported where
 # a check needs them, so that importing this module (the Snakefile does) needs no torch
 from .datasets import DATASETS
+from .fl_plan import check_fl
 from .studies import STUDIES
 
 
@@ -101,8 +102,6 @@ def _check_semantics(config: dict) -> None:
                         f"of {name}'s {src} split {split!r} (the pool victims are drawn from)")
     if errs:            # study checks and target lists would be built from these sizes
         raise ConfigError("\n".join(errs))
-    from .pipeline.jobs_fl import check_fl  # deferred: jobs_fl imports torch (its FedAvg jobs)
-
     for study, study_cfg in config["studies"].items():
         errs += STUDIES.get(study).check(config, study_cfg)
         errs += check_fl(config, study)            # the study's fl block (FedAvg runs), if any
@@ -110,14 +109,15 @@ def _check_semantics(config: dict) -> None:
         raise ConfigError("\n".join(dict.fromkeys(errs)))
 
 
-def read_yaml(path: str | Path) -> Any:
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
     """A YAML/JSON file's content; a one-line error naming the file (and line and column of a
-    syntax error) instead of a traceback or a message without the place."""
+    syntax error) instead of a traceback or a message without the place.  ``what`` names the
+    kind of file in the messages (gibench.claims reads its claims files here too)."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: config file not found (working directory {Path.cwd()})")
+        raise ConfigError(f"{path}: {what} not found (working directory {Path.cwd()})")
     if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, not a config file")
+        raise ConfigError(f"{path}: is a directory, not a {what}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:

@@ -10,7 +10,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from ..schema import REPO_ROOT
+from ..config import read_yaml
+from ..schema import REPO_ROOT, ConfigError
 
 
 CLAIMS_DIR = REPO_ROOT / "config" / "claims"
@@ -172,11 +173,9 @@ def load_claims(path: str | Path) -> ClaimsFile:
     """Parse and validate a claims file; :class:`ClaimsError` names the claim and the key."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise _fail(path, f"cannot be read ({e})") from None
-    except yaml.YAMLError as e:
-        raise _fail(path, f"is not valid YAML ({e})") from None
+        data = read_yaml(path, what="file")     # gibench.config's one-line errors: the file, line and column
+    except ConfigError as e:
+        raise ClaimsError(f"claims file {e}") from None
     errors = validate_claims(data, path)
     if errors:
         raise ClaimsError("\n".join(errors[:8]) + (f"\n... and {len(errors) - 8} more" if len(errors) > 8 else ""))

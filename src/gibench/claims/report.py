@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 
+from ..fl_plan import fl_targets
+from ..studies import STUDIES as REG
 from .load import Claim, ClaimsFile, _columns_named
 from .predicates import (
     FAILS, HOLDS, NOT_CHECKABLE, CsvTable, Evaluator, NotCheckable, fmt_value, _lines, read_csv_table,
@@ -111,9 +113,6 @@ def evaluate_claim(claim: Claim, study: str, config: Mapping[str, Any], tables_d
 
 def tables_made(config: Mapping[str, Any], study: str) -> set[str]:
     """The tables (names) this config makes for ``study``: its targets under results/tables/<study>/."""
-    from ..pipeline.jobs_fl import fl_targets
-    from ..studies import STUDIES as REG
-
     if study not in (config.get("studies") or {}):
         return set()
     prefix = f"results/tables/{study}/"

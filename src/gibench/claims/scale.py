@@ -8,6 +8,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 
 from ..registry import Registry
+from ..studies.concealed_samples import spec as J
+from ..studies.stochastic_defenses.spec import spec as sd_spec
 
 from .predicates import CONTEXT_COLUMNS, _equal, fmt_value
 
@@ -170,7 +172,7 @@ def _contexts(cells: Iterable[dict]) -> list[dict]:
 # ====================================================================== scale probes (one per study)
 
 def _se_probe(config: Mapping[str, Any], ctx: Mapping[str, str]) -> dict:
-    from ..pipeline.jobs_attack import attack_settings
+    from ..pipeline.jobs_attack import attack_settings  # deferred: jobs_attack imports torch (its attack jobs)
 
     st = config["studies"]["selective_encryption"]
     out: dict[str, Any] = {}
@@ -211,8 +213,6 @@ HUB_TRAIN_SIZE = {"mnist": 60000, "cifar10": 50000, "cifar100": 50000}
 
 
 def _sd_probe(config: Mapping[str, Any], ctx: Mapping[str, str]) -> dict:
-    from ..studies.stochastic_defenses.spec import spec as sd_spec
-
     st = config["studies"]["stochastic_defenses"]
     s = sd_spec(config)
     if s is None:           # an empty study block: nothing to probe
@@ -237,8 +237,6 @@ def _sd_probe(config: Mapping[str, Any], ctx: Mapping[str, str]) -> dict:
 
 
 def _cs_probe(config: Mapping[str, Any], ctx: Mapping[str, str]) -> dict:
-    from ..studies.concealed_samples import spec as J
-
     st = config["studies"]["concealed_samples"]
     out: dict[str, Any] = {}
     dataset, attack, defense = ctx.get("dataset"), ctx.get("attack"), ctx.get("defense")
@@ -253,7 +251,7 @@ def _cs_probe(config: Mapping[str, Any], ctx: Mapping[str, str]) -> dict:
     if defense == "none":
         out["synthesis_iterations"] = None
     elif defense and dataset and defense in (st.get("defenses") or {}):
-        from ..defenses.concealed import DCS2
+        from ..defenses.concealed import DCS2  # deferred: gibench.defenses imports torch
 
         try:
             steps = J.defense_steps(dict(config), defense, dataset)

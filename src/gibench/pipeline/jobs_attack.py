@@ -17,8 +17,10 @@ from .. import io, model_ids
 from ..datasets import DATASETS
 from ..provenance import make_record
 from ..seeds import derive_seed
+from ..victims import read_victims, slot_rows
 from ..wildcards import SIGNIFICANCE, seed_wildcards, significance_of
-from .jobs_data import model_for, model_init, read_victims, slot_rows
+from .cases import model_init
+from .model_build import model_for
 from .runner import say
 from .stages import AttackerView, attack_stage, evaluate_stage, labels_tensor, save_attack
 

@@ -1,8 +1,6 @@
 """Jobs of the first half of the data flow: victims, model weights, client gradients."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,9 +10,11 @@ import torch
 from .. import io, model_ids
 from ..datasets import DATASETS, choose_victims
 from ..gradient import client_gradient
-from ..models import build_model, count_parameters
+from ..models import count_parameters
 from ..provenance import make_record
 from ..seeds import derive_seed
+from ..studies.selective_encryption.text_settings import lm_path, uses_local_weights
+from .model_build import model_for, model_options  # noqa: F401  (re-exported: their old home)
 from .runner import say
 from ..victims import read_victims, slot_rows  # noqa: F401  (re-exported: their old place)
 # the cases of a study config and their model ids (re-exported here under their old names)
@@ -61,41 +61,7 @@ def victims_job(smk: Any, device: torch.device) -> dict:
 
 # ----------------------------------------------------------------- model weights
 
-def model_options(study_cfg: dict, model: str) -> dict:
-    """Builder options of a model id (:mod:`gibench.model_ids`): ``models.<base>`` without the
-    pipeline's own keys, with the id's init (``lenet@dlg_uniform``) in place of the configured one."""
-    from .jobs_text import PIPELINE_MODEL_KEYS  # tokenizer, sens_estimator, cost_metrics: not builder options
-
-    base, init = model_ids.split(model)
-    opts = {k: v for k, v in (study_cfg.get("models") or {}).get(base, {}).items() if k not in PIPELINE_MODEL_KEYS}
-    if init is not None:
-        opts["init"] = init
-    return opts
-
-
-def model_for(config: dict, study: str, dataset: str, model: str, weights: str | Path | None = None,
-              device: torch.device | str = "cpu") -> torch.nn.Module:
-    """Build the study's model; load ``weights`` if given (the artifact of the model rule)."""
-    ds = DATASETS.get(dataset)
-    study_cfg = config["studies"][study]
-    seed = derive_seed(config["seed"], "model", study=study, dataset=dataset, model=model)
-    opts = model_options(study_cfg, model)
-    if getattr(ds, "modality", "image") == "text":  # hub dir, no second download when weights follow
-        from .jobs_text import text_builder_options
-        opts = text_builder_options(config, opts, have_weights=weights is not None, family=model_ids.base(model))
-    net = build_model(model_ids.base(model), ds.num_classes, ds.shape, seed, **opts)
-    if weights is not None:
-        state, _ = io.load_tensors(weights)
-        missing = set(dict(net.named_parameters())) - set(state)
-        if missing:
-            raise io.ArtifactError(f"{weights}: lacks parameters {sorted(missing)[:5]} of model {model!r}")
-        net.load_state_dict(state, strict=False)
-    return net.to(device)
-
-
 def model_job(smk: Any, device: torch.device) -> dict:
-    from .jobs_lm import lm_path, uses_local_weights
-
     wc = dict(smk.wildcards)
     net = model_for(smk.config, wc["study"], wc["dataset"], wc["model"])
     seed = derive_seed(smk.config["seed"], "model", **wc)

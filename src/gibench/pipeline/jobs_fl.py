@@ -1,19 +1,13 @@
-"""FedAvg utility runs in the pipeline: training jobs, round checkpoints for attacks on
-trained models, the gathered accuracies, the accuracy table and the training-curves figure.
+"""FedAvg utility runs in the pipeline, the torch side: the data and initial model of a run, the
+training jobs, round checkpoints for attacks on trained models, the gathered accuracies, the
+accuracy table and the training-curves figure.
 
-A study opts in with an ``fl`` block (schema ``$defs/fedavg`` in config/schema/fedavg.defs.yaml).
-One ``fl_train`` job per (study, dataset, model, defense combination, seed) writes::
-
-    results/fl/<study>/<dataset>/<model>/<defense>/seed<k>/final.safetensors   global model after the last round
-                                                          /best.safetensors    ... of the lowest mean validation loss
-                                                          /curve.parquet       one row per round (0 = initialisation)
-                                                          /accuracy.json       final accuracies (accuracy_summary)
-                                                          /rounds/round0042.safetensors  kept round checkpoints
-
-``fl_checkpoint`` turns a kept round into ``results/models/<study>/<dataset>/<model>/fl/<defense>/seed<k>/round0042.safetensors``
-(the global model after round 42) for gradient/attack rules that target a trained model.
-Tables read ``results/fl/<study>/accuracy.parquet`` (one row per run); :func:`accuracy_rows`
-gives the accuracy cells (mean ± std over seeds) of a (dataset, model, defense).
+A study opts in with an ``fl`` block (schema ``$defs/fedavg`` in config/schema/fedavg.defs.yaml);
+what the block asks for (paths, runs, defense combinations, params, inputs, the check, the
+targets) is :mod:`gibench.fl_plan`, which the DAG build reads without importing torch; its
+names are re-exported here.  Tables read ``results/fl/<study>/accuracy.parquet`` (one row per
+run); :func:`accuracy_rows` gives the accuracy cells (mean ± std over seeds) of a (dataset,
+model, defense).
 
 Data: with ``source: hub`` the clients share the train split and accuracy is measured on the
 test split.  The bundled slices hold a single split (the first ~1000 CIFAR test images, the
@@ -23,294 +17,31 @@ less training data than the papers (captions say so).
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
 
 from .. import fl, io
-from ..datasets import DATASETS
-from ..models import MODELS, build_model, count_parameters
+from ..fl_plan import (  # noqa: F401  (re-exported: the DAG helpers' old home, for callers and tests)
+    BUNDLED_FILES, DEFAULT_PROVIDER, DEFENSE_PATTERN, FL_ACC, FL_ALL_ACC, FL_BEST, FL_CHECKPOINT, FL_CURVE, FL_DEFENSE_PROVIDERS,
+    FL_DIR, FL_FIGURE, FL_FINAL, FL_ROUNDS, FL_TABLE, FL_WORK, NAME_ORDER, NO_DEFENSE, ChainDefenses, FLDefense,
+    accuracy_file, check_fl, checkpoint_path, combination_name, data_inputs, data_note, dataset_spec, defense_chain,
+    defense_defaults, defense_label, defense_provider, defense_specs, fl_block, fl_dataset, fl_runs, fl_studies,
+    fl_targets, fmt_round, load_accuracy_rows, model_build_options, run_files, run_params, weights_for)
+from ..models import build_model, count_parameters
 from ..provenance import make_record
-from ..registry import Registry
 from ..seeds import derive_seed
-from ..tables.render import table_formats
+from ..tables import figures     # its drawing helpers, called through the module (tests patch save_figure)
+from ..tables.paper import model_name      # the papers' model names (sd_cnn: CNN)
+from ..tables.render import TableDoc, display, fmt_mean_std, table_formats
 from .runner import say
-
-R = "results"
-FL_DIR = R + "/fl/{study}/{dataset}/{model}/{defense}/seed{seed}"
-FL_FINAL = FL_DIR + "/final.safetensors"
-FL_BEST = FL_DIR + "/best.safetensors"
-FL_CURVE = FL_DIR + "/curve.parquet"
-FL_ACC = FL_DIR + "/accuracy.json"
-FL_ROUNDS = FL_DIR + "/rounds"
-FL_WORK = R + "/.fl_work/{study}/{dataset}/{model}/{defense}/seed{seed}"
-FL_CHECKPOINT = R + "/models/{study}/{dataset}/{model}/fl/{defense}/seed{seed}/round{round}.safetensors"
-FL_ALL_ACC = R + "/fl/{study}/accuracy.parquet"
-FL_TABLE = R + "/tables/{study}/fl_accuracy.{ext}"
-FL_FIGURE = R + "/figures/{study}/fl_curves.{ext}"
-
-NO_DEFENSE = "none"
-DEFENSE_PATTERN = "[a-z0-9_+.-]+"
-
-BUNDLED_FILES = {   # what a bundled reader reads (same lists as pipeline.targets)
-    "cifar100": ["test_first916", "meta", "PROVENANCE.jsonl"],
-    "cifar10": ["test_batch_first1017", "batches.meta", "PROVENANCE.jsonl"],
-    "mnist": ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "PROVENANCE.jsonl"],
-    "tiny_imagenet": ["val_sample_labels.tsv", "wnids.txt", "words_200.txt", "PROVENANCE.jsonl"],
-}
-
-
-def fmt_round(r: int | str) -> str:
-    return f"{int(r):04d}"
-
-
-# ----------------------------------------------------------------- config access
-
-def fl_block(config: dict, study: str) -> dict | None:
-    return (config["studies"].get(study) or {}).get("fl")
-
-
-def fl_studies(config: dict) -> list[str]:
-    return [s for s in config["studies"] if fl_block(config, s)]
-
-
-def fl_runs(config: dict, study: str) -> Iterator[tuple[str, str, str, int]]:
-    """(dataset, model, defense, seed) of every training job of a study, config order."""
-    block = fl_block(config, study)
-    if not block:
-        return
-    for run in block["runs"]:
-        for defense in run.get("defenses", [NO_DEFENSE]):
-            for seed in block.get("seeds", [0]):
-                yield run["dataset"], run["model"], defense, int(seed)
-
-
-def dataset_spec(config: dict, dataset: str) -> dict:
-    """The dataset's source entry (datasets.<name>); bundled when the config has none."""
-    spec = dict(config.get("datasets", {}).get(dataset) or {})
-    spec.setdefault("source", "bundled")
-    spec.setdefault("split", DATASETS.get(dataset).bundled_splits[0] if dataset in DATASETS else "test")
-    return spec
-
-
-def defense_specs(config: dict, study: str, defense: str) -> list:
-    """The DefenseChain specs of a combination name: its entry under ``fl.defenses``; else
-    'none' = no defense; else a '+'-joined list of defense names (``dropout+dp+cvb``) whose
-    parameters come from the study's ``defense_defaults`` (then the paper's values)."""
-    block = fl_block(config, study) or {}
-    table = block.get("defenses", {}) or {}
-    if defense in table:
-        return list(table[defense])
-    if defense == NO_DEFENSE:
-        return []
-    parts = defense.split("+")
-    try:
-        from ..defenses import CHAIN, DEFENSES as _ALL
-
-        DEFENSES = _ALL.of(CHAIN)       # FedAvg runs apply paper B's defenses (DefenseChain)
-    except ImportError:
-        DEFENSES = None
-    if DEFENSES is not None and all(p in DEFENSES for p in parts):
-        return parts
-    known = ", ".join(DEFENSES.names()) if DEFENSES is not None else "gibench.defenses not available"
-    raise KeyError(f"studies.{study}.fl: defense combination {defense!r} is neither an entry of fl.defenses "
-                   f"({', '.join(sorted(table)) or 'none defined'}), 'none', nor defense names joined by '+' "
-                   f"(known defenses: {known})")
-
-
-def defense_defaults(config: dict, study: str) -> dict:
-    return dict((config["studies"].get(study) or {}).get("defense_defaults") or {})
-
-
-def defense_chain(specs: list, defaults: dict | None = None):
-    """A gibench.defenses.DefenseChain for ``specs`` (None when there are none)."""
-    if not specs:
-        return None
-    try:
-        from ..defenses import DefenseChain
-    except ImportError as e:
-        raise RuntimeError(f"FedAvg run with defenses {specs}: gibench.defenses is not available ({e})") from e
-    return DefenseChain(specs, defaults=defaults)
-
-
-@dataclass
-class FLDefense:
-    """What a defense combination means for a FedAvg run."""
-    grad_fn: fl.GradFn | None          # the defended clients' minibatch gradient (None: no defense)
-    model_options: dict                # extra model build options (dropout layers, bottlenecks, ...)
-    description: Any                   # JSON-able: goes into the records
-
-
-class ChainDefenses:
-    """The default provider: combinations are gibench.defenses.DefenseChain specs (paper B's
-    Dropout, DP, pruning, PRECODE, CVB), applied through ``chain.client_gradient`` -- the call
-    the gradient rule makes -- in every local step."""
-
-    def params(self, config: dict, study: str, defense: str) -> Any:
-        return {"specs": defense_specs(config, study, defense), "defaults": defense_defaults(config, study)}
-
-    def check(self, config: dict, study: str, defense: str) -> list[str]:
-        specs = defense_specs(config, study, defense)          # KeyError: unknown name
-        if specs:
-            defense_chain(specs, defense_defaults(config, study))
-        return []
-
-    def build(self, config: dict, study: str, dataset: str, model: str, defense: str, loss: str) -> FLDefense:
-        chain = defense_chain(defense_specs(config, study, defense), defense_defaults(config, study))
-        if chain is None:
-            return FLDefense(None, {}, [])
-
-        def grad_fn(net, x, y, generator):
-            grads, _secrets = chain.client_gradient(net, x, y, generator=generator, loss=loss)
-            return grads
-
-        return FLDefense(grad_fn, chain.model_options(), chain.spec())
-
-
-#: study name -> its defense provider (an object with params/check/build like
-#: :class:`ChainDefenses`, the default); a study whose defenses are not DefenseChain specs
-#: (e.g. concealed_samples' DCS²) registers its own here.
-FL_DEFENSE_PROVIDERS: Registry[Any] = Registry("FedAvg defense provider")
-DEFAULT_PROVIDER = ChainDefenses()
-
-
-def defense_provider(study: str) -> Any:
-    return FL_DEFENSE_PROVIDERS.get(study) if study in FL_DEFENSE_PROVIDERS else DEFAULT_PROVIDER
-
-
-def model_build_options(config: dict, study: str, model: str, defense: FLDefense | None) -> dict:
-    block = fl_block(config, study) or {}
-    st = config["studies"][study]
-    opts = dict((block.get("models") or st.get("models") or {}).get(model, {}))
-    if defense is not None:
-        opts.update(defense.model_options)
-    return opts
-
-
-def run_params(config: dict, study: str, dataset: str, model: str, defense: str) -> dict:
-    """Everything a training job depends on in the config (Snakemake params: a change
-    re-runs only the affected jobs; also the resume fingerprint)."""
-    block = dict(fl_block(config, study))
-    block.pop("runs", None)
-    block.pop("seeds", None)
-    block.pop("defenses", None)
-    block.pop("models", None)
-    block.pop("report", None)          # tables only
-    st = config["studies"][study]
-    return {"fedavg": block, "defense": defense_provider(study).params(config, study, defense),
-            "model_options": dict(((fl_block(config, study).get("models") or st.get("models") or {}).get(model, {}))),
-            "data": dataset_spec(config, dataset), "seed": config.get("seed", 0)}
-
-
-def data_inputs(config: dict, study: str, dataset: str) -> list[str]:
-    spec = dataset_spec(config, dataset)
-    if spec["source"] == "hub":
-        d = fl_block(config, study).get("data", {})
-        return [f"{config['hub_dir']}/{dataset}/{split}/dataset_info.json"
-                for split in (d.get("train_split", "train"), d.get("test_split", "test"))]
-    root = Path(config["resources_dir"]) / "data" / dataset
-    return [str(root / f) for f in BUNDLED_FILES.get(dataset, [])]
-
-
-# ----------------------------------------------------------------- checks (DAG build)
-
-def check_fl(config: dict, study: str) -> list[str]:
-    """Semantic errors of a study's fl block, each naming its key."""
-    block = fl_block(config, study)
-    if not block:
-        return []
-    pre = f"studies.{study}.fl"
-    errs: list[str] = []
-    for i, run in enumerate(block["runs"]):
-        d, m = run["dataset"], run["model"]
-        if d not in DATASETS:
-            errs.append(f"config error at {pre}.runs[{i}].dataset: unknown dataset {d!r}; known: {', '.join(DATASETS.names())}")
-        if m not in MODELS:
-            errs.append(f"config error at {pre}.runs[{i}].model: unknown model {m!r}; known: {', '.join(MODELS.names())}")
-        elif d in DATASETS:
-            err = _model_takes_input(config, study, d, m)
-            if err:
-                errs.append(f"config error at {pre}.runs[{i}]: model {m!r} cannot take {d!r} inputs of shape "
-                            f"{fl_dataset(config, study, d).shape} ({err}); set {pre}.inputs.{d}.shape")
-        for j, name in enumerate(run.get("defenses", [NO_DEFENSE])):
-            try:
-                errs += defense_provider(study).check(config, study, name)
-            except KeyError as e:
-                errs.append(f"config error at {pre}.runs[{i}].defenses[{j}]: {e.args[0]}")
-            except Exception as e:  # the defense module's own message names the bad spec
-                errs.append(f"config error at {pre}.runs[{i}].defenses[{j}] ({name!r}): {e}")
-    n = block.get("clients", 10)
-    for key in ("protected_clients",):
-        for k in block.get(key, []):
-            if k >= n:
-                errs.append(f"config error at {pre}.{key}: client {k} does not exist (fl.clients = {n}, ids 0..{n - 1})")
-    dc = block.get("defended_clients", "all")
-    if dc != "all":
-        for k in dc:
-            if k >= n:
-                errs.append(f"config error at {pre}.defended_clients: client {k} does not exist (fl.clients = {n})")
-    if len(set(block.get("seeds", [0]))) != len(block.get("seeds", [0])):
-        errs.append(f"config error at {pre}.seeds: duplicate seeds {block['seeds']}")
-    ac = block.get("attack_checkpoint")
-    if ac:
-        runs = {(d, m, dfn, s) for d, m, dfn, s in fl_runs(config, study)}
-        want_defense, want_seed = ac.get("defense", NO_DEFENSE), ac.get("seed", 0)
-        keep_now = block.get("checkpoints", {}).get("keep", "all")
-        if ac["round"] > block.get("rounds", 300):
-            errs.append(f"config error at {pre}.attack_checkpoint.round: {ac['round']} > fl.rounds = {block.get('rounds')}")
-        if keep_now == "none" or (isinstance(keep_now, list) and ac["round"] not in keep_now):
-            errs.append(f"config error at {pre}.attack_checkpoint.round: round {ac['round']} is not kept "
-                        f"(fl.checkpoints.keep = {keep_now})")
-        st = config["studies"][study]
-        for case in st.get("cases") or []:
-            if not isinstance(case, dict):
-                continue
-            if (case["dataset"], case["model"], want_defense, want_seed) not in runs:
-                errs.append(f"config error at {pre}.attack_checkpoint: the attacks target case "
-                            f"{case['dataset']}/{case['model']} after round {ac['round']}, but fl.runs has no "
-                            f"run ({case['dataset']}, {case['model']}, defense {want_defense!r}, seed {want_seed})")
-    keep = block.get("checkpoints", {}).get("keep", "all")
-    if isinstance(keep, list) and any(k > block.get("rounds", 300) for k in keep):
-        errs.append(f"config error at {pre}.checkpoints.keep: rounds {[k for k in keep if k > block['rounds']]} "
-                    f"exceed fl.rounds = {block['rounds']}")
-    return errs
-
-
-def _model_takes_input(config: dict, study: str, dataset: str, model: str) -> str | None:
-    """An error message if the (undefended) model cannot run on the dataset's input shape
-    (built and run on the meta device: no memory, no compute)."""
-    ds = fl_dataset(config, study, dataset)
-    opts = model_build_options(config, study, model, None)
-    try:
-        with torch.device("meta"):
-            net = MODELS.get(model)(num_classes=ds.num_classes, in_shape=ds.shape, **opts)
-            net(torch.zeros(1, *ds.shape))
-    except (ValueError, RuntimeError) as e:
-        return str(e).splitlines()[0][:200]
-    except Exception:  # an op without meta support: leave it to the job
-        return None
-    return None
-
-
-# ----------------------------------------------------------------- data and model
-
-def fl_dataset(config: dict, study: str, dataset: str):
-    """The dataset as the study's models see it: ``fl.inputs.<dataset>.shape`` replaces the
-    registry's input shape (e.g. paper B's MNIST at 3x32x32: the images are resized bilinearly
-    and the grey channel repeated by ``ImageDataset.normalize``)."""
-    import dataclasses
-
-    ds = DATASETS.get(dataset)
-    shape = ((fl_block(config, study) or {}).get("inputs") or {}).get(dataset, {}).get("shape")
-    return dataclasses.replace(ds, shape=tuple(int(v) for v in shape)) if shape else ds
-
 
 def load_fl_data(config: dict, study: str, dataset: str, seed: int) -> tuple[fl.Pool, list[fl.ClientShard], np.ndarray, dict]:
     """(pool, client shards, test positions, info) of one run.  The test part is fixed per
@@ -482,8 +213,6 @@ def fl_checkpoint_job(smk: Any, device: torch.device) -> dict:
     r = int(wc["round"])
     src = Path(smk.input.rounds) / f"{fl.round_name(r)}.safetensors"
     if not src.exists():
-        import json
-
         summary = json.loads(Path(smk.input.accuracy).read_text())
         raise io.ArtifactError(
             f"{src}: no checkpoint after round {r}: training ran {summary.get('last_round')} rounds "
@@ -506,8 +235,6 @@ ACC_COLUMNS = ["dataset", "model", "defense", "seed", "report", "best_round", "l
 
 
 def fl_gather_job(smk: Any, device: torch.device) -> dict:
-    import json
-
     rows = []
     for p in smk.input:
         d = json.loads(Path(p).read_text())
@@ -518,28 +245,6 @@ def fl_gather_job(smk: Any, device: torch.device) -> dict:
     io.save_table(smk.output[0], table, rec)
     say(f"fl accuracies of {smk.wildcards.study}: {len(rows)} runs")
     return {"runs": len(rows)}
-
-
-def accuracy_file(config: dict, study: str) -> str | None:
-    """The gathered accuracies a table rule takes as input (None: the study trains nothing)."""
-    return FL_ALL_ACC.format(study=study) if fl_block(config, study) else None
-
-
-#: the order defense names appear in a combination name (paper B's tables: DO, DP, GP, PM)
-NAME_ORDER = ("dropout", "dp", "prune", "precode", "cvb")
-
-
-def combination_name(names: list[str]) -> str:
-    """The canonical run name of a defense combination: its defense names in the order of
-    paper B's tables (dropout, dp, prune, precode, cvb) joined by '+', 'none' if empty, e.g.
-    ['cvb', 'dropout', 'dp'] -> 'dropout+dp+cvb' (what fl.runs[].defenses lists)."""
-    rank = {n: i for i, n in enumerate(NAME_ORDER)}
-    return "+".join(sorted(names, key=lambda n: (rank.get(n, len(rank)), n))) or NO_DEFENSE
-
-
-def load_accuracy_rows(path: str | os.PathLike) -> list[dict]:
-    table, _ = io.load_table(path)
-    return table.to_pylist()
 
 
 def accuracy_rows(path_or_rows: Any, dataset: str | None = None, model: str | None = None,
@@ -554,9 +259,10 @@ def accuracy_rows(path_or_rows: Any, dataset: str | None = None, model: str | No
 
 # ----------------------------------------------------------------- table and figure
 
-def fl_table_doc(rows: list[dict], block: dict, study: str, data_note: str):
-    from ..tables.render import TableDoc, display, fmt_mean_std
 
+# ----------------------------------------------------------------- table and figure
+
+def fl_table_doc(rows: list[dict], block: dict, study: str, data_note: str):
     report = block.get("report", "best_val")
     cells = fl.accuracy_rows(rows, report=report)
     protected = bool(block.get("protected_clients"))
@@ -589,18 +295,6 @@ def fl_table_doc(rows: list[dict], block: dict, study: str, data_note: str):
                     notes=[n for n in notes if n], group_columns=2)
 
 
-def data_note(config: dict, study: str) -> str:
-    block = fl_block(config, study)
-    bundled = sorted({r["dataset"] for r in block["runs"] if dataset_spec(config, r["dataset"])["source"] == "bundled"})
-    if not bundled:
-        return "Clients share the datasets' train splits; accuracy is on their test splits."
-    frac = (block.get("data") or {}).get("holdout_fraction", 0.2)
-    return (f"{', '.join(bundled)}: bundled slice of the test split only — {frac:.0%} of it is held out as the "
-            f"test set and the rest is split among the clients, so the models see a small fraction of the "
-            f"papers' training data and train for few rounds: these accuracies check the pipeline and mean "
-            f"little next to the papers'.")
-
-
 def fl_table_job(smk: Any, device: torch.device) -> dict:
     study = smk.wildcards.study
     rows = load_accuracy_rows(smk.input.accuracy)
@@ -610,29 +304,13 @@ def fl_table_job(smk: Any, device: torch.device) -> dict:
     return {"written": [str(p) for p in written]}
 
 
-def defense_label(config: dict, study: str, defense: str) -> str:
-    """A defense combination as the tables write it (the defense registry's notation, e.g.
-    ``DO+DP`` for ``dropout+dp``); the config key itself when it names no known chain."""
-    if defense == NO_DEFENSE:
-        return "no defense"
-    try:
-        chain = defense_chain(defense_specs(config, study, defense), defense_defaults(config, study))
-    except Exception:            # noqa: BLE001 - a provider of its own: its key is its name
-        return defense
-    return chain.label if chain is not None else defense
-
-
 def plot_fl_curves(curves: list[dict], out_dir: str | Path, name: str = "fl_curves",
                    title: str | None = None, labels: dict[str, str] | None = None) -> list[Path]:
     """One column per (dataset, model); top: test accuracy [%] of the global model per round,
     bottom: mean validation loss; one line per defense (``labels``: its display name), the mean
     over seeds with a band of ± std where a defense has more than one seed (its legend entry
     says how many seeds; "1 seed": no band)."""
-    from matplotlib.ticker import MaxNLocator
-
-    from ..tables.figures import _figure, save_figure, wrap_title
-    from ..tables.render import display
-    from ..tables.stochastic_defenses import model_name      # the papers' model names (sd_cnn: CNN)
+    from matplotlib.ticker import MaxNLocator   # deferred: matplotlib only for the figure (as tables.figures)
 
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for rows in curves:
@@ -642,7 +320,7 @@ def plot_fl_curves(curves: list[dict], out_dir: str | Path, name: str = "fl_curv
         groups.setdefault(key, {}).setdefault(rows[0]["defense"], []).append(rows)
     keys = list(groups)
     ncol = max(1, len(keys))
-    fig = _figure(4.2 * ncol, 6.0)
+    fig = figures._figure(4.2 * ncol, 6.0)
     axes = fig.subplots(2, ncol, squeeze=False)
     for j, key in enumerate(keys):
         ax_acc, ax_loss = axes[0][j], axes[1][j]
@@ -675,8 +353,8 @@ def plot_fl_curves(curves: list[dict], out_dir: str | Path, name: str = "fl_curv
         ax_loss.grid(alpha=0.3)
         ax_acc.legend(fontsize=7, ncol=1 if len(groups[key]) <= 4 else 2)
     if title:
-        fig.suptitle(wrap_title(title, 4.2 * ncol, 8), fontsize=8)
-    return save_figure(fig, out_dir, name)
+        fig.suptitle(figures.wrap_title(title, 4.2 * ncol, 8), fontsize=8)
+    return figures.save_figure(fig, out_dir, name)
 
 
 def fl_figure_job(smk: Any, device: torch.device) -> dict:
@@ -699,31 +377,3 @@ def fl_figure_job(smk: Any, device: torch.device) -> dict:
 
 
 # ----------------------------------------------------------------- targets
-
-def run_files(config: dict, study: str, pattern: str) -> list[str]:
-    return [pattern.format(study=study, dataset=d, model=m, defense=dfn, seed=s)
-            for d, m, dfn, s in fl_runs(config, study)]
-
-
-def fl_targets(config: dict) -> list[str]:
-    """What `rule all` asks for: per study with an fl block, the accuracy table and the curves."""
-    out = []
-    for study in fl_studies(config):
-        out += [FL_TABLE.format(study=study, ext=e) for e in ("csv", "md")]
-        out += [FL_FIGURE.format(study=study, ext=e) for e in ("png", "pdf")]
-    return out
-
-
-def weights_for(config: dict, study: str, dataset: str, model: str, default: str) -> str:
-    """The weights file the study's gradient/attack rules use for (dataset, model):
-    ``default`` (the initialisation) unless ``fl.attack_checkpoint`` names a trained round."""
-    ac = (fl_block(config, study) or {}).get("attack_checkpoint")
-    if not ac:
-        return default
-    return checkpoint_path(study, dataset, model, ac.get("defense", NO_DEFENSE), ac.get("seed", 0), ac["round"])
-
-
-def checkpoint_path(study: str, dataset: str, model: str, defense: str, seed: int, round_: int) -> str:
-    """The weights file of the global model after ``round_`` (rule fl_checkpoint makes it)."""
-    return FL_CHECKPOINT.format(study=study, dataset=dataset, model=model, defense=defense, seed=int(seed),
-                                round=fmt_round(round_))

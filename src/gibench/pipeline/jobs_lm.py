@@ -24,32 +24,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import io
+from ..datasets.text import is_text_dataset
 from ..provenance import make_record
 from ..seeds import derive_seed
+from ..studies.selective_encryption.spec import attack_runs_on, check_lm_config  # noqa: F401  (check_lm_config: re-exported)
+from ..studies.selective_encryption.text_settings import (  # noqa: F401  (re-exported: their old home)
+    FAMILIES, LM_TABLE, LOCAL, _shape, architecture_options, lm_description, lm_path, lm_settings, uses_local_weights)
 from ..tables.render import table_formats
 from . import paths as P
+from .inputs import BUNDLED_TEXT_FILES, dataset_inputs
 from .runner import say
 
 if TYPE_CHECKING:  # torch only in annotations: the DAG build imports this module without it
     import torch
 
-LOCAL = "pretrained_local"
-LM_TABLE = "lm_pretrain"
-
-
 # ------------------------------------------------------------------ config access
-
-def lm_settings(config: dict, family: str) -> dict:
-    """``lm_pretrain.<family>`` over the defaults."""
-    from ..models.pretrain import settings
-
-    return settings((config.get("lm_pretrain") or {}).get(family))
-
 
 def text_datasets(config: dict) -> list[str]:
     """The configured datasets that are text datasets (their victims are held out)."""
-    from ..datasets.text import is_text_dataset
-
     return [d for d in config["datasets"] if is_text_dataset(d)]
 
 
@@ -59,8 +51,6 @@ def lm_inputs(config: dict, family: str) -> dict:
     pools itself with the data rule's function (:func:`gibench.pipeline.jobs_text.make_text_victims`),
     so it does not wait for the data jobs (which share a cluster group with the model rule
     that waits for it)."""
-    from .targets import BUNDLED_TEXT_FILES, dataset_inputs
-
     s = lm_settings(config, family)
     files = [f for d in text_datasets(config) for f in dataset_inputs(config, d)]
     for spec in list(s["corpora"]) + list(s["heldout"]):
@@ -92,18 +82,9 @@ def victim_texts(config: dict) -> tuple[list[str], dict]:
     return texts, info
 
 
-def lm_path(family: str) -> str:
-    return P.fmt(P.LM_WEIGHTS, family=family)
-
-
-def uses_local_weights(study_cfg: dict, model: str) -> bool:
-    return ((study_cfg.get("models") or {}).get(model) or {}).get("weights") == LOCAL
-
-
 def local_prior_models(study_cfg: dict) -> set[str]:
     """Models some LAMP attack of the study scores with ``prior: pretrained_local``."""
-    from .jobs_attack import attack_settings
-    from ..studies.selective_encryption.targets import attack_runs_on
+    from .jobs_attack import attack_settings  # deferred: jobs_attack imports torch (its attack jobs)
 
     out = set()
     for name, entry in (study_cfg.get("attacks") or {}).items():
@@ -120,8 +101,6 @@ def local_prior_models(study_cfg: dict) -> set[str]:
 
 def lm_families(config: dict, study: str) -> list[str]:
     """The text families whose local language model the study uses (weights or prior)."""
-    from .jobs_text import FAMILIES
-
     st = config["studies"][study]
     models = {c["model"] for c in st.get("cases") or [] if c["model"] in FAMILIES}
     used = {m for m in models if uses_local_weights(st, m)} | (local_prior_models(st) & models)
@@ -138,78 +117,7 @@ def lm_table_inputs(config: dict, study: str) -> dict:
     return {"lm": [lm_path(f) for f in lm_families(config, study)]}
 
 
-def architecture_options(config: dict, family: str) -> dict:
-    """Builder options (``size``, ``config_overrides``) of a classifier on the local LM's trunk."""
-    s = lm_settings(config, family)
-    return {"size": s["size"], "config_overrides": dict(s["config_overrides"] or {})}
-
-
 # ------------------------------------------------------------------ config check (DAG build)
-
-def check_lm_config(config: dict, study_cfg: dict, pre: str) -> list[str]:
-    """Errors (naming the key) in ``lm_pretrain`` and in a study's use of the local models."""
-    from ..datasets import DATASETS
-    from ..datasets.text import is_text_dataset
-    from ..models.pretrain import OBJECTIVES, settings
-    from .jobs_attack import attack_settings
-    from ..studies.selective_encryption.targets import attack_runs_on
-
-    errs: list[str] = []
-    for family, spec in (config.get("lm_pretrain") or {}).items():
-        where = f"config error at lm_pretrain.{family}"
-        try:
-            s = settings(spec)
-        except ValueError as e:
-            errs.append(f"{where}: {e}")
-            continue
-        for key in ("corpora", "heldout"):
-            for j, c in enumerate(s[key]):
-                d = c.get("dataset")
-                if d not in DATASETS or not is_text_dataset(d):
-                    errs.append(f"{where}.{key}[{j}].dataset: {d!r} is not a text dataset")
-                    continue
-                ds = DATASETS.get(d)
-                if c.get("source", "bundled") == "bundled" and c.get("split") not in ds.bundled_splits:
-                    errs.append(f"{where}.{key}[{j}].split: the bundled {d} has split(s) "
-                                f"{list(ds.bundled_splits)}, not {c.get('split')!r}")
-    lm_cfg = config.get("lm_pretrain") or {}
-    for m, opts in (study_cfg.get("models") or {}).items():
-        if (opts or {}).get("weights", "random") != LOCAL:
-            continue
-        where = f"config error at {pre}.models.{m}.weights"
-        if m not in OBJECTIVES:
-            errs.append(f"{where}: no local language model for {m!r} (lm_pretrain trains: {', '.join(OBJECTIVES)})")
-            continue
-        if opts.get("pretrained"):
-            errs.append(f"{where}: pretrained_local and `pretrained` exclude each other")
-        if m not in lm_cfg:
-            errs.append(f"{where}: pretrained_local needs lm_pretrain.{m} (the local language model's settings)")
-            continue
-        arch = architecture_options(config, m)
-        for key in ("size", "config_overrides"):
-            if key in opts and (opts[key] or ({} if key == "config_overrides" else None)) != arch[key]:
-                errs.append(f"config error at {pre}.models.{m}.{key}: with weights: pretrained_local the "
-                            f"architecture is lm_pretrain.{m}'s ({key} {arch[key]!r}); drop the key or make it equal")
-    for name, entry in (study_cfg.get("attacks") or {}).items():
-        if (entry or {}).get("type", name) != "lamp":
-            continue
-        runs_on = {c["model"] for c in study_cfg.get("cases") or [] if c["dataset"] in DATASETS
-                   and attack_runs_on(study_cfg, name, c["dataset"], c["model"])}
-        for m in sorted(runs_on):
-            _, params, _ = attack_settings(study_cfg, name, m)
-            if params.get("prior") != LOCAL:
-                continue
-            where = f"config error at {pre}.attacks.{name}.params.prior"
-            causal = [f for f, o in OBJECTIVES.items() if o == "causal"]
-            if m not in causal:
-                errs.append(f"{where}: pretrained_local on {m!r}: LAMP's prior is a causal language model over the "
-                            f"model's vocabulary, and lm_pretrain trains one for {', '.join(causal)} only (its "
-                            f"{m} model is a masked LM)" if m in OBJECTIVES else
-                            f"{where}: pretrained_local on {m!r}: no local language model for it")
-            elif m not in lm_cfg:
-                errs.append(f"{where}: pretrained_local needs lm_pretrain.{m}")
-    return errs
-
 
 # ------------------------------------------------------------------ the job
 
@@ -301,11 +209,6 @@ def lm_pretrain_job(smk: Any, device: torch.device) -> dict:
 
 # ------------------------------------------------------------------ the table
 
-def _shape(c: dict) -> tuple[Any, Any]:
-    """(blocks, width) of a GPT-2 or BERT config dict."""
-    return c.get("n_layer", c.get("num_hidden_layers")), c.get("n_embd", c.get("hidden_size"))
-
-
 def lm_table(records: list[dict]):
     """The table of the local language models (one row per family) from their records."""
     from ..tables.render import TableDoc, display
@@ -372,28 +275,6 @@ def lm_table_job(smk: Any, device: torch.device) -> dict:
 
 
 # ------------------------------------------------------------------ captions
-
-def lm_description(family: str) -> str:
-    """A caption fragment naming the local language model of ``family`` and its perplexity,
-    read from the artifact's record (the tables that print it take the artifact as input)."""
-    path = Path(lm_path(family))
-    if path.exists():
-        try:
-            rec = io.read_record(path)
-        except Exception:  # an unreadable artifact: the caption says it was not found
-            rec = {}
-        lm = rec.get("lm")
-        if lm:
-            p = lm["perplexity"]["heldout"]
-            c = lm["config"]
-            layers, width = _shape(c)
-            kind = "masked-token " if lm.get("objective") == "mlm" else ""
-            return (f"the local {family} language model (rule lm_pretrain: {layers} blocks of width "
-                    f"{width}, {lm['settings']['steps']:,} steps on the bundled training text, victims "
-                    f"held out; held-out {kind}perplexity {p['trained']['perplexity']:,.1f}, random initialisation "
-                    f"{p['random']['perplexity']:,.0f})")
-    return f"the local {family} language model (rule lm_pretrain; its artifact {path} was not found)"
-
 
 __all__ = ["LOCAL", "LM_TABLE", "lm_settings", "lm_inputs", "lm_path", "uses_local_weights", "local_prior_models",
            "lm_families", "lm_table_targets", "lm_table_inputs", "architecture_options", "pretrain", "lm_pretrain_job",

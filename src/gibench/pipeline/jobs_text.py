@@ -47,31 +47,15 @@ from ..attacks import ATTACKS
 from ..attacks.text import TextAttackContext
 from ..provenance import make_record
 from ..seeds import derive_seed
+from ..studies.selective_encryption.text_settings import (  # noqa: F401  (re-exported: their old home)
+    DEFAULT_TEXT_SENS_ESTIMATOR, FAMILIES, PIPELINE_MODEL_KEYS, TEXT_METRIC_NAMES, family_of, ids_column,
+    sens_estimator, text_builder_options)
+from ..victims import slot_rows
 from ..wildcards import SIGNIFICANCE, seed_wildcards
+from .model_build import model_for
 from .runner import say
 
-FAMILIES = ("gpt2", "bert")
-TEXT_METRIC_NAMES = ("rouge1", "rouge2", "rougeL", "embed_dist", "token_accuracy")
-#: keys of ``studies.<study>.models.<name>`` that configure the pipeline, not the model builder
-PIPELINE_MODEL_KEYS = ("tokenizer", "sens_estimator", "cost_metrics")
-#: text models compute "sens" with the paper's discrete approximation unless configured otherwise
-#: (paper, Table 6: exact Sens is infeasible at BERT/GPT-2 size, Sens (Discrete) is what it reports;
-#: ``sens_probe``, the Gaussian-probe estimator with a stated error, is the cheaper option)
-DEFAULT_TEXT_SENS_ESTIMATOR = "sens_discrete"
-
-
 # ------------------------------------------------------------------ small helpers
-
-def family_of(model: str) -> str:
-    """Registry model name -> text family (the registry names are the families)."""
-    if model not in FAMILIES:
-        raise ValueError(f"model {model!r} is not a text model (text models: {', '.join(FAMILIES)})")
-    return model
-
-
-def ids_column(family: str) -> str:
-    return f"input_ids_{family}"
-
 
 def bundled_tokenizers(resources_dir: str | Path) -> dict[str, Any]:
     from ..datasets.text import load_tokenizer
@@ -93,22 +77,6 @@ def tokenizer_for(config: dict, study_cfg: dict, model: str):
         local = hub_model_dir(config["hub_dir"], name)
         name = str(local) if local.is_dir() else name
     return load_tokenizer(family_of(model), source, config["resources_dir"], name=name)
-
-
-def text_builder_options(config: dict, opts: dict, have_weights: bool, family: str | None = None) -> dict:
-    """Builder options of a text model from its study entry: the hub directory for
-    ``pretrained`` checkpoints, and no weight download when a weights artifact follows.
-    ``weights: pretrained_local``: the architecture of ``lm_pretrain.<family>`` (the model
-    job then copies the local language model's trunk in; :func:`gibench.pipeline.jobs_data.model_job`)."""
-    out = {k: v for k, v in opts.items() if k not in PIPELINE_MODEL_KEYS}
-    if out.pop("weights", "random") == "pretrained_local":
-        from .jobs_lm import architecture_options
-
-        out.update(architecture_options(config, family))
-    out.setdefault("hub_dir", config["hub_dir"])
-    if have_weights and out.get("pretrained"):
-        out["load_weights"] = False
-    return out
 
 
 # ------------------------------------------------------------------ victims
@@ -187,7 +155,6 @@ def bound_model(net: torch.nn.Module, attention_mask: torch.Tensor | None):
 
 def text_gradient_job(smk: Any, device: torch.device) -> dict:
     from ..gradient import client_gradient
-    from .jobs_data import model_for, slot_rows
 
     wc = dict(smk.wildcards)
     cfg = smk.config
@@ -235,7 +202,6 @@ def _position_limit(net) -> int | None:
 
 def significance_inputs(cfg: dict, wc: dict, victims_path: str, weights_path: str, device: torch.device):
     """(model as ``model(x)``, x = token ids, y) of a text case's slot for the significance metrics."""
-    from .jobs_data import model_for, slot_rows
 
     study_cfg = cfg["studies"][wc["study"]]
     family = family_of(wc["model"])
@@ -245,25 +211,12 @@ def significance_inputs(cfg: dict, wc: dict, victims_path: str, weights_path: st
     return bound_model(net, mask), ids, y
 
 
-def sens_estimator(study_cfg: dict, model: str) -> str:
-    """Which estimator computes the metric ``sens`` for ``model``: ``models.<m>.sens_estimator``,
-    by default exact ``sens`` for image models and ``sens_discrete`` (the paper's Sens (Discrete))
-    for text models."""
-    from .. import model_ids
-
-    model = model_ids.base(model)             # lenet@dlg_uniform: LeNet's options
-    opts = (study_cfg.get("models") or {}).get(model, {})
-    default = DEFAULT_TEXT_SENS_ESTIMATOR if model in FAMILIES else "sens"
-    return opts.get("sens_estimator", default)
-
-
 # ------------------------------------------------------------------ attacks
 
 def text_attack_job(smk: Any, device: torch.device) -> dict:
     """The attack job of a text case (called by :func:`.jobs_attack.attack_job`)."""
     from ..masks import load_mask
     from .jobs_attack import attack_settings, visible_from_mask
-    from .jobs_data import model_for
 
     wc = dict(smk.wildcards)
     cfg = smk.config
@@ -345,7 +298,6 @@ def text_evaluate_job(smk: Any, device: torch.device) -> dict:
     """Rule ``evaluate`` on a text case (from :func:`gibench.pipeline.jobs_attack.evaluate_job`)."""
     from ..metrics.text import text_metrics
     from .jobs_attack import case_of, restart_of
-    from .jobs_data import slot_rows
 
     wc = dict(smk.wildcards)
     cfg = smk.config

@@ -9,35 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from .. import model_ids
+from ..fl_plan import fl_targets
+from ..studies import STUDIES
+from ..studies.selective_encryption.text_settings import lm_path, sens_estimator, uses_local_weights
+from ..tables import TABLES
 from . import paths as P
-
-BUNDLED_FILES = {
-    "cifar100": ["test_first916", "meta", "PROVENANCE.jsonl"],
-    "cifar10": ["test_batch_first1017", "batches.meta", "PROVENANCE.jsonl"],
-    "mnist": ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "PROVENANCE.jsonl"],
-    "tiny_imagenet": ["val_sample_labels.tsv", "wnids.txt", "words_200.txt", "PROVENANCE.jsonl"],
-}
-
-
-# text datasets live under resources/text/<name> (gibench.datasets.text)
-BUNDLED_TEXT_FILES = {
-    "cola": ["in_domain_dev.tsv", "in_domain_train.tsv.xz", "PROVENANCE.jsonl"],
-    "sst2": ["dev.tsv", "train.tsv.xz", "PROVENANCE.jsonl"],
-    "rotten_tomatoes": ["rt-polarity.pos.first500", "rt-polarity.neg.first500", "rt-polarity.pos.xz",
-                        "rt-polarity.neg.xz", "PROVENANCE.jsonl"],
-}
-
-
-def dataset_inputs(config: dict, dataset: str) -> list[str]:
-    spec = config["datasets"][dataset]
-    if spec["source"] == "hub":
-        return [f"{config['hub_dir']}/{dataset}/{spec['split']}/dataset_info.json"]
-    if dataset in BUNDLED_TEXT_FILES:
-        root = Path(config["resources_dir"]) / "text" / dataset
-        return [str(root / f) for f in BUNDLED_TEXT_FILES[dataset]]
-    root = Path(config["resources_dir"]) / "data" / dataset
-    return [str(root / f) for f in BUNDLED_FILES.get(dataset, [])]
-
+from .jobs_claims import claims_targets
+from .jobs_lm import lm_table_inputs
+from .jobs_report import report_targets
+from .inputs import BUNDLED_FILES, BUNDLED_TEXT_FILES, dataset_inputs  # noqa: F401  (re-exported)
+from .outputs import (  # noqa: F401  (re-exported: the rule files and the studies' targets read them here)
+    attack_choice, lpips_backbone_file, lpips_backbone_path, registered_figures, registered_outputs, registered_tables,
+    table_choice, table_entry)
 
 # ------------------------------------------------------------------ rule params of the shared stages
 
@@ -45,13 +28,13 @@ def dataset_inputs(config: dict, dataset: str) -> list[str]:
 def attack_params(config: dict, study: str, attack: str, model: str) -> dict:
     """What an attack job depends on in the config (its entry, with the model's overrides
     applied): a change re-runs only the affected jobs."""
-    from .jobs_attack import attack_settings
+    from .jobs_attack import attack_settings  # deferred: jobs_attack imports torch (its attack jobs)
 
     kind, params, restarts = attack_settings(config["studies"][study], attack, model)
     # the study seed: every attack seed derives from it
     out = {"type": kind, "params": params, "restarts": restarts, "seed": config.get("seed")}
     if restarts > 1:      # how the restarts of one job run (one-restart jobs keep their params)
-        from .jobs_attack import vectorise_restarts
+        from .jobs_attack import vectorise_restarts  # deferred: as above
 
         out["vectorise_restarts"] = vectorise_restarts(config["studies"][study], attack)
     return out
@@ -61,7 +44,7 @@ def job_settings(config: dict, rule: str, wc) -> dict:
     """What an upstream job (rules data, model, gradient, significance, masks, masks_any) depends
     on in the config -- the rule's params, so that changing it re-runs these jobs and what
     depends on them, and nothing else.  The study seed is part of every seeded job's settings."""
-    from .jobs_data import model_options
+    from .model_build import model_options  # deferred: model_build imports torch (it builds the models)
 
     seed = config.get("seed")
     if rule == "data":
@@ -74,8 +57,6 @@ def job_settings(config: dict, rule: str, wc) -> dict:
         return {"model": model, "gradient": st.get("gradient"), "threat_model": st.get("threat_model")}
     sig = st.get("significance") or {}
     if rule == "significance":
-        from .jobs_text import sens_estimator
-
         name = sens_estimator(st, wc.model) if wc.significance == "sens" else wc.significance
         return {"seed": seed, "model": model, "gradient": st.get("gradient"), "estimator": name,
                 "params": (sig.get("params") or {}).get(name, {})}
@@ -84,114 +65,7 @@ def job_settings(config: dict, rule: str, wc) -> dict:
     raise ValueError(f"job_settings: no settings for rule {rule!r}")
 
 
-def attack_choice(names: list[str]) -> str:
-    """A wildcard constraint matching exactly these attack names (none: matches nothing)."""
-    import re
-
-    return "|".join(re.escape(n) for n in names) if names else "(?!)"
-
-
-def lpips_backbone_file(config: dict, study: str) -> str | None:
-    """The backbone file LPIPS will read, if one is on disk: the bundled AlexNet, or what the
-    download rule (``download_lpips_backbone``) left under ``hub_dir``.  ``None`` otherwise
-    (LPIPS is then reported as unavailable, with the reason and the command that fetches it)."""
-    ev = config["studies"][study].get("evaluation", {})
-    if "lpips" not in ev.get("image_metrics", []):
-        return None
-    return lpips_backbone_path(config, (ev.get("lpips") or {}).get("backbone", "alex"))
-
-
-def lpips_backbone_path(config: dict, backbone: str) -> str | None:
-    """:func:`gibench.metrics.lpips.find_backbone` with the config's hub and resources dirs."""
-    from ..metrics.lpips import find_backbone
-
-    path = find_backbone(backbone, config["hub_dir"], config.get("resources_dir", "resources"))
-    return None if path is None else str(path)
-
-
-def _instances(config: dict, study: str, entry, figures: bool) -> list[str]:
-    """The target names one registry entry makes under this config (its ``when``:
-    :mod:`gibench.tables.registry`)."""
-    st = config["studies"][study]
-    when = entry.when
-    if callable(when):
-        return [entry.name] if when(config, st) else []
-    if when == "always":
-        return [entry.name]
-    if when == "attacks":
-        return [entry.name] if st.get("attacks") else []
-    if when == "selectors":
-        # deferred: the study's targets import this module (registered_outputs)
-        from ..studies.selective_encryption.targets import has_selector_cases
-
-        return [entry.name] if st.get("attacks") and has_selector_cases(config) else []
-    if when == "listed":
-        return [entry.name] if entry.name in (st.get("tables") or ()) else []
-    if when == "kind":           # figures: every `figures.<name>` is a grid
-        if figures:
-            return list(st.get("figures") or {}) if entry.name == "grid" else []
-        return [n for n, spec in (st.get("tables") or {}).items() if spec.get("kind") == entry.name]
-    if when == "specs":
-        if not st.get("attacks"):
-            return []
-        from ..tables import figure_specs
-
-        return [s["name"] for s in figure_specs(st) if s["kind"] == entry.name]
-    raise ValueError(f"{entry.key}: when={when!r} is not understood")
-
-
-def registered_tables(config: dict, study: str) -> list[tuple[str, Any]]:
-    """(table name, registry entry) of every table the config makes for ``study``: the entries
-    of :data:`gibench.tables.TABLES` for the study, in registration order."""
-    from ..tables import TABLES
-
-    if not (config.get("studies") or {}).get(study):
-        return []
-    return [(n, e) for e in TABLES.of_study(study) for n in _instances(config, study, e, figures=False)]
-
-
-def registered_figures(config: dict, study: str) -> list[tuple[str, Any]]:
-    """(figure name, registry entry) of every figure the config makes for ``study`` (:data:`gibench.tables.FIGURES`)."""
-    from ..tables import FIGURES
-
-    if not (config.get("studies") or {}).get(study):
-        return []
-    return [(n, e) for e in FIGURES.of_study(study) for n in _instances(config, study, e, figures=True)]
-
-
-def registered_outputs(config: dict, study: str) -> list[str]:
-    """The table (csv, md) and figure (png, pdf) files of ``study``, derived from the registries
-    (``results/tables/<study>/<table>.<ext>``, ``results/figures/<study>/<figure>.<ext>``)."""
-    out = [P.fmt(P.TABLE, study=study, table=t, ext=ext)
-           for t, _ in registered_tables(config, study) for ext in ("csv", "md")]
-    out += [P.fmt(P.FIGURE, study=study, figure=f, ext=ext)
-            for f, _ in registered_figures(config, study) for ext in ("png", "pdf")]
-    return out
-
-
-def table_entry(config: dict, study: str, table: str):
-    """The registry entry that makes table ``table`` of ``study``: the entry of that name, else
-    (``when="kind"``) the entry that makes it under this config; an unknown name is the registry's error."""
-    from ..tables import TABLES
-
-    if TABLES.has(study, table):
-        return TABLES.entry(study, table)
-    for name, entry in registered_tables(config, study):
-        if name == table:
-            return entry
-    return TABLES.entry(study, table)
-
-
-def table_choice(study: str) -> str:
-    """A wildcard constraint matching the study's registered fixed-name tables."""
-    from ..tables import TABLES
-
-    return attack_choice([e.name for e in TABLES.of_study(study)])
-
-
 def table_inputs(config: dict, study: str, table: str) -> dict:
-    from .jobs_lm import lm_table_inputs
-
     # the local language models the text rows ran with: their captions state the perplexity
     lm = lm_table_inputs(config, study)
     gathered = {"metrics": P.fmt(P.ALL_METRICS, study=study), "cost": P.fmt(P.COST, study=study)}
@@ -221,8 +95,6 @@ def evaluate_settings(config: dict, study: str) -> dict:
 def _reads_cost(study: str, table: str) -> bool:
     """Whether a registered table reads the gathered cost rows (``he_overhead`` and the figures,
     made by their own rules, are not registry entries: they read none)."""
-    from ..tables import TABLES
-
     return TABLES.has(study, table) and "cost" in TABLES.entry(study, table).inputs
 
 
@@ -254,7 +126,7 @@ def _hub_checkpoint(config: dict, name: Any) -> str | None:
     """``<hub_dir>/models/<name>/config.json`` for a hub name (None for a local directory)."""
     if not isinstance(name, str) or name in ("none", "") or Path(name).is_dir() or name.endswith((".pth", ".pt")):
         return None
-    from ..models.text import hub_model_dir
+    from ..models.text import hub_model_dir  # deferred: gibench.models imports torch
 
     return str(hub_model_dir(config["hub_dir"], name) / "config.json")
 
@@ -262,15 +134,13 @@ def _hub_checkpoint(config: dict, name: Any) -> str | None:
 def model_inputs(config: dict, study: str, model: str) -> list[str]:
     """The downloaded checkpoint a ``pretrained`` model is built from (download rule), or the
     local language model whose trunk a ``weights: pretrained_local`` model starts from."""
-    from .jobs_lm import lm_path, uses_local_weights
-
     model = model_ids.base(model)
     opts = (config["studies"][study].get("models") or {}).get(model, {})
     if uses_local_weights(config["studies"][study], model):
         return [lm_path(model)]
     pre = opts.get("pretrained")
     if pre is True:
-        from ..models.text import HUB_NAMES
+        from ..models.text import HUB_NAMES  # deferred: gibench.models imports torch
 
         pre = HUB_NAMES.get(model)
     path = _hub_checkpoint(config, pre)
@@ -280,15 +150,13 @@ def model_inputs(config: dict, study: str, model: str) -> list[str]:
 def attack_inputs(config: dict, wc) -> dict:
     """LAMP's language-model prior when it is a hub checkpoint or LAMP's ``.pth`` (download rules)."""
     se = config["studies"][wc.study]
-    from .jobs_attack import attack_settings
+    from .jobs_attack import attack_settings  # deferred: jobs_attack imports torch (its attack jobs)
 
     _, params, _ = attack_settings(se, wc.attack, wc.model)
     prior = params.get("prior")
     if not prior or prior == "none":
         return {}
     if prior == "pretrained_local":        # the local language model of the model's family
-        from .jobs_lm import lm_path
-
         return {"prior": lm_path(wc.model)}
     if str(prior).endswith((".pth", ".pt")):
         return {"prior": str(prior)}
@@ -298,19 +166,11 @@ def attack_inputs(config: dict, wc) -> dict:
 
 def all_targets(config: dict) -> list[str]:
     """Victims of every configured dataset, then each study's own targets (its registry entry)."""
-    from ..studies import STUDIES
-
-    from .jobs_fl import fl_targets
-
     targets = [P.fmt(P.VICTIMS, dataset=d) for d in config["datasets"]]
     for study in config["studies"]:
         targets += STUDIES.get(study).targets(config)
     targets += fl_targets(config)          # studies with an fl block: FedAvg accuracy table + curves
-    from .jobs_claims import claims_targets
-
     targets += claims_targets(config)      # with a claims block: the papers' findings checked
-    from .jobs_report import report_targets
-
     targets += report_targets(config)      # the config as an item of `snakemake --report`
     # the report's HTML view of every table and claims report (their rules declare an `html`
     # output next to csv/md); asked for by name so that a run made before it existed makes it too

@@ -59,7 +59,7 @@ def mechanism_of(defense: Any) -> dict[str, Any] | None:
     concealed-samples step list (``CSDefense`` records) or a ``DPGaussian`` record, a spec
     list as either family takes it, or None.  Returns ``{"kind": "clipped_gaussian", "clip",
     "sigma"}`` or ``{"kind": "unclipped_gaussian", "std"}``."""
-    from ..defenses import DefenseChain
+    from ..defenses import DefenseChain  # deferred: gibench.defenses imports torch
     from ..defenses.concealed import CSDefense, DPGaussian
     from ..defenses.specs import DP
 
@@ -234,7 +234,7 @@ def fedavg_budget(defense: Any, fl_settings: Mapping[str, Any] | None, *, n_trai
     and the delta check; the formal bound does not depend on it); ``rounds`` the rounds
     actually trained (default: ``fl.rounds``, an upper bound when early stopping ends a run
     sooner)."""
-    from .. import fl
+    from .. import fl  # deferred: gibench.fl imports torch (its training code)
 
     mech = mechanism_of(defense)
     if mech is None:

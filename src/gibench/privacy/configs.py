@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from .. import fl_plan
+from ..datasets import DATASETS
+from ..studies.concealed_samples import spec as cs_spec
+from ..studies.stochastic_defenses.spec import spec as sd_spec
 from .accounting import attack_budget, fedavg_budget
 
 
@@ -17,7 +21,7 @@ def client_train_sizes(pool_size: int, fl_settings: Mapping[str, Any]) -> list[i
     labels; None for a label-dependent partition)."""
     import numpy as np
 
-    from .. import fl
+    from .. import fl       # deferred: gibench.fl imports torch (its training code)
 
     s = fl.settings_from(fl_settings)
     if s["partition"]["type"] != "iid":
@@ -30,8 +34,6 @@ def fl_pool_size(config: Mapping[str, Any], dataset: str, holdout_fraction: floa
                  train_split: str = "train") -> int | None:
     """Training pool of a FedAvg run (as the FedAvg jobs build it): the hub's train split, or
     the bundled split less the held-out test share."""
-    from ..datasets import DATASETS
-
     spec = dict((config.get("datasets") or {}).get(dataset) or {})
     ds = DATASETS.get(dataset)
     if spec.get("source", "bundled") == "hub":
@@ -47,7 +49,7 @@ def study_budgets(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     record of :func:`budget` under ``record``.
 
     Names are resolved by the pipeline's own functions (gibench.studies.stochastic_defenses.spec,
-    jobs_fl; gibench.studies.concealed_samples.spec), so the budgets are those of what the jobs run."""
+    gibench.fl_plan; gibench.studies.concealed_samples.spec), so the budgets are those of what the jobs run."""
     rows: list[dict[str, Any]] = []
     studies = config.get("studies") or {}
     if "stochastic_defenses" in studies:
@@ -58,9 +60,6 @@ def study_budgets(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _sd_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from ..pipeline import jobs_fl
-    from ..studies.stochastic_defenses.spec import spec as sd_spec
-
     study = "stochastic_defenses"
     sd = sd_spec(config)
     if sd is None:          # an empty study block: nothing attacked, nothing trained
@@ -72,17 +71,17 @@ def _sd_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
         if rec is not None and (dfn, d) not in seen:
             seen.add((dfn, d))
             rows.append({"study": study, "setting": "attack", "defense": dfn, "dataset": d, "model": m, "record": rec})
-    block = jobs_fl.fl_block(config, study)
+    block = fl_plan.fl_block(config, study)
     if block:
         f = dict(block)
         hold = float((f.get("data") or {}).get("holdout_fraction", 0.2))
         split = (f.get("data") or {}).get("train_split", "train")
         seen = set()
-        for d, m, dfn, _seed in jobs_fl.fl_runs(config, study):
+        for d, m, dfn, _seed in fl_plan.fl_runs(config, study):
             if (d, m, dfn) in seen:
                 continue
             seen.add((d, m, dfn))
-            chain = jobs_fl.defense_chain(jobs_fl.defense_specs(config, study, dfn), jobs_fl.defense_defaults(config, study))
+            chain = fl_plan.defense_chain(fl_plan.defense_specs(config, study, dfn), fl_plan.defense_defaults(config, study))
             if chain is None:
                 continue
             pool = fl_pool_size(config, d, hold, split)
@@ -95,8 +94,6 @@ def _sd_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _cs_rows(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from ..studies.concealed_samples import spec as cs_spec
-
     study = "concealed_samples"
     cs = config["studies"][study]
     priv = cs.get("privacy")

@@ -123,10 +123,9 @@ def _cs_check(config: dict, _cs: dict) -> list[str]:
 
 
 def _cs_targets(config: dict) -> list[str]:
-    # the tables and figure the table registry makes for its `tables:` list
-    from ..pipeline.targets import registered_outputs
+    from .concealed_samples import targets
 
-    return registered_outputs(config, "concealed_samples")
+    return targets.targets(config)
 
 
 register_study("concealed_samples", package="gibench.studies.concealed_samples", check=_cs_check,

@@ -14,21 +14,23 @@ runs.
 from __future__ import annotations
 
 import functools
-
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .. import io
+from .. import io, privacy
 from ..metrics import METRICS as IMAGE_METRICS
-from .registry import FIGURES, TABLES as TABLES_REGISTRY, register_figure, register_table
+from ..paper_values import load
+from ..studies.concealed_samples.layouts import (  # noqa: F401  (re-exported: Block, Table, P4, BASE, grid_cells)
+    BASE, LAYOUTS, P4, TABLES, Block, Table, _cs, grid_cells, needed_blocks)
+from ..studies.concealed_samples.spec import defense_steps, fl_settings
+from . import budgets, figures
+from .registry import TABLES as TABLES_REGISTRY, register_figure, register_table
 from .render import TableDoc, fmt_mean_std
 
 STUDY = "concealed_samples"
-BASE = ("none", "dp_gaussian", "prune", "soteria", "dcs2")
 #: a configured defense as the paper's tables name it: the study's defenses by their records' labels
 #: (gibench.defenses.DEFENSES, family concealed_samples), then the paper's combinations and variants
 _VARIANT_LABEL = {"prune+dcs2": "Prune&DCS²", "dcs2_lg05": "DCS² (λg = 0.5)", "dcs2_lg10": "DCS² (λg = 1.0)",
@@ -66,110 +68,12 @@ def attack_label(attack: str) -> str:
     return attack
 
 
-@dataclass(frozen=True)
-class Block:
-    dataset: str
-    attack: str
-    defenses: tuple[str, ...]
-    columns: tuple[str, ...]
-    cohort: str = "iid"
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    title: str
-    blocks: tuple[Block, ...]
-
-
-P4 = ("psnr", "ssim", "acc_sensitive", "acc_test")
-# the paper's values of every block come from config/paper_values/concealed_samples.yaml (see _paper)
-_LAYOUTS: list[Table] = [
-    Table("table1", "Table 1: Defenses against GS attack on MNIST and CIFAR10", (
-        Block("mnist", "gs", BASE, P4), Block("cifar10", "gs", BASE, P4))),
-    Table("table2", "Table 2: Defenses against GGL attack on CelebA and Imprint attack on TinyImageNet", (
-        Block("celeba", "ggl", BASE, P4),
-        Block("tiny_imagenet", "imprint", BASE, ("ssim", "lpips", "acc_sensitive", "acc_test")))),
-    Table("table3", "Table 3: DCS² with different λg on TinyImageNet (Imprint attack)", (
-        Block("tiny_imagenet", "imprint", ("dcs2_lg05", "dcs2", "dcs2_lg10"), ("ssim", "lpips", "acc_sensitive", "acc_test")),)),
-    Table("table4", "Table 4: Defend against adaptive attacks (GS initialised with the class-average image, MNIST)", (
-        Block("mnist", "adaptive", ("none", "dcs2"), ("psnr", "ssim")),)),
-    Table("table5", "Table 5: Different start points on MNIST (GS attack)", (
-        Block("mnist", "gs", ("dcs2_start_proxy_mixup", "dcs2", "dcs2_start_mixup", "dcs2_start_noise"), P4),)),
-    Table("table6", "Table 6: Start points from CIFAR10 for CelebA (GGL attack)", (
-        Block("celeba", "ggl", ("none", "dcs2_start_cifar10"), ("psnr", "ssim", "acc_test")),)),
-    Table("table7", "Table 7: Combination of defenses (GS attack, MNIST)", (
-        Block("mnist", "gs", ("prune", "dcs2", "prune+dcs2"), P4),)),
-    Table("table9", "Table 9: Defenses against GS attack on CIFAR10: ATS vs DCS²", (
-        Block("cifar10", "gs", ("ats", "dcs2"), P4),)),
-    Table("table10", "Table 10: Against GS attack on MNIST in the non-IID setting", (
-        Block("mnist", "gs", BASE, P4, cohort="noniid"),)),
-    Table("table11", "Table 11: Defend against adaptive attacks on MNIST", (
-        Block("mnist", "adaptive", BASE, ("psnr", "ssim")),)),
-    Table("fig2", "Figure 2: example reconstructions (GS on MNIST and CIFAR10, GGL on CelebA, Imprint on TinyImageNet)", (
-        Block("mnist", "gs", BASE, ()), Block("cifar10", "gs", BASE, ()), Block("celeba", "ggl", BASE, ()),
-        Block("tiny_imagenet", "imprint", BASE, ()))),
-]
-
-
-class _Layouts(Mapping[str, Table]):
-    """Table/figure name -> its :class:`Table` layout, read from the registry entries
-    (:data:`gibench.tables.registry.TABLES` / ``FIGURES``, key ``concealed_samples/<name>``)."""
-
-    def _entry(self, name: str):
-        reg = FIGURES if FIGURES.has(STUDY, name) else TABLES_REGISTRY
-        return reg.entry(STUDY, name)
-
-    def __getitem__(self, name: str) -> Table:
-        try:
-            return self._entry(name).layout
-        except KeyError:
-            raise KeyError(name) from None
-
-    def __iter__(self):
-        return iter([e.name for e in TABLES_REGISTRY.of_study(STUDY)] + [e.name for e in FIGURES.of_study(STUDY)])
-
-    def __len__(self) -> int:
-        return len(TABLES_REGISTRY.of_study(STUDY)) + len(FIGURES.of_study(STUDY))
-
-
-#: the layouts of the study's registered tables and figure (a view of the registry entries)
-TABLES: Mapping[str, Table] = _Layouts()
-
-
 def _paper(table: str, blk: Block, defense: str, column: str) -> float | None:
     """The paper's mean of one cell (config/paper_values/concealed_samples.yaml), None if it has none."""
-    from ..paper_values import load
-
     t = load(STUDY).table(table)
     row = t.get(dataset=blk.dataset, attack=blk.attack, cohort=blk.cohort, defense=defense) if t else None
     cell = row.cells.get(column) if row is not None else None
     return cell.value if cell is not None and cell.is_number else None
-
-
-def _cs(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    return config["studies"][STUDY]
-
-
-def needed_blocks(config: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(dataset, model, attack, cohort, defense) every requested table/figure needs, in order."""
-    c = _cs(config)
-    out: list[tuple[str, str, str, str, str]] = []
-    for t in c["tables"]:
-        for blk in TABLES[t].blocks:
-            if blk.dataset not in c["cases"]:
-                continue
-            for dfn in blk.defenses:
-                key = (blk.dataset, c["cases"][blk.dataset], blk.attack, blk.cohort, dfn)
-                if key not in out:
-                    out.append(key)
-    return out
-
-
-def grid_cells(config: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    c = _cs(config)
-    return [(b.dataset, c["cases"][b.dataset], b.attack, b.cohort, d)
-            for b in TABLES["fig2"].blocks if b.dataset in c["cases"] for d in b.defenses]
 
 
 # ---------------------------------------------------------------------- cells
@@ -328,9 +232,6 @@ def _with_epsilon(spec: Table, rows_order: list[str], header: list[str], body: l
     """ε columns (gibench.tables.budgets) when a row's defense adds noise: per step (the
     attacked gradient) and, in tables with accuracy columns, over the FedAvg run; the cells of
     each row's defense carry the numbers in the CSV.  Returns the notes (none: no column)."""
-    from . import budgets
-    from ..studies.concealed_samples.spec import defense_steps, fl_settings
-
     c = _cs(config)
     u = c.get("utility") or {}
     priv = c.get("privacy")
@@ -372,8 +273,6 @@ def _with_epsilon(spec: Table, rows_order: list[str], header: list[str], body: l
 
 def privacy_budget_exists(steps: Any) -> bool:
     """Whether a defense adds noise (and so gets an ε or a 'no guarantee' cell)."""
-    from .. import privacy
-
     return privacy.mechanism_of(list(steps)) is not None
 
 
@@ -403,9 +302,7 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
     on CelebA, Imprint on TinyImageNet); columns: the sensitive image, then one reconstruction per
     defense (victim slot 0, restart 0), its PSNR and SSIM against the sensitive image under it
     (from the metric rows, ``metrics_path``)."""
-    from ..studies.concealed_samples.prep import prep_for
-    from .figures import draw_montage, metric_value_text, save_figure
-
+    from ..studies.concealed_samples.prep import prep_for    # deferred: prep imports torch (the study's models)
     recs: dict[tuple, np.ndarray] = {}
     for p in recon_paths:
         t, rec = io.load_tensors(p)
@@ -423,8 +320,8 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
     for r in _records(metrics_path):
         if str(r.get("slot")) == "s000" and int(r.get("restart", -1)) == 0:
             key = (r["dataset"], r["attack"], r["defense"])
-            values.setdefault(key, "\n".join(t for t in (metric_value_text("psnr", r.get("psnr")),
-                                                         metric_value_text("ssim", r.get("ssim"))) if t))
+            values.setdefault(key, "\n".join(t for t in (figures.metric_value_text("psnr", r.get("psnr")),
+                                                         figures.metric_value_text("ssim", r.get("ssim"))) if t))
     c = _cs(config)
     blocks = [b for b in TABLES["fig2"].blocks if b.dataset in c["cases"]]
     cols = ["sensitive image"] + [defense_labels().get(d, d) for d in BASE]
@@ -441,9 +338,9 @@ def build_grid(figure: str, recon_paths: Sequence[str], secret_paths: Sequence[s
              "protected)" + ("; not run in this config: " + ", ".join(missing) if missing else ""))
     if not cells:
         cells, notes, row_labels = [[None] * len(cols)], [[""] * len(cols)], ["not run"]
-    fig = draw_montage(cells, row_labels, cols, title=title, notes=notes, cell_in=0.95, left_in=1.2,
+    fig = figures.draw_montage(cells, row_labels, cols, title=title, notes=notes, cell_in=0.95, left_in=1.2,
                        min_width_in=6.0)
-    return save_figure(fig, out_dir, figure)
+    return figures.save_figure(fig, out_dir, figure)
 
 
 # ---------------------------------------------------------------------- registration
@@ -463,7 +360,7 @@ def _figure_builder(name: str):
 
 
 # every layout is a registry entry, made when the study's `tables:` list names it
-for _t in _LAYOUTS:
+for _t in LAYOUTS:
     if _t.name.startswith("fig"):
         register_figure(STUDY, _t.name, _figure_builder(_t.name), inputs=("metrics",), when="listed",
                         caption=_t.title, layout=_t)

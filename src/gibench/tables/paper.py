@@ -23,7 +23,17 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import model_ids
 from ..paper_values import PaperValues, Row, canonical_defense, load
+from ..studies.stochastic_defenses.spec import spec as sd_spec
 from .render import TableDoc, display, fmt_ratio
+
+#: paper B's model names (Tables 1-5, its figures): the study's tables, the joined paper columns
+#: and the FedAvg curves name the models so
+MODEL_NAMES = {"sd_cnn": "CNN", "sd_vit": "ViT", "resnet18_gn": "ResNet-18"}
+
+
+def model_name(m: str) -> str:
+    return MODEL_NAMES.get(m, display(m))
+
 
 NO_VALUE = "–"
 UNREADABLE = "unreadable"
@@ -368,8 +378,6 @@ SD = "stochastic_defenses"
 def sd_reasons(pv: PaperValues, full: Mapping[str, Any], dataset: str, model: str, attack: str,
                n: int) -> list[str]:
     """Why our (dataset, model, ..., attack) values are not comparable with the paper's."""
-    from ..studies.stochastic_defenses.spec import spec as sd_spec
-
     st = full["studies"][SD]
     out: list[str] = []
     victims = n or int(st.get("victims") or 0)
@@ -421,9 +429,6 @@ def join_sd(name: str, doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tu
             attack_label: Callable[[str], str]) -> TableDoc:
     """Tables 1-5 of paper B: ``keys[i]`` = (dataset, model, defense, attack) of ``doc.body[i]`` and
     ``doc.tidy[i]``; paper columns after SSIM, ASR and (ablation tables) Accuracy."""
-    from ..studies.stochastic_defenses.spec import spec as sd_spec
-    from .stochastic_defenses import model_name
-
     pv = load(SD)
     t = pv.table(name)
     if len(keys) != len(doc.body) or len(keys) != len(doc.tidy):

@@ -27,14 +27,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import io
+from ..victims import read_victims, slot_rows
+from ..wildcards import fmt_slot
+from ..fl_plan import defense_chain, defense_defaults, defense_specs, fl_block, load_accuracy_rows
 from ..studies.stochastic_defenses.paths import RECON
 from ..studies.stochastic_defenses.spec import spec as sd_spec
-from . import paper
+from . import budgets, figures, paper
+from .paper import MODEL_NAMES, model_name  # noqa: F401  (MODEL_NAMES: re-exported, its old home)
 from .registry import TABLES, register_figure, register_table
 from .render import TableDoc, display, fmt_mean_std
 
 STUDY = "stochastic_defenses"
-MODEL_NAMES = {"sd_cnn": "CNN", "sd_vit": "ViT", "resnet18_gn": "ResNet-18"}
 #: the study's attacks as the paper names them: the registry entries' display names (IG for
 #: ``ig_defended``, WIIG, ...), and IG for an entry named ``ig`` (the configs' name of ``ig_defended``)
 @functools.cache
@@ -53,10 +56,6 @@ DISPLAY_ORDER = ("dropout", "dp", "prune", "precode", "cvb")
 
 def _study(config: Mapping[str, Any]) -> dict:
     return dict(config["studies"][STUDY]) if "studies" in config else dict(config)
-
-
-def model_name(m: str) -> str:
-    return MODEL_NAMES.get(m, display(m))
 
 
 def attack_name(config: Mapping[str, Any], attack: str) -> str:
@@ -173,7 +172,7 @@ def _accuracy(acc_rows: list[dict] | None, dataset: str, model: str, defense: st
               report: str = "best_val") -> tuple[str, dict]:
     if acc_rows is None:
         return NOT_COMPUTED, {"accuracy_mean": None, "accuracy_std": None, "accuracy_status": "not computed"}
-    from ..fl import accuracy_rows
+    from ..fl import accuracy_rows      # deferred: gibench.fl imports torch (its training code)
 
     cells = accuracy_rows(acc_rows, dataset=dataset, model=model, defense=defense, report=report)
     if not cells:
@@ -269,9 +268,6 @@ def with_epsilon(doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tuple[st
     """Append ε columns (gibench.tables.budgets) when a row's combination adds DP noise: per
     step (the attacked gradient) and, in tables with FedAvg accuracies, over the run (its
     rounds trained, the maximum over seeds)."""
-    from ..pipeline import jobs_fl
-    from . import budgets
-
     st = _study(full)
     priv = st.get("privacy")
     if not any(c.uses("dp") for c in chains.values()):
@@ -279,7 +275,7 @@ def with_epsilon(doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tuple[st
     doc.header.append(budgets.step_header(priv))
     if fedavg:
         doc.header.append(budgets.fedavg_header(priv))
-    block = jobs_fl.fl_block(dict(full), STUDY)
+    block = fl_block(dict(full), STUDY)
     for (d, m, dfn, _a), line, rec in zip(keys, doc.body, doc.tidy):
         text, fields = budgets.step_cell(chains[dfn], st.get("gradient"), priv)
         line.append(text)
@@ -287,8 +283,8 @@ def with_epsilon(doc: TableDoc, full: Mapping[str, Any], keys: Sequence[tuple[st
         if fedavg:
             runs = [r for r in acc_rows or [] if (r.get("dataset"), r.get("model"), r.get("defense")) == (d, m, dfn)]
             if block and runs:
-                chain = jobs_fl.defense_chain(jobs_fl.defense_specs(dict(full), STUDY, dfn),
-                                              jobs_fl.defense_defaults(dict(full), STUDY))
+                chain = defense_chain(defense_specs(dict(full), STUDY, dfn),
+                                      defense_defaults(dict(full), STUDY))
                 rounds = max(int(r["last_round"]) for r in runs)
                 text, f = budgets.fedavg_cell(chain, block, priv, rounds=rounds)
             else:
@@ -345,8 +341,6 @@ def build_table(name: str, *, metrics_path: Any, config: Mapping[str, Any], out_
     rows = load_rows(metrics_path)
     acc = None
     if accuracy_path is not None:
-        from ..pipeline.jobs_fl import load_accuracy_rows
-
         acc = load_accuracy_rows(accuracy_path) if isinstance(accuracy_path, (str, Path)) else list(accuracy_path)
     return table_doc(name, rows, config, acc).write(out_dir, formats)
 
@@ -357,10 +351,6 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
                config: Mapping[str, Any], out_dir: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Per dataset: the victims (first row), then the kept reconstruction of each defense
     combination (one row each, SSIM under every image); columns are victim slots."""
-    from ..wildcards import fmt_slot
-    from ..victims import read_victims, slot_rows
-    from .figures import draw_montage, save_figure
-
     st = _study(config)
     full = config if "studies" in config else {"studies": {STUDY: st}}
     spec = st["figures"][name]
@@ -395,10 +385,10 @@ def build_grid(name: str, *, metrics_path: Any, recon_paths: Sequence[str], vict
             panels.append((sd_spec(full).chain(dfn).label, imgs_row, notes))
     title = (f"{attack_name(st, spec['attack'])} on {model_name(spec['model'])}: reconstruction per defense "
              f"combination (rows) and victim (columns); under each: its SSIM")
-    fig = draw_montage([row for _, row, _ in panels], [p[0] for p in panels], slots, title=title,
+    fig = figures.draw_montage([row for _, row, _ in panels], [p[0] for p in panels], slots, title=title,
                        notes=[[f"SSIM {t}" if t and t != "missing" else "" for t in notes] for _, _, notes in panels],
                        cell_in=0.9, left_in=1.5)
-    return save_figure(fig, out_dir, name, formats)
+    return figures.save_figure(fig, out_dir, name, formats)
 
 
 # ---------------------------------------------------------------- registration

@@ -25,6 +25,7 @@ import jsonschema
 from ...datasets import DATASETS
 from ...schema import fill_defaults, load_schema
 from . import STUDY
+from .layouts import TABLES, needed_blocks
 from .needs import NEEDS
 
 _PRE = f"studies.{STUDY}"
@@ -360,7 +361,6 @@ def check(config: Mapping[str, Any]) -> list[str]:
     from ...defenses.concealed import CSDefenseError
     from ...models import MODELS               # deferred: the model registry imports torch (the builders)
     from ...params import attack_param_errors
-    from ...tables.concealed_samples import TABLES, needed_blocks
 
     s = spec(config)
     pre = _PRE

@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ...datasets import DATASETS
+from ...pipeline.inputs import BUNDLED_FILES, dataset_inputs
+from ...pipeline.outputs import lpips_backbone_path, registered_outputs
 from ...wildcards import fmt_slot
+from . import STUDY
 from . import paths as P
+from .layouts import needed_blocks
 from .needs import NEEDS
 from .spec import attack_type, defense_steps, n_victims, proxy_dataset, spec
 
@@ -30,10 +34,14 @@ def server_of(config: Mapping[str, Any], attack: str) -> str:
 
 # ====================================================================== targets
 
+def targets(config: Mapping[str, Any]) -> list[str]:
+    """What `rule all` asks of the study: the tables and figure the table registry makes for its
+    ``tables:`` list (their inputs pull in the attacks, metrics and FedAvg runs)."""
+    return registered_outputs(dict(config), STUDY)
+
+
 def cases(config: Mapping[str, Any]) -> Iterator[tuple[str, str, str, str, str]]:
     """(dataset, model, attack, cohort, defense) the requested tables need (config order)."""
-    from ...tables.concealed_samples import needed_blocks
-
     yield from needed_blocks(config)
 
 
@@ -134,8 +142,6 @@ def public_inputs(config: Mapping[str, Any], wc) -> dict:
     if pspec["source"] == "hub":
         out["data"] = [f"{config['hub_dir']}/{wc.dataset}/{pspec['split']}/dataset_info.json"]
     else:
-        from ...pipeline.targets import BUNDLED_FILES
-
         root = Path(config["resources_dir"]) / "data" / wc.dataset
         out["data"] = [str(root / f) for f in BUNDLED_FILES.get(wc.dataset, [])]
     return out
@@ -148,8 +154,6 @@ def fl_inputs(config: Mapping[str, Any], wc) -> list[str]:
         ds = DATASETS.get(wc.dataset)
         test_split = "test" if "test" in ds.hub_splits else "val"
         return [f"{config['hub_dir']}/{wc.dataset}/{sp}/dataset_info.json" for sp in ("train", test_split)]
-    from ...pipeline.targets import dataset_inputs
-
     return dataset_inputs(config, wc.dataset)
 
 
@@ -182,8 +186,6 @@ def evaluate_inputs(config: Mapping[str, Any], wc) -> dict:
            "secrets": secrets_files(config, wc.dataset, wc.model, wc.attack, wc.cohort, wc.defense)}
     lp = spec(config).evaluation.lpips
     if wc.dataset in lp.datasets:
-        from ...pipeline.targets import lpips_backbone_path
-
         path = lpips_backbone_path(config, lp.backbone)
         if path is not None:
             out["backbone"] = path

@@ -3,7 +3,7 @@
 come from the schema (``config/schema/studies/selective_encryption.schema.yaml``, filled by
 :func:`gibench.config.validate`), not from this code.  :func:`check` returns the study's
 semantic errors (run at DAG build through :mod:`gibench.studies`; the ``fl`` block is
-checked by :func:`gibench.pipeline.jobs_fl.check_fl`, which gibench.config runs for every study).
+checked by :func:`gibench.fl_plan.check_fl`, which gibench.config runs for every study).
 
 The names the spec resolves are methods of :class:`Spec`, shared by the target lists
 (:mod:`.targets`), the checks and the table helpers, so they all read the same values:
@@ -27,10 +27,10 @@ What still reads the raw block, and why:
   it reads ``overhead`` and the grid it measures from the block (a rewrite onto the spec is
   left for later: its params and records repeat the block as written).
 
-Length: ~560 lines, over the ~500 the issue asks, because half of it is the study's semantic checks,
-moved whole from ``config.py``, ``pipeline/jobs_text.py`` and ``pipeline/jobs_overhead.py`` with
-their messages unchanged; they are kept beside the spec (the common shape's ``check``) rather
-than split before they read the spec.
+Length: ~620 lines, over the ~500 the issue asks, because half of it is the study's semantic checks,
+moved whole from ``config.py``, ``pipeline/jobs_text.py``, ``pipeline/jobs_lm.py`` (the local
+language models' check) and ``pipeline/jobs_overhead.py`` with their messages unchanged; they are
+kept beside the spec (the common shape's ``check``) rather than split before they read the spec.
 """
 from __future__ import annotations
 
@@ -40,8 +40,11 @@ from typing import Any, Mapping
 
 from ... import model_ids
 from ...datasets import DATASETS
+from ...datasets.text import is_text_dataset
+from ...pipeline.cases import case_list, case_model_ids, model_init, takes_init
 from ...wildcards import fmt_ratio
 from . import STUDY
+from .text_settings import FAMILIES, LOCAL, architecture_options, sens_estimator
 
 _PRE = f"studies.{STUDY}"
 
@@ -146,14 +149,10 @@ class Spec:
     def case_list(self) -> list[tuple[str, str]]:
         """(dataset, model id) of every case, in config order, each init its own entry
         (:func:`gibench.pipeline.cases.case_list`)."""
-        from ...pipeline.cases import case_list
-
         return case_list(self.block)
 
     def model_init(self, model: str) -> str | None:
         """The resolved init of a model id (:func:`gibench.pipeline.cases.model_init`)."""
-        from ...pipeline.cases import model_init
-
         return model_init(self.block, model)
 
     # ------------------------------------------------------------ attacks
@@ -205,8 +204,6 @@ class Spec:
             return list(opts["cost_metrics"])
         names = list(self.significance.cost_metrics)
         if dataset is not None and case_modality(dataset) == "text":
-            from ...pipeline.jobs_text import sens_estimator  # deferred: jobs_text imports torch
-
             est = sens_estimator(self.block, model)
             out = []
             for m in names:
@@ -303,6 +300,21 @@ def spec(config: Mapping[str, Any]) -> Spec | None:
 
 # ---------------------------------------------------------------- semantic checks
 
+def attack_runs_on(se: dict, attack: str, dataset: str, model: str) -> bool:
+    """:meth:`.spec.Spec.attack_runs_on` of a study block."""
+    return of_block(se).attack_runs_on(attack, dataset, model)
+
+
+def attack_metrics(se: dict, attack: str) -> list[str]:
+    """:meth:`.spec.Spec.attack_metrics` of a study block."""
+    return of_block(se).attack_metrics(attack)
+
+
+def attack_victims(se: dict, attack: str) -> int:
+    """:meth:`.spec.Spec.attack_victims` of a study block."""
+    return of_block(se).attack_victims(attack)
+
+
 def check(config: dict) -> list[str]:
     """Config errors of the study, each naming its key (run at DAG build, after the schema):
     the names of cases, models, metrics and attacks against the registries and the text part
@@ -319,7 +331,6 @@ def _check_names(config: dict, se: dict) -> list[str]:
     """The cases, models, significance metrics and attacks against the registries, then the
     text part (:func:`_check_text`); fills the evaluation defaults the schema does not hold."""
     from ...models import MODELS  # deferred: the model registry imports torch (the builders)
-    from ...pipeline.cases import case_model_ids, takes_init
     from ...schema import DEFAULT_PROTECTION, DEFAULT_TABLE5_RATIO
 
     pre = _PRE
@@ -403,9 +414,6 @@ def _check_text(config: dict, se: dict) -> list[str]:
     error strings name the key.  Fills the text protection default when a text case exists."""
     from ...attacks import ATTACKS  # deferred: the attack, model and metric registries import torch
     from ...models import MODELS
-    from ...pipeline.cases import case_list, model_init
-    from ...pipeline.jobs_lm import check_lm_config
-    from ...pipeline.jobs_text import FAMILIES, sens_estimator
     from ...schema import DEFAULT_PROTECTION
     from ...significance.selectors import SELECTORS
 
@@ -513,10 +521,70 @@ def _check_text(config: dict, se: dict) -> list[str]:
     return errs
 
 
+def check_lm_config(config: dict, study_cfg: dict, pre: str) -> list[str]:
+    """Errors (naming the key) in ``lm_pretrain`` and in a study's use of the local models."""
+    from ...models.pretrain import OBJECTIVES, settings  # deferred: gibench.models imports torch
+    from ...pipeline.jobs_attack import attack_settings  # deferred: jobs_attack imports torch (its attack jobs)
+
+    errs: list[str] = []
+    for family, spec in (config.get("lm_pretrain") or {}).items():
+        where = f"config error at lm_pretrain.{family}"
+        try:
+            s = settings(spec)
+        except ValueError as e:
+            errs.append(f"{where}: {e}")
+            continue
+        for key in ("corpora", "heldout"):
+            for j, c in enumerate(s[key]):
+                d = c.get("dataset")
+                if d not in DATASETS or not is_text_dataset(d):
+                    errs.append(f"{where}.{key}[{j}].dataset: {d!r} is not a text dataset")
+                    continue
+                ds = DATASETS.get(d)
+                if c.get("source", "bundled") == "bundled" and c.get("split") not in ds.bundled_splits:
+                    errs.append(f"{where}.{key}[{j}].split: the bundled {d} has split(s) "
+                                f"{list(ds.bundled_splits)}, not {c.get('split')!r}")
+    lm_cfg = config.get("lm_pretrain") or {}
+    for m, opts in (study_cfg.get("models") or {}).items():
+        if (opts or {}).get("weights", "random") != LOCAL:
+            continue
+        where = f"config error at {pre}.models.{m}.weights"
+        if m not in OBJECTIVES:
+            errs.append(f"{where}: no local language model for {m!r} (lm_pretrain trains: {', '.join(OBJECTIVES)})")
+            continue
+        if opts.get("pretrained"):
+            errs.append(f"{where}: pretrained_local and `pretrained` exclude each other")
+        if m not in lm_cfg:
+            errs.append(f"{where}: pretrained_local needs lm_pretrain.{m} (the local language model's settings)")
+            continue
+        arch = architecture_options(config, m)
+        for key in ("size", "config_overrides"):
+            if key in opts and (opts[key] or ({} if key == "config_overrides" else None)) != arch[key]:
+                errs.append(f"config error at {pre}.models.{m}.{key}: with weights: pretrained_local the "
+                            f"architecture is lm_pretrain.{m}'s ({key} {arch[key]!r}); drop the key or make it equal")
+    for name, entry in (study_cfg.get("attacks") or {}).items():
+        if (entry or {}).get("type", name) != "lamp":
+            continue
+        runs_on = {c["model"] for c in study_cfg.get("cases") or [] if c["dataset"] in DATASETS
+                   and attack_runs_on(study_cfg, name, c["dataset"], c["model"])}
+        for m in sorted(runs_on):
+            _, params, _ = attack_settings(study_cfg, name, m)
+            if params.get("prior") != LOCAL:
+                continue
+            where = f"config error at {pre}.attacks.{name}.params.prior"
+            causal = [f for f, o in OBJECTIVES.items() if o == "causal"]
+            if m not in causal:
+                errs.append(f"{where}: pretrained_local on {m!r}: LAMP's prior is a causal language model over the "
+                            f"model's vocabulary, and lm_pretrain trains one for {', '.join(causal)} only (its "
+                            f"{m} model is a masked LM)" if m in OBJECTIVES else
+                            f"{where}: pretrained_local on {m!r}: no local language model for it")
+            elif m not in lm_cfg:
+                errs.append(f"{where}: pretrained_local needs lm_pretrain.{m}")
+    return errs
+
+
 def _check_overhead(config: dict, st: dict, study: str = STUDY) -> list[str]:
     """Semantic checks of ``studies.<study>.overhead`` (errors name the key)."""
-    from ...pipeline.cases import case_list, model_init
-
     ov = st.get("overhead")
     if not ov:
         return []

@@ -6,37 +6,28 @@ imports nothing heavy (torch waits for the check or job that needs it).
 
 What all studies use (dataset inputs, the table and figure registries' targets, table
 inputs and settings, model and attack inputs, the rule params) stays in
-:mod:`gibench.pipeline.targets`.
-
-The functions taking a study block (``se``) rather than the config -- :func:`attack_runs_on`,
-:func:`attack_metrics`, :func:`attack_victims`, :func:`model_cost_metrics` -- serve callers that
-hold the block only (the table builders' :func:`gibench.tables.figures.figure_specs`, the text and
-language-model checks of :mod:`gibench.pipeline.jobs_lm`); each is the spec's method of the same name.
+:mod:`gibench.pipeline.targets` (the registries' outputs: :mod:`gibench.pipeline.outputs`).
+The cases each attack runs on are :mod:`.cases` (re-exported here); the functions taking a
+study block (``se``) rather than the config -- ``attack_runs_on``, ``attack_metrics``,
+``attack_victims`` (:mod:`.spec`, re-exported here), :func:`model_cost_metrics` -- serve
+callers that hold the block only (the table builders' figure specs, the local language
+models' jobs); each is the spec's method of the same name.
 """
 from __future__ import annotations
 
 from typing import Any, Iterator
 
 from ...pipeline import paths as P
-from ...pipeline.targets import lpips_backbone_file, registered_outputs
+from ...pipeline.jobs_lm import lm_table_targets
+from ...pipeline.outputs import lpips_backbone_file, registered_outputs
+from ...tables import figure_specs
 from ...wildcards import fmt_ratio, fmt_slot
 from . import STUDY
 from . import jobs_overhead as OV
-from .spec import case_modality, is_selector, of_block, spec
+from .cases import SlotCase, attack_cases, cases, has_selector_cases  # noqa: F401  (re-exported)
+from .spec import (  # noqa: F401  (attack_*: re-exported, their old home)
+    attack_metrics, attack_runs_on, attack_victims, case_modality, is_selector, of_block, spec)
 
-#: (study, dataset, model id, slot)
-SlotCase = tuple[str, str, str, str]
-
-
-def cases(config: dict) -> Iterator[SlotCase]:
-    """(study, dataset, model id, slot) for the selective-encryption study: one model id per
-    init of a case (:meth:`.spec.Spec.case_list`)."""
-    s = spec(config)
-    if s is None:
-        return
-    for dataset, model in s.case_list():
-        for slot in range(s.victims):
-            yield STUDY, dataset, model, fmt_slot(slot)
 
 
 def gradient_targets(config: dict) -> list[str]:
@@ -61,54 +52,6 @@ def selector_ratio(config: dict) -> str | None:
 
 
 # ------------------------------------------------------------------ which attack runs where
-
-def attack_runs_on(se: dict, attack: str, dataset: str, model: str) -> bool:
-    """:meth:`.spec.Spec.attack_runs_on` of a study block."""
-    return of_block(se).attack_runs_on(attack, dataset, model)
-
-
-def attack_metrics(se: dict, attack: str) -> list[str]:
-    """:meth:`.spec.Spec.attack_metrics` of a study block."""
-    return of_block(se).attack_metrics(attack)
-
-
-def attack_victims(se: dict, attack: str) -> int:
-    """:meth:`.spec.Spec.attack_victims` of a study block."""
-    return of_block(se).attack_victims(attack)
-
-
-def attack_cases(config: dict, attack: str | None = None):
-    """(study, dataset, model, slot, significance metric, ratio) with ratios 0/1 shared under
-    significance 'any'.
-
-    With ``attack``: the cases that attack runs on (its models, metrics, ratios and victim
-    slots: ``attacks.<a>.*`` overrides); selectors once each at the spec's selector ratio.
-    Without: the union over the configured attacks."""
-    s = spec(config)
-    if s is None or not s.attacks:
-        return
-    attacks = [attack] if attack is not None else list(s.attacks)
-    sel_ratio = s.selector_ratio()
-    slot_cases = list(cases(config))
-    seen = set()
-    for a in attacks:
-        n_slots = s.attack_victims(a)
-        metrics = s.attack_metrics(a)
-        ratios = s.attack_ratios(a)
-        for study, dataset, model, slot in slot_cases:
-            if int(slot[1:]) >= n_slots or not s.attack_runs_on(a, dataset, model):
-                continue
-            for metric in metrics:
-                if is_selector(metric):
-                    keys = [(metric, sel_ratio)] if sel_ratio and case_modality(dataset) == "text" else []
-                else:
-                    keys = [(P.metric_for_ratio(metric, r), fmt_ratio(r)) for r in ratios]
-                for key in keys:
-                    full = (dataset, model, slot) + key
-                    if full not in seen:
-                        seen.add(full)
-                        yield study, dataset, model, slot, key[0], key[1]
-
 
 def restart_groups(config: dict) -> dict[int, list[str]]:
     """The selective-encryption attacks by restart count (rules/attack.smk): attacks with
@@ -192,11 +135,6 @@ def cost_files(config: dict, study: str) -> list[str]:
     return out
 
 
-def has_selector_cases(config: dict) -> bool:
-    """Table 3 (layer selectors against the text attacks) is made when some attack runs a selector."""
-    return any(is_selector(c[4]) for c in attack_cases(config) or ())
-
-
 # ------------------------------------------------------------------ evaluate and figure inputs
 
 def text_evaluate_inputs(config: dict, wc) -> dict:
@@ -231,8 +169,6 @@ def _attack_files(config: dict, pattern: str, model: str, dataset: str, attack: 
 
 
 def figure_inputs(config: dict, study: str, figure: str) -> dict:
-    from ...tables import figure_specs
-
     fig = next((f for f in figure_specs(config["studies"][study]) if f["name"] == figure), None)
     if fig is None:
         raise ValueError(f"unknown figure {figure!r} for study {study!r}")
@@ -258,7 +194,5 @@ def figure_targets(config: dict) -> list[str]:
 def targets(config: dict) -> list[str]:
     """What `rule all` asks of the study: the client gradients, the registered tables and
     figures, the HE overhead table and figure, and the local language models' table."""
-    from ...pipeline.jobs_lm import lm_table_targets  # deferred: jobs_lm imports this module (attack_runs_on)
-
     return (gradient_targets(config) + table_targets(config) + figure_targets(config)
             + OV.overhead_targets(config) + lm_table_targets(config, STUDY))

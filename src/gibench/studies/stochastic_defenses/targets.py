@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from ...fl_plan import accuracy_file
 from ...pipeline import paths as P
+from ...pipeline.outputs import registered_outputs
 from . import STUDY
 from .paths import ALL_METRICS, KNOWLEDGE, METRICS, RECON, SECRETS, UPDATE, WEIGHTS
 from .spec import Case, spec
@@ -54,8 +56,6 @@ def accuracy_input(config: dict) -> str | None:
     """The gathered FedAvg accuracies (rule fl_gather) when the study has an ``fl`` block."""
     if not spec(config).fl:
         return None
-    from ...pipeline.jobs_fl import accuracy_file  # deferred: jobs_fl imports torch (its FedAvg jobs)
-
     return accuracy_file(config, STUDY)
 
 
@@ -121,6 +121,4 @@ def targets(config: dict) -> list[str]:
     if s is None:
         return []
     out = [ALL_METRICS] if s.cases() else []          # every metric row in one file
-    from ...pipeline.targets import registered_outputs  # deferred: pipeline.targets imports the study registry
-
     return out + registered_outputs(config, STUDY)      # tables and figures: gibench.tables.TABLES / FIGURES

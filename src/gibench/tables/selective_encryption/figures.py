@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ... import io
+from ...studies.selective_encryption.spec import attack_runs_on, attack_victims, of_block
 from ..figures import (
     FORMATS, _colors, draw_montage, _figure, _figure_legend, metric_label, metric_value_text, save_figure,
     _thin_symlog_ticks, wrap_title)
@@ -371,13 +372,10 @@ def figure_specs(config: Mapping[str, Any], rows: Any = None, study: str = STUDY
         for r in as_records(rows):
             slots_of.setdefault((r["model"], r["dataset"]), set()).add(r["slot"])
     else:
-        from ...pipeline.cases import case_list
-        from ...studies.selective_encryption.targets import attack_runs_on, attack_victims
-
         attacks = cfg.get("attacks") or {}
         # each attack on the cases it runs on (text attacks on text models, ig on images, attacks.<a>.models),
         # each init of a case its own model id; (attacks that run only layer selectors have no curves: Table 3)
-        combos = [(a, m, d) for a in attacks for d, m in case_list(cfg)
+        combos = [(a, m, d) for a in attacks for d, m in of_block(cfg).case_list()
                   if attack_runs_on(cfg, a, d, m) and significance_metrics(
                       {"significance": {"metrics": (attacks[a] or {}).get("metrics")
                                         or (cfg.get("significance") or {}).get("metrics")}})]

@@ -7,6 +7,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from ...studies.selective_encryption.text_settings import lm_description, sens_estimator
 from .. import paper
 from ..render import TableDoc, display, fmt_mean_std
 from ..select import as_records, best_of_restarts, is_missing, modality_of
@@ -97,8 +98,6 @@ def _text_model_description(cfg: Mapping[str, Any], model: str) -> str:
     if pre:
         return f"{name}: pretrained weights {pre if isinstance(pre, str) else 'from the hub'} (classification head random)"
     if opts.get("weights") == "pretrained_local":
-        from ...pipeline.jobs_lm import lm_description
-
         return (f"{name}: the trunk of {lm_description(model)}, with a fresh seeded two-class head (as the paper "
                 f"attacks not-fine-tuned checkpoints); a small model trained here, not the pretrained checkpoint "
                 f"the paper attacks")
@@ -137,8 +136,6 @@ def _lamp_priors(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
             if prior in (None, "none"):
                 what = "none: the discrete reordering steps are scored by the gradient distance alone"
             elif prior == "pretrained_local":
-                from ...pipeline.jobs_lm import lm_description
-
                 what = lm_description(m)
             else:
                 what = f"{prior}"
@@ -190,8 +187,6 @@ def text_notes(cfg: Mapping[str, Any], models: Iterable[str]) -> list[str]:
     sig = list((cfg.get("significance") or {}).get("metrics") or [])
     sens_used = any("sens" in ((e or {}).get("metrics") or sig) for a, e in (cfg.get("attacks") or {}).items()
                     if (e or {}).get("type", a) in text_attacks)
-    from ...pipeline.jobs_text import sens_estimator
-
     for m in text_models:
         est = sens_estimator(cfg, m)   # the function the significance job uses: the same estimator
         if sens_used and est != "sens":
