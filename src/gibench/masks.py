@@ -198,3 +198,11 @@ def load_mask(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
     if sum(int(b.sum()) for b in bits.values()) != mask.k:
         raise io.ArtifactError(f"{path}: mask has {sum(int(b.sum()) for b in bits.values())} set bits, record k = {mask.k}")
     return mask, rec
+
+
+def visible_from_mask(mask, shared: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The attacker's view of a mask: True where an entry of ``shared`` is sent in plaintext."""
+    missing = set(shared) - set(mask.bits)
+    if missing:
+        raise ValueError(f"mask lacks tensors {sorted(missing)[:3]}… of the shared update")
+    return {n: ~mask.bits[n].to(torch.bool).reshape(shared[n].shape) for n in shared}

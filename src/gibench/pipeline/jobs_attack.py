@@ -13,39 +13,18 @@ from typing import Any
 
 import torch
 
-from .. import io, model_ids
+from .. import io
 from ..datasets import DATASETS
+from ..masks import visible_from_mask  # noqa: F401  (re-exported: the attacker's view of a mask)
 from ..provenance import make_record
 from ..seeds import derive_seed
 from ..victims import read_victims, slot_rows
-from ..wildcards import SIGNIFICANCE, seed_wildcards, significance_of
+from ..wildcards import SIGNIFICANCE, seed_wildcards
+from .attack_cases import attack_settings, case_of, restart_of  # noqa: F401  (re-exported)
 from .cases import model_init
 from .model_build import model_for
 from .runner import say
 from .stages import AttackerView, attack_stage, evaluate_stage, labels_tensor, save_attack
-
-
-def attack_settings(study_cfg: dict, attack: str, model: str | None = None) -> tuple[str, dict, int]:
-    """(registry name, hyperparameters, restarts) of a configured attack entry; ``model``'s
-    entries under ``model_params`` override ``params`` key by key: the registry model's
-    (``lenet``: every init), then the model id's own (``lenet@dlg_uniform``)."""
-    entry = study_cfg["attacks"][attack]
-    params = dict(entry.get("params", {}))
-    if model is not None:
-        per_model = entry.get("model_params", {})
-        base = model_ids.base(model)
-        params.update(per_model.get(base, {}))
-        if model != base:
-            params.update(per_model.get(model, {}))
-    return entry.get("type", attack), params, int(entry.get("restarts", 1))
-
-
-def visible_from_mask(mask, shared: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The attacker's view: True where an entry is sent in plaintext."""
-    missing = set(shared) - set(mask.bits)
-    if missing:
-        raise ValueError(f"mask lacks tensors {sorted(missing)[:3]}… of the shared update")
-    return {n: ~mask.bits[n].to(torch.bool).reshape(shared[n].shape) for n in shared}
 
 
 def vectorise_restarts(study_cfg: dict, attack: str) -> bool:
@@ -188,25 +167,6 @@ def download_backbone_job(smk: Any, device: torch.device) -> dict:
     for a in attempts:
         say(f"download_lpips_backbone: {a}")
     return {"file": str(out), "failed_sources": attempts}
-
-
-def restart_of(rec: dict) -> int:
-    """The restart an attack artifact holds: its record's ``attack.restart`` (restarts run
-    together, one record per job) or its ``rep`` wildcard (one job per restart)."""
-    info = rec.get("attack") or {}
-    return int(info["restart"] if "restart" in info else rec["wildcards"]["rep"])
-
-
-def case_of(rec: dict) -> dict:
-    """An attack artifact's (significance, ratio, attack): the wildcards of the job that made it
-    (a record written before the wildcard's rename names the significance metric ``metric``)."""
-    wc = dict(rec.get("wildcards") or {})
-    if significance_of(wc) is not None:
-        wc[SIGNIFICANCE] = significance_of(wc)
-    missing = [k for k in (SIGNIFICANCE, "ratio", "attack") if k not in wc]
-    if missing:
-        raise ValueError(f"attack artifact record lacks wildcards {missing} (rule {rec.get('rule')!r})")
-    return {k: wc[k] for k in (SIGNIFICANCE, "ratio", "attack")}
 
 
 def evaluate_job(smk: Any, device: torch.device) -> dict:

@@ -32,6 +32,7 @@ from ..studies.selective_encryption.text_settings import (  # noqa: F401  (re-ex
     FAMILIES, LM_TABLE, LOCAL, _shape, architecture_options, lm_description, lm_path, lm_settings, uses_local_weights)
 from ..tables.render import table_formats
 from . import paths as P
+from .attack_cases import attack_settings
 from .inputs import BUNDLED_TEXT_FILES, dataset_inputs
 from .runner import say
 
@@ -84,7 +85,6 @@ def victim_texts(config: dict) -> tuple[list[str], dict]:
 
 def local_prior_models(study_cfg: dict) -> set[str]:
     """Models some LAMP attack of the study scores with ``prior: pretrained_local``."""
-    from .jobs_attack import attack_settings  # deferred: jobs_attack imports torch (its attack jobs)
 
     out = set()
     for name, entry in (study_cfg.get("attacks") or {}).items():

@@ -45,6 +45,7 @@ import torch
 from .. import io
 from ..attacks import ATTACKS
 from ..attacks.text import TextAttackContext
+from ..masks import visible_from_mask
 from ..provenance import make_record
 from ..seeds import derive_seed
 from ..studies.selective_encryption.text_settings import (  # noqa: F401  (re-exported: their old home)
@@ -52,6 +53,7 @@ from ..studies.selective_encryption.text_settings import (  # noqa: F401  (re-ex
     sens_estimator, text_builder_options)
 from ..victims import slot_rows
 from ..wildcards import SIGNIFICANCE, seed_wildcards
+from .attack_cases import attack_settings, case_of, restart_of
 from .model_build import model_for
 from .runner import say
 
@@ -216,7 +218,6 @@ def significance_inputs(cfg: dict, wc: dict, victims_path: str, weights_path: st
 def text_attack_job(smk: Any, device: torch.device) -> dict:
     """The attack job of a text case (called by :func:`.jobs_attack.attack_job`)."""
     from ..masks import load_mask
-    from .jobs_attack import attack_settings, visible_from_mask
 
     wc = dict(smk.wildcards)
     cfg = smk.config
@@ -297,7 +298,6 @@ def embedding_table(weights_path: str | Path, family: str) -> torch.Tensor:
 def text_evaluate_job(smk: Any, device: torch.device) -> dict:
     """Rule ``evaluate`` on a text case (from :func:`gibench.pipeline.jobs_attack.evaluate_job`)."""
     from ..metrics.text import text_metrics
-    from .jobs_attack import case_of, restart_of
 
     wc = dict(smk.wildcards)
     cfg = smk.config

@@ -14,6 +14,7 @@ from ..studies import STUDIES
 from ..studies.selective_encryption.text_settings import lm_path, sens_estimator, uses_local_weights
 from ..tables import TABLES
 from . import paths as P
+from .attack_cases import attack_settings
 from .jobs_claims import claims_targets
 from .jobs_lm import lm_table_inputs
 from .jobs_report import report_targets
@@ -28,7 +29,6 @@ from .outputs import (  # noqa: F401  (re-exported: the rule files and the studi
 def attack_params(config: dict, study: str, attack: str, model: str) -> dict:
     """What an attack job depends on in the config (its entry, with the model's overrides
     applied): a change re-runs only the affected jobs."""
-    from .jobs_attack import attack_settings  # deferred: jobs_attack imports torch (its attack jobs)
 
     kind, params, restarts = attack_settings(config["studies"][study], attack, model)
     # the study seed: every attack seed derives from it
@@ -150,7 +150,6 @@ def model_inputs(config: dict, study: str, model: str) -> list[str]:
 def attack_inputs(config: dict, wc) -> dict:
     """LAMP's language-model prior when it is a hub checkpoint or LAMP's ``.pth`` (download rules)."""
     se = config["studies"][wc.study]
-    from .jobs_attack import attack_settings  # deferred: jobs_attack imports torch (its attack jobs)
 
     _, params, _ = attack_settings(se, wc.attack, wc.model)
     prior = params.get("prior")

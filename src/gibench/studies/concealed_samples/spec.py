@@ -12,7 +12,6 @@ read the same values.
 """
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import json
@@ -20,10 +19,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
-import jsonschema
-
 from ...datasets import DATASETS
-from ...schema import fill_defaults, load_schema
+from ...schema import load_schema, study_block_with_defaults
 from . import STUDY
 from .layouts import TABLES, needed_blocks
 from .needs import NEEDS
@@ -201,8 +198,6 @@ def _schema_default_public_size() -> int:
 
 def _with_schema_defaults(block: Mapping[str, Any]) -> dict:
     """A copy of the block with the schema's defaults filled in (:func:`gibench.schema.study_block_with_defaults`)."""
-    from ...schema import study_block_with_defaults
-
     return study_block_with_defaults(STUDY, block)
 
 
