@@ -127,14 +127,16 @@ rule cs_gradient_decade:
     input:
         unpack(SG.slot_inputs(lambda wc: CS.gradient_inputs(config, wc))),
     output:
-        **SG.slot_outputs(gradient=CSP.CS_GRAD, knowledge=CSP.CS_KNOW, secrets=CSP.CS_SECRETS),
+        **SG.slot_outputs(
+            gradient=CSP.CS_GRAD, knowledge=CSP.CS_KNOW, secrets=CSP.CS_SECRETS
+        ),
     log:
         "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.json",
-        out="logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.log",
         **SG.slot_logs(
             "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.json",
             out="logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.log",
         ),
+        out="logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.log",
     benchmark:
         "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.benchmark.tsv"
     wildcard_constraints:
@@ -153,11 +155,11 @@ rule cs_attack_decade:
         **SG.slot_outputs(recon=CSP.CS_ATTACK, trace=CSP.CS_TRACE),
     log:
         "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.json",
-        out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.log",
         **SG.slot_logs(
             "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.json",
             out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.log",
         ),
+        out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.log",
     benchmark:
         "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:

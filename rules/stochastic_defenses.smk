@@ -72,16 +72,20 @@ _SD_DECADES = SD.decades(config)
 
 rule sd_gradient_decade:
     input:
-        unpack(SG.slot_inputs(lambda wc: SD.model_inputs(config, wc), victims=P.VICTIMS)),
+        unpack(
+            SG.slot_inputs(lambda wc: SD.model_inputs(config, wc), victims=P.VICTIMS)
+        ),
     output:
-        **SG.slot_outputs(shared=SDP.UPDATE, secrets=SDP.SECRETS, knowledge=SDP.KNOWLEDGE),
+        **SG.slot_outputs(
+            shared=SDP.UPDATE, secrets=SDP.SECRETS, knowledge=SDP.KNOWLEDGE
+        ),
     log:
         "logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.json",
-        out="logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.log",
         **SG.slot_logs(
             "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.json",
             out="logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.log",
         ),
+        out="logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.log",
     benchmark:
         "logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.benchmark.tsv"
     wildcard_constraints:
@@ -103,11 +107,11 @@ rule sd_attack_decade:
         **SG.slot_outputs(recon=SDP.RECON, trace=SDP.TRACE),
     log:
         "logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.json",
-        out="logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.log",
         **SG.slot_logs(
             "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.json",
             out="logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.log",
         ),
+        out="logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.log",
     benchmark:
         "logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
