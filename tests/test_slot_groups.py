@@ -172,13 +172,15 @@ def test_decade_job_writes_the_bytes_of_the_per_slot_jobs(tmp_path):
     cfg = _sd_config(tmp_path, 10)
     targets = [f"results/attacks/stochastic_defenses/mnist/sd_cnn/dp_strong/s00{d}/wiig/rep0.safetensors"
                for d in range(10)]
-    out = run_snakemake(tmp_path, cfg, *targets).stdout
+    proc = run_snakemake(tmp_path, cfg, *targets)
+    out = proc.stdout + proc.stderr
     assert "sd_attack_decade" in out and "sd_gradient_decade" in out
     made = ("results/gradients/stochastic_defenses", "results/attacks/stochastic_defenses")
     for d in made:
         shutil.copytree(tmp_path / d, tmp_path / "grouped" / d)
         shutil.rmtree(tmp_path / d)
-    out = run_snakemake(tmp_path, cfg, *targets, "--allowed-rules", "sd_gradient", "sd_attack").stdout
+    proc = run_snakemake(tmp_path, cfg, *targets, "--allowed-rules", "sd_gradient", "sd_attack")
+    out = proc.stdout + proc.stderr
     assert "_decade" not in out and re.search(r"sd_attack\s+10\b", out)
     files = sorted(p.relative_to(tmp_path / "grouped") for p in (tmp_path / "grouped").rglob("*") if p.is_file())
     assert len(files) == 10 * 3 + 10 * 2            # update, secrets, knowledge; recon, trace

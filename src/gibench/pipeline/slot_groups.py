@@ -93,15 +93,21 @@ def slot_inputs(*functions: Callable[[Any], dict], **named: str | Callable[[Any]
     return inputs
 
 
-def slot_outputs(**patterns: str) -> dict[str, str]:
-    """A decade rule's outputs: rule X's named output patterns with ``{slot}`` replaced by
-    ``{decade}<digit>``, named ``<name>__<digit>`` (use as ``output: **slot_outputs(...)``)."""
-    out = {}
+def _in_decade(name: str, p: str, d: str) -> str:
+    if "{slot}" not in p:
+        raise ValueError(f"output {name}={p!r} has no {{slot}} wildcard: not a per-slot rule's output")
+    return p.replace("{slot}", "{" + DECADE + "}" + d)
+
+
+def slot_outputs(**patterns: str | list[str]) -> dict[str, str | list[str]]:
+    """A decade rule's outputs: rule X's named output patterns (a pattern or a list of them) with
+    ``{slot}`` replaced by ``{decade}<digit>``, named ``<name>__<digit>`` (use as
+    ``output: **slot_outputs(...)``)."""
+    out: dict[str, str | list[str]] = {}
     for d in DIGITS:
         for name, p in patterns.items():
-            if "{slot}" not in p:
-                raise ValueError(f"output {name}={p!r} has no {{slot}} wildcard: not a per-slot rule's output")
-            out[f"{name}{_SEP}{d}"] = p.replace("{slot}", "{" + DECADE + "}" + d)
+            out[f"{name}{_SEP}{d}"] = (_in_decade(name, p, d) if isinstance(p, str)
+                                       else [_in_decade(name, x, d) for x in p])
     return out
 
 
