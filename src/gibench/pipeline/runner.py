@@ -100,7 +100,7 @@ def _run_decade(smk: Any, fn: Callable, run_decade: Callable) -> None:
     start = time.time()
     status, extra = "ok", {}
     try:
-        extra = run_decade(smk, fn, _run_job_logged)
+        extra = run_decade(smk, fn, _run_job_logged, say)
     except BaseException as e:
         status = f"failed: {type(e).__name__}: {e}"
         raise

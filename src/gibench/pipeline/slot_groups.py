@@ -172,12 +172,11 @@ def is_decade_job(smk: Any) -> bool:
     return wc is not None and DECADE in dict(wc)
 
 
-def run_decade(smk: Any, fn: Callable, run_one: Callable[[Any, Callable], None]) -> dict:
+def run_decade(smk: Any, fn: Callable, run_one: Callable[[Any, Callable], None],
+               say: Callable[[str], None] = lambda msg: None) -> dict:
     """Run ``fn`` for each slot of the decade job ``smk`` via ``run_one`` (the runner's per-job
-    path: X's run record and text log per slot); stops at the first failure.  Returns the
-    decade's own run-record facts."""
-    from .runner import say
-
+    path: X's run record and text log per slot), announcing each slot with ``say``; stops at the
+    first failure.  Returns the decade's own run-record facts."""
     decade = getattr(smk.wildcards, DECADE)
     done = []
     for slot in slots_of(decade):
