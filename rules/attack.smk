@@ -83,10 +83,6 @@ rule attack_decade:
         **SG.slot_outputs(recon=P.ATTACK, trace=P.TRACE),
     log:
         "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.json",
-        **SG.slot_logs(
-            "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.json",
-            out="logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.log",
-        ),
         out="logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.log",
     benchmark:
         "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.benchmark.tsv"
@@ -129,10 +125,6 @@ for _k in _MULTI:
             ),
         log:
             "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/restarts.json",
-            **SG.slot_logs(
-                "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/restarts.json",
-                out="logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/restarts.log",
-            ),
             out="logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/restarts.log",
         benchmark:
             "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/restarts.benchmark.tsv"

@@ -132,10 +132,6 @@ rule cs_gradient_decade:
         ),
     log:
         "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.json",
-        **SG.slot_logs(
-            "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.json",
-            out="logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.log",
-        ),
         out="logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.log",
     benchmark:
         "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.benchmark.tsv"
@@ -155,10 +151,6 @@ rule cs_attack_decade:
         **SG.slot_outputs(recon=CSP.CS_ATTACK, trace=CSP.CS_TRACE),
     log:
         "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.json",
-        **SG.slot_logs(
-            "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.json",
-            out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.log",
-        ),
         out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.log",
     benchmark:
         "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.benchmark.tsv"

@@ -81,10 +81,6 @@ rule sd_gradient_decade:
         ),
     log:
         "logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.json",
-        **SG.slot_logs(
-            "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.json",
-            out="logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.log",
-        ),
         out="logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.log",
     benchmark:
         "logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.benchmark.tsv"
@@ -107,10 +103,6 @@ rule sd_attack_decade:
         **SG.slot_outputs(recon=SDP.RECON, trace=SDP.TRACE),
     log:
         "logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.json",
-        **SG.slot_logs(
-            "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.json",
-            out="logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.log",
-        ),
         out="logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.log",
     benchmark:
         "logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.benchmark.tsv"

@@ -65,7 +65,6 @@ def test_sd_and_cs_decades_follow_victims_and_the_group_slots_key():
 RECON = "results/attacks/x/{dataset}/{slot}/{attack}/rep{rep}.safetensors"
 TRACE = "results/attacks/x/{dataset}/{slot}/{attack}/rep{rep}.trace.parquet"
 GRAD = "results/gradients/x/{dataset}/{slot}.safetensors"
-LOG = "logs/x_attack/{dataset}/{slot}/{attack}/rep{rep}"
 
 
 def _decade_job(rule="x_attack_decade"):
@@ -74,8 +73,7 @@ def _decade_job(rule="x_attack_decade"):
     inputs = SG.slot_inputs(lambda w: {"weights": f"w/{w.dataset}.safetensors"}, gradient=GRAD,
                             knowledge=lambda w: f"k/{w.slot}.json")(wc)
     outputs = {k: SG.fill(v, wc) for k, v in SG.slot_outputs(recon=RECON, trace=TRACE).items()}
-    logs = {"_0": "logs/x_attack/mnist/s01x/ig/rep0.json", "out": "logs/x_attack/mnist/s01x/ig/rep0.log",
-            **{k: SG.fill(v, wc) for k, v in SG.slot_logs(LOG + ".json", out=LOG + ".log").items()}}
+    logs = {"_0": "logs/x_attack/mnist/s01x/ig/rep0.json", "out": "logs/x_attack/mnist/s01x/ig/rep0.log"}
     params = {k: fn(wc) for k, fn in SG.slot_params(attack=lambda w: {"iters": 3, "for": w.slot}).items()}
     return SimpleNamespace(input=Files(inputs), output=Files(outputs), log=Files(logs), params=Params(params),
                            wildcards=wc, config={"seed": 1}, threads=1, rule=rule, resources=SimpleNamespace())
@@ -85,7 +83,7 @@ def test_slot_view_is_rule_x_job_of_that_slot():
     from gibench.provenance import named_files, named_params
 
     smk = _decade_job()
-    assert len(smk.output) == 20 and len(smk.input) == 30 and len(smk.log) == 22
+    assert len(smk.output) == 20 and len(smk.input) == 30
     v = SG.slot_view(smk, "s013")
     assert v.rule == "x_attack"
     assert dict(v.wildcards) == {"dataset": "mnist", "slot": "s013", "attack": "ig", "rep": "0"}
@@ -104,6 +102,8 @@ def test_slot_view_is_rule_x_job_of_that_slot():
         SG.slot_view(_decade_job(rule="x_attack"), "s013")
     with pytest.raises(ValueError, match="no {slot}"):
         SG.slot_outputs(table="results/t.csv")
+    with pytest.raises(ValueError, match="no s01x"):
+        SG.slot_logs(Files({"_0": "logs/x/s01.json"}), "s01", "s013")
 
 
 def test_first_failing_slot_stops_the_decade_and_the_runner_logs_each_slot(tmp_path, monkeypatch):

@@ -7,10 +7,13 @@ first two digits (``s01`` = ``s010``..``s019``).  A per-slot rule ``X`` gets a t
 (rules/*.smk) whose ``{decade}`` wildcard is constrained to the decades whose ten slots all exist
 in the config (:func:`decade_pattern`; a last partial decade, e.g. ``s120``..``s127`` of 128
 victims, is made by ``X`` slot by slot) and ``ruleorder: X_decade > X``.  The twin's inputs,
-outputs, params and per-slot logs are X's, slot by slot, named ``<name>__<digit>``
-(:func:`slot_inputs`, :func:`slot_outputs`, :func:`slot_params`, :func:`slot_logs`): X's params
+outputs and params are X's, slot by slot, named ``<name>__<digit>``
+(:func:`slot_inputs`, :func:`slot_outputs`, :func:`slot_params`); its own log files are X's
+with ``{decade}x`` where X has ``{slot}``, and each slot's job writes X's log files
+(:func:`slot_logs`: not declared to Snakemake, like any file a job writes beside its log).  X's params
 of every slot are the twin's params, so a change re-runs exactly the decades whose slots it
-touches (Snakemake compares params per job).
+touches (Snakemake compares the set of a job's param values with the one recorded for each
+output: slot-independent params give X's set, so switching layouts alone changes no params).
 
 At run time :func:`gibench.pipeline.runner.run_job` sees the ``decade`` wildcard and calls
 :func:`run_decade`: the job function runs once per slot with :func:`slot_view` -- a ``snakemake``
@@ -111,16 +114,24 @@ def slot_outputs(**patterns: str | list[str]) -> dict[str, str | list[str]]:
     return out
 
 
-def slot_logs(*positional: str, **named: str) -> dict[str, str]:
-    """Rule X's log files of each slot (positional ones named ``_<i>__<digit>``), for the decade
-    rule's ``log:`` after its own: each slot's job writes X's run record and text log there."""
+def slot_logs(logs: Any, decade: str, slot: str) -> Files:
+    """Rule X's log files of ``slot``: the decade job's own (``{decade}x`` where X's have
+    ``{slot}``: ``logs/sd_attack/.../s01x/ig/rep0.json``) with that path component set to the slot."""
+    named: dict[str, str] = {}
+    names = getattr(logs, "_names", None) or {}
+    covered = {i for i, _ in names.values()}
+    for i, p in enumerate(list(logs or [])):
+        if i not in covered:
+            named[f"_{i}"] = str(p)
+    named.update({n: str(getattr(logs, n)) for n in names})
     out = {}
-    for d in DIGITS:
-        for i, p in enumerate(positional):
-            out[f"_{i}{_SEP}{d}"] = p.replace("{slot}", "{" + DECADE + "}" + d)
-        for name, p in named.items():
-            out[f"{name}{_SEP}{d}"] = p.replace("{slot}", "{" + DECADE + "}" + d)
-    return out
+    for n, p in named.items():
+        new = re.sub(rf"(?<=/){re.escape(decade)}x(?=[/.])", slot, p)
+        if new == p:
+            raise ValueError(f"log {p!r} of a decade job names no {decade}x component (use {{decade}}x where "
+                             f"the per-slot rule's log has {{slot}})")
+        out[n] = new
+    return Files(out)
 
 
 def slot_params(**functions: Callable[[Any], Any]) -> dict[str, Callable[[Any], Any]]:
@@ -162,7 +173,7 @@ def slot_view(smk: Any, slot: str) -> Any:
     params = _pick(getattr(smk, "params", None), d)
     return SimpleNamespace(input=Files(_pick(smk.input, d)), output=Files(_pick(smk.output, d)),
                            params=Params(params), wildcards=slot_wildcards(smk.wildcards, slot),
-                           log=Files(_pick(getattr(smk, "log", None), d)), config=smk.config,
+                           log=slot_logs(getattr(smk, "log", None), decade, slot), config=smk.config,
                            threads=getattr(smk, "threads", 1), rule=rule[: -len(SUFFIX)],
                            resources=getattr(smk, "resources", SimpleNamespace()))
 
