@@ -188,3 +188,21 @@ def test_decade_job_writes_the_bytes_of_the_per_slot_jobs(tmp_path):
         assert filecmp.cmp(tmp_path / "grouped" / f, tmp_path / f, shallow=False), f
     rec = json.loads((tmp_path / "logs/sd_attack/mnist/sd_cnn/dp_strong/s007/wiig/rep0.json").read_text())
     assert rec["rule"] == "sd_attack" and rec["status"] == "ok"
+
+
+def test_se_attacks_on_fewer_than_ten_slots_stay_one_job_per_slot():
+    # the paper-scale config: 10 victim slots per case; LAMP (and its selector variant) attacks
+    # the first 5 (paper A: 5 sequences per dataset), DAGER, DLG and IG all 10
+    from pathlib import Path
+
+    import yaml
+
+    from gibench.config import validate
+    from gibench.studies.selective_encryption import targets as SE
+
+    cfg = validate(yaml.safe_load((Path(__file__).resolve().parents[1] / "config/studies/selective_encryption.yaml").read_text()))
+    groups = SE.restart_groups(cfg)
+    assert SE.attack_decades(cfg, groups[1]) == (["dager", "dager_zero_fill"], "s00")
+    assert SE.attack_decades(cfg, groups[5]) == (["dlg", "ig"], "s00")
+    cfg["studies"]["selective_encryption"]["group_slots"] = False
+    assert SE.attack_decades(cfg, groups[5]) == ([], SG.NO_DECADE)
