@@ -1,5 +1,5 @@
 # server side: attack jobs (GPU jobs on clusters), then evaluation against ground truth.
-
+from gibench.pipeline import slot_groups as SG
 
 # Attacks with one restart: one job per restart (wildcard rep).  Attacks with k > 1 restarts:
 # one job per case (rule attack_restarts) runs all k -- together, vectorised, where the attack
@@ -59,6 +59,89 @@ for _k in _MULTI:
             attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model),
         script:
             "../workflow/scripts/attack.py"
+
+
+# group_slots (issue 23): one job per decade of victim slots (s010-s019) runs rule attack's /
+# attack_restarts' job for each of its ten slots (gibench.pipeline.slot_groups): the same
+# artifacts, ~10x fewer jobs.  Attacks run on fewer slots (LAMP: 5) and decades whose ten slots
+# do not all exist go slot by slot.
+_ONE_DECADE = SE.attack_decades(config, _RESTARTS.get(1, []))
+
+
+rule attack_decade:
+    input:
+        unpack(
+            SG.slot_inputs(
+                lambda wc: T.attack_inputs(config, wc),
+                weights=study_weights,
+                gradient=P.GRADIENT,
+                knowledge=P.KNOWLEDGE,
+                mask=P.MASK,
+            )
+        ),
+    output:
+        **SG.slot_outputs(recon=P.ATTACK, trace=P.TRACE),
+    log:
+        "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.json",
+        out="logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.log",
+    benchmark:
+        "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.benchmark.tsv"
+    wildcard_constraints:
+        study=SE.STUDY,
+        attack=T.attack_choice(_ONE_DECADE[0]),
+        decade=_ONE_DECADE[1],
+    params:
+        **SG.slot_params(
+            attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model)
+        ),
+    script:
+        "../workflow/scripts/attack.py"
+
+
+ruleorder: attack_decade > attack
+
+
+for _k in _MULTI:
+    _name = "attack_restarts" if len(_MULTI) == 1 else f"attack_restarts{_k}"
+    _DECADE_K = SE.attack_decades(config, _RESTARTS[_k])
+
+    rule:
+        name:
+            f"{_name}_decade"
+        input:
+            unpack(
+                SG.slot_inputs(
+                    lambda wc: T.attack_inputs(config, wc),
+                    weights=study_weights,
+                    gradient=P.GRADIENT,
+                    knowledge=P.KNOWLEDGE,
+                    mask=P.MASK,
+                )
+            ),
+        output:
+            **SG.slot_outputs(
+                recon=[P.ATTACK.replace("{rep}", str(i)) for i in range(_k)],
+                trace=[P.TRACE.replace("{rep}", str(i)) for i in range(_k)],
+            ),
+        log:
+            "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/restarts.json",
+            out="logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/restarts.log",
+        benchmark:
+            "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/restarts.benchmark.tsv"
+        wildcard_constraints:
+            study=SE.STUDY,
+            attack=T.attack_choice(_DECADE_K[0]),
+            decade=_DECADE_K[1],
+        params:
+            **SG.slot_params(
+                attack=lambda wc: T.attack_params(
+                    config, wc.study, wc.attack, wc.model
+                )
+            ),
+        script:
+            "../workflow/scripts/attack.py"
+
+    workflow.ruleorder(f"{_name}_decade", _name)
 
 
 # Evaluation: the reconstruction metrics (evaluation.image_metrics / the text metrics) of every

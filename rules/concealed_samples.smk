@@ -5,6 +5,7 @@
 # functions, job functions); the data flow is drawn in its docstring.
 from gibench.studies.concealed_samples import paths as CSP
 from gibench.studies.concealed_samples import targets as CS
+from gibench.pipeline import slot_groups as SG
 
 
 wildcard_constraints:
@@ -114,6 +115,56 @@ rule cs_attack:
         attack=lambda wc: CS.attack_rule_params(config, wc),
     script:
         "../workflow/scripts/cs_attack.py"
+
+
+# group_slots (issue 23): one job per decade of victim slots (s010-s019) runs rule cs_gradient's
+# / cs_attack's job for each of its ten slots (gibench.pipeline.slot_groups): the same artifacts,
+# ~10x fewer jobs.  Decades whose ten slots do not all exist (in every dataset) go slot by slot.
+_CS_DECADES = CS.decades(config)
+
+
+rule cs_gradient_decade:
+    input:
+        unpack(SG.slot_inputs(lambda wc: CS.gradient_inputs(config, wc))),
+    output:
+        **SG.slot_outputs(
+            gradient=CSP.CS_GRAD, knowledge=CSP.CS_KNOW, secrets=CSP.CS_SECRETS
+        ),
+    log:
+        "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.json",
+        out="logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.log",
+    benchmark:
+        "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.benchmark.tsv"
+    wildcard_constraints:
+        defense="[a-z0-9_+.-]+",
+        decade=_CS_DECADES,
+    params:
+        **SG.slot_params(defense=lambda wc: CS.gradient_rule_params(config, wc)),
+    script:
+        "../workflow/scripts/cs_gradient.py"
+
+
+rule cs_attack_decade:
+    input:
+        unpack(SG.slot_inputs(lambda wc: CS.attack_inputs(config, wc))),
+    output:
+        **SG.slot_outputs(recon=CSP.CS_ATTACK, trace=CSP.CS_TRACE),
+    log:
+        "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.json",
+        out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.log",
+    benchmark:
+        "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.benchmark.tsv"
+    wildcard_constraints:
+        defense="[a-z0-9_+.-]+",
+        decade=_CS_DECADES,
+    params:
+        **SG.slot_params(attack=lambda wc: CS.attack_rule_params(config, wc)),
+    script:
+        "../workflow/scripts/cs_attack.py"
+
+
+ruleorder: cs_gradient_decade > cs_gradient
+ruleorder: cs_attack_decade > cs_attack
 
 
 rule cs_evaluate:

@@ -6,6 +6,7 @@
 # rule-input and rule-params functions (SD), the spec and its config check, the jobs.
 from gibench.studies.stochastic_defenses import paths as SDP
 from gibench.studies.stochastic_defenses import targets as SD
+from gibench.pipeline import slot_groups as SG
 
 
 rule sd_model:
@@ -61,6 +62,61 @@ rule sd_attack:
         attack=lambda wc: SD.attack_params(config, wc),
     script:
         "../workflow/scripts/sd_attack.py"
+
+
+# group_slots (issue 23): one job per decade of victim slots (s010-s019) runs rule sd_gradient's
+# / sd_attack's job for each of its ten slots (gibench.pipeline.slot_groups): the same artifacts,
+# ~10x fewer jobs.  Decades whose ten slots do not all exist go slot by slot.
+_SD_DECADES = SD.decades(config)
+
+
+rule sd_gradient_decade:
+    input:
+        unpack(
+            SG.slot_inputs(lambda wc: SD.model_inputs(config, wc), victims=P.VICTIMS)
+        ),
+    output:
+        **SG.slot_outputs(
+            shared=SDP.UPDATE, secrets=SDP.SECRETS, knowledge=SDP.KNOWLEDGE
+        ),
+    log:
+        "logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.json",
+        out="logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.log",
+    benchmark:
+        "logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.benchmark.tsv"
+    wildcard_constraints:
+        defense=SDP.DEFENSE_PATTERN,
+        decade=_SD_DECADES,
+    params:
+        **SG.slot_params(
+            defenses=lambda wc: SD.defense_params(config, wc.defense),
+            gradient=lambda wc: SD.gradient_params(config),
+        ),
+    script:
+        "../workflow/scripts/sd_gradient.py"
+
+
+rule sd_attack_decade:
+    input:
+        unpack(SG.slot_inputs(lambda wc: SD.attack_inputs(config, wc))),
+    output:
+        **SG.slot_outputs(recon=SDP.RECON, trace=SDP.TRACE),
+    log:
+        "logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.json",
+        out="logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.log",
+    benchmark:
+        "logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.benchmark.tsv"
+    wildcard_constraints:
+        defense=SDP.DEFENSE_PATTERN,
+        decade=_SD_DECADES,
+    params:
+        **SG.slot_params(attack=lambda wc: SD.attack_params(config, wc)),
+    script:
+        "../workflow/scripts/sd_attack.py"
+
+
+ruleorder: sd_gradient_decade > sd_gradient
+ruleorder: sd_attack_decade > sd_attack
 
 
 rule sd_evaluate:

@@ -84,7 +84,31 @@ def captured_output(path: str | None) -> Iterator[None]:
 
 def run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
     """Call ``fn(smk, device)``; write the run record (volatile facts) to the job's log and
-    its stdout/stderr to its text log (:func:`text_log`)."""
+    its stdout/stderr to its text log (:func:`text_log`).  A decade job (a ``decade`` wildcard:
+    :mod:`gibench.pipeline.slot_groups`) runs ``fn`` once per slot, each slot exactly as its
+    per-slot rule's job (run record and text log included), and records the decade's run."""
+    from .slot_groups import is_decade_job, run_decade
+
+    with captured_output(text_log(smk)):
+        if is_decade_job(smk):
+            _run_decade(smk, fn, run_decade)
+        else:
+            _run_job(smk, fn)
+
+
+def _run_decade(smk: Any, fn: Callable, run_decade: Callable) -> None:
+    start = time.time()
+    status, extra = "ok", {}
+    try:
+        extra = run_decade(smk, fn, _run_job_logged, say)
+    except BaseException as e:
+        status = f"failed: {type(e).__name__}: {e}"
+        raise
+    finally:
+        _write_run_record(smk, start, status, None, extra)
+
+
+def _run_job_logged(smk: Any, fn: Callable) -> None:
     with captured_output(text_log(smk)):
         _run_job(smk, fn)
 
@@ -111,13 +135,17 @@ def _run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
         extra = {"traceback": traceback.format_exc()}
         raise
     finally:
-        logs = list(getattr(smk, "log", []) or [])
-        if logs:
-            # a job's own facts never overwrite the runner's (status, device, rule)
-            extra = {(f"job_{k}" if k in ("status", "device", "rule") else k): v for k, v in extra.items()}
-            rec = run_record(start, rule=getattr(smk, "rule", None), status=status,
-                             device=None if device is None else str(device), **extra)
-            try:
-                io.write_json(logs[0], rec)
-            except OSError:
-                pass
+        _write_run_record(smk, start, status, device, extra)
+
+
+def _write_run_record(smk: Any, start: float, status: str, device: Any, extra: dict) -> None:
+    logs = list(getattr(smk, "log", []) or [])
+    if logs:
+        # a job's own facts never overwrite the runner's (status, device, rule)
+        extra = {(f"job_{k}" if k in ("status", "device", "rule") else k): v for k, v in extra.items()}
+        rec = run_record(start, rule=getattr(smk, "rule", None), status=status,
+                         device=None if device is None else str(device), **extra)
+        try:
+            io.write_json(logs[0], rec)
+        except OSError:
+            pass

@@ -192,6 +192,19 @@ def evaluate_inputs(config: Mapping[str, Any], wc) -> dict:
     return out
 
 
+def decades(config: Mapping[str, Any]) -> str:
+    """The ``decade`` constraint of the decade rules (``group_slots``: one job per ten victim
+    slots, :mod:`gibench.pipeline.slot_groups`): the decades full in every dataset's slots."""
+    from ...pipeline.slot_groups import decade_pattern
+
+    block = (config.get("studies") or {}).get("concealed_samples")
+    if not block:
+        return decade_pattern(None)
+    s = spec(config)
+    counts = [s.n_victims(d) for d in s.cases]
+    return decade_pattern(min(counts) if counts else None, s.recorded("group_slots") is not False)
+
+
 # ====================================================================== rule params
 
 def attack_rule_params(config: Mapping[str, Any], wc) -> dict:

@@ -64,6 +64,20 @@ def restart_groups(config: dict) -> dict[int, list[str]]:
     return dict(sorted(out.items()))
 
 
+def attack_decades(config: dict, attacks: list[str]) -> tuple[list[str], str]:
+    """(attacks, ``decade`` constraint) of a decade twin of an attack rule (``group_slots``: one
+    job per ten victim slots, :mod:`gibench.pipeline.slot_groups`): the ``attacks`` run on at
+    least one full decade, and the decades full for all of them (:meth:`.spec.Spec.attack_victims`);
+    an attack on fewer slots (LAMP: 5) stays slot by slot."""
+    from ...pipeline.slot_groups import decade_pattern, full_decades
+
+    s = spec(config)
+    if s is None or s.block.get("group_slots") is False:
+        return [], decade_pattern(None)
+    grouped = [a for a in attacks if full_decades(s.attack_victims(a))]
+    return grouped, decade_pattern(min((s.attack_victims(a) for a in grouped), default=None))
+
+
 def _attack_outputs(config: dict):
     """(attack, study, dataset, model, slot, metric, ratio) of every selective-encryption
     attack job, attack by attack in config order: the order of the gathered metric rows."""

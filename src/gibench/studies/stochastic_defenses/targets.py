@@ -36,6 +36,17 @@ def metric_files(config: dict) -> list[str]:
     return [METRICS.format(dataset=d, model=m, defense=dfn, attack=a) for d, m, dfn, a in cases(config)]
 
 
+def decades(config: dict) -> str:
+    """The ``decade`` constraint of the decade rules (``group_slots``: one job per ten victim
+    slots, :mod:`gibench.pipeline.slot_groups`): every full decade of the study's slots."""
+    from ...pipeline.slot_groups import decade_pattern
+
+    s = spec(config)
+    if s is None:
+        return decade_pattern(None)
+    return decade_pattern(s.victims, s.written("group_slots") is not False)
+
+
 # ---------------------------------------------------------------- rule inputs
 
 def model_inputs(config: dict, wc: Any) -> dict:

@@ -1,0 +1,197 @@
+"""Decade jobs (issue 23): one job runs the ten victim slots of a *decade* with the unchanged
+per-slot job function, so a paper-scale study has ~10x fewer jobs and loads its model once per
+ten victims instead of once per victim.
+
+A slot is ``s000``..``s999`` (:mod:`gibench.wildcards`); a decade is the ten slots sharing the
+first two digits (``s01`` = ``s010``..``s019``).  A per-slot rule ``X`` gets a twin ``X_decade``
+(rules/*.smk) whose ``{decade}`` wildcard is constrained to the decades whose ten slots all exist
+in the config (:func:`decade_pattern`; a last partial decade, e.g. ``s120``..``s127`` of 128
+victims, is made by ``X`` slot by slot) and ``ruleorder: X_decade > X``.  The twin's inputs,
+outputs and params are X's, slot by slot, named ``<name>__<digit>``
+(:func:`slot_inputs`, :func:`slot_outputs`, :func:`slot_params`); its own log files are X's
+with ``{decade}x`` where X has ``{slot}``, and each slot's job writes X's log files
+(:func:`slot_logs`: not declared to Snakemake, like any file a job writes beside its log).  X's params
+of every slot are the twin's params, so a change re-runs exactly the decades whose slots it
+touches (Snakemake compares the set of a job's param values with the one recorded for each
+output: slot-independent params give X's set, so switching layouts alone changes no params).
+
+At run time :func:`gibench.pipeline.runner.run_job` sees the ``decade`` wildcard and calls
+:func:`run_decade`: the job function runs once per slot with :func:`slot_view` -- a ``snakemake``
+object exactly as rule X's job for that slot would have it (rule name, wildcards with ``slot``,
+that slot's inputs, outputs, params and log files) -- so seeds (derived from the per-slot
+wildcards) and the provenance records embedded in the artifacts, hence the artifact bytes, are
+those of X's job (tests/test_slot_groups.py compares them).  Each slot writes X's run record and
+text log; the first failure stops the job (Snakemake then removes the decade's outputs; writes
+are atomic, so no file is half-written).
+
+Import-light: the DAG build imports this module (no torch).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from .replay import Files, Params, _Wildcards
+
+#: the wildcard of a decade job (``s01``: slots s010..s019)
+DECADE = "decade"
+#: the suffix of a decade rule's name: ``X_decade`` runs rule X's job function slot by slot
+SUFFIX = "_decade"
+#: a constraint that admits no decade (no study block, grouping off, fewer than ten slots)
+NO_DECADE = "(?!)x"
+DIGITS = tuple(str(d) for d in range(10))
+_SEP = "__"
+_WILDCARD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:,[^{}]*)?\}")
+
+
+def slots_of(decade: str) -> list[str]:
+    """The ten slots of a decade (``s01`` -> ``s010``..``s019``)."""
+    return [decade + d for d in DIGITS]
+
+
+def full_decades(n_slots: int) -> list[str]:
+    """The decades whose ten slots all lie in ``s000``..``s{n_slots-1}``."""
+    return [f"s{i:02d}" for i in range(int(n_slots) // 10)]
+
+
+def decade_pattern(n_slots: int | None, enabled: bool = True) -> str:
+    """The ``decade`` wildcard constraint: the full decades of ``n_slots`` slots (the smallest
+    slot count of any case the rules serve), or one that matches nothing."""
+    decades = full_decades(n_slots) if enabled and n_slots else []
+    return "|".join(decades) if decades else NO_DECADE
+
+
+def slot_wildcards(wc: Any, slot: str) -> _Wildcards:
+    """A decade job's wildcards as rule X's job of ``slot`` has them: ``decade`` replaced in place
+    by ``slot`` (attribute and mapping access, like Snakemake's)."""
+    return _Wildcards({("slot" if k == DECADE else k): (slot if k == DECADE else v) for k, v in dict(wc).items()})
+
+
+def _slot_of(wc: Any, d: str) -> _Wildcards:
+    return slot_wildcards(wc, getattr(wc, DECADE) + d)
+
+
+def fill(pattern: str, wc: Any) -> str:
+    """``pattern`` with its ``{wildcards}`` (constraints allowed: ``{x,regex}``) taken from ``wc``."""
+    return _WILDCARD.sub(lambda m: str(wc[m.group(1)]), pattern)
+
+
+def slot_inputs(*functions: Callable[[Any], dict], **named: str | Callable[[Any], Any]) -> Callable[[Any], dict]:
+    """The input function of a decade rule (use with ``unpack``): rule X's inputs of each slot --
+    the dicts of X's ``unpack(...)`` functions, then X's named inputs (a pattern or a function of
+    the wildcards) -- named ``<name>__<digit>``."""
+
+    def inputs(wc: Any) -> dict:
+        out: dict = {}
+        for d in DIGITS:
+            swc = _slot_of(wc, d)
+            one: dict = {}
+            for fn in functions:
+                one.update(fn(swc))
+            for name, v in named.items():
+                one[name] = v(swc) if callable(v) else fill(v, swc)
+            out.update({f"{k}{_SEP}{d}": v for k, v in one.items()})
+        return out
+
+    return inputs
+
+
+def _in_decade(name: str, p: str, d: str) -> str:
+    if "{slot}" not in p:
+        raise ValueError(f"output {name}={p!r} has no {{slot}} wildcard: not a per-slot rule's output")
+    return p.replace("{slot}", "{" + DECADE + "}" + d)
+
+
+def slot_outputs(**patterns: str | list[str]) -> dict[str, str | list[str]]:
+    """A decade rule's outputs: rule X's named output patterns (a pattern or a list of them) with
+    ``{slot}`` replaced by ``{decade}<digit>``, named ``<name>__<digit>`` (use as
+    ``output: **slot_outputs(...)``)."""
+    out: dict[str, str | list[str]] = {}
+    for d in DIGITS:
+        for name, p in patterns.items():
+            out[f"{name}{_SEP}{d}"] = (_in_decade(name, p, d) if isinstance(p, str)
+                                       else [_in_decade(name, x, d) for x in p])
+    return out
+
+
+def slot_logs(logs: Any, decade: str, slot: str) -> Files:
+    """Rule X's log files of ``slot``: the decade job's own (``{decade}x`` where X's have
+    ``{slot}``: ``logs/sd_attack/.../s01x/ig/rep0.json``) with that path component set to the slot."""
+    named: dict[str, str] = {}
+    names = getattr(logs, "_names", None) or {}
+    covered = {i for i, _ in names.values()}
+    for i, p in enumerate(list(logs or [])):
+        if i not in covered:
+            named[f"_{i}"] = str(p)
+    named.update({n: str(getattr(logs, n)) for n in names})
+    out = {}
+    for n, p in named.items():
+        new = re.sub(rf"(?<=/){re.escape(decade)}x(?=[/.])", slot, p)
+        if new == p:
+            raise ValueError(f"log {p!r} of a decade job names no {decade}x component (use {{decade}}x where "
+                             f"the per-slot rule's log has {{slot}})")
+        out[n] = new
+    return Files(out)
+
+
+def slot_params(**functions: Callable[[Any], Any]) -> dict[str, Callable[[Any], Any]]:
+    """A decade rule's params: each of rule X's params (a function of the wildcards) for each
+    slot, named ``<name>__<digit>`` (use as ``params: **slot_params(...)``)."""
+    out = {}
+    for d in DIGITS:
+        for name, fn in functions.items():
+            out[f"{name}{_SEP}{d}"] = (lambda wc, fn=fn, d=d: fn(_slot_of(wc, d)))
+    return out
+
+
+def _names(files: Any) -> list[tuple[str, Any]]:
+    """(name, value) of a Snakemake Namedlist / Params / replay.Files, in order."""
+    if isinstance(files, dict):
+        return list(files.items())
+    names = getattr(files, "_names", None) or {}
+    return [(n, getattr(files, n)) for n in sorted(names, key=lambda n: names[n][0])]
+
+
+def _pick(files: Any, d: str) -> dict:
+    """The entries of slot digit ``d`` (``<name>__<d>``), suffix dropped, in order."""
+    tail = _SEP + d
+    return {n[: -len(tail)]: v for n, v in _names(files) if n.endswith(tail)}
+
+
+def slot_view(smk: Any, slot: str) -> Any:
+    """The ``snakemake`` object rule X's job of ``slot`` would get (X = the decade rule's name
+    without ``_decade``)."""
+    from types import SimpleNamespace
+
+    decade = getattr(smk.wildcards, DECADE)
+    if not slot.startswith(decade) or len(slot) != len(decade) + 1:
+        raise ValueError(f"slot {slot!r} is not in decade {decade!r}")
+    d = slot[-1]
+    rule = str(getattr(smk, "rule", "") or "")
+    if not rule.endswith(SUFFIX):
+        raise ValueError(f"rule {rule!r} of a decade job must be named <per-slot rule>{SUFFIX}")
+    params = _pick(getattr(smk, "params", None), d)
+    return SimpleNamespace(input=Files(_pick(smk.input, d)), output=Files(_pick(smk.output, d)),
+                           params=Params(params), wildcards=slot_wildcards(smk.wildcards, slot),
+                           log=slot_logs(getattr(smk, "log", None), decade, slot), config=smk.config,
+                           threads=getattr(smk, "threads", 1), rule=rule[: -len(SUFFIX)],
+                           resources=getattr(smk, "resources", SimpleNamespace()))
+
+
+def is_decade_job(smk: Any) -> bool:
+    wc = getattr(smk, "wildcards", None)
+    return wc is not None and DECADE in dict(wc)
+
+
+def run_decade(smk: Any, fn: Callable, run_one: Callable[[Any, Callable], None],
+               say: Callable[[str], None] = lambda msg: None) -> dict:
+    """Run ``fn`` for each slot of the decade job ``smk`` via ``run_one`` (the runner's per-job
+    path: X's run record and text log per slot), announcing each slot with ``say``; stops at the
+    first failure.  Returns the decade's own run-record facts."""
+    decade = getattr(smk.wildcards, DECADE)
+    done = []
+    for slot in slots_of(decade):
+        say(f"{smk.rule}: slot {slot}")
+        run_one(slot_view(smk, slot), fn)
+        done.append(slot)
+    return {"slots": done}

@@ -1,0 +1,208 @@
+"""Decade jobs (issue 23, gibench.pipeline.slot_groups): one job runs the ten victim slots of a
+decade (s010..s019) with the unchanged per-slot job function.
+
+Independent facts checked: which decades are full for a slot count (arithmetic: 128 slots =
+12 full decades + 8 slots); the per-slot view a decade job hands the job function is exactly
+the ``snakemake`` object rule X's job of that slot has (its paths written out by hand from X's
+patterns); the first failing slot stops the job; the job counts of a dry run (victims x cases,
+worked out by hand); and, end to end, every artifact a decade job writes is byte-identical to
+the one rule X's job writes for the same slot (same config, the per-slot rules forced with
+``--allowed-rules``)."""
+from __future__ import annotations
+
+import copy
+import filecmp
+import json
+import re
+import shutil
+from types import SimpleNamespace
+
+import pytest
+
+from gibench.pipeline import slot_groups as SG
+from gibench.pipeline.replay import Files, Params, _Wildcards
+from workflow_helpers import run_snakemake, write_config
+
+
+# ------------------------------------------------------------------ decades of a slot count
+
+def test_full_decades_are_those_whose_ten_slots_exist():
+    assert SG.full_decades(128) == [f"s{i:02d}" for i in range(12)]     # s120..s127 is partial
+    assert SG.full_decades(10) == ["s00"] and SG.full_decades(9) == [] and SG.full_decades(1000)[-1] == "s99"
+    assert SG.slots_of("s12") == [f"s12{d}" for d in range(10)]
+    pat = SG.decade_pattern(128)
+    assert re.fullmatch(pat, "s11") and not re.fullmatch(pat, "s12") and not re.fullmatch(pat, "s1")
+    for off in (SG.decade_pattern(9), SG.decade_pattern(128, enabled=False), SG.decade_pattern(None)):
+        assert off == SG.NO_DECADE
+        assert not any(re.fullmatch(off, s) for s in ("", "s00", "s0", "x", "(?!)x"))
+
+
+def test_sd_and_cs_decades_follow_victims_and_the_group_slots_key():
+    from gibench.config import validate
+    from gibench.studies.concealed_samples import targets as CS
+    from gibench.studies.stochastic_defenses import targets as SD
+    from test_cs_spec import _cfg as cs_cfg
+    from test_sd_workflow import MICRO as SD_MICRO
+
+    sd = copy.deepcopy(SD_MICRO)
+    sd["resources_dir"] = "resources"
+    sd["studies"]["stochastic_defenses"]["victims"] = 25
+    sd["datasets"]["mnist"]["victims"] = 25
+    assert SD.decades(validate(copy.deepcopy(sd))) == "s00|s01"
+    sd["studies"]["stochastic_defenses"]["group_slots"] = False
+    assert SD.decades(validate(sd)) == SG.NO_DECADE
+    # concealed samples: the decades full in *every* dataset (victims_per_dataset lowers one)
+    cs = cs_cfg(cases={"mnist": "lenet_mnist", "cifar10": "convnet"}, victims=30, victims_per_dataset={"cifar10": 12})
+    cs["datasets"] = {"mnist": {"victims": 40}, "cifar10": {"victims": 40}}
+    assert CS.decades(validate(copy.deepcopy(cs))) == "s00"
+    cs["studies"]["concealed_samples"]["group_slots"] = False
+    assert CS.decades(validate(cs)) == SG.NO_DECADE
+    assert SD.decades({"studies": {}}) == CS.decades({"studies": {}}) == SG.NO_DECADE
+
+
+# ------------------------------------------------------------------ the per-slot view
+
+RECON = "results/attacks/x/{dataset}/{slot}/{attack}/rep{rep}.safetensors"
+TRACE = "results/attacks/x/{dataset}/{slot}/{attack}/rep{rep}.trace.parquet"
+GRAD = "results/gradients/x/{dataset}/{slot}.safetensors"
+
+
+def _decade_job(rule="x_attack_decade"):
+    """A decade job's ``snakemake`` object as Snakemake builds it from the rule helpers."""
+    wc = _Wildcards({"dataset": "mnist", "decade": "s01", "attack": "ig", "rep": "0"})
+    inputs = SG.slot_inputs(lambda w: {"weights": f"w/{w.dataset}.safetensors"}, gradient=GRAD,
+                            knowledge=lambda w: f"k/{w.slot}.json")(wc)
+    outputs = {k: SG.fill(v, wc) for k, v in SG.slot_outputs(recon=RECON, trace=TRACE).items()}
+    logs = {"_0": "logs/x_attack/mnist/s01x/ig/rep0.json", "out": "logs/x_attack/mnist/s01x/ig/rep0.log"}
+    params = {k: fn(wc) for k, fn in SG.slot_params(attack=lambda w: {"iters": 3, "for": w.slot}).items()}
+    return SimpleNamespace(input=Files(inputs), output=Files(outputs), log=Files(logs), params=Params(params),
+                           wildcards=wc, config={"seed": 1}, threads=1, rule=rule, resources=SimpleNamespace())
+
+
+def test_slot_view_is_rule_x_job_of_that_slot():
+    from gibench.provenance import named_files, named_params
+
+    smk = _decade_job()
+    assert len(smk.output) == 20 and len(smk.input) == 30
+    v = SG.slot_view(smk, "s013")
+    assert v.rule == "x_attack"
+    assert dict(v.wildcards) == {"dataset": "mnist", "slot": "s013", "attack": "ig", "rep": "0"}
+    assert v.wildcards.slot == "s013" and v.wildcards["dataset"] == "mnist"
+    assert named_files(v.input) == {"weights": "w/mnist.safetensors", "gradient": "results/gradients/x/mnist/s013.safetensors",
+                                    "knowledge": "k/s013.json"}
+    assert v.output.recon == "results/attacks/x/mnist/s013/ig/rep0.safetensors"
+    assert named_files(v.output) == {"recon": v.output.recon, "trace": "results/attacks/x/mnist/s013/ig/rep0.trace.parquet"}
+    # the run record goes to X's first log, the text log to X's `out`
+    assert list(v.log) == ["logs/x_attack/mnist/s013/ig/rep0.json", "logs/x_attack/mnist/s013/ig/rep0.log"]
+    assert v.log.out == "logs/x_attack/mnist/s013/ig/rep0.log"
+    assert named_params(v.params) == {"attack": {"iters": 3, "for": "s013"}} and v.params.attack["for"] == "s013"
+    with pytest.raises(ValueError, match="not in decade"):
+        SG.slot_view(smk, "s023")
+    with pytest.raises(ValueError, match="_decade"):
+        SG.slot_view(_decade_job(rule="x_attack"), "s013")
+    with pytest.raises(ValueError, match="no {slot}"):
+        SG.slot_outputs(table="results/t.csv")
+    with pytest.raises(ValueError, match="no s01x"):
+        SG.slot_logs(Files({"_0": "logs/x/s01.json"}), "s01", "s013")
+
+
+def test_first_failing_slot_stops_the_decade_and_the_runner_logs_each_slot(tmp_path, monkeypatch):
+    from gibench.pipeline.runner import run_job
+
+    monkeypatch.chdir(tmp_path)
+    seen = []
+
+    def job(smk, device):
+        seen.append((smk.rule, smk.wildcards.slot, smk.output.recon))
+        if smk.wildcards.slot == "s013":
+            raise RuntimeError("slot 3 broke")
+        return {"made": smk.wildcards.slot}
+
+    with pytest.raises(RuntimeError, match="slot 3 broke"):
+        run_job(_decade_job(), job)
+    assert [s for _, s, _ in seen] == ["s010", "s011", "s012", "s013"]
+    assert all(r == "x_attack" for r, _, _ in seen)
+    ok = json.loads((tmp_path / "logs/x_attack/mnist/s011/ig/rep0.json").read_text())
+    assert ok["rule"] == "x_attack" and ok["status"] == "ok" and ok["made"] == "s011"
+    bad = json.loads((tmp_path / "logs/x_attack/mnist/s013/ig/rep0.json").read_text())
+    assert bad["status"].startswith("failed: RuntimeError")
+    assert not (tmp_path / "logs/x_attack/mnist/s014/ig/rep0.json").exists()
+    dec = json.loads((tmp_path / "logs/x_attack/mnist/s01x/ig/rep0.json").read_text())
+    assert dec["rule"] == "x_attack_decade" and dec["status"].startswith("failed: RuntimeError")
+    # the decade's text log holds every slot's lines; each slot's text log only its own
+    text = (tmp_path / "logs/x_attack/mnist/s01x/ig/rep0.log").read_text()
+    assert "slot s012" in text and "slot 3 broke" in text
+    assert "slot s012" not in (tmp_path / "logs/x_attack/mnist/s011/ig/rep0.log").read_text()
+
+
+# ------------------------------------------------------------------ through the real Snakefile
+
+def _sd_config(tmp_path, victims, **study):
+    from test_sd_workflow import MICRO as SD_MICRO
+
+    cfg = copy.deepcopy(SD_MICRO)
+    cfg["datasets"]["mnist"]["victims"] = victims
+    cfg["studies"]["stochastic_defenses"].update(victims=victims, **study)
+    return write_config(tmp_path, cfg)
+
+
+def _job_stats(stdout: str) -> dict[str, int]:
+    block = stdout.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+@pytest.mark.slow
+def test_dry_run_has_one_job_per_full_decade_and_per_left_over_slot(tmp_path):
+    # 12 victims: decade s00 in one job, s010 and s011 slot by slot; the micro config's tables
+    # need 4 defense combinations (4 gradient cases) and 6 (defense, attack) attack cases
+    stats = _job_stats(run_snakemake(tmp_path, _sd_config(tmp_path, 12), "-n").stdout)
+    assert stats["sd_gradient_decade"] == 4 and stats["sd_gradient"] == 4 * 2
+    assert stats["sd_attack_decade"] == 6 and stats["sd_attack"] == 6 * 2
+    off = tmp_path / "off"
+    off.mkdir()
+    stats = _job_stats(run_snakemake(off, _sd_config(off, 12, group_slots=False), "-n").stdout)
+    assert stats["sd_gradient"] == 4 * 12 and stats["sd_attack"] == 6 * 12
+    assert "sd_gradient_decade" not in stats and "sd_attack_decade" not in stats
+
+
+@pytest.mark.slow
+def test_decade_job_writes_the_bytes_of_the_per_slot_jobs(tmp_path):
+    """The same config run twice: the decade rules, then the per-slot rules forced with
+    --allowed-rules; every gradient and attack artifact (records embedded) is the same bytes."""
+    cfg = _sd_config(tmp_path, 10)
+    targets = [f"results/attacks/stochastic_defenses/mnist/sd_cnn/dp_strong/s00{d}/wiig/rep0.safetensors"
+               for d in range(10)]
+    proc = run_snakemake(tmp_path, cfg, *targets)
+    out = proc.stdout + proc.stderr
+    assert "sd_attack_decade" in out and "sd_gradient_decade" in out
+    made = ("results/gradients/stochastic_defenses", "results/attacks/stochastic_defenses")
+    for d in made:
+        shutil.copytree(tmp_path / d, tmp_path / "grouped" / d)
+        shutil.rmtree(tmp_path / d)
+    proc = run_snakemake(tmp_path, cfg, *targets, "--allowed-rules", "sd_gradient", "sd_attack")
+    out = proc.stdout + proc.stderr
+    assert _job_stats(out) == {"sd_gradient": 10, "sd_attack": 10}, out[-3000:]
+    files = sorted(p.relative_to(tmp_path / "grouped") for p in (tmp_path / "grouped").rglob("*") if p.is_file())
+    assert len(files) == 10 * 3 + 10 * 2            # update, secrets, knowledge; recon, trace
+    for f in files:
+        assert filecmp.cmp(tmp_path / "grouped" / f, tmp_path / f, shallow=False), f
+    rec = json.loads((tmp_path / "logs/sd_attack/mnist/sd_cnn/dp_strong/s007/wiig/rep0.json").read_text())
+    assert rec["rule"] == "sd_attack" and rec["status"] == "ok"
+
+
+def test_se_attacks_on_fewer_than_ten_slots_stay_one_job_per_slot():
+    # the paper-scale config: 10 victim slots per case; LAMP (and its selector variant) attacks
+    # the first 5 (paper A: 5 sequences per dataset), DAGER, DLG and IG all 10
+    from pathlib import Path
+
+    import yaml
+
+    from gibench.config import validate
+    from gibench.studies.selective_encryption import targets as SE
+
+    cfg = validate(yaml.safe_load((Path(__file__).resolve().parents[1] / "config/studies/selective_encryption.yaml").read_text()))
+    groups = SE.restart_groups(cfg)
+    assert SE.attack_decades(cfg, groups[1]) == (["dager", "dager_zero_fill"], "s00")
+    assert SE.attack_decades(cfg, groups[5]) == (["dlg", "ig"], "s00")
+    cfg["studies"]["selective_encryption"]["group_slots"] = False
+    assert SE.attack_decades(cfg, groups[5]) == ([], SG.NO_DECADE)
