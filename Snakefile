@@ -86,7 +86,7 @@ snapshot_config(config)
 # differ by function, not by software), deployed once per cluster as a venv (`make venv` /
 # `make venv-gpu`) or the container image of envs/Dockerfile / envs/gibench.def (README, "Running
 # on a cluster"); per-rule conda environments would duplicate a multi-GB CUDA torch per rule and
-# cannot be tested offline.  tests/test_workflow_conventions.py fails on any other lint.
+# cannot be tested offline.  tests/pipeline/test_workflow_conventions.py fails on any other lint.
 # `snakemake --report report.html`: every table and figure, captioned (workflow/report/*.rst)
 report: "workflow/report/workflow.rst"
 

@@ -1,6 +1,6 @@
 # Downloads: everything the workflow fetches from the internet into `hub_dir` (datasets, LPIPS
 # backbones, pretrained text checkpoints, LAMP's LM prior).  All are localrules: the login node
-# has internet, compute nodes may not (tests/test_slurm.py checks every rule whose name contains
+# has internet, compute nodes may not (tests/pipeline/test_slurm.py checks every rule whose name contains
 # "download"), and study 3's pretrained ResNet-18 weights (cs_download_weights).
 
 

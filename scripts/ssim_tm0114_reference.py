@@ -1,5 +1,5 @@
 """Reference SSIM values from torchmetrics 0.11.4 itself (the version the CVB repository pins),
-recorded in ``tests/test_ssim_tm0114.py``.  Run it in a scratch environment, not gibench's:
+recorded in ``tests/metrics/test_ssim_tm0114.py``.  Run it in a scratch environment, not gibench's:
 
     python3 -m venv /tmp/tm0114
     /tmp/tm0114/bin/pip install torch==2.13.0 torchmetrics==0.11.4 "setuptools<70"

@@ -7,7 +7,7 @@ gradient, the objective of all of them is evaluated batched and one backward giv
 image gradient (:func:`invert_many`); when every restart follows the same learning-rate
 schedule and none can stop early (:func:`lockstep`), one optimiser steps their stacked
 images.  Each restart's result is that of :func:`.ig.inverting_gradients` with its seed up to
-floating-point summation order (``tests/test_ig_many.py``); a single seed, or a model that
+floating-point summation order (``tests/attacks/test_ig_many.py``); a single seed, or a model that
 cannot be mapped over restarts (:func:`vectorisable`), takes the one-restart loop.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def invert_many(model: nn.Module, match: GradientMatch, y: torch.Tensor, x0s: Se
     (:class:`_Run`, shared with :func:`invert`).  A restart that stops leaves the batch; the
     others go on.  Each restart's result is that of :func:`invert` from the same start up to
     floating-point summation order (the batched kernels add in another order;
-    ``tests/test_ig_many.py`` checks the agreement).  ``progress`` gets (restart index,
+    ``tests/attacks/test_ig_many.py`` checks the agreement).  ``progress`` gets (restart index,
     iteration, objective).  Time limits count from the common start."""
     from torch.func import functional_call, grad, vmap
 

@@ -108,7 +108,7 @@ class GradientMatch:
         products with the target and the mask instead of the flat gather of :meth:`__call__`,
         whose batched form costs more than the double backward on LeNet,
         ``benchmarks/bench_restarts.py``); equal to :meth:`__call__` per instance up to
-        summation order (``tests/test_ig_many.py``)."""
+        summation order (``tests/attacks/test_ig_many.py``)."""
         if len(dummy) != len(self.targets):
             raise ValueError(f"expected {len(self.targets)} dummy gradients, got {len(dummy)}")
         flat_t = [t.reshape(-1) for t in self.targets]

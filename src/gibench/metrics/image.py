@@ -18,7 +18,7 @@ re-ordering of the batch is the caller's business.
   (the version the CVB repository pins): variances *not* clamped and only the centre of
   the map averaged, (H−10)×(W−10) -- the map cropped by the window's pad (5) on each
   side.  :data:`SSIM_DEFINITIONS` ``"center"``; tested against values torchmetrics 0.11.4
-  itself produced (``tests/test_ssim_tm0114.py``).
+  itself produced (``tests/metrics/test_ssim_tm0114.py``).
 - ``lpips``: :class:`gibench.metrics.lpips.LPIPS` (default alex, v0.1; the bundled
   AlexNet backbone) on the [0, 1] images (mapped to [−1, 1] inside unless the model's
   ``input`` is ``raw01``); grayscale images are repeated to 3 channels.  When no model is
@@ -93,7 +93,7 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor, *, padding: str = "reflect", clam
 
     Written here rather than imported: ``import torchmetrics`` takes about 3 s (it imports
     transformers and scipy.signal), paid by every one of the hundreds of metric jobs of a
-    study; ``tests/test_image_metrics.py`` checks this against torchmetrics."""
+    study; ``tests/metrics/test_image_metrics.py`` checks this against torchmetrics."""
     if a.shape != b.shape or a.dim() != 4:
         raise ValueError(f"ssim: need two (B, C, H, W) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if padding not in ("reflect", "zeros"):

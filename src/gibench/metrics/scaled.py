@@ -18,7 +18,7 @@ larger value range of the two images, 1 - 1e-5/(max - min + 1e-5) after the resc
 ``definition`` selects the SSIM (:data:`gibench.metrics.image.SSIM_DEFINITIONS`):
 
 - ``"center"`` (default): exactly the above -- the CVB code's value, tested against
-  torchmetrics 0.11.4's own outputs (``tests/test_ssim_tm0114.py``);
+  torchmetrics 0.11.4's own outputs (``tests/metrics/test_ssim_tm0114.py``);
 - ``"full"``: gibench's earlier value, torchmetrics >= 1.0's full-map mean with variances
   clamped and data range 1 (on the same reconstructions it reads about 0.1-0.2 lower).
 """

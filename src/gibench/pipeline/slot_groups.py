@@ -20,7 +20,7 @@ At run time :func:`gibench.pipeline.runner.run_job` sees the ``decade`` wildcard
 object exactly as rule X's job for that slot would have it (rule name, wildcards with ``slot``,
 that slot's inputs, outputs, params and log files) -- so seeds (derived from the per-slot
 wildcards) and the provenance records embedded in the artifacts, hence the artifact bytes, are
-those of X's job (tests/test_slot_groups.py compares them).  Each slot writes X's run record and
+those of X's job (tests/pipeline/test_slot_groups.py compares them).  Each slot writes X's run record and
 text log; the first failure stops the job (Snakemake then removes the decade's outputs; writes
 are atomic, so no file is half-written).
 

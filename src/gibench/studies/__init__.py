@@ -15,7 +15,7 @@ Snakefile includes each registered study's rules file, ``rule all`` asks for its
 
 A new study is one folder of that shape plus one :func:`register_study` call, made here or in a
 plugin module named in ``GIBENCH_PLUGINS`` (loaded when this module is imported, before any
-config is validated): tests/test_extend_study.py registers a toy one from a plugin and builds
+config is validated): tests/studies/test_extend_study.py registers a toy one from a plugin and builds
 and runs its DAG.  A plugin study names its schema and rules files by absolute path.
 
 Import-light: the DAG build imports this module first, so it imports no torch and no study

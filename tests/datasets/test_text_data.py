@@ -47,7 +47,7 @@ def test_bundled_readers_row_counts_and_labels(resources, name, split, n):
     sp = ds.load("bundled", split, resources)
     assert len(sp) == n and set(np.unique(sp.labels)) == {0, 1}
     assert all(isinstance(t, str) and t for t in sp.texts)
-    with pytest.raises(DatasetUnavailable, match="bundled slice"):   # train is bundled too (tests/test_lm_pretrain.py)
+    with pytest.raises(DatasetUnavailable, match="bundled slice"):   # train is bundled too (tests/models/test_lm_pretrain.py)
         ds.load("bundled", "no_such_split", resources)
 
 

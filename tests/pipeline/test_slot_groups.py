@@ -200,7 +200,7 @@ def test_se_attacks_on_fewer_than_ten_slots_stay_one_job_per_slot():
     from gibench.config import validate
     from gibench.studies.selective_encryption import targets as SE
 
-    cfg = validate(yaml.safe_load((Path(__file__).resolve().parents[1] / "config/studies/selective_encryption.yaml").read_text()))
+    cfg = validate(yaml.safe_load((Path(__file__).resolve().parents[2] / "config/studies/selective_encryption.yaml").read_text()))
     groups = SE.restart_groups(cfg)
     assert SE.attack_decades(cfg, groups[1]) == (["dager", "dager_zero_fill"], "s00")
     assert SE.attack_decades(cfg, groups[5]) == (["dlg", "ig"], "s00")

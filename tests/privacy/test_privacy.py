@@ -32,7 +32,7 @@ from gibench import privacy as P
 from gibench.defenses import DefenseChain
 from gibench.defenses.concealed import parse_steps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ["config/config.yaml", "config/studies/stochastic_defenses.yaml",
            "config/studies/concealed_samples.yaml", "config/studies/selective_encryption.yaml"]
 

@@ -20,7 +20,7 @@ from gibench.metrics.text import text_metrics  # noqa: E402
 from gibench.models import build_model  # noqa: E402
 from gibench.models.text import PAD_ID, BoundTextModel, pad_batch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tiny_gpt2():

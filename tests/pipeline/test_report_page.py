@@ -27,7 +27,7 @@ from gibench import report_screens as RS
 from gibench.pipeline import jobs_report as JR
 from gibench.tables.render import TableDoc, table_formats
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Tags(HTMLParser):

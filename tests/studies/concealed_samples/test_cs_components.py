@@ -21,7 +21,7 @@ from gibench.defenses.concealed import (CSDefenseError, DCS2, Soteria, ats_trans
 from gibench.metrics.concealed import ssim_dcs2
 from gibench.models import build_model, count_parameters
 
-RES = str(Path(__file__).resolve().parents[1] / "resources")
+RES = str(Path(__file__).resolve().parents[3] / "resources")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 RES = str(ROOT / "resources")
 SCHEMA = ROOT / "config" / "schema" / "studies" / "concealed_samples.schema.yaml"
 

@@ -20,7 +20,7 @@ from gibench.config import validate
 
 from claims_paper_tables import write_paper_tables, write_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 COLUMNS = ["dataset", "model", "defense", "defense_label", "attack", "asr", "ssim_mean", "accuracy_mean", "status",
@@ -355,7 +355,7 @@ def test_the_columns_claims_name_are_the_tables_columns(tmp_path):
 # ====================================================================== the report
 
 def test_report_on_a_constructed_result_set(tmp_path):
-    """Real Table 2/4/5 CSVs from constructed metric rows (tests/test_tables.py: Table 4 answers known by
+    """Real Table 2/4/5 CSVs from constructed metric rows (tests/tables/test_tables.py: Table 4 answers known by
     construction) and the shipped claims of paper A: verdicts, links and the CSV."""
     from test_tables import CONFIG, synthetic_rows
 

@@ -35,7 +35,7 @@ TOY = "toy_squares"
 
 FILES = {
     "__init__.py": '''
-        """A toy study: the squares of a few numbers, each below a limit (tests/test_extend_study.py)."""
+        """A toy study: the squares of a few numbers, each below a limit (tests/studies/test_extend_study.py)."""
         STUDY = "toy_squares"
     ''',
     "spec.py": '''
@@ -92,7 +92,7 @@ FILES = {
         run_job(snakemake, square_job)  # noqa: F821 (injected by Snakemake)
     ''',
     "toy_squares.schema.yaml": '''
-        description: a toy study (tests/test_extend_study.py)
+        description: a toy study (tests/studies/test_extend_study.py)
         type: object
         additionalProperties: false
         required: [numbers]

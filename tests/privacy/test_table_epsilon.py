@@ -3,7 +3,7 @@ shows ε at the stated δ, per step and over the FedAvg run; DP-Gaussian without
 "none (no clipping)"; rows without noise show "—"; tables without a noisy row get no column.
 The numbers are checked against Balle & Wang's analytic Gaussian δ(ε) equation (independent of
 dp-accounting); the accountant itself is checked against the TF Privacy tutorial's published
-ε = 2.92 in tests/test_privacy.py."""
+ε = 2.92 in tests/privacy/test_privacy.py."""
 import copy
 import math
 from pathlib import Path
@@ -16,7 +16,7 @@ from gibench import config as gconfig
 from gibench.tables.concealed_samples import table_doc as cs_table_doc
 from gibench.tables.stochastic_defenses import table_doc as sd_table_doc
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SD = {"studies": {"stochastic_defenses": {
     "victims": 2,

@@ -24,7 +24,7 @@ from PIL import Image
 from gibench.metrics import lpips as L
 from gibench.pipeline import targets as T
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "resources" / "lpips" / "examples"
 OFFICIAL = {"alex": (0.722, 0.138), "vgg": (0.569, 0.422)}
 

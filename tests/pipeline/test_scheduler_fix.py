@@ -21,7 +21,7 @@ import pytest
 
 from gibench.pipeline import scheduler_fix
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 

@@ -20,7 +20,7 @@ from gibench.datasets import DATASETS  # noqa: E402
 from gibench.datasets.text import load_tokenizer  # noqa: E402
 from gibench.models import build_model  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RES = ROOT / "resources"
 EOS = 50256
 MAX_TOKENS = 16

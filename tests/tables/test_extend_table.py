@@ -15,7 +15,7 @@ from gibench import io
 from gibench.pipeline import jobs_tables, targets as T
 from gibench.tables import TABLES, TableDoc, register_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STUDY = "selective_encryption"
 NAME = "mean_psnr"
 

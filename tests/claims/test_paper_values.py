@@ -250,7 +250,7 @@ def test_ablation_accuracy_comparability_follows_the_fl_block():
     assert "3 FedAvg round(s) (paper: up to 300 with early stopping)" in md
     assert "1 seed(s) (paper: 3)" in md and "64 samples per client (paper: the whole training split)" in md
     line = next(b for b in doc.body if b[3] == "✓" and b[2] == "✗")          # DP+CVB: "0.14 (± 0.05)	0	99.18"
-    # accuracy and the paper's, then the ε columns (per step, over the 3 FedAvg rounds; tests/test_table_epsilon.py)
+    # accuracy and the paper's, then the ε columns (per step, over the 3 FedAvg rounds; tests/privacy/test_table_epsilon.py)
     assert line[-4:-2] == ["98.00 ± 0.00", "99.18 (± 0.00)"] and line[7] == "0.14 (± 0.05)"
     assert line[-2:] == ["2.00e+08", "6.00e+08 (3×1)"]     # docs/privacy_budgets.md: 2.00e8 per step, 6.00e8 over 3
     assert all(r["accuracy_comparable"] == "false" for r in _csv(doc))

@@ -33,7 +33,7 @@ from gibench.defenses import DP_PREFIX, DefenseChain
 from gibench.models import build_model
 from gibench.studies.stochastic_defenses.spec import spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHAPE = (3, 32, 32)
 SENTENCE = 0          # the first bundled CoLA dev sentence (see the DAGER test)
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

@@ -66,7 +66,7 @@ def test_every_rule_with_a_log_names_an_out_log():
     """Each rule's log: names its JSON record first and its stdout/stderr log as `out`."""
     import re
     from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for smk in sorted((root / "rules").glob("*.smk")):
         text = smk.read_text()
         for m in re.finditer(r"\n(\s+)log:\n\s+(\"[^\"]+\"),\n\s+out=(\"[^\"]+\"),?\n", text):
