@@ -63,3 +63,14 @@ MICRO = {
         "victims": 1,
     }},
 }
+
+
+class Named(dict):
+    """What Snakemake hands a script as ``snakemake.input`` / ``output`` / ``wildcards``: a dict
+    whose keys are also attributes (for job functions called without Snakemake)."""
+
+    def __getattr__(self, k: str):
+        try:
+            return self[k]
+        except KeyError:
+            raise AttributeError(k) from None

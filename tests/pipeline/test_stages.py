@@ -15,21 +15,14 @@ from gibench import io
 from gibench.attacks import ATTACKS, AttackResult
 from gibench.pipeline import stages
 from gibench.tables.registry import OutputEntry
+from workflow_helpers import Named
 
 
-class _Named(dict):
-    """What Snakemake hands a script as ``snakemake.input`` / ``output`` / ``wildcards``."""
-
-    def __getattr__(self, k: str) -> Any:
-        try:
-            return self[k]
-        except KeyError:
-            raise AttributeError(k) from None
 
 
 def _smk(tmp_path: Path, **kw: Any) -> SimpleNamespace:
     base = dict(config={"seed": 3}, rule="toy", log=[], params=None,
-                wildcards=_Named(attack="toy", slot="s000", rep="0"), input=_Named())
+                wildcards=Named(attack="toy", slot="s000", rep="0"), input=Named())
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -63,7 +56,7 @@ def test_attack_stage_calls_the_attack_with_the_view_and_a_rerun_writes_the_same
                                visible=None, input_shape=(2, 1, 2, 2), mean=(0.5,), std=(0.5,),
                                labels=torch.tensor([1, 0]), extras={"defenses": "chain"},
                                info={"read_secrets": False}, drop_info=("latent",), config={"seed": 3})
-    out = _Named(recon=str(tmp_path / "rep0.safetensors"), trace=str(tmp_path / "rep0.trace.parquet"))
+    out = Named(recon=str(tmp_path / "rep0.safetensors"), trace=str(tmp_path / "rep0.trace.parquet"))
     smk = _smk(tmp_path, output=out)
     first = stages.attack_stage(smk, torch.device("cpu"), view, rule="toy_attack", seed=11, label="case")
     bytes1 = [Path(p).read_bytes() for p in out.values()]
@@ -96,7 +89,7 @@ def test_evaluate_stage_writes_one_row_per_output_then_the_study_step(tmp_path):
         io.save_tensors(p, {"x": torch.full((1, 4), value)}, {"wildcards": {"rep": str(rep)}})
         recons.append(str(p))
     out = tmp_path / "rows.parquet"
-    smk = _smk(tmp_path, input=_Named(recons=recons), output=[str(out)], rule="toy_evaluate")
+    smk = _smk(tmp_path, input=Named(recons=recons), output=[str(out)], rule="toy_evaluate")
 
     def row(tensors: dict, rec: dict) -> dict:       # mean squared error against ones, by hand below
         return {"restart": int(rec["wildcards"]["rep"]), "mse": float(((tensors["x"] - 1) ** 2).mean())}
@@ -119,7 +112,7 @@ def test_gather_stage_concatenates_in_input_order_like_one_table_of_all_rows(tmp
         paths.append(str(tmp_path / f"{i}.parquet"))
         io.save_table(paths[-1], rows, {"rule": "evaluate"})
     out = tmp_path / "all.parquet"
-    smk = _smk(tmp_path, input=paths, output=[str(out)], rule="toy_gather", wildcards=_Named())
+    smk = _smk(tmp_path, input=paths, output=[str(out)], rule="toy_gather", wildcards=Named())
     assert stages.gather_stage(smk, torch.device("cpu")) == {"rows": 3}
     table, rec = io.load_table(out)
     # the same table as one built from every row at once (how the concealed-samples gather made it)
@@ -143,9 +136,9 @@ def test_table_stage_gives_the_entry_its_declared_inputs_and_a_kind_entry_its_na
         return [Path(kw["out_dir"]) / "t.csv"]
 
     kind = OutputEntry(study="toy", name="attacks", build=build, inputs=("metrics", "accuracy"), when="kind")
-    out = _Named(csv=str(tmp_path / "table1.csv"), md=str(tmp_path / "table1.md"))
-    smk = _smk(tmp_path, input=_Named(metrics=("a.parquet", "b.parquet"), cost="c.parquet"), output=out,
-               wildcards=_Named(table="table1"))
+    out = Named(csv=str(tmp_path / "table1.csv"), md=str(tmp_path / "table1.md"))
+    smk = _smk(tmp_path, input=Named(metrics=("a.parquet", "b.parquet"), cost="c.parquet"), output=out,
+               wildcards=Named(table="table1"))
     got = stages.table_stage(smk, torch.device("cpu"), entry=kind, config={"block": 1})
     args, kw = calls[0]
     assert args == ("table1",)

@@ -14,6 +14,7 @@ from gibench import config as gconfig
 from gibench import io
 from gibench.pipeline import jobs_tables, targets as T
 from gibench.tables import TABLES, TableDoc, register_table
+from workflow_helpers import Named
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = "selective_encryption"
@@ -77,14 +78,6 @@ def test_registered_table_is_a_target_with_its_inputs(demo_config, toy_table):
     assert _paths("csv") not in T.registered_outputs(no_attacks, STUDY)
 
 
-class _Named(dict):
-    """What Snakemake hands a script as ``snakemake.input`` / ``output`` / ``wildcards``."""
-
-    def __getattr__(self, k: str) -> Any:
-        try:
-            return self[k]
-        except KeyError:
-            raise AttributeError(k) from None
 
 
 def test_table_job_builds_the_registered_table(tmp_path, demo_config, toy_table):
@@ -94,9 +87,9 @@ def test_table_job_builds_the_registered_table(tmp_path, demo_config, toy_table)
     io.save_table(gathered, rows, {"rule": "gather_metrics"})
     out = tmp_path / "tables"
     smk = type("Smk", (), {})()
-    smk.input = _Named(metrics=str(gathered))
-    smk.output = _Named(csv=str(out / f"{NAME}.csv"), md=str(out / f"{NAME}.md"))
-    smk.wildcards = _Named(study=STUDY, table=NAME)
+    smk.input = Named(metrics=str(gathered))
+    smk.output = Named(csv=str(out / f"{NAME}.csv"), md=str(out / f"{NAME}.md"))
+    smk.wildcards = Named(study=STUDY, table=NAME)
     smk.config = demo_config
     smk.rule = "table"
     jobs_tables.table_job(smk, torch.device("cpu"))
