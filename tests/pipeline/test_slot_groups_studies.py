@@ -12,7 +12,9 @@ rules (cs_gradient_decade, cs_attack_decade) and their evaluation.  Independent 
   (too slow for CI on 2 cores), same way: this module's config with one attack, 50 files
   identical; selective encryption, cifar100/LeNet, 10 victims, ratio 0, ``ig`` (1 restart,
   rule attack_decade) and ``ig2`` (2 restarts, attack_restarts_decade), the decade run then
-  ``--allowed-rules attack attack_restarts``: 60 files identical;
+  ``--allowed-rules attack attack_restarts``: 60 files identical (on that run, by hand too,
+  ``ig2``'s iterations 1 -> 2 re-runs its attack_restarts_decade job only, "Params have
+  changed");
 - partial re-runs: one attack's hyperparameter re-runs that attack's decade job and its
   evaluation only (so nothing of the unchanged attack), with Snakemake's reason "params changed";
   a defense setting re-runs the gradient decade and everything below it;

@@ -18,8 +18,8 @@ tests/pipeline/test_slot_groups_studies.py).  Switching layouts does re-run the 
 though: Snakemake records each output's job's input list (a decade job's: its ten slots'), so
 after a run with decade jobs ``group_slots: false`` re-makes every grouped slot ("Set of input
 files has changed since last execution"; checked by hand on a ten-victim concealed-samples run:
-all 10 cs_gradient and 20 cs_attack jobs) -- the bytes made are the
-same, only the time is spent.  Pick the layout before a paper-scale run.
+all 10 cs_gradient and 20 cs_attack jobs; and back, on a ten-victim selective-encryption run
+made slot by slot: both decade jobs) -- the bytes made are the same, only the time is spent.  Pick the layout before a paper-scale run.
 
 At run time :func:`gibench.pipeline.runner.run_job` sees the ``decade`` wildcard and calls
 :func:`run_decade`: the job function runs once per slot with :func:`slot_view` -- a ``snakemake``
