@@ -21,7 +21,23 @@ import pytest
 
 from gibench.pipeline import slot_groups as SG
 from gibench.pipeline.replay import Files, Params, _Wildcards
-from workflow_helpers import run_snakemake, write_config
+from workflow_helpers import ROOT, run_snakemake, write_config
+
+
+def _study_tests(name: str):
+    """A study's test module (tests/studies/<study>/<name>.py) for its micro config: by path,
+    since pytest puts a test file's own folder on sys.path only when it collects that file (this
+    module run alone could not import it by name)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    path = next((ROOT / "tests" / "studies").glob(f"*/{name}.py"))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # ------------------------------------------------------------------ decades of a slot count
@@ -41,8 +57,8 @@ def test_sd_and_cs_decades_follow_victims_and_the_group_slots_key():
     from gibench.config import validate
     from gibench.studies.concealed_samples import targets as CS
     from gibench.studies.stochastic_defenses import targets as SD
-    from test_cs_spec import _cfg as cs_cfg
-    from test_sd_workflow import MICRO as SD_MICRO
+    cs_cfg = _study_tests("test_cs_spec")._cfg
+    SD_MICRO = _study_tests("test_sd_workflow").MICRO
 
     sd = copy.deepcopy(SD_MICRO)
     sd["resources_dir"] = "resources"
@@ -138,7 +154,7 @@ def test_first_failing_slot_stops_the_decade_and_the_runner_logs_each_slot(tmp_p
 # ------------------------------------------------------------------ through the real Snakefile
 
 def _sd_config(tmp_path, victims, **study):
-    from test_sd_workflow import MICRO as SD_MICRO
+    SD_MICRO = _study_tests("test_sd_workflow").MICRO
 
     cfg = copy.deepcopy(SD_MICRO)
     cfg["datasets"]["mnist"]["victims"] = victims

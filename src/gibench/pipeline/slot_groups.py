@@ -13,7 +13,13 @@ with ``{decade}x`` where X has ``{slot}``, and each slot's job writes X's log fi
 (:func:`slot_logs`: not declared to Snakemake, like any file a job writes beside its log).  X's params
 of every slot are the twin's params, so a change re-runs exactly the decades whose slots it
 touches (Snakemake compares the set of a job's param values with the one recorded for each
-output: slot-independent params give X's set, so switching layouts alone changes no params).
+output: slot-independent params give X's set, so switching layouts alone changes no params;
+tests/pipeline/test_slot_groups_studies.py).  Switching layouts does re-run the jobs it moves,
+though: Snakemake records each output's job's input list (a decade job's: its ten slots'), so
+after a run with decade jobs ``group_slots: false`` re-makes every grouped slot ("Set of input
+files has changed since last execution"; checked by hand on a ten-victim concealed-samples run:
+all 10 cs_gradient and 20 cs_attack jobs; and back, on a ten-victim selective-encryption run
+made slot by slot: both decade jobs) -- the bytes made are the same, only the time is spent.  Pick the layout before a paper-scale run.
 
 At run time :func:`gibench.pipeline.runner.run_job` sees the ``decade`` wildcard and calls
 :func:`run_decade`: the job function runs once per slot with :func:`slot_view` -- a ``snakemake``
