@@ -320,7 +320,7 @@ def _named_columns(cf: C.ClaimsFile, table: str) -> set[str]:
 def test_the_columns_claims_name_are_the_tables_columns(tmp_path):
     """Every column a claim names is a column of the real table (built here on constructed rows), so a
     renamed column is caught here rather than as 'not run' in every report."""
-    from test_tables import CONFIG, synthetic_rows
+    from se_table_rows import CONFIG, synthetic_rows
 
     from gibench.tables.selective_encryption import table2, table3, table4, table5, table6
     from gibench.tables import concealed_samples as CS
@@ -357,7 +357,7 @@ def test_the_columns_claims_name_are_the_tables_columns(tmp_path):
 def test_report_on_a_constructed_result_set(tmp_path):
     """Real Table 2/4/5 CSVs from constructed metric rows (tests/tables/test_tables.py: Table 4 answers known by
     construction) and the shipped claims of paper A: verdicts, links and the CSV."""
-    from test_tables import CONFIG, synthetic_rows
+    from se_table_rows import CONFIG, synthetic_rows
 
     from gibench.tables.selective_encryption import table2, table4, table5
 

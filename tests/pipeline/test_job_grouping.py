@@ -80,12 +80,12 @@ def test_gathered_rows_come_back_in_the_old_order(cfg):
 
 def test_one_restart_view_gives_a_restart_what_a_one_restart_job_gets():
     from gibench.pipeline.jobs_attack import one_restart
-    from gibench.pipeline.replay import Files, _Wildcards
+    from gibench.pipeline.replay import Files, Wildcards
 
     recons = [f"a/rep{i}.safetensors" for i in range(3)]
     traces = [f"a/rep{i}.trace.parquet" for i in range(3)]
     smk = SimpleNamespace(input=Files({"mask": "m.safetensors", "prior": "p.pth"}), config={"seed": 1},
-                          params=SimpleNamespace(attack={}), wildcards=_Wildcards({"study": "s", "attack": "lamp"}),
+                          params=SimpleNamespace(attack={}), wildcards=Wildcards({"study": "s", "attack": "lamp"}),
                           output=Files({"recon": recons, "trace": traces}), log=["l.json"], rule="attack_restarts",
                           threads=1)
     view = one_restart(smk, 2)

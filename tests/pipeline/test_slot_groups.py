@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from gibench.pipeline import slot_groups as SG
-from gibench.pipeline.replay import Files, Params, _Wildcards
+from gibench.pipeline.replay import Files, Params, Wildcards
 from workflow_helpers import ROOT, run_snakemake, write_config
 
 
@@ -85,7 +85,7 @@ GRAD = "results/gradients/x/{dataset}/{slot}.safetensors"
 
 def _decade_job(rule="x_attack_decade"):
     """A decade job's ``snakemake`` object as Snakemake builds it from the rule helpers."""
-    wc = _Wildcards({"dataset": "mnist", "decade": "s01", "attack": "ig", "rep": "0"})
+    wc = Wildcards({"dataset": "mnist", "decade": "s01", "attack": "ig", "rep": "0"})
     inputs = SG.slot_inputs(lambda w: {"weights": f"w/{w.dataset}.safetensors"}, gradient=GRAD,
                             knowledge=lambda w: f"k/{w.slot}.json")(wc)
     outputs = {k: SG.fill(v, wc) for k, v in SG.slot_outputs(recon=RECON, trace=TRACE).items()}

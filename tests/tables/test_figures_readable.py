@@ -15,7 +15,7 @@ from gibench.tables import figures as F
 from gibench.tables import he_overhead as HE
 from gibench.tables.selective_encryption import figures as SEF
 
-from test_tables import CONFIG, SLOTS, synthetic_rows
+from se_table_rows import CONFIG, SLOTS, synthetic_rows
 
 
 @pytest.fixture

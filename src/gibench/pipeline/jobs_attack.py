@@ -37,10 +37,10 @@ def one_restart(smk: Any, rep: int) -> SimpleNamespace:
     """The ``snakemake`` object of one restart of a job that runs them all (rule
     ``attack_restarts``): the job's inputs, config and params, the restart's ``rep``
     wildcard and its two outputs -- what a one-restart job (rule ``attack``) receives."""
-    from .replay import Files, _Wildcards
+    from .replay import Files, Wildcards
 
     return SimpleNamespace(input=smk.input, config=smk.config, params=smk.params,
-                           wildcards=_Wildcards({**dict(smk.wildcards), "rep": str(rep)}),
+                           wildcards=Wildcards({**dict(smk.wildcards), "rep": str(rep)}),
                            output=Files({"recon": list(smk.output.recon)[rep], "trace": list(smk.output.trace)[rep]}),
                            log=getattr(smk, "log", []), rule=getattr(smk, "rule", None),
                            threads=getattr(smk, "threads", 1))

@@ -88,7 +88,7 @@ class Params(SimpleNamespace):
         self._names = {k: (i, None) for i, k in enumerate(d)}
 
 
-class _Wildcards(SimpleNamespace):
+class Wildcards(SimpleNamespace):
     """Attribute access + dict() conversion, like Snakemake's Wildcards."""
 
     def __init__(self, d: dict):
@@ -155,7 +155,7 @@ def smk_from_record(record: dict, config: dict) -> SimpleNamespace:
     if params is None and "file" in record:      # a sidecar: its params are the rule's params
         params = record.get("params")
     return SimpleNamespace(input=Files(record.get("input_files") or {}), output=Files(record.get("output_files") or {}),
-                           wildcards=_Wildcards(_current_names(record.get("wildcards", {}))), config=config,
+                           wildcards=Wildcards(_current_names(record.get("wildcards", {}))), config=config,
                            params=Params(params or {}), log=list(record.get("log_files") or []),
                            threads=int(record.get("torch_threads") or 1), rule=record.get("rule"),
                            resources=SimpleNamespace())

@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from .replay import Files, Params, _Wildcards
+from .replay import Files, Params, Wildcards
 
 #: the wildcard of a decade job (``s01``: slots s010..s019)
 DECADE = "decade"
@@ -67,13 +67,13 @@ def decade_pattern(n_slots: int | None, enabled: bool = True) -> str:
     return "|".join(decades) if decades else NO_DECADE
 
 
-def slot_wildcards(wc: Any, slot: str) -> _Wildcards:
+def slot_wildcards(wc: Any, slot: str) -> Wildcards:
     """A decade job's wildcards as rule X's job of ``slot`` has them: ``decade`` replaced in place
     by ``slot`` (attribute and mapping access, like Snakemake's)."""
-    return _Wildcards({("slot" if k == DECADE else k): (slot if k == DECADE else v) for k, v in dict(wc).items()})
+    return Wildcards({("slot" if k == DECADE else k): (slot if k == DECADE else v) for k, v in dict(wc).items()})
 
 
-def _slot_of(wc: Any, d: str) -> _Wildcards:
+def _slot_of(wc: Any, d: str) -> Wildcards:
     return slot_wildcards(wc, getattr(wc, DECADE) + d)
 
 
