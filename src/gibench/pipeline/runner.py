@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
 from .. import io
 from ..provenance import job_context, run_record, write_sidecars
+from .slot_groups import is_decade_job, run_decade
 
 # torch (and gibench.device, which imports it) only when a job runs: the DAG build imports this
 # module (every job module's `say`) and needs no torch (tests/test_import_graph.py)
@@ -87,16 +88,14 @@ def run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
     its stdout/stderr to its text log (:func:`text_log`).  A decade job (a ``decade`` wildcard:
     :mod:`gibench.pipeline.slot_groups`) runs ``fn`` once per slot, each slot exactly as its
     per-slot rule's job (run record and text log included), and records the decade's run."""
-    from .slot_groups import is_decade_job, run_decade
-
     with captured_output(text_log(smk)):
         if is_decade_job(smk):
-            _run_decade(smk, fn, run_decade)
+            _run_decade(smk, fn)
         else:
             _run_job(smk, fn)
 
 
-def _run_decade(smk: Any, fn: Callable, run_decade: Callable) -> None:
+def _run_decade(smk: Any, fn: Callable) -> None:
     start = time.time()
     status, extra = "ok", {}
     try:

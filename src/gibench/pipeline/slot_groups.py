@@ -1,6 +1,7 @@
 """Decade jobs (issue 23): one job runs the ten victim slots of a *decade* with the unchanged
-per-slot job function, so a paper-scale study has ~10x fewer jobs and loads its model once per
-ten victims instead of once per victim.
+per-slot job function, so a paper-scale study has ~10x fewer jobs: one process start, import of
+torch and DAG/scheduler entry per ten victims instead of per victim.  Each slot's job function
+still builds its own model and reads its own inputs (that is what keeps the bytes X's).
 
 A slot is ``s000``..``s999`` (:mod:`gibench.wildcards`); a decade is the ten slots sharing the
 first two digits (``s01`` = ``s010``..``s019``).  A per-slot rule ``X`` gets a twin ``X_decade``
@@ -35,6 +36,7 @@ Import-light: the DAG build imports this module (no torch).
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from .replay import Files, Params, Wildcards
@@ -167,8 +169,6 @@ def _pick(files: Any, d: str) -> dict:
 def slot_view(smk: Any, slot: str) -> Any:
     """The ``snakemake`` object rule X's job of ``slot`` would get (X = the decade rule's name
     without ``_decade``)."""
-    from types import SimpleNamespace
-
     decade = getattr(smk.wildcards, DECADE)
     if not slot.startswith(decade) or len(slot) != len(decade) + 1:
         raise ValueError(f"slot {slot!r} is not in decade {decade!r}")
