@@ -46,7 +46,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", default=None, help="folder of the JSON results (default: benchmarks/results)")
     ap.add_argument("names", nargs="*")
     args = ap.parse_args(argv)
-    names = args.names or sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    # a benchmark that sets EXPLICIT_ONLY (bench_demo: two whole demos) runs only when named
+    names = args.names or sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py")
+                                 if "EXPLICIT_ONLY = True" not in p.read_text())
     out_dir = Path(args.out) if args.out else HERE / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
