@@ -122,7 +122,7 @@ def run_demo(tree: Path, cores: int) -> tuple[dict, dict[str, str]]:
         job_s = sum(r["job_seconds"] for r in rules.values())
         warm_cpu = sum(r["record_cpu_seconds"] for r in rules.values()) if _warm_used(work) else 0.0
         result = {
-            "commit": _head(tree), "returncode": proc.returncode, "cores": cores,
+            "commit": _head(work), "returncode": proc.returncode, "cores": cores,
             "wall_seconds": round(wall, 1),
             "cpu_seconds": round(children_cpu + warm_cpu, 1),
             "cpu_seconds_children": round(children_cpu, 1),
