@@ -9,7 +9,8 @@ Each clone uses this checkout's ``.venv`` (the Snakefile puts the clone's own ``
 * ``wall_seconds``: the whole ``snakemake`` run, DAG build included;
 * ``cpu_seconds``: user + sys of every process the run waited for (``RUSAGE_CHILDREN``), plus
   the CPU of jobs run by a warm worker (:mod:`gibench.pipeline.warm`, whose forked job processes
-  are not children of the run: their run records carry ``cpu_seconds``); both parts are reported;
+  are not children of the run: their run records carry ``warm: true`` and ``process_cpu_s``; the
+  warm server's own start-up is not in either part); both parts are reported;
 * per rule: jobs, the sum of Snakemake's ``benchmark:`` wall seconds (``s``: the whole job,
   process start included) and of the jobs' own ``seconds`` (the runner's timer around the job
   function, from the run record in the job's log), and their difference per job: the start-up
@@ -88,7 +89,9 @@ def job_times(workdir: Path) -> dict:
         r["benchmark_seconds"] += float(rows[-1]["s"])
         # the runner's timer (a job's own `seconds` fact is renamed job_seconds in newer records)
         r["job_seconds"] += float(rec.get("seconds", 0.0))
-        r["record_cpu_seconds"] += float(rec.get("cpu_seconds", 0.0) or 0.0)
+        # the CPU of a job run by a warm worker (its whole forked process): not a child of the run
+        if rec.get("warm"):
+            r["record_cpu_seconds"] += float(rec.get("process_cpu_s", 0.0) or 0.0)
     for r in rules.values():
         r["startup_seconds_per_job"] = round((r["benchmark_seconds"] - r["job_seconds"]) / r["jobs"], 3)
         for k in ("benchmark_seconds", "job_seconds", "record_cpu_seconds"):
@@ -120,7 +123,7 @@ def run_demo(tree: Path, cores: int) -> tuple[dict, dict[str, str]]:
         jobs = sum(r["jobs"] for r in rules.values())
         bench_s = sum(r["benchmark_seconds"] for r in rules.values())
         job_s = sum(r["job_seconds"] for r in rules.values())
-        warm_cpu = sum(r["record_cpu_seconds"] for r in rules.values()) if _warm_used(work) else 0.0
+        warm_cpu = warm_job_cpu(work)
         result = {
             "commit": _head(work), "returncode": proc.returncode, "cores": cores,
             "wall_seconds": round(wall, 1),
@@ -142,15 +145,17 @@ def run_demo(tree: Path, cores: int) -> tuple[dict, dict[str, str]]:
     return result, digests
 
 
-def _warm_used(work: Path) -> bool:
-    """Whether any job ran in a warm worker (its run record says so)."""
-    for log in (work / "logs").rglob("*.json"):
+def warm_job_cpu(workdir: Path) -> float:
+    """CPU seconds of every job a warm worker ran (run records with ``warm: true``, any rule)."""
+    total = 0.0
+    for log in (workdir / "logs").rglob("*.json"):
         try:
-            if json.loads(log.read_text()).get("warm"):
-                return True
-        except (OSError, ValueError, AttributeError):
+            rec = json.loads(log.read_text())
+        except (OSError, ValueError):
             continue
-    return False
+        if isinstance(rec, dict) and rec.get("warm"):
+            total += float(rec.get("process_cpu_s", 0.0) or 0.0)
+    return total
 
 
 def run() -> dict:
