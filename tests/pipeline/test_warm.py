@@ -218,3 +218,28 @@ def test_micro_workflow_artifacts_are_byte_identical_warm_and_cold(tmp_path, soc
     # data, model, gradient, knowledge, the four significance masks, config report, ...
     assert len(same) >= 8 and any(k.endswith(".safetensors") for k in same)
     assert same == {k: found["1"][k] for k in same}
+
+
+def test_server_refuses_after_cuda_was_touched(monkeypatch):
+    import torch
+
+    from gibench.pipeline import warm_server
+
+    warm_server.preload()
+    assert not warm_server.cuda_touched()          # importing torch and the job modules does not
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert warm_server.cuda_touched()
+
+
+def test_job_modules_cover_the_thin_scripts():
+    """Every module a thin script names is preloaded by the server."""
+    import re
+
+    from gibench.pipeline import warm_server
+
+    refs = {m for p in (ROOT / "workflow" / "scripts").glob("*.py")
+            for m in re.findall(r'"(gibench[\w.]*):\w+"', p.read_text())}
+    refs |= {m for p in (ROOT / "workflow" / "scripts").glob("*.py")
+             for m in re.findall(r'= "(gibench[\w.]*)"', p.read_text())}
+    assert len(refs) >= 10
+    assert refs <= set(warm_server.job_modules())

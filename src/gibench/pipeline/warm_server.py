@@ -51,6 +51,15 @@ def preload() -> None:
             _log(f"preloading {name} failed: {type(e).__name__}: {e}")
 
 
+def cuda_touched() -> bool:
+    """Whether the preload initialised CUDA or asked the driver for devices (a forked child could
+    then not use CUDA); the server refuses to serve then and jobs run in their own processes."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    return bool(torch.cuda.is_initialized() or getattr(torch.cuda, "_cached_device_count", None) is not None)
+
+
 def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
     conn.settimeout(60)
     data, fds, _flags, _addr = socket.recv_fds(conn, warm._HDR.size, 3)
@@ -261,6 +270,9 @@ def main(argv: list[str]) -> int:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}   # the digest of the client's
     if client_pythonpath is not None:                                   # environment (ours has src/ first)
         env["PYTHONPATH"] = client_pythonpath
+    if cuda_touched():
+        _log("an import touched CUDA: forked jobs could not use it; not serving")
+        return 4
     now = warm.tree_digest(env)
     if now != digest:
         _log(f"the code tree changed while importing ({digest[:16]} -> {now[:16]}): not serving")
