@@ -243,3 +243,17 @@ def test_job_modules_cover_the_thin_scripts():
              for m in re.findall(r'= "(gibench[\w.]*)"', p.read_text())}
     assert len(refs) >= 10
     assert refs <= set(warm_server.job_modules())
+
+
+def test_a_refused_tree_runs_in_process_without_starting_servers(tmp_path):
+    sockdir = tempfile.mkdtemp(prefix="gw", dir="/tmp")
+    try:
+        env = _env(sockdir)
+        warm.private_dir(Path(sockdir))
+        (Path(sockdir) / f"{warm.tree_digest(env)[:16]}.refused").write_text("because of a test\n")
+        code, out, err = _run(tmp_path, "warm_jobs:facts_job", env)
+        assert code == 0, err
+        assert "refused: because of a test" in err and _record(tmp_path)["warm"] is False
+        assert not list(Path(sockdir).glob("*.sock")) and not list(Path(sockdir).glob("*.log"))
+    finally:
+        shutil.rmtree(sockdir, ignore_errors=True)

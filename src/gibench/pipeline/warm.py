@@ -178,6 +178,9 @@ def connect(digest: str | None = None) -> socket.socket:
     private_dir(path.parent)
     with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
         return _connect(path)
+    refused = path.with_suffix(".refused")
+    if refused.exists():
+        raise WarmUnavailable(f"the server for this code tree refused: {refused.read_text().strip()}")
     try:
         lock = open(path.with_suffix(".lock"), "a")
     except OSError as e:

@@ -271,7 +271,9 @@ def main(argv: list[str]) -> int:
     if client_pythonpath is not None:                                   # environment (ours has src/ first)
         env["PYTHONPATH"] = client_pythonpath
     if cuda_touched():
-        _log("an import touched CUDA: forked jobs could not use it; not serving")
+        reason = "an import touched CUDA: forked jobs could not use it"
+        _log(f"{reason}; not serving")
+        path.with_suffix(".refused").write_text(reason + "\n")   # clients of this tree stop trying
         return 4
     now = warm.tree_digest(env)
     if now != digest:
