@@ -158,11 +158,11 @@ def _start_sleeper(tmp: Path, sockdir: str) -> tuple[subprocess.Popen, int]:
         assert p.poll() is None, p.communicate()
         time.sleep(0.05)
     child = int(pidfile.read_text())
-    assert child != p.pid and _record_is_warm_child(child, p.pid)
+    assert child != p.pid and _not_forked_by(child, p.pid)
     return p, child
 
 
-def _record_is_warm_child(child: int, client: int) -> bool:
+def _not_forked_by(child: int, client: int) -> bool:
     """The job runs in another process than the client (a fork of the server)."""
     with open(f"/proc/{child}/stat") as f:
         ppid = int(f.read().rsplit(")", 1)[1].split()[1])
