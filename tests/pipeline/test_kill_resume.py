@@ -1,6 +1,6 @@
 """Kill and resume without manual steps (issue 26, item 8).
 
-A real micro run (cifar100/lenet, one victim, grad, ratios 0 and 0.3, IG 200 iterations) is
+A real micro run (cifar100/lenet, one victim, grad, ratios 0 and 0.3, IG 1000 iterations) is
 killed with SIGKILL -- the whole process group, as the kernel's OOM killer or a lost node
 would -- while an attack job runs; the same command run again must finish (before: it stopped
 with LockException, then IncompleteFilesException, until --unlock and --rerun-incomplete).
@@ -42,7 +42,7 @@ def test_a_run_killed_by_sigkill_resumes_when_run_again(tmp_path):
     cfg = copy.deepcopy(MICRO)
     cfg["studies"][STUDY].update({
         "significance": {"metrics": ["grad"], "ratios": [0.0, 0.3], "cost_metrics": ["grad"]},
-        "attacks": {"ig": {"params": {"iterations": 200}}},
+        "attacks": {"ig": {"params": {"iterations": 1000}}},
         "overhead": {"enabled": False},
     })
     path = write_config(tmp_path, cfg)
@@ -51,11 +51,12 @@ def test_a_run_killed_by_sigkill_resumes_when_run_again(tmp_path):
                             start_new_session=True)
     try:
         deadline = time.time() + 900
-        while "rule attack:" not in (tmp_path / "first.log").read_text():
+        # the attack's first progress line: it is running now (a warm-mode job starts at once,
+        # so a fixed sleep after "rule attack:" could outlast it); 1000 iterations take seconds
+        while ": iteration 0," not in (tmp_path / "first.log").read_text():
             assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             assert time.time() < deadline, "the attack job never started"
-            time.sleep(0.5)
-        time.sleep(2.0)                                   # the attack job is running now
+            time.sleep(0.1)
         assert proc.poll() is None
         os.killpg(proc.pid, signal.SIGKILL)              # Snakemake and its job, no clean-up
         proc.wait(timeout=60)

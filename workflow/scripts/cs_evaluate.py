@@ -1,5 +1,4 @@
 # Thin Snakemake script: all logic lives in gibench.studies.concealed_samples.jobs (unit-tested there).
-from gibench.studies.concealed_samples.jobs import cs_evaluate_job
 from gibench.pipeline.runner import run_job
 
-run_job(snakemake, cs_evaluate_job)  # noqa: F821 (injected by Snakemake)
+run_job(snakemake, "gibench.studies.concealed_samples.jobs:cs_evaluate_job")  # noqa: F821 (injected by Snakemake)

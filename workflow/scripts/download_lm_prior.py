@@ -1,5 +1,4 @@
 # Thin Snakemake script: fetch LAMP's BERT-vocabulary LM prior (.pth) to <hub_dir>/lamp/.
-from gibench.pipeline.jobs_text import download_lm_prior_job
 from gibench.pipeline.runner import run_job
 
-run_job(snakemake, download_lm_prior_job)  # noqa: F821 (injected by Snakemake)
+run_job(snakemake, "gibench.pipeline.jobs_text:download_lm_prior_job")  # noqa: F821 (injected by Snakemake)

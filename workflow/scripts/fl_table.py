@@ -1,5 +1,4 @@
 # Thin Snakemake script: all logic lives in gibench.pipeline (unit-tested there).
-from gibench.pipeline.jobs_fl import fl_table_job
 from gibench.pipeline.runner import run_job
 
-run_job(snakemake, fl_table_job)  # noqa: F821 (injected by Snakemake)
+run_job(snakemake, "gibench.pipeline.jobs_fl:fl_table_job")  # noqa: F821 (injected by Snakemake)

@@ -1,5 +1,4 @@
 # Thin Snakemake script: all logic lives in gibench.pipeline.jobs_report.
-from gibench.pipeline.jobs_report import config_job
 from gibench.pipeline.runner import run_job
 
-run_job(snakemake, config_job)  # noqa: F821 (injected by Snakemake)
+run_job(snakemake, "gibench.pipeline.jobs_report:config_job")  # noqa: F821 (injected by Snakemake)

@@ -1,5 +1,4 @@
 # Thin Snakemake script: all logic lives in gibench.studies.stochastic_defenses.jobs (unit-tested there).
-from gibench.studies.stochastic_defenses.jobs import sd_model_job
 from gibench.pipeline.runner import run_job
 
-run_job(snakemake, sd_model_job)  # noqa: F821 (injected by Snakemake)
+run_job(snakemake, "gibench.studies.stochastic_defenses.jobs:sd_model_job")  # noqa: F821 (injected by Snakemake)

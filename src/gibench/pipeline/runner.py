@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
 from .. import io
 from ..provenance import job_context, run_record, write_sidecars
+from . import warm
+from .replay import resolve
 from .slot_groups import is_decade_job, run_decade
 
 # torch (and gibench.device, which imports it) only when a job runs: the DAG build imports this
@@ -25,6 +28,10 @@ def __getattr__(name: str) -> Any:
 
         return pick_device
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: True in a warm-mode child (:mod:`gibench.pipeline.warm_server` sets it): the run record says so
+WARM = False
 
 
 def say(msg: str) -> None:
@@ -83,11 +90,26 @@ def captured_output(path: str | None) -> Iterator[None]:
             sys.stdout, sys.stderr = out, err
 
 
-def run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
+def run_job(smk: Any, fn: str | Callable[[Any, torch.device], dict | None]) -> None:
     """Call ``fn(smk, device)``; write the run record (volatile facts) to the job's log and
     its stdout/stderr to its text log (:func:`text_log`).  A decade job (a ``decade`` wildcard:
     :mod:`gibench.pipeline.slot_groups`) runs ``fn`` once per slot, each slot exactly as its
-    per-slot rule's job (run record and text log included), and records the decade's run."""
+    per-slot rule's job (run record and text log included), and records the decade's run.
+
+    ``fn`` may be a reference ``"module:qualname"`` (what the thin scripts pass, so that they
+    import no torch): with warm mode on (:mod:`gibench.pipeline.warm`) the job then runs in a
+    fork of the warm server and this process exits as that child did; otherwise (or when the
+    server cannot be reached: one warning line) it is imported and run here."""
+    if isinstance(fn, str):
+        if warm.enabled():
+            try:
+                code = warm.submit(smk, fn)
+            except warm.WarmUnavailable as e:
+                print(f"gibench warm: {e}; running the job in this process", file=sys.stderr, flush=True)
+            else:
+                warm.exit_with(code)
+                return
+        fn = resolve(fn)
     with captured_output(text_log(smk)):
         if is_decade_job(smk):
             _run_decade(smk, fn)
@@ -97,6 +119,7 @@ def run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
 
 def _run_decade(smk: Any, fn: Callable) -> None:
     start = time.time()
+    cpu0 = _cpu_seconds()
     status, extra = "ok", {}
     try:
         extra = run_decade(smk, fn, _run_job_logged, say)
@@ -104,7 +127,7 @@ def _run_decade(smk: Any, fn: Callable) -> None:
         status = f"failed: {type(e).__name__}: {e}"
         raise
     finally:
-        _write_run_record(smk, start, status, None, extra)
+        _write_run_record(smk, start, status, None, {**extra, "cpu_s": round(_cpu_seconds() - cpu0, 3)})
 
 
 def _run_job_logged(smk: Any, fn: Callable) -> None:
@@ -120,6 +143,7 @@ def _run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
     threads = int(getattr(smk, "threads", 1) or 1)
     torch.set_num_threads(max(1, threads))
     start = time.time()
+    cpu0 = _cpu_seconds()
     status, extra, device = "ok", {}, None
     try:
         # a job given a GPU that finds no CUDA stops here (or warns, with cpu_fallback: true)
@@ -134,7 +158,27 @@ def _run_job(smk: Any, fn: Callable[[Any, torch.device], dict | None]) -> None:
         extra = {"traceback": traceback.format_exc()}
         raise
     finally:
+        extra = {**extra, "cpu_s": round(_cpu_seconds() - cpu0, 3)}
         _write_run_record(smk, start, status, device, extra)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of the children it waited for."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def process_usage() -> dict[str, Any]:
+    """The job process's own costs for the run record (Snakemake's ``benchmark:`` TSV measures the
+    client's process tree, which under warm mode is only the thin client): CPU seconds of the whole
+    process (a fresh process: with its Python start-up and imports; a warm child: from its fork)
+    and its peak resident memory (a warm child's is counted by the kernel from its fork and was
+    lower than a fresh process's in the micro workflow, 172 vs 251 MB: compare it within one mode),
+    and whether it ran warm."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"process_cpu_s": round(own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime, 3),
+            "max_rss_mb": round(max(own.ru_maxrss, kids.ru_maxrss) / 1024, 1), "warm": WARM}
 
 
 def _write_run_record(smk: Any, start: float, status: str, device: Any, extra: dict) -> None:
@@ -143,7 +187,7 @@ def _write_run_record(smk: Any, start: float, status: str, device: Any, extra: d
         # a job's own facts never overwrite the runner's (status, device, rule)
         extra = {(f"job_{k}" if k in ("status", "device", "rule") else k): v for k, v in extra.items()}
         rec = run_record(start, rule=getattr(smk, "rule", None), status=status,
-                         device=None if device is None else str(device), **extra)
+                         device=None if device is None else str(device), **{**extra, **process_usage()})
         try:
             io.write_json(logs[0], rec)
         except OSError:
