@@ -35,9 +35,10 @@ Import-light: the DAG build imports this module (no torch).
 """
 from __future__ import annotations
 
+import os
 import re
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .replay import Files, Params, Wildcards
 
@@ -67,6 +68,68 @@ def decade_pattern(n_slots: int | None, enabled: bool = True) -> str:
     slot count of any case the rules serve), or one that matches nothing."""
     decades = full_decades(n_slots) if enabled and n_slots else []
     return "|".join(decades) if decades else NO_DECADE
+
+
+def per_slot_constraint(outputs: Any, twin: Mapping[str, str], base: Mapping[str, str]) -> dict[str, str]:
+    """The wildcard constraint that makes per-slot rule X match exactly those files of its
+    ``outputs`` (X's output patterns: one, a list, or a dict of them) that its twin ``X_decade``
+    (its constraints ``twin``: ``decade`` and any others, e.g. ``study``, ``attack``) does not
+    make.  So Snakemake builds no candidate job of X for a file the twin makes (``ruleorder`` would
+    throw it away, after building it: 4,870 of the 7,735 jobs a selective-encryption dry run
+    built), and X still makes LAMP's slots and those of partial decades.
+
+    The twin's files are a product set (each of its wildcards in its own constraint); the
+    complement is not one, so it is said by one negative lookahead on the first wildcard of the
+    patterns: the pattern from there to the last of the twin's wildcards, ``{slot}`` as the twin
+    has it (``(?:<decade>)[0-9]``), the twin's wildcards as it constrains them, every other
+    wildcard as ``[^/]+`` (X's own constraint already holds there; no wildcard value holds a ``/``),
+    then the text after it that all ``outputs`` share (its end).  Returns ``{wildcard: constraint}``
+    for ``wildcard_constraints: **...``; ``base`` is the workflow's constraints
+    (``workflow.wildcard_constraints``), whose constraint of that wildcard follows the lookahead.
+    A twin that matches nothing leaves that constraint as it is.  Checked against Snakemake's own
+    matching of the files the DAG needs: tests/pipeline/test_slot_groups_complement.py."""
+    patterns = list(outputs.values()) if isinstance(outputs, Mapping) else (
+        [outputs] if isinstance(outputs, str) else list(outputs))
+    patterns = [q for p in patterns for q in ([p] if isinstance(p, str) else p)]
+    if DECADE not in twin:
+        raise ValueError(f"twin constraints {sorted(twin)} name no {DECADE!r}")
+    known = {("slot" if k == DECADE else k): (f"(?:{v})[0-9]" if k == DECADE else v) for k, v in twin.items()}
+    heads, tails = set(), []
+    for pattern in patterns:
+        matches = list(_WILDCARD.finditer(pattern))
+        names = [m.group(1) for m in matches]
+        missing = sorted(set(known) - set(names))
+        if missing:
+            raise ValueError(f"output {pattern!r} has no wildcard {missing} the twin constrains"
+                             + (" (no {slot}: not a per-slot rule's output)" if "slot" in missing else ""))
+        last = max(i for i, n in enumerate(names) if n in known)
+        parts, pos = [], matches[0].start()
+        for m in matches[: last + 1]:
+            parts.append(re.escape(pattern[pos:m.start()]))
+            parts.append(f"(?:{known[m.group(1)]})" if m.group(1) in known else "[^/]+")
+            pos = m.end()
+        end = matches[last + 1].start() if last + 1 < len(matches) else len(pattern)
+        heads.add((names[0], "".join(parts)))
+        tails.append(pattern[pos:end] if end > pos else None)
+    if len(heads) != 1:
+        raise ValueError(f"outputs {patterns} differ before the twin's last wildcard: no one constraint says them")
+    (first, head), = heads
+    own = base.get(first)
+    if not own:
+        raise ValueError(f"no constraint of wildcard {first!r} in the workflow's ({sorted(base)})")
+    if any(_matches_nothing(v) for v in known.values()):
+        return {first: own}
+    if None in tails:   # the last of the twin's wildcards ends a pattern
+        tail = "$" if len(set(tails)) == 1 else None
+    else:
+        tail = re.escape(os.path.commonprefix(tails)) or None
+    if tail is None:
+        raise ValueError(f"outputs {patterns} share no text after the twin's last wildcard: its end is unsaid")
+    return {first: f"(?!{head}{tail}){own}"}
+
+
+def _matches_nothing(constraint: str) -> bool:
+    return constraint in (NO_DECADE, "(?!)", f"(?:{NO_DECADE})[0-9]")
 
 
 def slot_wildcards(wc: Any, slot: str) -> Wildcards:
