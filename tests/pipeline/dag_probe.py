@@ -18,6 +18,7 @@ import json
 import os
 import sys
 
+import snakemake.api  # noqa: F401  (first: snakemake.dag or .workflow alone is a circular import)
 import snakemake.dag as D
 import snakemake.jobs as J
 

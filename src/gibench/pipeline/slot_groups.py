@@ -7,7 +7,10 @@ A slot is ``s000``..``s999`` (:mod:`gibench.wildcards`); a decade is the ten slo
 first two digits (``s01`` = ``s010``..``s019``).  A per-slot rule ``X`` gets a twin ``X_decade``
 (rules/*.smk) whose ``{decade}`` wildcard is constrained to the decades whose ten slots all exist
 in the config (:func:`decade_pattern`; a last partial decade, e.g. ``s120``..``s127`` of 128
-victims, is made by ``X`` slot by slot) and ``ruleorder: X_decade > X``.  The twin's inputs,
+victims, is made by ``X`` slot by slot); X gets the exact complement of the twin's constraints
+(:func:`per_slot_constraint`), so each file has one producer rule and the DAG build makes no job it
+throws away; ``ruleorder: X_decade > X`` stays as a safety net (consulted only if both ever
+matched one file; tests/pipeline/test_slot_groups_complement.py checks they never do).  The twin's inputs,
 outputs and params are X's, slot by slot, named ``<name>__<digit>``
 (:func:`slot_inputs`, :func:`slot_outputs`, :func:`slot_params`); its own log files are X's
 with ``{decade}x`` where X has ``{slot}``, and each slot's job writes X's log files
