@@ -182,8 +182,17 @@ def _attack_files(config: dict, pattern: str, model: str, dataset: str, attack: 
     return out
 
 
+def _by_name(figs: list[dict]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for f in figs:
+        out.setdefault(f["name"], f)   # the first of a name, as a search in order finds
+    return out
+
+
 def figure_inputs(config: dict, study: str, figure: str) -> dict:
-    fig = next((f for f in figure_specs(config["studies"][study]) if f["name"] == figure), None)
+    # the figure specs once per config (memo), not once per figure job: the DAG build asks for
+    # each of the ~70 paper-scale figures' inputs, and figure_specs makes them all
+    fig = memo(config, f"figure_specs:{study}", lambda c: _by_name(figure_specs(c["studies"][study]))).get(figure)
     if fig is None:
         raise ValueError(f"unknown figure {figure!r} for study {study!r}")
     inputs: dict = {"metrics": P.fmt(P.ALL_METRICS, study=study)}
