@@ -12,13 +12,8 @@ _MULTI = [k for k in _RESTARTS if k > 1]
 # group_slots (issue 23): the decade twins' constraints (rule attack_decade below: grouped
 # attacks, study, full decades); each per-slot rule gets their exact complement
 # (SG.per_slot_constraint), so Snakemake builds no per-slot job for a decade twin's file.
-def _twin(attacks):
-    grouped, decades = SE.attack_decades(config, attacks)
-    return dict(study=SE.STUDY, attack=T.attack_choice(grouped), decade=decades)
-
-
-_TWINS = {k: _twin(v) for k, v in _RESTARTS.items()}
-_ONE_TWIN = _TWINS.get(1) or _twin([])
+_TWINS = {k: SE.attack_twin(config, v) for k, v in _RESTARTS.items()}
+_ONE_TWIN = _TWINS.get(1) or SE.attack_twin(config, [])
 
 
 rule attack:

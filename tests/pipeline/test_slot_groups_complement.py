@@ -117,6 +117,15 @@ def test_a_twin_that_matches_nothing_leaves_the_constraint():
     assert re.compile(c).match(SE)
 
 
+def test_the_per_slot_rules_can_be_told_to_match_every_slot(monkeypatch):
+    """GIBENCH_PER_SLOT_RULES=all (with --allowed-rules X: the byte-identity tests re-make a
+    decade slot by slot): X matches the twin's files too."""
+    monkeypatch.setenv(SG.ALL_SLOTS_ENV, "all")
+    got = _matchers(dict(_se_files()), _se_rules(TWIN, TWIN))
+    assert all("attack" in v for v in got.values())
+    assert sum(v == ["attack", "attack_decade"] for v in got.values()) == 2 * 5 * 2 * 2
+
+
 def test_bad_uses_are_refused():
     with pytest.raises(ValueError, match="no {slot}"):
         SG.per_slot_constraint([P.WEIGHTS], {"decade": "s00"}, GLOBAL)
