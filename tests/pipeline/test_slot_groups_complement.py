@@ -170,5 +170,6 @@ def test_dag_builds_no_throwaway_jobs_and_keeps_its_job_stats(name, tmp_path):
         for rule in (x, x + SG.SUFFIX):
             assert got["created"].get(rule, 0) == got["kept"].get(rule, 0), (rule, got["created"], got["kept"])
     grouped = [x for x in got["pairs"] if got["kept"].get(x + SG.SUFFIX)]
-    if name != "demo":   # the paper-scale configs run decade jobs: the check above saw their files
+    if name not in ("demo", "reproduce"):   # the paper-scale studies run decade jobs (the demo and
+        # reproduce.yaml have fewer than ten victims per case): the check above saw their files
         assert grouped and all(got["pairs"][x]["files"] for x in grouped)
