@@ -8,8 +8,13 @@ environment variable ``GIBENCH_OLD_TREE`` (e.g. ``git worktree add --detach ../o
   (``snakemake -n --profile slurm``, the workflow profile loaded too; ``bench_slurm_dryrun``'s
   procedure: a fresh temporary working directory, the bundled resources): job count, per-rule
   counts, wall seconds and the snakemake process's CPU seconds (less sensitive to other load);
-* the selective-encryption dry run once more without ``--profile slurm`` (``no_slurm_profile``:
-  ``snakemake -n --configfile config/studies/selective_encryption.yaml``);
+* every paper-scale dry run once more without ``--profile slurm`` (``no_slurm_profile``:
+  ``snakemake -n --configfile config/studies/<study>.yaml``, the workflow profile only);
+* in each dry run, the Job objects Snakemake built (``jobs_created``, per rule in
+  ``jobs_created_per_rule``; candidates thrown away included) next to the DAG's jobs: the
+  command line runs under tests/pipeline/dag_probe.py of *this* checkout (it wraps
+  ``snakemake.cli.main``, counts ``Job.__init__`` calls and reads the finished DAG; the same
+  wrapper for both trees);
 * the job count of the embedded default (``config/config.yaml``, what ``make demo`` runs),
   from a dry run.  The demo itself is not run here (shared CPU).
 
@@ -21,6 +26,7 @@ every paper-scale study down at least 3x.  Each checkout's Snakefile imports its
 """
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -40,11 +46,15 @@ TARGET_SE_SECONDS = 15.0
 TARGET_JOB_FACTOR = 3.0
 
 
-def _snakemake() -> str:
-    for exe in (ROOT / ".venv" / "bin" / "snakemake", Path(sys.executable).parent / "snakemake"):
+PROBE = ROOT / "tests" / "pipeline" / "dag_probe.py"
+
+
+def _python() -> str:
+    """The Python of the venv that has Snakemake (the probe runs ``snakemake.cli.main`` in it)."""
+    for exe in (ROOT / ".venv" / "bin" / "python", Path(sys.executable)):
         if exe.exists():
             return str(exe)
-    return "snakemake"
+    return "python3"
 
 
 def dry_run(tree: Path, configfile: Path, profile: bool) -> dict:
@@ -54,21 +64,25 @@ def dry_run(tree: Path, configfile: Path, profile: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="dryrun_") as wd:
         path = Path(wd) / "config.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        cmd = [_snakemake(), "-n", "--quiet", "rules", "--snakefile", str(tree / "Snakefile"), "--directory", wd,
-               "--configfile", str(path)]
+        probe = Path(wd) / "probe.json"
+        cmd = [_python(), str(PROBE), "-n", "--quiet", "rules", "--snakefile", str(tree / "Snakefile"),
+               "--directory", wd, "--configfile", str(path)]
         if profile:
-            cmd[4:4] = ["--profile", str(tree / "slurm")]
-        env = dict(os.environ, PYTHONPATH=str(tree / "src"))
+            cmd[5:5] = ["--profile", str(tree / "slurm")]
+        env = dict(os.environ, PYTHONPATH=str(tree / "src"), DAG_PROBE_OUT=str(probe), DAG_PROBE_PAIRS="0")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        built = json.loads(probe.read_text()) if probe.exists() else {}
     stats = _job_stats(proc.stdout + proc.stderr)
     res = {"returncode": proc.returncode, "jobs": stats.get("total"),
            "jobs_per_rule": {k: v for k, v in stats.items() if k != "total"},
            "wall_seconds": round(wall, 2),
-           "cpu_seconds": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2)}
+           "cpu_seconds": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2),
+           "jobs_created": sum(built.get("created", {}).values()) if built else None,
+           "jobs_created_per_rule": dict(sorted(built.get("created", {}).items(), key=lambda kv: -kv[1]))}
     if proc.returncode != 0:
         res["error"] = (proc.stdout + proc.stderr)[-1500:]
     return res
@@ -90,12 +104,13 @@ def run() -> dict:
         if r["old"]["jobs"] and r["new"]["jobs"]:
             r["job_factor"] = round(r["old"]["jobs"] / r["new"]["jobs"], 2)
             r["meets_job_target"] = r["job_factor"] >= TARGET_JOB_FACTOR
+        # also without --profile slurm (the workflow profile only): the plain dry run of the README
+        r["no_slurm_profile"] = {k: dry_run(t, t / "config" / "studies" / f"{study}.yaml", False)
+                                 for k, t in trees.items()}
         if study == "selective_encryption":
-            # also without --profile slurm (the workflow profile only): the plain dry run of the README
-            r["no_slurm_profile"] = {k: dry_run(t, t / "config" / "studies" / f"{study}.yaml", False)
-                                     for k, t in trees.items()}
             r["target_wall_seconds"] = TARGET_SE_SECONDS
-            r["meets_time_target"] = r["new"]["returncode"] == 0 and r["new"]["wall_seconds"] <= TARGET_SE_SECONDS
+            r["meets_time_target"] = all(x["new"]["returncode"] == 0 and x["new"]["wall_seconds"] <= TARGET_SE_SECONDS
+                                         for x in (r, r["no_slurm_profile"]))
         out["studies"][study] = r
     out["demo"] = {k: dry_run(t, t / "config" / "config.yaml", False) for k, t in trees.items()}
     out["demo"]["note"] = "job counts from a dry run of config/config.yaml; the demo itself was not run here"
@@ -103,6 +118,4 @@ def run() -> dict:
 
 
 if __name__ == "__main__":
-    import json
-
     print(json.dumps(run(), indent=2))

@@ -9,6 +9,13 @@ _RESTARTS = SE.restart_groups(config)
 _MULTI = [k for k in _RESTARTS if k > 1]
 
 
+# group_slots (issue 23): the decade twins' constraints (rule attack_decade below: grouped
+# attacks, study, full decades); each per-slot rule gets their exact complement
+# (SG.per_slot_constraint), so Snakemake builds no per-slot job for a decade twin's file.
+_TWINS = {k: SE.attack_twin(config, v) for k, v in _RESTARTS.items()}
+_ONE_TWIN = _TWINS.get(1) or SE.attack_twin(config, [])
+
+
 rule attack:
     input:
         unpack(lambda wc: T.attack_inputs(config, wc)),  # LAMP's LM prior checkpoint, if any
@@ -25,6 +32,9 @@ rule attack:
     benchmark:
         "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
+        **SG.per_slot_constraint(
+            [P.ATTACK, P.TRACE], _ONE_TWIN, workflow.wildcard_constraints
+        ),
         attack=T.attack_choice(_RESTARTS.get(1, [])),
     params:
         # hyperparameters enter the job's params so changing one re-runs only its jobs
@@ -54,6 +64,9 @@ for _k in _MULTI:
         benchmark:
             "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/restarts.benchmark.tsv"
         wildcard_constraints:
+            **SG.per_slot_constraint(
+                [P.ATTACK, P.TRACE], _TWINS[_k], workflow.wildcard_constraints
+            ),
             attack=T.attack_choice(_RESTARTS[_k]),
         params:
             attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model),
@@ -65,7 +78,6 @@ for _k in _MULTI:
 # attack_restarts' job for each of its ten slots (gibench.pipeline.slot_groups): the same
 # artifacts, ~10x fewer jobs.  Attacks run on fewer slots (LAMP: 5) and decades whose ten slots
 # do not all exist go slot by slot.
-_ONE_DECADE = SE.attack_decades(config, _RESTARTS.get(1, []))
 
 
 rule attack_decade:
@@ -87,9 +99,7 @@ rule attack_decade:
     benchmark:
         "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
-        study=SE.STUDY,
-        attack=T.attack_choice(_ONE_DECADE[0]),
-        decade=_ONE_DECADE[1],
+        **_ONE_TWIN,
     params:
         **SG.slot_params(
             attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model)
@@ -103,7 +113,6 @@ ruleorder: attack_decade > attack
 
 for _k in _MULTI:
     _name = "attack_restarts" if len(_MULTI) == 1 else f"attack_restarts{_k}"
-    _DECADE_K = SE.attack_decades(config, _RESTARTS[_k])
 
     rule:
         name:
@@ -129,9 +138,7 @@ for _k in _MULTI:
         benchmark:
             "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/restarts.benchmark.tsv"
         wildcard_constraints:
-            study=SE.STUDY,
-            attack=T.attack_choice(_DECADE_K[0]),
-            decade=_DECADE_K[1],
+            **_TWINS[_k],
         params:
             **SG.slot_params(
                 attack=lambda wc: T.attack_params(

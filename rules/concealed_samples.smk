@@ -78,6 +78,14 @@ rule cs_server_model:
         "../workflow/scripts/cs_server_model.py"
 
 
+# group_slots (issue 23): one job per decade of victim slots (s010-s019) runs rule cs_gradient's
+# / cs_attack's job for each of its ten slots (gibench.pipeline.slot_groups): the same artifacts,
+# ~10x fewer jobs.  Decades whose ten slots do not all exist (in every dataset) go slot by slot.
+_CS_DECADES = CS.decades(config)
+# the per-slot rules match exactly the files their twins do not (SG.per_slot_constraint):
+# Snakemake builds no per-slot job for a decade twin's file.
+
+
 rule cs_gradient:
     input:
         unpack(lambda wc: CS.gradient_inputs(config, wc)),
@@ -91,6 +99,11 @@ rule cs_gradient:
     benchmark:
         "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}.benchmark.tsv"
     wildcard_constraints:
+        **SG.per_slot_constraint(
+            [CSP.CS_GRAD, CSP.CS_KNOW, CSP.CS_SECRETS],
+            dict(decade=_CS_DECADES),
+            workflow.wildcard_constraints,
+        ),
         defense="[a-z0-9_+.-]+",
     params:
         defense=lambda wc: CS.gradient_rule_params(config, wc),
@@ -110,17 +123,16 @@ rule cs_attack:
     benchmark:
         "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
+        **SG.per_slot_constraint(
+            [CSP.CS_ATTACK, CSP.CS_TRACE],
+            dict(decade=_CS_DECADES),
+            workflow.wildcard_constraints,
+        ),
         defense="[a-z0-9_+.-]+",
     params:
         attack=lambda wc: CS.attack_rule_params(config, wc),
     script:
         "../workflow/scripts/cs_attack.py"
-
-
-# group_slots (issue 23): one job per decade of victim slots (s010-s019) runs rule cs_gradient's
-# / cs_attack's job for each of its ten slots (gibench.pipeline.slot_groups): the same artifacts,
-# ~10x fewer jobs.  Decades whose ten slots do not all exist (in every dataset) go slot by slot.
-_CS_DECADES = CS.decades(config)
 
 
 rule cs_gradient_decade:

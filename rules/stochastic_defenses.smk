@@ -22,6 +22,14 @@ rule sd_model:
         "../workflow/scripts/sd_model.py"
 
 
+# group_slots (issue 23): one job per decade of victim slots (s010-s019) runs rule sd_gradient's
+# / sd_attack's job for each of its ten slots (gibench.pipeline.slot_groups): the same artifacts,
+# ~10x fewer jobs.  Decades whose ten slots do not all exist go slot by slot.
+_SD_DECADES = SD.decades(config)
+# the per-slot rules match exactly the files their twins do not (SG.per_slot_constraint):
+# Snakemake builds no per-slot job for a decade twin's file.
+
+
 rule sd_gradient:
     input:
         unpack(lambda wc: SD.model_inputs(config, wc)),
@@ -36,6 +44,11 @@ rule sd_gradient:
     benchmark:
         "logs/sd_gradient/{dataset}/{model}/{defense}/{slot}.benchmark.tsv"
     wildcard_constraints:
+        **SG.per_slot_constraint(
+            [SDP.UPDATE, SDP.SECRETS, SDP.KNOWLEDGE],
+            dict(decade=_SD_DECADES),
+            workflow.wildcard_constraints,
+        ),
         defense=SDP.DEFENSE_PATTERN,
     params:
         defenses=lambda wc: SD.defense_params(config, wc.defense),
@@ -57,17 +70,16 @@ rule sd_attack:
     benchmark:
         "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
+        **SG.per_slot_constraint(
+            [SDP.RECON, SDP.TRACE],
+            dict(decade=_SD_DECADES),
+            workflow.wildcard_constraints,
+        ),
         defense=SDP.DEFENSE_PATTERN,
     params:
         attack=lambda wc: SD.attack_params(config, wc),
     script:
         "../workflow/scripts/sd_attack.py"
-
-
-# group_slots (issue 23): one job per decade of victim slots (s010-s019) runs rule sd_gradient's
-# / sd_attack's job for each of its ten slots (gibench.pipeline.slot_groups): the same artifacts,
-# ~10x fewer jobs.  Decades whose ten slots do not all exist go slot by slot.
-_SD_DECADES = SD.decades(config)
 
 
 rule sd_gradient_decade:

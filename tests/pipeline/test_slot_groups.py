@@ -21,7 +21,7 @@ import pytest
 
 from gibench.pipeline import slot_groups as SG
 from gibench.pipeline.replay import Files, Params, Wildcards
-from workflow_helpers import ROOT, run_snakemake, write_config
+from workflow_helpers import ROOT, run_snakemake, snakemake_env, write_config
 
 
 def _study_tests(name: str):
@@ -184,7 +184,7 @@ def test_dry_run_has_one_job_per_full_decade_and_per_left_over_slot(tmp_path):
 @pytest.mark.slow
 def test_decade_job_writes_the_bytes_of_the_per_slot_jobs(tmp_path):
     """The same config run twice: the decade rules, then the per-slot rules forced with
-    --allowed-rules; every gradient and attack artifact (records embedded) is the same bytes."""
+    --allowed-rules (and GIBENCH_PER_SLOT_RULES=all); every gradient and attack artifact (records embedded) is the same bytes."""
     cfg = _sd_config(tmp_path, 10)
     targets = [f"results/attacks/stochastic_defenses/mnist/sd_cnn/dp_strong/s00{d}/wiig/rep0.safetensors"
                for d in range(10)]
@@ -195,7 +195,9 @@ def test_decade_job_writes_the_bytes_of_the_per_slot_jobs(tmp_path):
     for d in made:
         shutil.copytree(tmp_path / d, tmp_path / "grouped" / d)
         shutil.rmtree(tmp_path / d)
-    proc = run_snakemake(tmp_path, cfg, *targets, "--allowed-rules", "sd_gradient", "sd_attack")
+    # the per-slot rules match a full decade's files only with GIBENCH_PER_SLOT_RULES=all
+    proc = run_snakemake(tmp_path, cfg, *targets, "--allowed-rules", "sd_gradient", "sd_attack",
+                         env=dict(snakemake_env(), **{SG.ALL_SLOTS_ENV: "all"}))
     out = proc.stdout + proc.stderr
     assert _job_stats(out) == {"sd_gradient": 10, "sd_attack": 10}, out[-3000:]
     files = sorted(p.relative_to(tmp_path / "grouped") for p in (tmp_path / "grouped").rglob("*") if p.is_file())

@@ -6,7 +6,8 @@ One micro concealed-samples run with ten victims (one full decade: s000..s009), 
 the ``prune`` defense and two one-iteration GS attacks (``gs``, ``gs_b``), made with the decade
 rules (cs_gradient_decade, cs_attack_decade) and their evaluation.  Independent facts checked:
 
-- byte identity: the per-slot rules (forced with ``--allowed-rules``) re-make the first and the
+- byte identity: the per-slot rules (forced with ``--allowed-rules`` and
+  ``GIBENCH_PER_SLOT_RULES=all``) re-make the first and the
   last slot of the decade (s000, s009: a digit mapped to the wrong slot shows there) with the
   same bytes, embedded provenance records included.  All ten slots were compared once by hand
   (too slow for CI on 2 cores), same way: this module's config with one attack, 50 files
@@ -31,8 +32,9 @@ import shutil
 
 import pytest
 
+from gibench.pipeline import slot_groups as SG
 from test_partial_reruns import dry_run_jobs, rules_of
-from workflow_helpers import MICRO, run_snakemake, write_config
+from workflow_helpers import MICRO, run_snakemake, snakemake_env, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +85,8 @@ def test_cs_per_slot_rules_remake_the_decade_jobs_bytes(cs_run, tmp_path):
     for f in files:
         (wd / f).unlink()
     targets = [f for f in files if "/attacks/" in f and f.endswith(".safetensors")]
-    proc = run_snakemake(wd, wd / "config.yaml", *targets, "--allowed-rules", "cs_gradient", "cs_attack")
+    proc = run_snakemake(wd, wd / "config.yaml", *targets, "--allowed-rules", "cs_gradient", "cs_attack",
+                         env=dict(snakemake_env(), **{SG.ALL_SLOTS_ENV: "all"}))
     assert _stats(proc.stdout + proc.stderr) == {"cs_gradient": 2, "cs_attack": 2}
     assert len(files) == 2 * 5                  # gradient, knowledge, secrets; recon, trace
     for f in files:

@@ -7,7 +7,10 @@ A slot is ``s000``..``s999`` (:mod:`gibench.wildcards`); a decade is the ten slo
 first two digits (``s01`` = ``s010``..``s019``).  A per-slot rule ``X`` gets a twin ``X_decade``
 (rules/*.smk) whose ``{decade}`` wildcard is constrained to the decades whose ten slots all exist
 in the config (:func:`decade_pattern`; a last partial decade, e.g. ``s120``..``s127`` of 128
-victims, is made by ``X`` slot by slot) and ``ruleorder: X_decade > X``.  The twin's inputs,
+victims, is made by ``X`` slot by slot); X gets the exact complement of the twin's constraints
+(:func:`per_slot_constraint`), so each file has one producer rule and the DAG build makes no job it
+throws away; ``ruleorder: X_decade > X`` stays as a safety net (consulted only if both ever
+matched one file; tests/pipeline/test_slot_groups_complement.py checks they never do).  The twin's inputs,
 outputs and params are X's, slot by slot, named ``<name>__<digit>``
 (:func:`slot_inputs`, :func:`slot_outputs`, :func:`slot_params`); its own log files are X's
 with ``{decade}x`` where X has ``{slot}``, and each slot's job writes X's log files
@@ -35,9 +38,10 @@ Import-light: the DAG build imports this module (no torch).
 """
 from __future__ import annotations
 
+import os
 import re
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .replay import Files, Params, Wildcards
 
@@ -48,6 +52,8 @@ SUFFIX = "_decade"
 #: a constraint that admits no decade (no study block, grouping off, fewer than ten slots)
 NO_DECADE = "(?!)x"
 DIGITS = tuple(str(d) for d in range(10))
+#: ``GIBENCH_PER_SLOT_RULES=all``: per-slot rules match the decade twins' files too (:func:`per_slot_constraint`)
+ALL_SLOTS_ENV = "GIBENCH_PER_SLOT_RULES"
 _SEP = "__"
 _WILDCARD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:,[^{}]*)?\}")
 
@@ -67,6 +73,74 @@ def decade_pattern(n_slots: int | None, enabled: bool = True) -> str:
     slot count of any case the rules serve), or one that matches nothing."""
     decades = full_decades(n_slots) if enabled and n_slots else []
     return "|".join(decades) if decades else NO_DECADE
+
+
+def per_slot_constraint(outputs: Any, twin: Mapping[str, str], base: Mapping[str, str]) -> dict[str, str]:
+    """The wildcard constraint that makes per-slot rule X match exactly those files of its
+    ``outputs`` (X's output patterns: one, a list, or a dict of them) that its twin ``X_decade``
+    (its constraints ``twin``: ``decade`` and any others, e.g. ``study``, ``attack``) does not
+    make.  So Snakemake builds no candidate job of X for a file the twin makes (``ruleorder`` would
+    throw it away, after building it: 4,870 of the 7,735 jobs a selective-encryption dry run
+    built), and X still makes LAMP's slots and those of partial decades.
+
+    The twin's files are a product set (each of its wildcards in its own constraint); the
+    complement is not one, so it is said by one negative lookahead on the first wildcard of the
+    patterns: the pattern from there to the last of the twin's wildcards, ``{slot}`` as the twin
+    has it (``(?:<decade>)[0-9]``), the twin's wildcards as it constrains them, every other
+    wildcard as ``[^/]+`` (X's own constraint already holds there; no wildcard value holds a ``/``),
+    then the text after it that all ``outputs`` share (its end).  Returns ``{wildcard: constraint}``
+    for ``wildcard_constraints: **...``; ``base`` is the workflow's constraints
+    (``workflow.wildcard_constraints``), whose constraint of that wildcard follows the lookahead.
+    A twin that matches nothing leaves that constraint as it is.  Checked against Snakemake's own
+    matching of the files the DAG needs: tests/pipeline/test_slot_groups_complement.py.
+
+    With the environment variable ``GIBENCH_PER_SLOT_RULES=all`` X matches every slot again (the
+    decade's too; ``ruleorder`` then picks the twin where both match): with ``--allowed-rules X``
+    that re-makes a decade's files slot by slot (the byte-identity tests do; Snakemake tells the
+    Snakefile nothing of ``--allowed-rules`` when it reads it, and a config key would change the
+    config digest the artifacts record)."""
+    patterns = list(outputs.values()) if isinstance(outputs, Mapping) else (
+        [outputs] if isinstance(outputs, str) else list(outputs))
+    patterns = [q for p in patterns for q in ([p] if isinstance(p, str) else p)]
+    if DECADE not in twin:
+        raise ValueError(f"twin constraints {sorted(twin)} name no {DECADE!r}")
+    known = {("slot" if k == DECADE else k): (f"(?:{v})[0-9]" if k == DECADE else v) for k, v in twin.items()}
+    heads, tails = set(), []
+    for pattern in patterns:
+        matches = list(_WILDCARD.finditer(pattern))
+        names = [m.group(1) for m in matches]
+        missing = sorted(set(known) - set(names))
+        if missing:
+            raise ValueError(f"output {pattern!r} has no wildcard {missing} the twin constrains"
+                             + (" (no {slot}: not a per-slot rule's output)" if "slot" in missing else ""))
+        last = max(i for i, n in enumerate(names) if n in known)
+        parts, pos = [], matches[0].start()
+        for m in matches[: last + 1]:
+            parts.append(re.escape(pattern[pos:m.start()]))
+            parts.append(f"(?:{known[m.group(1)]})" if m.group(1) in known else "[^/]+")
+            pos = m.end()
+        end = matches[last + 1].start() if last + 1 < len(matches) else len(pattern)
+        heads.add((names[0], "".join(parts)))
+        tails.append(pattern[pos:end] if end > pos else None)
+    if len(heads) != 1:
+        raise ValueError(f"outputs {patterns} differ before the twin's last wildcard: no one constraint says them")
+    (first, head), = heads
+    own = base.get(first)
+    if not own:
+        raise ValueError(f"no constraint of wildcard {first!r} in the workflow's ({sorted(base)})")
+    if any(_matches_nothing(v) for v in known.values()) or os.environ.get(ALL_SLOTS_ENV) == "all":
+        return {first: own}
+    if None in tails:   # the last of the twin's wildcards ends a pattern
+        tail = "$" if len(set(tails)) == 1 else None
+    else:
+        tail = re.escape(os.path.commonprefix(tails)) or None
+    if tail is None:
+        raise ValueError(f"outputs {patterns} share no text after the twin's last wildcard: its end is unsaid")
+    return {first: f"(?!{head}{tail}){own}"}
+
+
+def _matches_nothing(constraint: str) -> bool:
+    return constraint in (NO_DECADE, "(?!)", f"(?:{NO_DECADE})[0-9]")
 
 
 def slot_wildcards(wc: Any, slot: str) -> Wildcards:

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from ...pipeline import paths as P
 from ...pipeline.jobs_lm import lm_table_targets
-from ...pipeline.outputs import lpips_backbone_file, registered_outputs
+from ...pipeline.outputs import attack_choice, lpips_backbone_file, registered_outputs
 from ...tables import figure_specs
 from ...wildcards import fmt_ratio, fmt_slot
 from . import STUDY
@@ -76,6 +76,15 @@ def attack_decades(config: dict, attacks: list[str]) -> tuple[list[str], str]:
         return [], decade_pattern(None)
     grouped = [a for a in attacks if full_decades(s.attack_victims(a))]
     return grouped, decade_pattern(min((s.attack_victims(a) for a in grouped), default=None))
+
+
+def attack_twin(config: dict, attacks: list[str]) -> dict[str, str]:
+    """The wildcard constraints of the decade twin of the attack rule for ``attacks`` (rules/attack.smk:
+    ``attack_decade``, ``attack_restarts_decade``): this study, the grouped attacks and their full
+    decades (:func:`attack_decades`).  The per-slot rule gets their complement
+    (:func:`gibench.pipeline.slot_groups.per_slot_constraint`)."""
+    grouped, decades = attack_decades(config, attacks)
+    return {"study": STUDY, "attack": attack_choice(grouped), "decade": decades}
 
 
 def _attack_outputs(config: dict):
@@ -182,8 +191,17 @@ def _attack_files(config: dict, pattern: str, model: str, dataset: str, attack: 
     return out
 
 
+def _by_name(figs: list[dict]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for f in figs:
+        out.setdefault(f["name"], f)   # the first of a name, as a search in order finds
+    return out
+
+
 def figure_inputs(config: dict, study: str, figure: str) -> dict:
-    fig = next((f for f in figure_specs(config["studies"][study]) if f["name"] == figure), None)
+    # the figure specs once per config (memo), not once per figure job: the DAG build asks for
+    # each of the ~70 paper-scale figures' inputs, and figure_specs makes them all
+    fig = memo(config, f"figure_specs:{study}", lambda c: _by_name(figure_specs(c["studies"][study]))).get(figure)
     if fig is None:
         raise ValueError(f"unknown figure {figure!r} for study {study!r}")
     inputs: dict = {"metrics": P.fmt(P.ALL_METRICS, study=study)}

@@ -1,0 +1,175 @@
+"""Per-slot rule X and its decade twin X_decade (issue 23) match disjoint files, together all of
+X's: :func:`gibench.pipeline.slot_groups.per_slot_constraint`.
+
+Without it, both rules matched a full decade's files and ``ruleorder: X_decade > X`` chose the twin
+only after Snakemake had built X's candidate job for every such file: a selective-encryption dry
+run built 7,735 jobs for a DAG of 2,855 (attack_restarts 3,590 built / 990 kept, attack 2,280 / 0).
+
+Independent facts checked:
+
+- on a grid of files (studies, slots of full and partial decades, grouped attacks and LAMP, which
+  runs on 5 slots and stays per-slot), the regexes Snakemake compiles for X and the twin (its own
+  ``update_wildcard_constraints`` and ``regex_from_filepattern``) match each file exactly as the
+  definition of the twin's set says (study, attack and decade in the twin's constraints), worked
+  out here in plain Python, not with regexes; the same check flags the two ways the complement can
+  break (no lookahead: both match; an X constraint built for a larger twin, e.g. one that takes
+  LAMP's slots too: nobody makes them);
+- through the real Snakefile (slow): for the demo, every paper-scale study and the reproduce
+  config, the dry run's Job stats are the per-rule counts of commit 9412be3 (before this change),
+  Snakemake builds no job it throws away for any X / X_decade pair, and every output of those
+  rules' jobs is matched by exactly its own rule of the two (tests/pipeline/dag_probe.py).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.io import regex_from_filepattern, update_wildcard_constraints
+
+from gibench.pipeline import paths as P
+from gibench.pipeline import slot_groups as SG
+from gibench.studies.stochastic_defenses import paths as SDP
+from workflow_helpers import ROOT, snakemake_env
+
+# rules/common.smk's global constraints (the ones these patterns use)
+GLOBAL = {"study": "[a-z_]+", "dataset": "[a-z0-9_]+", "model": "[a-z0-9_]+(@[a-z0-9_]+)?",
+          "slot": "s[0-9]{3}", "significance": "[a-z0-9_]+", "ratio": "r[01][.][0-9]{3}",
+          "attack": "[a-z0-9_]+", "rep": "[0-9]+"}
+SE = "selective_encryption"
+
+
+def _regexes(patterns, rule_constraints) -> list[re.Pattern]:
+    return [re.compile(regex_from_filepattern(update_wildcard_constraints(p, rule_constraints, GLOBAL)))
+            for p in patterns]
+
+
+def _matchers(files, rules: dict[str, list[re.Pattern]]) -> dict[str, list[str]]:
+    return {f: [name for name, rx in rules.items() if any(r.match(f) for r in rx)] for f in files}
+
+
+def _se_rules(x_twin: dict, twin: dict, x_attacks: str = "ig|dlg|lamp") -> dict[str, list[re.Pattern]]:
+    """Snakemake's regexes of rule attack (X: constraint built for ``x_twin``) and attack_decade."""
+    outs = [P.ATTACK, P.TRACE]
+    x = {"attack": x_attacks, **SG.per_slot_constraint(outs, x_twin, GLOBAL)}
+    twin_outs = [p for v in SG.slot_outputs(recon=P.ATTACK, trace=P.TRACE).values() for p in [v]]
+    return {"attack": _regexes(outs, x), "attack_decade": _regexes(twin_outs, twin)}
+
+
+TWIN = {"study": SE, "attack": "ig|dlg", "decade": "s00|s01"}   # 25 victims: s02 is partial
+
+
+def _se_files():
+    for study, slot, attack, rep, ext in itertools.product(
+            (SE, "other_study"), [f"s{i:03d}" for i in (0, 5, 9, 10, 19, 20, 24)], ("ig", "dlg", "lamp"),
+            ("0", "1"), ("safetensors", "trace.parquet")):
+        f = f"results/attacks/{study}/cifar100/lenet@dlg_uniform/{slot}/grad/r0.300/{attack}/rep{rep}.{ext}"
+        twin = study == SE and attack in ("ig", "dlg") and slot[:3] in ("s00", "s01")
+        yield f, ["attack_decade" if twin else "attack"]
+
+
+def test_x_and_its_twin_split_the_files_as_the_twin_set_says():
+    expected = dict(_se_files())
+    got = _matchers(expected, _se_rules(TWIN, TWIN))
+    assert got == expected
+    assert sum(v == ["attack_decade"] for v in got.values()) == 2 * 5 * 2 * 2   # attacks*slots*reps*exts
+
+
+def test_the_check_fails_when_the_complement_breaks():
+    expected = dict(_se_files())
+    # no lookahead (the constraint before this change): a full decade's files match both rules
+    both = _matchers(expected, {"attack": _regexes([P.ATTACK, P.TRACE], {"attack": "ig|dlg|lamp"}),
+                                "attack_decade": _se_rules(TWIN, TWIN)["attack_decade"]})
+    assert both != expected
+    assert any(v == ["attack", "attack_decade"] for v in both.values())
+    # X's constraint built for a twin that also took LAMP: LAMP's full-decade slots have no producer
+    greedy = _matchers(expected, _se_rules({**TWIN, "attack": "ig|dlg|lamp"}, TWIN))
+    lost = sorted(f for f, v in greedy.items() if not v)
+    assert lost and all("/lamp/" in f and f"/{SE}/" in f for f in lost)
+
+
+def test_slot_followed_by_a_dot_and_decade_only_twin():
+    """The stochastic-defenses layout: the twin constrains only ``decade``; the slot ends in
+    ``.safetensors`` / ``.secrets.safetensors`` / ``.knowledge.json``."""
+    outs = [SDP.UPDATE, SDP.SECRETS, SDP.KNOWLEDGE]
+    twin = {"decade": "s00|s01|s02", "defense": SDP.DEFENSE_PATTERN}
+    x = {"defense": SDP.DEFENSE_PATTERN, **SG.per_slot_constraint(outs, {"decade": twin["decade"]}, GLOBAL)}
+    rules = {"sd_gradient": _regexes(outs, x),
+             "sd_gradient_decade": _regexes(list(SG.slot_outputs(u=SDP.UPDATE, s=SDP.SECRETS,
+                                                                 k=SDP.KNOWLEDGE).values()), twin)}
+    expected = {}
+    for i, pat in itertools.product(range(0, 40, 3), outs):
+        f = pat.format(dataset="cifar10", model="lenet_sd", defense="mixup+dp", slot=f"s{i:03d}")
+        expected[f] = ["sd_gradient_decade" if i < 30 else "sd_gradient"]
+    assert _matchers(expected, rules) == expected
+
+
+def test_a_twin_that_matches_nothing_leaves_the_constraint():
+    assert SG.per_slot_constraint([P.ATTACK], {**TWIN, "decade": SG.NO_DECADE}, GLOBAL) == {"study": GLOBAL["study"]}
+    assert SG.per_slot_constraint([P.ATTACK], {**TWIN, "attack": "(?!)"}, GLOBAL) == {"study": GLOBAL["study"]}
+    # a standalone value check (Snakemake's Rule.get_wildcards with known wildcards) still passes
+    c = SG.per_slot_constraint([P.ATTACK], TWIN, GLOBAL)["study"]
+    assert re.compile(c).match(SE)
+
+
+def test_the_per_slot_rules_can_be_told_to_match_every_slot(monkeypatch):
+    """GIBENCH_PER_SLOT_RULES=all (with --allowed-rules X: the byte-identity tests re-make a
+    decade slot by slot): X matches the twin's files too."""
+    monkeypatch.setenv(SG.ALL_SLOTS_ENV, "all")
+    got = _matchers(dict(_se_files()), _se_rules(TWIN, TWIN))
+    assert all("attack" in v for v in got.values())
+    assert sum(v == ["attack", "attack_decade"] for v in got.values()) == 2 * 5 * 2 * 2
+
+
+def test_bad_uses_are_refused():
+    with pytest.raises(ValueError, match="no {slot}"):
+        SG.per_slot_constraint([P.WEIGHTS], {"decade": "s00"}, GLOBAL)
+    with pytest.raises(ValueError, match="name no 'decade'"):
+        SG.per_slot_constraint([P.ATTACK], {"study": SE}, GLOBAL)
+    with pytest.raises(ValueError, match="differ before"):
+        SG.per_slot_constraint([P.ATTACK, SDP.RECON], {"decade": "s00"}, GLOBAL)
+    with pytest.raises(ValueError, match="share no text"):
+        SG.per_slot_constraint([SDP.UPDATE, SDP.UPDATE.replace(".safetensors", "_x")], {"decade": "s00"}, GLOBAL)
+
+
+# ---- through the real Snakefile -------------------------------------------------------------
+# Job stats of `snakemake -n` at commit 9412be3 (before this change), per rule, read from its dry
+# runs (demo: config/config.yaml; the studies: config/studies/<study>.yaml; reproduce.yaml).
+EXPECTED = json.loads((Path(__file__).with_name("dag_job_stats_9412be3.json")).read_text())
+
+
+def _probe(tmp_path: Path, configfile: Path) -> dict:
+    cfg = yaml.safe_load(configfile.read_text())
+    rd = Path(cfg.get("resources_dir", "resources"))
+    cfg["resources_dir"] = str(rd if rd.is_absolute() else ROOT / rd)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = tmp_path / "probe.json"
+    env = dict(snakemake_env(), DAG_PROBE_OUT=str(out))
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("dag_probe.py")), "-n", "--quiet", "rules",
+                           "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                           "--configfile", str(path), "--cores", "2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_dag_builds_no_throwaway_jobs_and_keeps_its_job_stats(name, tmp_path):
+    cfg = {"demo": "config/config.yaml", "reproduce": "config/reproduce.yaml"}.get(name, f"config/studies/{name}.yaml")
+    got = _probe(tmp_path, ROOT / cfg)
+    assert got["kept"] == EXPECTED[name]
+    for x, pair in got["pairs"].items():
+        assert pair["bad"] == [], (x, pair["bad"])
+        for rule in (x, x + SG.SUFFIX):
+            assert got["created"].get(rule, 0) == got["kept"].get(rule, 0), (rule, got["created"], got["kept"])
+    grouped = [x for x in got["pairs"] if got["kept"].get(x + SG.SUFFIX)]
+    if name not in ("demo", "reproduce"):   # the paper-scale studies run decade jobs (the demo and
+        # reproduce.yaml have fewer than ten victims per case): the check above saw their files
+        assert grouped and all(got["pairs"][x]["files"] for x in grouped)
