@@ -127,3 +127,21 @@ def test_where_print_tables_ends_with_the_claims_summary(tmp_path, capsys):
     # without --print-tables only the paths
     main(["where", "--results", str(tmp_path / "results")])
     assert "4 checks" not in capsys.readouterr().out
+
+
+def test_a_jobs_own_facts_never_overwrite_the_runners(tmp_path):
+    """The significance job returns its metric's time as ``seconds``: the record keeps the job's
+    whole time (the runner's timer, here over a 0.3 s sleep) and the metric's as job_seconds."""
+    import time
+
+    smk = _smk(tmp_path)
+
+    def job(s, device):
+        time.sleep(0.3)
+        return {"seconds": 0.001, "start": "metric start", "status": "metric ok", "peak_bytes": 7}
+
+    runner.run_job(smk, job)
+    rec = json.loads((tmp_path / "logs" / "job.json").read_text())
+    assert rec["job_seconds"] == 0.001 and rec["seconds"] >= 0.3
+    assert rec["job_start"] == "metric start" and rec["start"] != "metric start"
+    assert rec["job_status"] == "metric ok" and rec["status"] == "ok" and rec["peak_bytes"] == 7

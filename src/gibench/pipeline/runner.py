@@ -184,10 +184,14 @@ def process_usage() -> dict[str, Any]:
 def _write_run_record(smk: Any, start: float, status: str, device: Any, extra: dict) -> None:
     logs = list(getattr(smk, "log", []) or [])
     if logs:
-        # a job's own facts never overwrite the runner's (status, device, rule)
-        extra = {(f"job_{k}" if k in ("status", "device", "rule") else k): v for k, v in extra.items()}
+        # a job's own facts never overwrite the runner's: a job key the record already has
+        # (status, device, rule, seconds -- the significance job's metric time --, start, ...)
+        # is kept as job_<key>
+        usage = process_usage()
+        own = set(run_record(start, start)) | {"status", "device", "rule"} | set(usage)
+        extra = {(f"job_{k}" if k in own else k): v for k, v in extra.items()}
         rec = run_record(start, rule=getattr(smk, "rule", None), status=status,
-                         device=None if device is None else str(device), **{**extra, **process_usage()})
+                         device=None if device is None else str(device), **{**extra, **usage})
         try:
             io.write_json(logs[0], rec)
         except OSError:
