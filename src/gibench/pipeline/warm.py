@@ -273,7 +273,7 @@ def _wait(sock: socket.socket) -> int:
     def forward(signum, frame):
         if child["pid"] is None:       # the server has not forked yet: dropping the
             sock.close()               # connection makes it kill the child it forks
-            _die(-signum)
+            die(-signum)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child["pid"], signum)
 
@@ -294,19 +294,20 @@ def _wait(sock: socket.socket) -> int:
             signal.signal(s, h)
 
 
-def _die(code: int) -> None:
-    """Exit with ``code``, or for a negative one die of that signal (as the child did)."""
+def die(code: int) -> None:
+    """Flush stdout/stderr and end this process with ``code``, or for a negative one die of that
+    signal (the client, as its child did; the child, as its job asked), 128 + signal should the
+    signal not kill."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     if code < 0:
         signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
-        code = 128 - code
-    os._exit(code)
+    os._exit(128 - code if code < 0 else code & 0xFF)
 
 
 def exit_with(code: int) -> None:
     """End this client as the job's process ended (0 returns: the script then ends normally)."""
     if code != 0:
-        _die(code)
+        die(code)

@@ -144,13 +144,7 @@ def _run_child(req: dict, fds: list[int], keep_closed: list[Any]) -> None:
 
         atexit._run_exitfuncs()      # as a process that ends normally would (logging, tempfiles)
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        if code < 0:
-            signal.signal(-code, signal.SIG_DFL)
-            os.kill(os.getpid(), -code)
-        os._exit(code & 0xFF if code >= 0 else 1)
+        warm.die(code)
 
 
 class Server:
