@@ -175,23 +175,20 @@ def process_usage() -> dict[str, Any]:
     and its peak resident memory (a warm child's is counted by the kernel from its fork and was
     lower than a fresh process's in the micro workflow, 172 vs 251 MB: compare it within one mode),
     and whether it ran warm."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"process_cpu_s": round(own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime, 3),
-            "max_rss_mb": round(max(own.ru_maxrss, kids.ru_maxrss) / 1024, 1), "warm": WARM}
+    rss_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return {"process_cpu_s": round(_cpu_seconds(), 3), "max_rss_mb": round(rss_kib / 1024, 1), "warm": WARM}
 
 
 def _write_run_record(smk: Any, start: float, status: str, device: Any, extra: dict) -> None:
     logs = list(getattr(smk, "log", []) or [])
     if logs:
+        rec = run_record(start, rule=getattr(smk, "rule", None), status=status,
+                         device=None if device is None else str(device), **process_usage())
         # a job's own facts never overwrite the runner's: a job key the record already has
         # (status, device, rule, seconds -- the significance job's metric time --, start, ...)
         # is kept as job_<key>
-        usage = process_usage()
-        own = set(run_record(start, start)) | {"status", "device", "rule"} | set(usage)
-        extra = {(f"job_{k}" if k in own else k): v for k, v in extra.items()}
-        rec = run_record(start, rule=getattr(smk, "rule", None), status=status,
-                         device=None if device is None else str(device), **{**extra, **usage})
+        rec.update({(f"job_{k}" if k in rec else k): v for k, v in extra.items()})
         try:
             io.write_json(logs[0], rec)
         except OSError:
