@@ -16,7 +16,12 @@ environment variable ``GIBENCH_OLD_TREE`` (e.g. ``git worktree add --detach ../o
   ``snakemake.cli.main``, counts ``Job.__init__`` calls and reads the finished DAG; the same
   wrapper for both trees);
 * the job count of the embedded default (``config/config.yaml``, what ``make demo`` runs),
-  from a dry run.  The demo itself is not run here (shared CPU).
+  from a dry run.  The demo itself is not run here (shared CPU);
+* ``conditions``: what every snakemake start waits for outside its own work -- the seconds of
+  ``scontrol show config`` and of importing the Slurm executor plugin (Snakemake imports it at
+  every start, either profile, and it asks ``scontrol``): about 9 s where Slurm is installed but
+  no controller answers, nothing on a cluster or where Slurm is absent.  Compare CPU seconds
+  across machines; wall seconds include that wait.
 
 Targets (issue 23): selective-encryption dry run <= 15 s with both profiles; the job count of
 every paper-scale study down at least 3x.  Each checkout's Snakefile imports its own ``src``.
@@ -88,6 +93,26 @@ def dry_run(tree: Path, configfile: Path, profile: bool) -> dict:
     return res
 
 
+def slurm_conditions() -> dict:
+    """What every snakemake start here waits for outside the DAG build: Snakemake imports each
+    installed executor plugin at start (either profile), and the Slurm plugin runs ``scontrol
+    show config`` when imported.  Where no controller answers, that waits the config's
+    MessageTimeout (about 9 s with the default); on a cluster it answers at once.  Measured
+    once before the dry runs so that a reader knows which case the wall seconds include."""
+    import shutil
+
+    out: dict = {"scontrol": shutil.which("scontrol")}
+    if out["scontrol"]:
+        t0 = time.perf_counter()
+        proc = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=120)
+        out["scontrol_show_config_seconds"] = round(time.perf_counter() - t0, 2)
+        out["controller_answers"] = proc.returncode == 0
+    t0 = time.perf_counter()
+    subprocess.run([_python(), "-c", "import snakemake_executor_plugin_slurm"], capture_output=True, timeout=120)
+    out["slurm_plugin_import_seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
 def run() -> dict:
     old = os.environ.get("GIBENCH_OLD_TREE")
     if not old:
@@ -98,7 +123,7 @@ def run() -> dict:
     only = [s for s in os.environ.get("GIBENCH_BENCH_STUDIES", "").split(",") if s]
     studies = sorted(p.stem for p in (ROOT / "config" / "studies").glob("*.yaml") if not only or p.stem in only)
     out: dict = {"commits": commits, "dry_run_command": "snakemake -n --profile slurm --configfile config/studies/<study>.yaml",
-                 "studies": {}, "demo": {}}
+                 "conditions": slurm_conditions(), "studies": {}, "demo": {}}
     for study in studies:
         r = {k: dry_run(t, t / "config" / "studies" / f"{study}.yaml", True) for k, t in trees.items()}
         if r["old"]["jobs"] and r["new"]["jobs"]:

@@ -370,7 +370,27 @@ cmd_stop() {
     fi
     # reverse start order; only what this script started
     stop_one slurmd; stop_one slurmctld; stop_one slurmdbd; stop_one mariadbd; stop_one munged
+    quiet_stopped_config
     say "stopped"
+}
+
+# Slurm clients keep reading our slurm.conf after stop and wait MessageTimeout (default 10 s:
+# about 9 s here) for the controller that is gone.  The Snakemake Slurm executor plugin runs
+# `scontrol show config` whenever it is imported, and Snakemake imports every installed executor
+# plugin at start, whatever the executor: every snakemake command -- local runs and tests
+# included -- waited those 9 s.  The stopped cluster's config says MessageTimeout=1 (clients
+# fail at once); start regenerates the config with the default.
+quiet_stopped_config() {
+    local f=$ETC/slurm.conf
+    [[ -s "$f" ]] && head -1 "$f" | grep -qF "$MARK" || return 0      # not ours: leave it alone
+    local pid
+    for pid in $(pgrep -x slurmctld 2>/dev/null); do                 # some controller still reads it
+        alive "$pid" && return 0                                      # (a zombie one does not)
+    done
+    grep -q '^MessageTimeout=1$' "$f" && return 0
+    sed -i '/^MessageTimeout=/d; /^# stopped by scripts\/slurm_local.sh/d' "$f"
+    printf '%s\n' "# stopped by scripts/slurm_local.sh: Slurm clients fail at once; start regenerates this file" \
+        "MessageTimeout=1" >>"$f"
 }
 
 cmd_status() {

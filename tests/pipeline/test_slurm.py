@@ -90,6 +90,9 @@ def slurm_cluster():
     finally:
         stop = _script("stop", timeout=300)
         assert stop.returncode == 0, stop.stderr
+        # the config left behind makes Slurm clients fail at once (README, "A local Slurm for
+        # testing"): the Slurm executor plugin asks scontrol at every snakemake start
+        assert "\nMessageTimeout=1\n" in Path("/etc/slurm/slurm.conf").read_text(), stop.stderr
 
 
 def _slurm_cmd(workdir: Path, config: Path, prefix: str, *args: str) -> list[str]:
