@@ -246,8 +246,10 @@ def load_trace(path: str | os.PathLike) -> pa.Table:
     columns = _parse_record(path, raw, keep_trace=True).get(TRACE_KEY)
     if columns is None:
         raise ArtifactError(f"{path}: carries no loss trace (its record has no {TRACE_KEY!r}): not an attack "
-                            f"artifact, or one written before the trace was stored in the artifact; delete it "
-                            f"and run the workflow again (the attack job that makes it re-creates it)")
+                            f"artifact, or one written before the trace was stored in the artifact (then "
+                            f"`python -m gibench.pipeline.legacy_traces results` moves the old "
+                            f"rep<k>.trace.parquet files into their artifacts; or delete it and run the "
+                            f"workflow again: its attack job re-creates it)")
     return pa.table({name: pa.array(values) for name, values in columns})
 
 
