@@ -4,7 +4,8 @@ from gibench.pipeline import slot_groups as SG
 # Attacks with one restart: one job per restart (wildcard rep).  Attacks with k > 1 restarts:
 # one job per case (rule attack_restarts) runs all k -- together, vectorised, where the attack
 # allows it (the registry entry's `many`: ATTACKS.entry(kind).many) -- and still writes one
-# artifact per restart.
+# artifact per restart.  Each artifact carries its restart's loss trace (gibench.io.load_trace):
+# one output file per restart.
 _RESTARTS = SE.restart_groups(config)
 _MULTI = [k for k in _RESTARTS if k > 1]
 
@@ -25,16 +26,13 @@ rule attack:
         mask=P.MASK,
     output:
         recon=P.ATTACK,
-        trace=P.TRACE,
     log:
         "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.json",
         out="logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.log",
     benchmark:
         "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
-        **SG.per_slot_constraint(
-            [P.ATTACK, P.TRACE], _ONE_TWIN, workflow.wildcard_constraints
-        ),
+        **SG.per_slot_constraint([P.ATTACK], _ONE_TWIN, workflow.wildcard_constraints),
         attack=T.attack_choice(_RESTARTS.get(1, [])),
     params:
         # hyperparameters enter the job's params so changing one re-runs only its jobs
@@ -57,7 +55,6 @@ for _k in _MULTI:
             mask=P.MASK,
         output:
             recon=[P.ATTACK.replace("{rep}", str(i)) for i in range(_k)],
-            trace=[P.TRACE.replace("{rep}", str(i)) for i in range(_k)],
         log:
             "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/restarts.json",
             out="logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/restarts.log",
@@ -65,7 +62,7 @@ for _k in _MULTI:
             "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/restarts.benchmark.tsv"
         wildcard_constraints:
             **SG.per_slot_constraint(
-                [P.ATTACK, P.TRACE], _TWINS[_k], workflow.wildcard_constraints
+                [P.ATTACK], _TWINS[_k], workflow.wildcard_constraints
             ),
             attack=T.attack_choice(_RESTARTS[_k]),
         params:
@@ -92,7 +89,7 @@ rule attack_decade:
             )
         ),
     output:
-        **SG.slot_outputs(recon=P.ATTACK, trace=P.TRACE),
+        **SG.slot_outputs(recon=P.ATTACK),
     log:
         "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.json",
         out="logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.log",
@@ -129,8 +126,7 @@ for _k in _MULTI:
             ),
         output:
             **SG.slot_outputs(
-                recon=[P.ATTACK.replace("{rep}", str(i)) for i in range(_k)],
-                trace=[P.TRACE.replace("{rep}", str(i)) for i in range(_k)],
+                recon=[P.ATTACK.replace("{rep}", str(i)) for i in range(_k)]
             ),
         log:
             "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/restarts.json",

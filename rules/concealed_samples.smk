@@ -116,7 +116,6 @@ rule cs_attack:
         unpack(lambda wc: CS.attack_inputs(config, wc)),
     output:
         recon=CSP.CS_ATTACK,
-        trace=CSP.CS_TRACE,
     log:
         "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.json",
         out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.log",
@@ -124,7 +123,7 @@ rule cs_attack:
         "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{slot}/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
         **SG.per_slot_constraint(
-            [CSP.CS_ATTACK, CSP.CS_TRACE],
+            [CSP.CS_ATTACK],
             dict(decade=_CS_DECADES),
             workflow.wildcard_constraints,
         ),
@@ -160,7 +159,7 @@ rule cs_attack_decade:
     input:
         unpack(SG.slot_inputs(lambda wc: CS.attack_inputs(config, wc))),
     output:
-        **SG.slot_outputs(recon=CSP.CS_ATTACK, trace=CSP.CS_TRACE),
+        **SG.slot_outputs(recon=CSP.CS_ATTACK),
     log:
         "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.json",
         out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.log",

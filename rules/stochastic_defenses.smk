@@ -63,7 +63,6 @@ rule sd_attack:
         unpack(lambda wc: SD.attack_inputs(config, wc)),
     output:
         recon=SDP.RECON,
-        trace=SDP.TRACE,
     log:
         "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.json",
         out="logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.log",
@@ -71,7 +70,7 @@ rule sd_attack:
         "logs/sd_attack/{dataset}/{model}/{defense}/{slot}/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
         **SG.per_slot_constraint(
-            [SDP.RECON, SDP.TRACE],
+            [SDP.RECON],
             dict(decade=_SD_DECADES),
             workflow.wildcard_constraints,
         ),
@@ -112,7 +111,7 @@ rule sd_attack_decade:
     input:
         unpack(SG.slot_inputs(lambda wc: SD.attack_inputs(config, wc))),
     output:
-        **SG.slot_outputs(recon=SDP.RECON, trace=SDP.TRACE),
+        **SG.slot_outputs(recon=SDP.RECON),
     log:
         "logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.json",
         out="logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.log",

@@ -77,3 +77,65 @@ def test_plain_values_survive_strict_json_and_a_parquet_row(tmp_path):
     table, _ = io.load_table(tmp_path / "t.parquet")
     loss = table.column("loss").to_pylist()
     assert math.isnan(loss[0]) and loss[1] == 0.5 and table.column("it").to_pylist() == [2, 3]
+
+
+# ---------------------------------------------------------------- an attack artifact's loss trace
+
+def test_trace_rides_in_the_artifact_losslessly_and_out_of_the_record(tmp_path):
+    import math
+    import numpy as np
+
+    p = tmp_path / "rep0.safetensors"
+    x = {"x": torch.arange(6.0).reshape(1, 6), "labels": torch.tensor([3])}
+    rec = {"rule": "attack", "wildcards": {"rep": "0"}}
+    third = 1.0 / 3.0                                   # needs all 17 digits to come back exactly
+    rows = [{"iteration": 0, "loss": third, "grad_distance": float("nan"), "status": "ok"},
+            {"iteration": 10, "loss": float("inf"), "grad_distance": np.float64(2.5), "status": "no_move"},
+            {"iteration": 20, "loss": -0.0, "grad_distance": torch.tensor(1e-300, dtype=torch.float64),
+             "status": "diverged"}]
+    io.save_tensors(p, x, rec, trace=rows)
+    t = io.load_trace(p)
+    assert t.column_names == ["iteration", "loss", "grad_distance", "status"]      # the attack's column order
+    assert t.schema.field("iteration").type == pa.int64() and t.schema.field("status").type == pa.string()
+    assert t.column("iteration").to_pylist() == [0, 10, 20]
+    assert t.column("status").to_pylist() == ["ok", "no_move", "diverged"]
+    loss = t.column("loss").to_pylist()
+    assert loss[0] == third and loss[1] == math.inf and loss[2] == 0.0 and math.copysign(1, loss[2]) == -1
+    dist = t.column("grad_distance").to_pylist()
+    assert math.isnan(dist[0]) and dist[1:] == [2.5, 1e-300]
+    # the same table the separate trace file held (pyarrow from the rows; NaN compared as NaN)
+    old = pa.Table.from_pylist([{k: (float(v) if k == "grad_distance" else v) for k, v in r.items()} for r in rows])
+    assert t.schema == old.schema
+    # the record and the tensors are what they would be without a trace
+    back, rec2 = io.load_tensors(p)
+    assert rec2 == rec and io.read_record(p) == rec and io.TRACE_KEY not in rec2
+    assert all(torch.equal(back[k], x[k]) for k in x)
+    q = tmp_path / "plain.safetensors"
+    io.save_tensors(q, x, rec)
+    assert io.recorded_digest(p) == io.recorded_digest(q)
+    # and it is written the same each time (one metadata entry, sorted keys): same bytes
+    io.save_tensors(tmp_path / "again.safetensors", x, rec, trace=rows)
+    assert (tmp_path / "again.safetensors").read_bytes() == p.read_bytes()
+
+
+def test_trace_rows_with_different_columns_and_the_placeholder(tmp_path):
+    import math
+
+    p = tmp_path / "rep1.safetensors"
+    io.save_tensors(p, {"x": torch.zeros(1)}, {"rule": "r"},
+                    trace=[{"iteration": 0, "loss": float("nan")}, {"iteration": 1, "lr": 0.1}])
+    t = io.load_trace(p)
+    assert t.column_names == ["iteration", "loss", "lr"] and t.num_rows == 2
+    assert math.isnan(t.column("loss")[0].as_py()) and t.column("loss")[1].as_py() is None
+    assert t.column("lr").to_pylist() == [None, 0.1]
+
+
+def test_an_artifact_without_a_trace_is_a_clear_error(tmp_path):
+    p = tmp_path / "weights.safetensors"
+    io.save_tensors(p, {"w": torch.ones(2)}, {"rule": "model"})
+    with pytest.raises(io.ArtifactError, match=r"weights\.safetensors.*carries no loss trace"):
+        io.load_trace(p)
+    with pytest.raises(io.ArtifactError, match=r"missing\.safetensors: no such file"):
+        io.load_trace(tmp_path / "missing.safetensors")
+    with pytest.raises(TypeError, match="list of rows"):
+        io.save_tensors(p, {"w": torch.ones(2)}, {"rule": "model"}, trace={"loss": [1.0]})

@@ -33,7 +33,7 @@ def test_significance_seed_is_the_one_main_derived():
 
 
 def test_paths_name_the_significance_wildcard_and_keep_their_layout():
-    for pattern in (P.SCORES, P.SCORE_COST, P.MASK, P.ATTACK, P.TRACE):
+    for pattern in (P.SCORES, P.SCORE_COST, P.MASK, P.ATTACK):
         assert "{significance}" in pattern and "{metric}" not in pattern
     got = P.fmt(P.ATTACK, **CASE, significance="grad", ratio=0.3, attack="ig", rep=0)
     assert got == "results/attacks/selective_encryption/cifar100/lenet/s000/grad/r0.300/ig/rep0.safetensors"

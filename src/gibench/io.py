@@ -2,7 +2,8 @@
 
 * tensors: safetensors, record as JSON under the single metadata key ``gibench`` (one key:
   safetensors serialises its metadata map in arbitrary order, so several keys would make
-  the bytes differ between runs);
+  the bytes differ between runs); an attack artifact's loss trace rides in the same JSON
+  object (:data:`TRACE_KEY`, :func:`load_trace`), kept out of the record when it is read;
 * rows: Parquet via pyarrow, record in the schema metadata under ``gibench``;
 * text (tables, JSON): written atomically as is.
 
@@ -130,6 +131,10 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 #: key of the embedded record that holds :func:`tensor_digest` of the file's tensors (verified on load)
 DIGEST_KEY = "tensor_sha256"
+#: key of the embedded JSON object that holds an attack artifact's loss trace (:func:`save_tensors`
+#: ``trace=``, read by :func:`load_trace`): ``[[column, [values...]], ...]`` in column order.  Not
+#: part of the record: :func:`load_tensors` / :func:`read_record` leave it out.
+TRACE_KEY = "loss_trace"
 
 
 def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -149,10 +154,35 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _trace_value(v: Any) -> Any:
+    """A trace value as a plain JSON value: floats as they are (NaN and infinities too: the
+    record is written with ``allow_nan``, read back by ``json.loads`` as the same floats),
+    NumPy / 0-d tensor scalars as Python values, anything else unknown as its ``str``."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return float(v) if isinstance(v, float) else v
+    if isinstance(v, (list, tuple)):
+        return [_trace_value(x) for x in v]
+    if hasattr(v, "tolist"):           # tensors, NumPy arrays and scalars
+        return _trace_value(v.tolist())
+    if hasattr(v, "item"):
+        return _trace_value(v.item())
+    return str(v)
+
+
+def trace_columns(rows: list[Mapping[str, Any]]) -> list[list]:
+    """Trace rows (dicts) -> ``[[column, [values...]], ...]``: the columns in the order they first
+    appear, a row's missing column as None (the form stored under :data:`TRACE_KEY`; a list of
+    pairs, not a dict, because the record is written with sorted keys)."""
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    return [[str(n), [_trace_value(r.get(n)) for r in rows]] for n in names]
+
+
 def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
-                 record: Mapping[str, Any]) -> None:
+                 record: Mapping[str, Any], trace: list[Mapping[str, Any]] | None = None) -> None:
     """Write ``tensors`` with ``record`` embedded, plus the digest of their data (:data:`DIGEST_KEY`),
-    which :func:`load_tensors` checks: a flipped byte in the data is found when the file is read."""
+    which :func:`load_tensors` checks: a flipped byte in the data is found when the file is read.
+    ``trace``: an attack's loss trace (a list of row dicts), stored beside the record under
+    :data:`TRACE_KEY` in the same metadata entry and read back by :func:`load_trace`."""
     import torch
     from safetensors.torch import save as st_save
 
@@ -162,6 +192,10 @@ def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
             raise TypeError(f"save_tensors({path}): {k!r} is {type(v).__name__}, not a tensor")
         clean[k] = v.detach().to("cpu").contiguous()
     rec = {**dict(record), DIGEST_KEY: tensor_digest(clean)}
+    if trace is not None:
+        if not isinstance(trace, list) or not all(isinstance(r, Mapping) for r in trace):
+            raise TypeError(f"save_tensors({path}): the trace must be a list of rows (dicts)")
+        rec[TRACE_KEY] = trace_columns(trace)
     meta = {META_KEY: json.dumps(rec, sort_keys=True, separators=(",", ":"), default=str)}
     data = st_save(clean, metadata=meta)
     write_bytes(path, data)
@@ -193,6 +227,30 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu", ve
     if str(device) != "cpu":
         tensors = {k: v.to(device) for k, v in tensors.items()}
     return tensors, record
+
+
+def load_trace(path: str | os.PathLike) -> pa.Table:
+    """The loss trace an attack artifact carries (:data:`TRACE_KEY`, written by
+    :func:`save_tensors`) as a table, one row per trace row, the columns in the attack's order,
+    the values as the attack gave them (floats exactly, NaN kept, strings such as DLG's
+    ``status`` kept).  A file without a trace (not an attack artifact, or one written before
+    traces were stored in it) is an :class:`ArtifactError` naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such file")
+    try:
+        with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+    except Exception as e:  # safetensors raises its own error types
+        raise ArtifactError(f"{path}: not a readable safetensors file ({e})") from e
+    columns = _parse_record(path, raw, keep_trace=True).get(TRACE_KEY)
+    if columns is None:
+        raise ArtifactError(f"{path}: carries no loss trace (its record has no {TRACE_KEY!r}): not an attack "
+                            f"artifact, or one written before the trace was stored in the artifact (then "
+                            f"`python -m gibench.pipeline.legacy_traces results` moves the old "
+                            f"rep<k>.trace.parquet files into their artifacts; or delete it and run the "
+                            f"workflow again: its attack job re-creates it)")
+    return pa.table({name: pa.array(values) for name, values in columns})
 
 
 def tensor_names_in_file_order(path: str | os.PathLike) -> list[str]:
@@ -233,9 +291,11 @@ def load_table(path: str | os.PathLike) -> tuple[pa.Table, dict[str, Any]]:
 
 # ---------------------------------------------------------------- generic
 
-def _parse_record(path: Path, raw: str | None, keep_digest: bool = False) -> dict[str, Any]:
+def _parse_record(path: Path, raw: str | None, keep_digest: bool = False, keep_trace: bool = False
+                  ) -> dict[str, Any]:
     """The embedded record; the content digest (an integrity field of the file, checked by
-    :func:`load_tensors`) is not part of it unless ``keep_digest``."""
+    :func:`load_tensors`) is not part of it unless ``keep_digest``, an attack's loss trace
+    (:data:`TRACE_KEY`, read by :func:`load_trace`) not unless ``keep_trace``."""
     if raw is None:
         raise ArtifactError(f"{path}: has no embedded gibench provenance record")
     try:
@@ -244,6 +304,8 @@ def _parse_record(path: Path, raw: str | None, keep_digest: bool = False) -> dic
         raise ArtifactError(f"{path}: provenance record is not valid JSON ({e})") from e
     if not keep_digest and isinstance(rec, dict):
         rec.pop(DIGEST_KEY, None)
+    if not keep_trace and isinstance(rec, dict):
+        rec.pop(TRACE_KEY, None)
     return rec
 
 

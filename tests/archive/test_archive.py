@@ -373,6 +373,31 @@ def test_compare_is_exact_on_the_same_device_and_within_the_stated_tolerance_oth
     assert not ok
 
 
+def test_compare_checks_the_loss_trace_an_attack_artifact_carries(tmp_path):
+    import torch
+
+    from gibench import io
+
+    x = torch.linspace(0, 1, 5)
+
+    def art(name, losses, status="ok"):
+        p = tmp_path / name
+        io.save_tensors(p, {"x": x}, {"rule": "attack", "inputs": {}},
+                        trace=[{"iteration": i, "loss": v, "tv": float("nan"), "status": status}
+                               for i, v in enumerate(losses)])
+        return p
+
+    a = art("a.safetensors", [1.0, 0.5])
+    ok, detail = archive.compare_file(a, art("b.safetensors", [1.0, 0.5]), archive.Tolerance())
+    assert ok and "loss trace 2 rows x 4 columns equal" in detail          # NaN equals NaN
+    ok, detail = archive.compare_file(a, art("c.safetensors", [1.0, 0.5 + 1e-9]), archive.Tolerance())
+    assert not ok and "loss trace: column 'loss' row 1" in detail
+    ok, detail = archive.compare_file(a, art("d.safetensors", [1.0, 0.5], "no_move"), archive.Tolerance())
+    assert not ok and "column 'status'" in detail
+    ok, detail = archive.compare_file(a, _tensor_file(tmp_path / "e.safetensors", x), archive.Tolerance())
+    assert not ok and "only the archived file carries a loss trace" in detail
+
+
 def test_directory_outputs_compare_their_files_not_snakemakes_marker(tmp_path):
     import torch
 

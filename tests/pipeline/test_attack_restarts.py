@@ -39,11 +39,13 @@ def _cfg(vectorise: bool) -> dict:
 
 
 def _targets() -> list[str]:
-    return [f"{BASE}/rep{i}.safetensors" for i in range(REPS)] + [f"{BASE}/rep{i}.trace.parquet" for i in range(REPS)]
+    # one file per restart: the reconstruction carries its loss trace
+    return [f"{BASE}/rep{i}.safetensors" for i in range(REPS)]
 
 
-def _direct(wd: Path, cfg: dict) -> list[torch.Tensor]:
-    """Each restart as the one-restart job computed it, called here without the pipeline."""
+def _direct(wd: Path, cfg: dict) -> list[tuple[torch.Tensor, list[dict]]]:
+    """Each restart (reconstruction, trace rows) as the one-restart job computed it, called here
+    without the pipeline."""
     from gibench import io
     from gibench.attacks import ATTACKS
     from gibench.datasets import DATASETS
@@ -72,7 +74,7 @@ def _direct(wd: Path, cfg: dict) -> list[torch.Tensor]:
             r = ATTACKS.get("ig")(net, shared, vis, input_shape=(know["batch_size"], *know["input_shape"]),
                                   mean=ds.mean, std=ds.std, labels=torch.as_tensor(know["labels"]),
                                   cfg=cfg["studies"][STUDY]["attacks"]["ig"]["params"], seed=seed)
-            out.append(r.x.float())
+            out.append((r.x.float(), r.trace))
         return out
     finally:
         os.chdir(old)
@@ -96,18 +98,25 @@ def test_one_job_per_case_writes_every_restart(vec_run):
     wd, _, log = vec_run
     stats = dict(re.findall(r"^(attack\w*)\s+(\d+)$", log, re.M))
     assert stats == {"attack_restarts": "1"}, stats
-    for i in range(REPS):
-        assert (wd / f"{BASE}/rep{i}.safetensors").exists() and (wd / f"{BASE}/rep{i}.trace.parquet").exists()
+    assert sorted(p.name for p in (wd / BASE).iterdir() if not p.name.startswith(".")) == \
+        [f"rep{i}.safetensors" for i in range(REPS)]
 
 
 def test_vectorised_restarts_match_the_one_restart_computation(vec_run):
     wd, cfg, _ = vec_run
     got = _load(wd)
     ref = _direct(wd, cfg)
-    for rep, ((t, rec), x) in enumerate(zip(got, ref)):
+    from gibench import io
+
+    for rep, ((t, rec), (x, trace)) in enumerate(zip(got, ref)):
         assert rec["attack"]["restart"] == rep and rec["attack"]["vectorised_restarts"] == REPS
         assert torch.allclose(t["x"].double(), x.double(), atol=1e-6, rtol=0), (t["x"] - x).abs().max()
-    assert (ref[0] - ref[1]).abs().max() > 0.1        # distinct seeds per restart
+        # the artifact's trace is the restart's: 6 iterations, one row each, the same losses
+        back = io.load_trace(str(wd / f"{BASE}/rep{rep}.safetensors"))
+        assert back.column("iteration").to_pylist() == [r["iteration"] for r in trace] == list(range(6))
+        assert torch.allclose(torch.tensor(back.column("loss").to_pylist()), torch.tensor([r["loss"] for r in trace]),
+                              rtol=1e-6, atol=0)
+    assert (ref[0][0] - ref[1][0]).abs().max() > 0.1        # distinct seeds per restart
 
 
 def test_replaying_a_record_remakes_the_job_byte_for_byte(vec_run, tmp_path):
@@ -148,6 +157,9 @@ def test_sequential_restarts_equal_the_one_restart_jobs_exactly(vec_run, tmp_pat
     assert re.search(r"^attack_restarts\s+1$", proc.stdout + proc.stderr, re.M)
     assert not re.search(r"^(gradient|masks|model|data)\s+\d+$", proc.stdout + proc.stderr, re.M)
     ref = _direct(wd, cfg)
-    for rep, ((t, rec), x) in enumerate(zip(_load(wd), ref)):
+    from gibench import io
+
+    for rep, ((t, rec), (x, trace)) in enumerate(zip(_load(wd), ref)):
         assert "restart" not in rec["attack"] and rec["wildcards"]["rep"] == str(rep)
         assert torch.equal(t["x"], x), rep
+        assert io.load_trace(str(wd / f"{BASE}/rep{rep}.safetensors")).to_pylist() == trace, rep

@@ -82,13 +82,12 @@ def test_one_restart_view_gives_a_restart_what_a_one_restart_job_gets():
     from gibench.pipeline.jobs_attack import one_restart
     from gibench.pipeline.replay import Files, Wildcards
 
-    recons = [f"a/rep{i}.safetensors" for i in range(3)]
-    traces = [f"a/rep{i}.trace.parquet" for i in range(3)]
+    recons = [f"a/rep{i}.safetensors" for i in range(3)]      # one file per restart, its trace inside
     smk = SimpleNamespace(input=Files({"mask": "m.safetensors", "prior": "p.pth"}), config={"seed": 1},
                           params=SimpleNamespace(attack={}), wildcards=Wildcards({"study": "s", "attack": "lamp"}),
-                          output=Files({"recon": recons, "trace": traces}), log=["l.json"], rule="attack_restarts",
+                          output=Files({"recon": recons}), log=["l.json"], rule="attack_restarts",
                           threads=1)
     view = one_restart(smk, 2)
     assert dict(view.wildcards) == {"study": "s", "attack": "lamp", "rep": "2"} and view.wildcards.rep == "2"
-    assert view.output.recon == recons[2] and view.output.trace == traces[2] and len(view.output) == 2
+    assert view.output.recon == recons[2] and len(view.output) == 1
     assert view.input.prior == "p.pth" and view.config is smk.config

@@ -66,8 +66,9 @@ def test_a_run_killed_by_sigkill_resumes_when_run_again(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert not (tmp_path / TARGET).exists()
     assert list((tmp_path / ".snakemake" / "locks").glob("*.lock")), "the killed run left no lock to clear"
-    # a kill between a job's outputs (the attack writes the reconstruction, then the trace) leaves
-    # an output on disk that Snakemake marked incomplete: put one there (its bytes are junk)
+    # a kill between a job's outputs (a restarts or decade job writes its restarts' / slots'
+    # artifacts one after another; each restart is one file now, its trace inside) leaves an
+    # output on disk that Snakemake marked incomplete: put one there (its bytes are junk)
     (tmp_path / TARGET).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / TARGET).write_bytes(b"half a reconstruction")
 

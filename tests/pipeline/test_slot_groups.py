@@ -79,7 +79,8 @@ def test_sd_and_cs_decades_follow_victims_and_the_group_slots_key():
 # ------------------------------------------------------------------ the per-slot view
 
 RECON = "results/attacks/x/{dataset}/{slot}/{attack}/rep{rep}.safetensors"
-TRACE = "results/attacks/x/{dataset}/{slot}/{attack}/rep{rep}.trace.parquet"
+# a second output of the synthetic rule (the real attack rules have one: the recon carries its trace)
+INFO = "results/attacks/x/{dataset}/{slot}/{attack}/rep{rep}.info.json"
 GRAD = "results/gradients/x/{dataset}/{slot}.safetensors"
 
 
@@ -88,7 +89,7 @@ def _decade_job(rule="x_attack_decade"):
     wc = Wildcards({"dataset": "mnist", "decade": "s01", "attack": "ig", "rep": "0"})
     inputs = SG.slot_inputs(lambda w: {"weights": f"w/{w.dataset}.safetensors"}, gradient=GRAD,
                             knowledge=lambda w: f"k/{w.slot}.json")(wc)
-    outputs = {k: SG.fill(v, wc) for k, v in SG.slot_outputs(recon=RECON, trace=TRACE).items()}
+    outputs = {k: SG.fill(v, wc) for k, v in SG.slot_outputs(recon=RECON, info=INFO).items()}
     logs = {"_0": "logs/x_attack/mnist/s01x/ig/rep0.json", "out": "logs/x_attack/mnist/s01x/ig/rep0.log"}
     params = {k: fn(wc) for k, fn in SG.slot_params(attack=lambda w: {"iters": 3, "for": w.slot}).items()}
     return SimpleNamespace(input=Files(inputs), output=Files(outputs), log=Files(logs), params=Params(params),
@@ -107,7 +108,7 @@ def test_slot_view_is_rule_x_job_of_that_slot():
     assert named_files(v.input) == {"weights": "w/mnist.safetensors", "gradient": "results/gradients/x/mnist/s013.safetensors",
                                     "knowledge": "k/s013.json"}
     assert v.output.recon == "results/attacks/x/mnist/s013/ig/rep0.safetensors"
-    assert named_files(v.output) == {"recon": v.output.recon, "trace": "results/attacks/x/mnist/s013/ig/rep0.trace.parquet"}
+    assert named_files(v.output) == {"recon": v.output.recon, "info": "results/attacks/x/mnist/s013/ig/rep0.info.json"}
     # the run record goes to X's first log, the text log to X's `out`
     assert list(v.log) == ["logs/x_attack/mnist/s013/ig/rep0.json", "logs/x_attack/mnist/s013/ig/rep0.log"]
     assert v.log.out == "logs/x_attack/mnist/s013/ig/rep0.log"
@@ -201,7 +202,7 @@ def test_decade_job_writes_the_bytes_of_the_per_slot_jobs(tmp_path):
     out = proc.stdout + proc.stderr
     assert _job_stats(out) == {"sd_gradient": 10, "sd_attack": 10}, out[-3000:]
     files = sorted(p.relative_to(tmp_path / "grouped") for p in (tmp_path / "grouped").rglob("*") if p.is_file())
-    assert len(files) == 10 * 3 + 10 * 2            # update, secrets, knowledge; recon, trace
+    assert len(files) == 10 * 3 + 10 * 1            # update, secrets, knowledge; recon (with its trace)
     for f in files:
         assert filecmp.cmp(tmp_path / "grouped" / f, tmp_path / f, shallow=False), f
     rec = json.loads((tmp_path / "logs/sd_attack/mnist/sd_cnn/dp_strong/s007/wiig/rep0.json").read_text())

@@ -55,9 +55,9 @@ def _matchers(files, rules: dict[str, list[re.Pattern]]) -> dict[str, list[str]]
 
 def _se_rules(x_twin: dict, twin: dict, x_attacks: str = "ig|dlg|lamp") -> dict[str, list[re.Pattern]]:
     """Snakemake's regexes of rule attack (X: constraint built for ``x_twin``) and attack_decade."""
-    outs = [P.ATTACK, P.TRACE]
+    outs = [P.ATTACK]                  # one file per restart (it carries its loss trace)
     x = {"attack": x_attacks, **SG.per_slot_constraint(outs, x_twin, GLOBAL)}
-    twin_outs = [p for v in SG.slot_outputs(recon=P.ATTACK, trace=P.TRACE).values() for p in [v]]
+    twin_outs = [p for v in SG.slot_outputs(recon=P.ATTACK).values() for p in [v]]
     return {"attack": _regexes(outs, x), "attack_decade": _regexes(twin_outs, twin)}
 
 
@@ -67,7 +67,7 @@ TWIN = {"study": SE, "attack": "ig|dlg", "decade": "s00|s01"}   # 25 victims: s0
 def _se_files():
     for study, slot, attack, rep, ext in itertools.product(
             (SE, "other_study"), [f"s{i:03d}" for i in (0, 5, 9, 10, 19, 20, 24)], ("ig", "dlg", "lamp"),
-            ("0", "1"), ("safetensors", "trace.parquet")):
+            ("0", "1"), ("safetensors",)):
         f = f"results/attacks/{study}/cifar100/lenet@dlg_uniform/{slot}/grad/r0.300/{attack}/rep{rep}.{ext}"
         twin = study == SE and attack in ("ig", "dlg") and slot[:3] in ("s00", "s01")
         yield f, ["attack_decade" if twin else "attack"]
@@ -77,13 +77,13 @@ def test_x_and_its_twin_split_the_files_as_the_twin_set_says():
     expected = dict(_se_files())
     got = _matchers(expected, _se_rules(TWIN, TWIN))
     assert got == expected
-    assert sum(v == ["attack_decade"] for v in got.values()) == 2 * 5 * 2 * 2   # attacks*slots*reps*exts
+    assert sum(v == ["attack_decade"] for v in got.values()) == 2 * 5 * 2   # attacks*slots*reps
 
 
 def test_the_check_fails_when_the_complement_breaks():
     expected = dict(_se_files())
     # no lookahead (the constraint before this change): a full decade's files match both rules
-    both = _matchers(expected, {"attack": _regexes([P.ATTACK, P.TRACE], {"attack": "ig|dlg|lamp"}),
+    both = _matchers(expected, {"attack": _regexes([P.ATTACK], {"attack": "ig|dlg|lamp"}),
                                 "attack_decade": _se_rules(TWIN, TWIN)["attack_decade"]})
     assert both != expected
     assert any(v == ["attack", "attack_decade"] for v in both.values())
@@ -123,7 +123,7 @@ def test_the_per_slot_rules_can_be_told_to_match_every_slot(monkeypatch):
     monkeypatch.setenv(SG.ALL_SLOTS_ENV, "all")
     got = _matchers(dict(_se_files()), _se_rules(TWIN, TWIN))
     assert all("attack" in v for v in got.values())
-    assert sum(v == ["attack", "attack_decade"] for v in got.values()) == 2 * 5 * 2 * 2
+    assert sum(v == ["attack", "attack_decade"] for v in got.values()) == 2 * 5 * 2
 
 
 def test_bad_uses_are_refused():

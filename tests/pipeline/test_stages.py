@@ -3,6 +3,7 @@ evaluate, gather and table jobs call: what reaches the attack, what reaches the 
 re-run writes the same bytes, and that the gathered rows are the rows of the files."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -56,7 +57,7 @@ def test_attack_stage_calls_the_attack_with_the_view_and_a_rerun_writes_the_same
                                visible=None, input_shape=(2, 1, 2, 2), mean=(0.5,), std=(0.5,),
                                labels=torch.tensor([1, 0]), extras={"defenses": "chain"},
                                info={"read_secrets": False}, drop_info=("latent",), config={"seed": 3})
-    out = Named(recon=str(tmp_path / "rep0.safetensors"), trace=str(tmp_path / "rep0.trace.parquet"))
+    out = Named(recon=str(tmp_path / "rep0.safetensors"))
     smk = _smk(tmp_path, output=out)
     first = stages.attack_stage(smk, torch.device("cpu"), view, rule="toy_attack", seed=11, label="case")
     bytes1 = [Path(p).read_bytes() for p in out.values()]
@@ -75,9 +76,12 @@ def test_attack_stage_calls_the_attack_with_the_view_and_a_rerun_writes_the_same
     assert rec["rule"] == "toy_attack" and rec["seed"] == 11 and rec["params"] == {"type": "ig", "iterations": 7}
     assert rec["attack"] == {"iterations": 7, "status": "ok", "message": "done", "final_loss": 0.125,
                              "read_secrets": False}
-    # an attack without a trace (a closed-form one) gets a one-row placeholder
-    trace, _ = io.load_table(out.trace)
-    assert trace.column("iteration").to_pylist() == [0]
+    # one file per restart: the trace rides in the reconstruction artifact; an attack without a
+    # trace (a closed-form one) gets a one-row placeholder
+    assert sorted(p.name for p in tmp_path.glob("rep0*")) == ["rep0.safetensors"]
+    trace = stages.read_trace(out.recon)
+    assert trace.column_names == list(stages.EMPTY_TRACE) and trace.column("iteration").to_pylist() == [0]
+    assert all(math.isnan(trace.column(c)[0].as_py()) for c in ("loss", "grad_distance", "tv", "lr"))
 
 
 # ---------------------------------------------------------------- evaluate

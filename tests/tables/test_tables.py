@@ -11,7 +11,7 @@ from gibench import io
 from gibench.tables import (FIGURES, TABLES, best_of_restarts, build_selective_encryption_outputs,
                             expand_shared, plot_grid, plot_traces, print_summary, table2, table4, table5,
                             table6)
-from gibench.tables.selective_encryption import parse_trace_path
+from gibench.tables.selective_encryption import load_trace, parse_trace_path
 from gibench.tables.render import fmt_mean_std
 from gibench.tables.selective_encryption import rating, table2_cells, table4_cells, table5_cells
 from se_table_rows import CONFIG, EXPECTED_T4, METRICS, MSE_AT_03, SLOTS, STUDY_CFG, _row, synthetic_rows
@@ -286,19 +286,30 @@ def test_curves_figure(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
-def test_traces_figure_from_trace_files(tmp_path):
+def test_traces_figure_from_the_reconstruction_artifacts(tmp_path):
+    import torch
+
     rows = synthetic_rows()
     root = tmp_path / "results"
-    files = []
+    files, written = [], {}
     for r in rows:
         if r["model"] == "lenet" and r["slot"] == "s000":
+            # one file per restart: the reconstruction carries its loss trace (a DLG-like status column too)
             p = (root / "attacks" / "selective_encryption" / "cifar100" / "lenet" / "s000" / r["metric"]
-                 / f"r{r['ratio']:.3f}" / "ig" / f"rep{r['restart']}.trace.parquet")
+                 / f"r{r['ratio']:.3f}" / "ig" / f"rep{r['restart']}.safetensors")
             it = np.arange(0, 200, 10)
-            io.save_table(p, {"iteration": it.tolist(), "loss": (np.exp(-it / 50) + r["ratio"] + 0.01).tolist(),
-                              "grad_distance": [0.0] * len(it), "tv": [0.0] * len(it), "lr": [0.1] * len(it)},
-                          {"rule": "attack"})
+            loss = np.exp(-it / 50) + r["ratio"] + 0.01
+            io.save_tensors(p, {"x": torch.zeros(1, 3, 2, 2), "labels": torch.tensor([0])}, {"rule": "attack"},
+                            trace=[{"iteration": int(i), "loss": float(v), "grad_distance": 0.0, "tv": float("nan"),
+                                    "lr": 0.1, "status": "ok"} for i, v in zip(it, loss)])
             files.append(p)
+            written[p] = (it, loss)
+    # the figure's reader gives back the numeric columns exactly as written (the status string left out)
+    got = load_trace(files[0])
+    assert sorted(got) == ["grad_distance", "iteration", "loss", "lr", "tv"] and np.isnan(got["tv"]).all()
+    assert np.array_equal(got["iteration"], written[files[0]][0]) and np.array_equal(got["loss"], written[files[0]][1])
+    with pytest.raises(ValueError, match="rep<k>.safetensors"):
+        parse_trace_path(files[0].with_name("rep0.trace.parquet"))
     assert parse_trace_path(files[0])["slot"] == "s000"
     for trace_paths in (None, files):
         paths = FIGURES.entry("selective_encryption", "traces")(metrics_path=rows, config=CONFIG, model="lenet", dataset="cifar100",
@@ -307,6 +318,13 @@ def test_traces_figure_from_trace_files(tmp_path):
         assert [p.name for p in paths] == ["traces_lenet_cifar100_ig_s000.png", "traces_lenet_cifar100_ig_s000.pdf"]
         assert _is_png(paths[0]) and _is_pdf(paths[1])
     assert no_temp_files(tmp_path / "fig")
+    # reconstructions written without a trace are an error naming a file, not a silent gap
+    for p in files:
+        io.save_tensors(p, {"x": torch.zeros(1, 3, 2, 2), "labels": torch.tensor([0])}, {"rule": "attack"})
+    with pytest.raises(io.ArtifactError, match=r"rep\d+\.safetensors: carries no loss trace"):
+        FIGURES.entry("selective_encryption", "traces")(metrics_path=rows, config=CONFIG, model="lenet",
+                                                        dataset="cifar100", attack="ig", slot="s000",
+                                                        out_dir=tmp_path / "fig3", trace_paths=files, root=root)
     # the direct API: (metric, ratio) -> arrays; a non-positive loss switches to symlog
     direct = plot_traces({("grad", 0.1): {"iteration": np.arange(5), "loss": np.array([1.0, 0.5, 0.0, -0.1, 0.2])}},
                          model="cnn", dataset="cifar100", attack="ig", slot="s001", out_dir=tmp_path / "fig2")

@@ -7,8 +7,8 @@ like that directory, so that it can be unpacked and used as a checkout:
   not ignored — what ``snakemake --archive`` packs, without requiring a clean commit):
   Snakefile, rules, scripts, ``src/gibench``, configs, schema, envs, bundled resources;
 * ``results/`` — everything the pipeline wrote, whatever the study (tables, figures, metric
-  and cost rows, reconstructions, traces, masks, gradients, weights, victims, FL runs,
-  overhead rows, ...), including ``results/configs/<digest>.yaml`` (the exact config each
+  and cost rows, reconstructions (each carrying its loss trace), masks, gradients, weights,
+  victims, FL runs, overhead rows, ...), including ``results/configs/<digest>.yaml`` (the exact config each
   record names) and the ``<file>.prov.json`` records of tables and figures; patterns in
   ``exclude`` leave files out (default: significance scores, large and only needed to
   re-make masks; ``include_scores`` keeps them);

@@ -121,7 +121,25 @@ def _compare_tensors(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, d
         elif not torch.equal(x, y):
             n = int((x != y).sum())
             return False, f"tensor {k!r} differs in {n} of {x.numel()} entries", ra, rb
+    # an attack artifact's loss trace (it rides in the file, beside the record): compared as rows
+    ta, tb = _trace_or_none(old), _trace_or_none(new)
+    if (ta is None) != (tb is None):
+        return False, f"only the {'archived' if tb is None else 're-made'} file carries a loss trace", ra, rb
+    if ta is not None:
+        ok, detail = _compare_tables(ta, tb, ra, rb, tol)
+        if not ok:
+            return False, f"loss trace: {detail}", ra, rb
+        return True, f"{len(a)} tensors equal, loss trace {detail}", ra, rb
     return True, f"{len(a)} tensors equal ({tol.describe()})", ra, rb
+
+
+def _trace_or_none(path: Path):
+    from .. import io
+
+    try:
+        return io.load_trace(path)
+    except io.ArtifactError:
+        return None
 
 
 def _compare_rows(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, dict, dict]:
@@ -129,6 +147,11 @@ def _compare_rows(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, dict
 
     ta, ra = io.load_table(old)
     tb, rb = io.load_table(new)
+    ok, detail = _compare_tables(ta, tb, ra, rb, tol)
+    return ok, detail, ra, rb
+
+
+def _compare_tables(ta: Any, tb: Any, ra: dict | None, rb: dict | None, tol: Tolerance) -> tuple[bool, str]:
     # columns the producing job declares unseeded (e.g. CKKS's fresh encryption randomness)
     unseeded = set((ra or {}).get(UNSEEDED_KEY) or []) | set((rb or {}).get(UNSEEDED_KEY) or [])
     measured = sorted(c for c in set(ta.column_names) | set(tb.column_names)
@@ -136,9 +159,9 @@ def _compare_rows(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, dict
     ca = [c for c in ta.column_names if c not in measured]
     cb = [c for c in tb.column_names if c not in measured]
     if sorted(ca) != sorted(cb):
-        return False, f"columns differ: {sorted(set(ca) ^ set(cb))}", ra, rb
+        return False, f"columns differ: {sorted(set(ca) ^ set(cb))}"
     if ta.num_rows != tb.num_rows:
-        return False, f"{ta.num_rows} rows vs {tb.num_rows}", ra, rb
+        return False, f"{ta.num_rows} rows vs {tb.num_rows}"
     for c in ca:
         x, y = ta.column(c).to_pylist(), tb.column(c).to_pylist()
         for i, (u, v) in enumerate(zip(x, y)):
@@ -146,9 +169,9 @@ def _compare_rows(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, dict
             if d:
                 shown = (d.split(": ", 1)[1] if isinstance(u, str) and isinstance(v, str) and d.startswith(": ")
                          else f"{u!r} vs {v!r}")
-                return False, f"column {c!r} row {i}: {shown}", ra, rb
+                return False, f"column {c!r} row {i}: {shown}"
     note = f"; measured or unseeded columns reported, not compared: {measured}" if measured else ""
-    return True, f"{ta.num_rows} rows x {len(ca)} columns equal ({tol.describe()}){note}", ra, rb
+    return True, f"{ta.num_rows} rows x {len(ca)} columns equal ({tol.describe()}){note}"
 
 
 def _window(u: str, v: str, width: int = 72) -> tuple[int, str, str, str]:

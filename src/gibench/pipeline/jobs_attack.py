@@ -36,19 +36,19 @@ def vectorise_restarts(study_cfg: dict, attack: str) -> bool:
 def one_restart(smk: Any, rep: int) -> SimpleNamespace:
     """The ``snakemake`` object of one restart of a job that runs them all (rule
     ``attack_restarts``): the job's inputs, config and params, the restart's ``rep``
-    wildcard and its two outputs -- what a one-restart job (rule ``attack``) receives."""
+    wildcard and its output -- what a one-restart job (rule ``attack``) receives."""
     from .replay import Files, Wildcards
 
     return SimpleNamespace(input=smk.input, config=smk.config, params=smk.params,
                            wildcards=Wildcards({**dict(smk.wildcards), "rep": str(rep)}),
-                           output=Files({"recon": list(smk.output.recon)[rep], "trace": list(smk.output.trace)[rep]}),
+                           output=Files({"recon": list(smk.output.recon)[rep]}),
                            log=getattr(smk, "log", []), rule=getattr(smk, "rule", None),
                            threads=getattr(smk, "threads", 1))
 
 
 def attack_job(smk: Any, device: torch.device) -> dict:
     """One restart (wildcard ``rep``, rule ``attack``), or every restart of the case (rule
-    ``attack_restarts``: outputs ``recon``/``trace`` list one file per restart).  Restarts
+    ``attack_restarts``: output ``recon`` lists one file per restart, each carrying its trace).  Restarts
     of an attack with a vectorised variant (``ATTACKS.entry(kind).many``) run together unless the
     entry says ``vectorise_restarts: false``; the others run one after another, each exactly
     as its own one-restart job would (same seed, same record)."""
@@ -112,7 +112,7 @@ def _attack_many(smk: Any, device: torch.device, many) -> dict:
     replay re-runs all restarts together, and carry the restart number (``attack.restart``)."""
     view = _attack_case(smk, device)
     wc = dict(smk.wildcards)
-    recons, traces = list(smk.output.recon), list(smk.output.trace)
+    recons = list(smk.output.recon)
     seeds = [derive_seed(smk.config["seed"], "attack", **seed_wildcards(wc), rep=str(rep)) for rep in range(len(recons))]
     t0 = time.time()
     every = max(1, int(view.params.get("iterations", 1000)) // 10)
@@ -124,8 +124,8 @@ def _attack_many(smk: Any, device: torch.device, many) -> dict:
 
     results = many(view.net, view.shared, view.visible, seeds=seeds, device=device, progress=progress,
                    **view.call_kwargs())
-    runs = [save_attack(view, r, rule="attack", wildcards=wc, outputs=smk.output, recon=recons[rep], trace=traces[rep],
-                        seed=seed, device=device, t0=t0, extra_info={"restart": rep, "vectorised_restarts": len(seeds)})
+    runs = [save_attack(view, r, rule="attack", wildcards=wc, outputs=smk.output, recon=recons[rep], seed=seed,
+                        device=device, t0=t0, extra_info={"restart": rep, "vectorised_restarts": len(seeds)})
             for rep, (r, seed) in enumerate(zip(results, seeds))]
     say(f"attack {wc['attack']} done: {len(runs)} restarts together, losses "
         + ", ".join(f"{r['final_loss']:.4g}" for r in runs))

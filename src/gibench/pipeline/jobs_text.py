@@ -265,9 +265,9 @@ def text_attack_job(smk: Any, device: torch.device) -> dict:
         if s:
             ids[b, :len(s)] = torch.as_tensor(s, dtype=torch.long)
     lens = torch.as_tensor([len(s) for s in out.sequences], dtype=torch.long)
-    io.save_tensors(smk.output.recon, {"token_ids": ids, "lengths": lens}, rec)
     trace = out.trace or [{"iteration": 0, "loss": float("nan")}]
-    io.save_table(smk.output.trace, [io.plain(r, nan="keep") for r in trace], rec)
+    io.save_tensors(smk.output.recon, {"token_ids": ids, "lengths": lens}, rec,
+                    trace=[io.plain(r, nan="keep") for r in trace])
     say(f"attack {wc['attack']} done: {out.status} ({out.message}); {out.texts[:2]}")
     return {"status": out.status, "final_loss": out.final_loss, "attack_seconds": seconds}
 

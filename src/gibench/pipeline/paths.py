@@ -16,8 +16,8 @@ GRADIENT = R + "/gradients/{study}/{dataset}/{model}/{slot}.safetensors"
 KNOWLEDGE = R + "/gradients/{study}/{dataset}/{model}/{slot}.knowledge.json"
 SCORES = R + "/significance/{study}/{dataset}/{model}/{slot}/{significance}.safetensors"
 MASK = R + "/masks/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}.safetensors"
+# one restart's reconstruction; it carries its loss trace (gibench.io.load_trace)
 ATTACK = R + "/attacks/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.safetensors"
-TRACE = R + "/attacks/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.trace.parquet"
 # the metric rows of every attack output of one victim slot (one evaluation job per slot)
 METRICS = R + "/metrics/{study}/{dataset}/{model}/{slot}.parquet"
 ALL_METRICS = R + "/metrics/{study}/metrics.parquet"

@@ -5,7 +5,8 @@ study's job function calls, each study supplying only what differs.
   the shared update, the visible entries, what the threat model grants, the study's extras);
   :func:`attack_extras` adds what the attack declares it needs (``ATTACKS.entry(kind).needs``),
   resolved through the study's need registry; :func:`attack_stage` runs the registered attack
-  and writes the reconstruction and its trace with their provenance record.
+  and writes the reconstruction with its provenance record and its loss trace (one file per
+  restart; :func:`read_trace` reads the trace back).
 * evaluate -- :func:`evaluate_stage`: one row per attack output of the job (the study's row
   function: its ground truth, its reconstruction metrics), an optional study step over the
   rows (stochastic defenses keep one restart per slot), one Parquet file.
@@ -32,7 +33,7 @@ from .runner import say
 #: ``AttackResult.info`` keys never written into the artifact: measurements of one run (a re-run
 #: must give the same bytes); they go to the job log through the job's return value
 VOLATILE_INFO = ("seconds", "iterations_per_second")
-#: the trace written when an attack reports none (a closed-form attack)
+#: the trace stored when an attack reports none (a closed-form attack)
 EMPTY_TRACE = {"iteration": 0, "loss": float("nan"), "grad_distance": float("nan"), "tv": float("nan"),
                "lr": float("nan")}
 
@@ -105,11 +106,19 @@ def progress_printer(rule: str, attack: str, label: str, iterations: int, t0: fl
     return progress
 
 
-def save_attack(view: AttackerView, result: Any, *, rule: str, wildcards: dict, outputs: Any, recon: str, trace: str,
+def read_trace(path: str | Path) -> Any:
+    """The loss trace of one restart (a pyarrow Table, one row per trace row), read out of its
+    reconstruction artifact (:func:`gibench.io.load_trace`; a clear error naming the file when
+    it carries none)."""
+    return io.load_trace(path)
+
+
+def save_attack(view: AttackerView, result: Any, *, rule: str, wildcards: dict, outputs: Any, recon: str,
                 seed: int, device: torch.device, t0: float, extra_info: dict | None = None) -> dict:
-    """Write one restart's reconstruction (``x``, ``labels``) and its trace, each with the
-    record (the attack's info less the volatile keys, its status, the study's facts); return
-    what goes to the job log (seconds and speed included)."""
+    """Write one restart's reconstruction (``x``, ``labels``) with the record (the attack's info
+    less the volatile keys, its status, the study's facts) and its loss trace (``result.trace``,
+    or :data:`EMPTY_TRACE` for an attack that reports none) in the same file; return what goes
+    to the job log (seconds and speed included)."""
     info = dict(result.info or {})
     # speed is a measurement of this run: it goes to the job log, not into the artifact
     # (re-running the job must give the same bytes)
@@ -123,15 +132,15 @@ def save_attack(view: AttackerView, result: Any, *, rule: str, wildcards: dict, 
     params = view.record_params if view.record_params is not None else {"type": view.kind, **view.params}
     rec = make_record(rule=rule, wildcards=wildcards, params=params, config=view.config, inputs=view.inputs,
                       outputs=outputs, seed=seed, device=device, extra={"attack": info})
-    io.save_tensors(recon, {"x": result.x.float().cpu(), "labels": result.labels.cpu()}, rec)
-    io.save_table(trace, result.trace or [dict(EMPTY_TRACE)], rec)
+    io.save_tensors(recon, {"x": result.x.float().cpu(), "labels": result.labels.cpu()}, rec,
+                    trace=result.trace or [dict(EMPTY_TRACE)])
     return {"attack_status": result.status, "final_loss": result.final_loss, "attack_seconds": seconds,
             "iterations_per_second": speed}
 
 
 def attack_stage(smk: Any, device: torch.device, view: AttackerView, *, rule: str, seed: int, label: str) -> dict:
-    """One restart of one case (outputs ``recon`` and ``trace``): run the registered attack on
-    the attacker's view, write both files with their record, log the outcome."""
+    """One restart of one case (output ``recon``): run the registered attack on the attacker's
+    view, write the reconstruction with its record and trace, log the outcome."""
     from ..attacks import ATTACKS
 
     wc = dict(smk.wildcards)
@@ -140,7 +149,7 @@ def attack_stage(smk: Any, device: torch.device, view: AttackerView, *, rule: st
     result = ATTACKS.get(view.kind)(view.net, view.shared, view.visible, seed=seed, device=device, progress=progress,
                                     **view.call_kwargs())
     out = save_attack(view, result, rule=rule, wildcards=wc, outputs=smk.output, recon=smk.output.recon,
-                      trace=smk.output.trace, seed=seed, device=device, t0=t0)
+                      seed=seed, device=device, t0=t0)
     say(f"{rule} {wc['attack']} {label} done: {result.status}, loss {result.final_loss:.4g} ({result.message})")
     return out
 

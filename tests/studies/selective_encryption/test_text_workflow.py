@@ -72,5 +72,11 @@ def test_text_micro_run_tables_figures_and_attacker_boundary(tmp_path):
         inputs = list(io.read_record(p)["inputs"])
         assert len(inputs) == 4 and all(i.startswith(("results/models/", "results/gradients/", "results/masks/"))
                                         for i in inputs), inputs
+        # one file per restart: the text attack's trace rides in it (LAMP: iteration/loss rows;
+        # DAGER: one row per position, or the one-row placeholder when it recovered nothing)
+        assert io.load_trace(p).num_rows >= 1, p
+    assert not list((res / "attacks").rglob("*.parquet"))
+    lamp = io.load_trace(res / "attacks/selective_encryption/cola/gpt2/s000/any/r0.000/lamp/rep0.safetensors")
+    assert {"iteration", "loss"} <= set(lamp.column_names) and lamp.num_rows > 1
     know = json.loads((res / "gradients" / "selective_encryption" / "cola" / "gpt2" / "s000.knowledge.json").read_text())
     assert set(know) >= {"labels", "lengths", "batch_size"} and "text" not in know

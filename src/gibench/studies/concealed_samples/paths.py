@@ -16,8 +16,8 @@ _CASE = "{dataset}/{model}/{server}/{cohort}/{defense}"
 CS_GRAD = R + "/gradients/" + STUDY + "/" + _CASE + "/{slot}.safetensors"
 CS_KNOW = R + "/gradients/" + STUDY + "/" + _CASE + "/{slot}.knowledge.json"
 CS_SECRETS = R + "/gradients/" + STUDY + "/" + _CASE + "/{slot}.secrets.safetensors"
+# one restart's reconstruction; it carries its loss trace (gibench.io.load_trace)
 CS_ATTACK = R + "/attacks/" + STUDY + "/" + _CASE + "/{slot}/{attack}/rep{rep}.safetensors"
-CS_TRACE = R + "/attacks/" + STUDY + "/" + _CASE + "/{slot}/{attack}/rep{rep}.trace.parquet"
 CS_METRICS = R + "/metrics/" + STUDY + "/" + _CASE + "/{attack}.parquet"    # rule cs_evaluate
 CS_ALL = R + "/metrics/" + STUDY + "/cs_metrics.parquet"                       # rule cs_gather
 CS_FL_DIR = R + "/fl/" + STUDY + "/{dataset}/{model}/{cohort}/{defense}/seed{seed}"

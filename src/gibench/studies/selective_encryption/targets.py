@@ -206,7 +206,8 @@ def figure_inputs(config: dict, study: str, figure: str) -> dict:
         raise ValueError(f"unknown figure {figure!r} for study {study!r}")
     inputs: dict = {"metrics": P.fmt(P.ALL_METRICS, study=study)}
     if fig["kind"] == "traces":
-        inputs["traces"] = _attack_files(config, P.TRACE, fig["model"], fig["dataset"], fig["attack"], fig["slot"])
+        # the slot's reconstruction artifacts: each carries its restart's loss trace
+        inputs["traces"] = _attack_files(config, P.ATTACK, fig["model"], fig["dataset"], fig["attack"], fig["slot"])
     elif fig["kind"] == "grid":
         inputs["recons"] = _attack_files(config, P.ATTACK, fig["model"], fig["dataset"], fig["attack"])
         inputs["victims"] = P.fmt(P.VICTIMS, dataset=fig["dataset"])

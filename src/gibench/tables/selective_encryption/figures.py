@@ -7,7 +7,8 @@
   on its metric's panel.
 * ``traces_<model>_<dataset>_<attack>_<slot>`` (Figs. 3, 15-33): the attacker's
   reconstruction loss against the iteration, one panel per significance metric, one line
-  per ratio (log y axis; symlog if a loss is <= 0), for the restart the tables keep.
+  per ratio (log y axis; symlog if a loss is <= 0), for the restart the tables keep (its
+  trace read out of its reconstruction artifact, :func:`gibench.io.load_trace`).
 * ``grid_<model>_<dataset>_<attack>`` (Fig. 6): reconstructions; the first row is the
   ground truth, then (if ratio 0 was run) the unencrypted attack, then one row per
   significance metric x selected ratio; one column per victim; under each reconstruction
@@ -112,23 +113,29 @@ def plot_curves(rows: Any, config: Mapping[str, Any], *, model: str, dataset: st
 
 # ------------------------------------------------------------------ traces (Figs. 3, 15-33)
 
+#: the file that carries one restart's trace: its reconstruction artifact
+TRACE_SUFFIX = ".safetensors"
+
+
 def parse_trace_path(path: str | Path) -> dict:
-    """The case of ``.../{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.trace.parquet``
-    keyed like a metric row (the row column ``metric`` holds the ``significance`` wildcard)."""
+    """The case of ``.../{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.safetensors``
+    (the restart's reconstruction, which carries its trace) keyed like a metric row (the row
+    column ``metric`` holds the ``significance`` wildcard)."""
     p = Path(path)
     name = p.name
-    if not (name.startswith("rep") and name.endswith(".trace.parquet")):
-        raise ValueError(f"{path}: not a trace file name (rep<k>.trace.parquet)")
+    if not (name.startswith("rep") and name.endswith(TRACE_SUFFIX) and name[3:-len(TRACE_SUFFIX)].isdigit()):
+        raise ValueError(f"{path}: not a restart's reconstruction file name (rep<k>{TRACE_SUFFIX}), "
+                         f"which carries its trace")
     parts = p.parts
     study, dataset, model, slot, metric, ratio, attack = parts[-8:-1]
     return {"study": study, "dataset": dataset, "model": model, "slot": slot, "metric": metric,
             "ratio": ratio_key(float(ratio.lstrip("r"))), "attack": attack,
-            "restart": int(name[3:-len(".trace.parquet")])}
+            "restart": int(name[3:-len(TRACE_SUFFIX)])}
 
 
 def default_trace_path(row: Mapping[str, Any], root: str | Path = "results") -> Path:
     return (Path(root) / "attacks" / str(row.get("study") or STUDY) / row["dataset"] / row["model"] / row["slot"]
-            / row["metric"] / f"r{float(row['ratio']):.3f}" / row["attack"] / f"rep{int(row['restart'])}.trace.parquet")
+            / row["metric"] / f"r{float(row['ratio']):.3f}" / row["attack"] / f"rep{int(row['restart'])}{TRACE_SUFFIX}")
 
 
 def _trace_locator(trace_paths: Any, root: str | Path) -> Callable[[Mapping[str, Any]], Path | None]:
@@ -163,10 +170,10 @@ def chosen_rows(rows: Any, config: Mapping[str, Any], *, model: str, dataset: st
 
 
 def load_trace(path: str | Path) -> dict[str, np.ndarray]:
+    """The numeric columns of the trace a restart's reconstruction artifact carries."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    t = pq.read_table(path)
+    t = io.load_trace(path)
     # numeric columns only (a trace may carry a per-step status string, e.g. DLG's)
     return {c: np.asarray(t.column(c).to_numpy(zero_copy_only=False), dtype=float) for c in t.column_names
             if pa.types.is_integer(t.schema.field(c).type) or pa.types.is_floating(t.schema.field(c).type)}
@@ -308,8 +315,9 @@ def build_curves_figure(*, metrics_path: Any, config: Mapping[str, Any], model: 
 def build_traces_figure(*, metrics_path: Any, config: Mapping[str, Any], model: str, dataset: str, attack: str,
                         slot: str, out_dir: str | Path, trace_paths: Any = None, root: str | Path = "results",
                         formats: Sequence[str] = FORMATS) -> list[Path]:
-    """``trace_paths``: None (the pipeline's layout under ``root``), an iterable of trace
-    files (matched by their path), or a callable row -> path."""
+    """``trace_paths``: None (the pipeline's layout under ``root``), an iterable of the
+    restarts' reconstruction files, which carry the traces (matched by their path), or a
+    callable row -> path."""
     cfg = study_config(config)
     rows = _rows(metrics_path)
     locate = _trace_locator(trace_paths, root)
