@@ -137,5 +137,9 @@ def test_an_artifact_without_a_trace_is_a_clear_error(tmp_path):
         io.load_trace(p)
     with pytest.raises(io.ArtifactError, match=r"missing\.safetensors: no such file"):
         io.load_trace(tmp_path / "missing.safetensors")
+    # optional: a readable file without a trace gives None; a missing file stays an error
+    assert io.load_trace(p, optional=True) is None
+    with pytest.raises(io.ArtifactError, match=r"missing\.safetensors: no such file"):
+        io.load_trace(tmp_path / "missing.safetensors", optional=True)
     with pytest.raises(TypeError, match="list of rows"):
         io.save_tensors(p, {"w": torch.ones(2)}, {"rule": "model"}, trace={"loss": [1.0]})

@@ -229,12 +229,13 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu", ve
     return tensors, record
 
 
-def load_trace(path: str | os.PathLike) -> pa.Table:
+def load_trace(path: str | os.PathLike, optional: bool = False) -> pa.Table | None:
     """The loss trace an attack artifact carries (:data:`TRACE_KEY`, written by
     :func:`save_tensors`) as a table, one row per trace row, the columns in the attack's order,
     the values as the attack gave them (floats exactly, NaN kept, strings such as DLG's
     ``status`` kept).  A file without a trace (not an attack artifact, or one written before
-    traces were stored in it) is an :class:`ArtifactError` naming the file."""
+    traces were stored in it) is an :class:`ArtifactError` naming the file, or None when
+    ``optional`` (an unreadable file is an error either way)."""
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{path}: no such file")
@@ -244,6 +245,8 @@ def load_trace(path: str | os.PathLike) -> pa.Table:
     except Exception as e:  # safetensors raises its own error types
         raise ArtifactError(f"{path}: not a readable safetensors file ({e})") from e
     columns = _parse_record(path, raw, keep_trace=True).get(TRACE_KEY)
+    if columns is None and optional:
+        return None
     if columns is None:
         raise ArtifactError(f"{path}: carries no loss trace (its record has no {TRACE_KEY!r}): not an attack "
                             f"artifact, or one written before the trace was stored in the artifact (then "

@@ -79,7 +79,7 @@ def test_attack_stage_calls_the_attack_with_the_view_and_a_rerun_writes_the_same
     # one file per restart: the trace rides in the reconstruction artifact; an attack without a
     # trace (a closed-form one) gets a one-row placeholder
     assert sorted(p.name for p in tmp_path.glob("rep0*")) == ["rep0.safetensors"]
-    trace = stages.read_trace(out.recon)
+    trace = io.load_trace(out.recon)
     assert trace.column_names == list(stages.EMPTY_TRACE) and trace.column("iteration").to_pylist() == [0]
     assert all(math.isnan(trace.column(c)[0].as_py()) for c in ("loss", "grad_distance", "tv", "lr"))
 

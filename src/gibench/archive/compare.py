@@ -122,7 +122,7 @@ def _compare_tensors(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, d
             n = int((x != y).sum())
             return False, f"tensor {k!r} differs in {n} of {x.numel()} entries", ra, rb
     # an attack artifact's loss trace (it rides in the file, beside the record): compared as rows
-    ta, tb = _trace_or_none(old), _trace_or_none(new)
+    ta, tb = io.load_trace(old, optional=True), io.load_trace(new, optional=True)
     if (ta is None) != (tb is None):
         return False, f"only the {'archived' if tb is None else 're-made'} file carries a loss trace", ra, rb
     if ta is not None:
@@ -131,15 +131,6 @@ def _compare_tensors(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, d
             return False, f"loss trace: {detail}", ra, rb
         return True, f"{len(a)} tensors equal, loss trace {detail}", ra, rb
     return True, f"{len(a)} tensors equal ({tol.describe()})", ra, rb
-
-
-def _trace_or_none(path: Path):
-    from .. import io
-
-    try:
-        return io.load_trace(path)
-    except io.ArtifactError:
-        return None
 
 
 def _compare_rows(old: Path, new: Path, tol: Tolerance) -> tuple[bool, str, dict, dict]:

@@ -34,9 +34,7 @@ def embed_legacy_traces(root: str | Path = "results", dry_run: bool = False) -> 
         done.append(recon)
         if dry_run:
             continue
-        try:
-            io.load_trace(recon)
-        except io.ArtifactError:
+        if io.load_trace(recon, optional=True) is None:
             table, _ = io.load_table(old)
             tensors, record = io.load_tensors(recon)           # checks the tensor digest
             st = recon.stat()

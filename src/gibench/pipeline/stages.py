@@ -6,7 +6,7 @@ study's job function calls, each study supplying only what differs.
   :func:`attack_extras` adds what the attack declares it needs (``ATTACKS.entry(kind).needs``),
   resolved through the study's need registry; :func:`attack_stage` runs the registered attack
   and writes the reconstruction with its provenance record and its loss trace (one file per
-  restart; :func:`read_trace` reads the trace back).
+  restart; :func:`gibench.io.load_trace` reads the trace back).
 * evaluate -- :func:`evaluate_stage`: one row per attack output of the job (the study's row
   function: its ground truth, its reconstruction metrics), an optional study step over the
   rows (stochastic defenses keep one restart per slot), one Parquet file.
@@ -104,13 +104,6 @@ def progress_printer(rule: str, attack: str, label: str, iterations: int, t0: fl
         if it % every == 0:
             say(f"{rule} {attack} {label}: iteration {it}, loss {loss:.4g}, {time.time() - t0:.0f} s")
     return progress
-
-
-def read_trace(path: str | Path) -> Any:
-    """The loss trace of one restart (a pyarrow Table, one row per trace row), read out of its
-    reconstruction artifact (:func:`gibench.io.load_trace`; a clear error naming the file when
-    it carries none)."""
-    return io.load_trace(path)
 
 
 def save_attack(view: AttackerView, result: Any, *, rule: str, wildcards: dict, outputs: Any, recon: str,
