@@ -14,8 +14,14 @@ Independent facts checked:
   out here in plain Python, not with regexes; the same check flags the two ways the complement can
   break (no lookahead: both match; an X constraint built for a larger twin, e.g. one that takes
   LAMP's slots too: nobody makes them);
+- the client-side twins of the paper-scale selective-encryption config (SE.stage_twin: gradient,
+  significance, masks, masks_any) take exactly the (case, metric) decades whose ten slots the
+  study's attacks (or its cost table) ask for, worked out by hand from the config (LAMP's 5 slots
+  stay per slot), through the same regexes;
 - through the real Snakefile (slow): for the demo, every paper-scale study and the reproduce
-  config, the dry run's Job stats are the per-rule counts of commit 9412be3 (before this change),
+  config, the dry run's Job stats are the per-rule counts of commit 9412be3 (before this change;
+  the client-side rules, which have decade twins since, with each decade job counted as the ten
+  per-slot jobs it runs),
   Snakemake builds no job it throws away for any X / X_decade pair, and every output of those
   rules' jobs is matched by exactly its own rule of the two (tests/pipeline/dag_probe.py).
 """
@@ -34,6 +40,7 @@ from snakemake.io import regex_from_filepattern, update_wildcard_constraints
 
 from gibench.pipeline import paths as P
 from gibench.pipeline import slot_groups as SG
+from gibench.studies.selective_encryption import targets as SET
 from gibench.studies.stochastic_defenses import paths as SDP
 from workflow_helpers import ROOT, snakemake_env
 
@@ -109,6 +116,46 @@ def test_slot_followed_by_a_dot_and_decade_only_twin():
     assert _matchers(expected, rules) == expected
 
 
+# The client-side twins of the paper-scale config (SE.stage_twin): not a product of per-wildcard
+# choices.  By hand from config/studies/selective_encryption.yaml: 10 victims; IG/DLG attack the
+# image cases and DAGER (both variants) GPT-2 on cola and sst2 on all 10 slots with the metrics
+# grad..random; LAMP (bert, and gpt2 on every text dataset) and lamp_selectors (attn, ... on
+# gpt2/cola) only the first 5; the cost metrics (sens among them) are scored on every slot.
+_STAGE_FILES = {"masks": "results/masks/{study}/{case}/{slot}/{metric}/r0.300.safetensors",
+                "significance": "results/significance/{study}/{case}/{slot}/{metric}.cost.parquet"}
+_STAGE_OUTS = {"masks": [P.MASK.replace("{ratio}", r) for r in ("r0.300", "r0.500")],
+               "significance": [P.SCORES, P.SCORE_COST]}
+
+
+def _stage_twin_by_hand(rule, study, case, slot, metric) -> bool:
+    if study != SE or slot[:3] != "s00":
+        return False
+    all_ten = case in ("cifar100/lenet", "cola/gpt2") and metric in ("grad", "sens")   # IG/DLG, DAGER
+    return all_ten or (rule == "significance" and metric == "sens")                      # a cost metric
+
+
+@pytest.mark.parametrize("rule", ["masks", "significance"])
+def test_stage_twins_split_the_paper_files_as_the_cases_ask(rule):
+    from gibench.config import validate
+
+    cfg = validate(yaml.safe_load((ROOT / "config/studies/selective_encryption.yaml").read_text()))
+    twin = SET.stage_twin(cfg, rule)
+    outs = _STAGE_OUTS[rule]
+    x = SG.per_slot_constraint(outs, twin, GLOBAL)
+    named = SG.slot_outputs(**{f"_{i}": p for i, p in enumerate(outs)})
+    rules = {rule: _regexes(outs, x), rule + SG.SUFFIX: _regexes(list(named.values()), twin)}
+    expected = {}
+    for study, case, slot, metric in itertools.product(
+            (SE, "other_study"), ("cifar100/lenet", "cola/bert", "cola/gpt2", "rotten_tomatoes/gpt2"),
+            ("s000", "s004", "s005", "s009", "s010", "s019"), ("grad", "sens", "attn")):
+        f = _STAGE_FILES[rule].format(study=study, case=case, slot=slot, metric=metric)
+        expected[f] = [rule + SG.SUFFIX if _stage_twin_by_hand(rule, study, case, slot, metric) else rule]
+    assert _matchers(expected, rules) == expected
+    assert sum(v == [rule + SG.SUFFIX] for v in expected.values()) == 4 * (2 * 2 + 2 * (rule == "significance"))
+    cfg["studies"][SE]["group_slots"] = False
+    assert SET.stage_twin(cfg, rule)["decade"] == SG.NO_DECADE
+
+
 def test_a_twin_that_matches_nothing_leaves_the_constraint():
     assert SG.per_slot_constraint([P.ATTACK], {**TWIN, "decade": SG.NO_DECADE}, GLOBAL) == {"study": GLOBAL["study"]}
     assert SG.per_slot_constraint([P.ATTACK], {**TWIN, "attack": "(?!)"}, GLOBAL) == {"study": GLOBAL["study"]}
@@ -159,12 +206,29 @@ def _probe(tmp_path: Path, configfile: Path) -> dict:
     return json.loads(out.read_text())
 
 
+_STAGE = {r for x in SET.STAGE_RULES for r in (x, x + SG.SUFFIX)}
+
+
+def _slot_jobs(kept: dict[str, int]) -> dict[str, int]:
+    """Jobs per rule, a decade job (X_decade) counted as the ten jobs of X it runs."""
+    out: dict[str, int] = {}
+    for rule, n in kept.items():
+        x = rule.removesuffix(SG.SUFFIX)
+        out[x] = out.get(x, 0) + n * (10 if x != rule else 1)
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_dag_builds_no_throwaway_jobs_and_keeps_its_job_stats(name, tmp_path):
     cfg = {"demo": "config/config.yaml", "reproduce": "config/reproduce.yaml"}.get(name, f"config/studies/{name}.yaml")
     got = _probe(tmp_path, ROOT / cfg)
-    assert got["kept"] == EXPECTED[name]
+    # every rule but the client-side ones keeps its count of 9412be3; those have decade twins since
+    # (SE.stage_twin): each decade job stands for ten of its per-slot rule's jobs, so counted that
+    # way every rule's jobs are still 9412be3's -- no slot's work lost, none added
+    unchanged = {r: n for r, n in EXPECTED[name].items() if r not in _STAGE}
+    assert {r: n for r, n in got["kept"].items() if r not in _STAGE} == unchanged
+    assert _slot_jobs(got["kept"]) == _slot_jobs(EXPECTED[name])
     for x, pair in got["pairs"].items():
         assert pair["bad"] == [], (x, pair["bad"])
         for rule in (x, x + SG.SUFFIX):
@@ -173,3 +237,5 @@ def test_dag_builds_no_throwaway_jobs_and_keeps_its_job_stats(name, tmp_path):
     if name not in ("demo", "reproduce"):   # the paper-scale studies run decade jobs (the demo and
         # reproduce.yaml have fewer than ten victims per case): the check above saw their files
         assert grouped and all(got["pairs"][x]["files"] for x in grouped)
+    if name == "selective_encryption":
+        assert set(SET.STAGE_RULES) <= set(grouped), grouped

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import filecmp
+import json
 import re
 import shutil
 
@@ -126,5 +127,70 @@ def test_se_dry_run_has_one_attack_job_per_full_decade_and_per_left_over_slot(tm
     base = "results/attacks/selective_encryption/cifar100/lenet/s0{:02d}/any/r0.000"
     targets = [base.format(i) + f for i in range(12) for f in ("/ig/rep0.safetensors", "/ig2/rep1.safetensors")]
     stats = _stats(run_snakemake(tmp_path, path, "-n", *targets).stdout)
-    assert stats == {"data": 1, "model": 1, "gradient": 12, "masks_any": 12, "attack_decade": 1, "attack": 2,
-                     "attack_restarts_decade": 1, "attack_restarts": 2}, stats
+    # the client-side rules too (gradient, the shared ratio-0 mask): decade s00 in one job, 2 slots alone
+    assert stats == {"data": 1, "model": 1, "gradient_decade": 1, "gradient": 2, "masks_any_decade": 1,
+                     "masks_any": 2, "attack_decade": 1, "attack": 2, "attack_restarts_decade": 1,
+                     "attack_restarts": 2}, stats
+
+
+# ---- selective encryption: the client-side decade twins (SE.stage_twin) -----------------------
+SE_CASE = "selective_encryption/cifar100/lenet"
+
+
+def _se_stage_config() -> dict:
+    # ten victims, one attack on all ten (its cases decide which decades are grouped), metric grad at
+    # ratios 0 (shared mask 'any') and 0.3 (masks of grad); no attack runs here, only what it reads
+    cfg = copy.deepcopy(MICRO)
+    cfg["datasets"]["cifar100"]["victims"] = 10
+    cfg["studies"]["selective_encryption"].update({
+        "victims": 10, "overhead": {"enabled": False},
+        "significance": {"metrics": ["grad"], "ratios": [0.0, 0.3], "cost_metrics": ["grad"]},
+        "attacks": {"ig": {"restarts": 1, "params": {"iterations": 1}}}})
+    return cfg
+
+
+def _se_masks(slot: str) -> list[str]:
+    return [f"results/masks/{SE_CASE}/{slot}/grad/r0.300.safetensors",
+            f"results/masks/{SE_CASE}/{slot}/any/r0.000.safetensors"]
+
+
+def _se_stage_files(slot: str) -> list[str]:
+    g, s = f"results/gradients/{SE_CASE}/{slot}", f"results/significance/{SE_CASE}/{slot}/grad"
+    return [f"{g}.safetensors", f"{g}.knowledge.json", f"{s}.safetensors", f"{s}.cost.parquet", *_se_masks(slot)]
+
+
+def test_se_stage_decade_jobs_write_the_bytes_of_the_per_slot_jobs(tmp_path):
+    """gradient_decade, significance_decade, masks_decade and masks_any_decade make the ten slots'
+    files; the per-slot rules (forced with --allowed-rules and GIBENCH_PER_SLOT_RULES=all) re-make
+    those of s000 and s009 with the same bytes, embedded records included -- except the cost
+    table's measured columns (seconds, peak bytes: a measurement of each run), whose other
+    columns and record are compared."""
+    from gibench import io
+
+    path = write_config(tmp_path, _se_stage_config())
+    targets = [f for d in range(10) for f in _se_masks(f"s00{d}")]
+    proc = run_snakemake(tmp_path, path, *targets)
+    assert _stats(proc.stdout + proc.stderr) == {"data": 1, "model": 1, "gradient_decade": 1, "significance_decade": 1,
+                                                 "masks_decade": 1, "masks_any_decade": 1}
+    # each slot's run record is rule significance's, beside the decade job's own
+    rec = json.loads((tmp_path / f"logs/significance/{SE_CASE}/s009/grad.json").read_text())
+    assert rec["rule"] == "significance" and rec["status"] == "ok"
+    assert json.loads((tmp_path / f"logs/significance/{SE_CASE}/s00x/grad.json").read_text())["rule"] == \
+        "significance_decade"
+    grouped = tmp_path / "grouped"
+    files = [f for s in ("s000", "s009") for f in _se_stage_files(s)]
+    for f in files:
+        (grouped / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(tmp_path / f, grouped / f)
+    proc = run_snakemake(tmp_path, path, *[f for s in ("s000", "s009") for f in _se_masks(s)],
+                         "--allowed-rules", "gradient", "significance", "masks", "masks_any",
+                         env=dict(snakemake_env(), **{SG.ALL_SLOTS_ENV: "all"}))
+    assert _stats(proc.stdout + proc.stderr) == {"gradient": 2, "significance": 2, "masks": 2, "masks_any": 2}
+    assert len(files) == 2 * 6
+    for f in files:
+        if f.endswith(".cost.parquet"):
+            (a, ra), (b, rb) = io.load_table(grouped / f), io.load_table(tmp_path / f)
+            measured = ["seconds", "peak_bytes"]
+            assert a.drop_columns(measured).to_pylist() == b.drop_columns(measured).to_pylist() and ra == rb, f
+        else:
+            assert filecmp.cmp(grouped / f, tmp_path / f, shallow=False), f

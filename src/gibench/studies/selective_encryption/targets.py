@@ -15,6 +15,7 @@ models' jobs); each is the spec's method of the same name.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator
 
 from ...pipeline import paths as P
@@ -85,6 +86,79 @@ def attack_twin(config: dict, attacks: list[str]) -> dict[str, str]:
     (:func:`gibench.pipeline.slot_groups.per_slot_constraint`)."""
     grouped, decades = attack_decades(config, attacks)
     return {"study": STUDY, "attack": attack_choice(grouped), "decade": decades}
+
+
+# ------------------------------------------------------------------ decade twins of the client-side rules
+
+#: the client-side per-slot rules with a decade twin (rules/gradient.smk, significance.smk)
+STAGE_RULES = ("gradient", "significance", "masks", "masks_any")
+
+
+def stage_needs(config: dict, rule: str) -> set[tuple[str, str, str, str]]:
+    """(dataset, model, key, slot) of the files of per-slot ``rule`` (one of :data:`STAGE_RULES`)
+    that the study's targets ask for, ``key`` being what a job's files have beside the case and
+    slot: the significance metric (``significance``, ``masks``), ``any/<ratio>`` (``masks_any``),
+    nothing (``gradient``).  From the study's own target lists: every case slot's gradient
+    (:func:`gradient_targets`), the masks and scores of every attack case (:func:`attack_cases`),
+    the scores of every cost metric (:func:`cost_files`).  The overhead jobs' masks of one slot
+    (``overhead.mask_slot``) are left out: one slot never fills a decade, and a twin that leaves a
+    file out only leaves it to the per-slot rule."""
+    s = spec(config)
+    if s is None:
+        return set()
+    if rule == "gradient":
+        return {(d, m, "", slot) for _, d, m, slot in cases(config)}
+    if rule not in STAGE_RULES:
+        raise ValueError(f"stage_needs: {rule!r} is none of {STAGE_RULES}")
+    out = set()
+    for _, d, m, slot, metric, ratio in attack_cases(config) or ():
+        if metric == P.ANY_METRIC:
+            if rule == "masks_any":
+                out.add((d, m, f"{P.ANY_METRIC}/{ratio}", slot))
+        elif rule in ("masks", "significance"):
+            out.add((d, m, metric, slot))
+    if rule == "significance":
+        for _, d, m, slot in cases(config):
+            out.update((d, m, metric, slot) for metric in s.model_cost_metrics(m, d))
+    return out
+
+
+def stage_twin(config: dict, rule: str) -> dict[str, str]:
+    """The wildcard constraints of ``<rule>_decade``, the decade twin of a client-side per-slot
+    rule (``group_slots``, :mod:`gibench.pipeline.slot_groups`): the decades of which the study
+    asks for all ten slots' files of the same case and key (:func:`stage_needs`).  Unlike the
+    attacks', these files are not a product of per-wildcard choices -- LAMP's 5 slots need masks
+    (cola/bert, grad) on s000..s004 only, where DLG's need (cifar100/lenet, grad) on all ten -- so
+    the set is said by a lookahead in the constraint of ``study`` (the first wildcard of every
+    output pattern) over the rest of the path: ``<dataset>/<model>/<decade><digit>`` then ``/<key>``,
+    then ``.`` or ``/``.  So the twin makes only files the study asks for (no slot of a decade
+    beyond LAMP's five); the rest goes slot by slot.  ``decade`` is the union of the decades the
+    lookahead names.  The per-slot rule gets the complement
+    (:func:`gibench.pipeline.slot_groups.per_slot_constraint`: it takes the lookahead into its own)."""
+    from ...pipeline.slot_groups import NO_DECADE, slots_of
+
+    s = spec(config)
+    if s is None or s.block.get("group_slots") is False:
+        return {"study": STUDY, "decade": NO_DECADE}
+    needs = stage_needs(config, rule)
+    full: dict[tuple[str, str, str], list[str]] = {}
+    for d, m, key, slot in sorted(needs):
+        decade = slot[:3]
+        if decade not in full.get((d, m, key), []) and all((d, m, key, x) in needs for x in slots_of(decade)):
+            full.setdefault((d, m, key), []).append(decade)
+    if not full:
+        return {"study": STUDY, "decade": NO_DECADE}
+    keys: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+    for (d, m, key), decades in sorted(full.items()):
+        keys.setdefault((d, m, tuple(decades)), []).append(key)
+    alts = []
+    for (d, m, decades), ks in keys.items():
+        alt = f"{re.escape(d)}/{re.escape(m)}/(?:{'|'.join(decades)})[0-9]"
+        if ks != [""]:
+            alt += "/(?:" + "|".join(re.escape(k) for k in ks) + ")"
+        alts.append(alt)
+    decades = sorted({x for ds in full.values() for x in ds})
+    return {"study": f"{STUDY}(?=/(?:{'|'.join(alts)})[./])", "decade": "|".join(decades)}
 
 
 def _attack_outputs(config: dict):
