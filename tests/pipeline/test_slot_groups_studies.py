@@ -21,7 +21,11 @@ rules (cs_gradient_decade, cs_attack_decade) and their evaluation.  Independent 
   a defense setting re-runs the gradient decade and everything below it;
 - a selective-encryption dry run (single-restart and multi-restart attacks) has one
   attack_decade / attack_restarts_decade job per full decade and one per-slot job per left-over
-  slot (counts worked out by hand).
+  slot (counts worked out by hand), the client-side rules (gradient, masks_any) too;
+- selective encryption's client-side decade jobs (gradient_decade, significance_decade,
+  masks_decade, masks_any_decade; ten victims, cifar100/LeNet, metric grad at ratios 0 and 0.3)
+  write the bytes the per-slot rules write for s000 and s009 (the cost table: all but its
+  measured seconds and peak bytes), and a masks setting re-runs only the masks' decade jobs.
 """
 from __future__ import annotations
 
@@ -164,7 +168,8 @@ def test_se_stage_decade_jobs_write_the_bytes_of_the_per_slot_jobs(tmp_path):
     files; the per-slot rules (forced with --allowed-rules and GIBENCH_PER_SLOT_RULES=all) re-make
     those of s000 and s009 with the same bytes, embedded records included -- except the cost
     table's measured columns (seconds, peak bytes: a measurement of each run), whose other
-    columns and record are compared."""
+    columns and record are compared.  And a masks setting (significance.selection) re-runs the
+    two masks decade jobs only, for changed params."""
     from gibench import io
 
     path = write_config(tmp_path, _se_stage_config())
@@ -177,6 +182,14 @@ def test_se_stage_decade_jobs_write_the_bytes_of_the_per_slot_jobs(tmp_path):
     assert rec["rule"] == "significance" and rec["status"] == "ok"
     assert json.loads((tmp_path / f"logs/significance/{SE_CASE}/s00x/grad.json").read_text())["rule"] == \
         "significance_decade"
+    # a masks setting re-runs the masks' decade jobs only: their params are each slot's
+    changed = _se_stage_config()
+    changed["studies"]["selective_encryption"]["significance"]["selection"] = "per_layer"
+    changed["hub_dir"] = str(tmp_path / "hub")          # as write_config set it for the run
+    (tmp_path / "changed").mkdir()
+    jobs = dry_run_jobs(tmp_path, write_config(tmp_path / "changed", changed), *targets)
+    assert rules_of(jobs) == {"masks_decade": 1, "masks_any_decade": 1}, jobs
+    assert all(w["_reason"].startswith("Params have changed since last execution") for _, w in jobs)
     grouped = tmp_path / "grouped"
     files = [f for s in ("s000", "s009") for f in _se_stage_files(s)]
     for f in files:
