@@ -153,6 +153,14 @@ def test_archive_holds_workflow_config_environment_results_and_manifest(archived
                  "logs/attack/selective_encryption/cifar100/lenet/s000/grad/r0.300/ig/rep0.json"):
         assert name in members, name
     assert any(n.startswith(".snakemake/metadata/") for n in members)
+    # the grid and traces figures read the slot's views (written by its evaluate job), not the
+    # restarts' reconstructions: the views are archived, and the figures' records name them
+    views = f"results/metrics/{STUDY}/cifar100/lenet/s000.views.safetensors"
+    assert views in members
+    for fig in ("grid_lenet_cifar100_ig", "traces_lenet_cifar100_ig_s000"):
+        rec = json.loads(members[f"results/figures/{STUDY}/{fig}.png.prov.json"])
+        assert rec["input_files"]["views"] == [views] and views in rec["inputs"], fig
+        assert not any(p.startswith("results/attacks/") for p in rec["inputs"]), fig
     # significance scores are left out by default (their cost rows are not)
     assert not any(n.startswith("results/significance/") and n.endswith(".safetensors") for n in members)
     assert any(n.startswith("results/significance/") and n.endswith(".cost.parquet") for n in members)

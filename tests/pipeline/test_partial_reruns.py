@@ -70,6 +70,23 @@ def test_table_formatting_change_reruns_only_that_table(run_dir, tmp_path):
     assert [w["_reason"].startswith("Params have changed since last execution") for r, w in jobs if r == "table"] == [True]
 
 
+def test_restart_selection_change_reruns_the_views_and_what_reads_them(run_dir, tmp_path):
+    # evaluation.best_of_restarts changes no metric value, but which restart the tables and
+    # figures keep: the evaluate job writes the slot's views (the kept restarts the grid and
+    # traces figures draw), so it re-runs for them (its params), and so do the gathered rows, the
+    # tables (each table's settings hold the evaluation block but its table-only keys) and every
+    # figure; no attack
+    wd = copy_run(run_dir, tmp_path / "wd")
+    cfg = copy.deepcopy(PROV_MICRO)
+    cfg["studies"][STUDY]["evaluation"] = {**cfg["studies"][STUDY]["evaluation"], "best_of_restarts": "oracle"}
+    path = write_micro(wd, cfg)
+    jobs = dry_run_jobs(wd, path)
+    assert rules_of(jobs) == {"evaluate": 1, "gather_metrics": 1, "table": 4, "figure": 6, "report_config": 1,
+                              "all": 1}, jobs
+    assert [w["_reason"].startswith("Params have changed since last execution") for r, w in jobs
+            if r == "evaluate"] == [True]
+
+
 def test_table_code_change_reruns_only_table_jobs(run_dir, tmp_path):
     # a change to table-formatting code (gibench.tables) is invisible to Snakemake: --forcerun table
     wd = copy_run(run_dir, tmp_path / "wd")

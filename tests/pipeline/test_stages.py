@@ -98,12 +98,19 @@ def test_evaluate_stage_writes_one_row_per_output_then_the_study_step(tmp_path):
     def row(tensors: dict, rec: dict) -> dict:       # mean squared error against ones, by hand below
         return {"restart": int(rec["wildcards"]["rep"]), "mse": float(((tensors["x"] - 1) ** 2).mean())}
 
+    seen = []
     got = stages.evaluate_stage(smk, torch.device("cpu"), rule="toy_evaluate", params={"k": 1}, row=row,
-                                finish=lambda rows: [min(rows, key=lambda r: r["mse"])])
+                                finish=lambda rows: [min(rows, key=lambda r: r["mse"])],
+                                then=lambda rows, paths, rec: seen.append((rows, paths, rec)))
     table, rec = io.load_table(out)
     assert got == {"rows": 1}
     assert table.to_pylist() == [{"restart": 1, "mse": 0.25}]        # (0.5 - 1)^2
     assert rec["rule"] == "toy_evaluate" and rec["params"] == {"k": 1}
+    # the study's further output (the selective-encryption views) sees every row before the
+    # study step, each beside the attack output it came from, and the rows' record
+    [(rows, paths, then_rec)] = seen
+    assert rows == [{"restart": 0, "mse": 1.0}, {"restart": 1, "mse": 0.25}] and paths == recons
+    assert then_rec == rec
 
 
 # ---------------------------------------------------------------- gather

@@ -176,6 +176,7 @@ def evaluate_job(smk: Any, device: torch.device) -> dict:
     the significance metric of the case."""
     from ..metrics import METRICS, row_columns
     from ..metrics.image import image_metrics
+    from ..tables.selective_encryption.views import views_settings, write_views
 
     if getattr(DATASETS.get(smk.wildcards.dataset), "modality", "image") == "text":  # ROUGE, EmbedDist (jobs_text)
         from .jobs_text import text_evaluate_job
@@ -215,4 +216,9 @@ def evaluate_job(smk: Any, device: torch.device) -> dict:
         out["lpips_status"] = m.get("lpips_status", lp_status)
         return out
 
-    return evaluate_stage(smk, device, rule="evaluate", params=ev, row=row, load_device=device)
+    def views(rows: list[dict], paths: list[str], rec: dict) -> None:
+        # what the slot's grid and traces figures show: the kept restarts' reconstructions and
+        # traces (the figures read this file, not every restart's artifact: issue 23)
+        write_views(smk.output.views, rows, paths, views_settings(study_cfg, wc["dataset"], wc["model"]), rec)
+
+    return evaluate_stage(smk, device, rule="evaluate", params=ev, row=row, load_device=device, then=views)

@@ -55,7 +55,8 @@ def table_job(smk: Any, device: torch.device) -> dict:
 def figure_job(smk: Any, device: torch.device) -> dict:
     from pathlib import Path
 
-    from ..tables import FIGURES, figure_specs, file_recon_provider, victims_truth_provider
+    from ..tables import FIGURES, figure_specs, victims_truth_provider
+    from ..tables.selective_encryption.views import views_recon_provider
 
     cfg = _study_cfg(smk)
     spec = next((s for s in figure_specs(cfg) if s["name"] == smk.wildcards.figure), None)
@@ -64,10 +65,12 @@ def figure_job(smk: Any, device: torch.device) -> dict:
     root = str(Path(smk.input.metrics).parents[2])      # results/
     wc = {k: spec[k] for k in ("model", "dataset", "attack")}
     kw = dict(metrics_path=smk.input.metrics, config=cfg, out_dir=Path(smk.output.png).parent, **wc)
+    # the kept restarts' traces and reconstructions: the slots' views files (rule evaluate)
     if spec["kind"] == "traces":
-        kw.update(slot=spec["slot"], trace_paths=list(smk.input.traces), root=root)
+        kw.update(slot=spec["slot"], views=list(smk.input.views))
     elif spec["kind"] == "grid":
-        kw.update(recon_provider=file_recon_provider(root), truth_provider=victims_truth_provider(smk.config, root))
+        kw.update(recon_provider=views_recon_provider(list(smk.input.views)),
+                  truth_provider=victims_truth_provider(smk.config, root))
     written = FIGURES.entry(smk.wildcards.study, spec["kind"])(**kw)
     say(f"figure {smk.wildcards.figure}: {len(written)} files")
     return {"written": [str(p) for p in written]}

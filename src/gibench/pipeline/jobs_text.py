@@ -298,6 +298,7 @@ def embedding_table(weights_path: str | Path, family: str) -> torch.Tensor:
 def text_evaluate_job(smk: Any, device: torch.device) -> dict:
     """Rule ``evaluate`` on a text case (from :func:`gibench.pipeline.jobs_attack.evaluate_job`)."""
     from ..metrics.text import text_metrics
+    from ..tables.selective_encryption.views import views_settings, write_views
 
     wc = dict(smk.wildcards)
     cfg = smk.config
@@ -340,6 +341,10 @@ def text_evaluate_job(smk: Any, device: torch.device) -> dict:
     rec = make_record(rule="evaluate", wildcards=wc, params={**ev, "text": tev}, config=cfg, inputs=smk.input,
                       outputs=smk.output, device=device)
     io.save_table(smk.output[0], rows, rec)
+    # text cases have no grid or traces figures: their views file holds no case (rule evaluate
+    # writes one per slot whatever the modality)
+    write_views(smk.output.views, rows, list(smk.input.recons), views_settings(study_cfg, wc["dataset"], wc["model"]),
+                rec)
     return {"rows": len(rows)}
 
 

@@ -20,6 +20,8 @@ MASK = R + "/masks/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}.safet
 ATTACK = R + "/attacks/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.safetensors"
 # the metric rows of every attack output of one victim slot (one evaluation job per slot)
 METRICS = R + "/metrics/{study}/{dataset}/{model}/{slot}.parquet"
+# what the slot's grid/traces figures show (the kept restarts), written by its evaluate job
+VIEWS = R + "/metrics/{study}/{dataset}/{model}/{slot}.views.safetensors"
 ALL_METRICS = R + "/metrics/{study}/metrics.parquet"
 COST = R + "/cost/{study}/significance_cost.parquet"
 TABLE = R + "/tables/{study}/{table}.{ext}"

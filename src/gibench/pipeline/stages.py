@@ -152,20 +152,26 @@ def attack_stage(smk: Any, device: torch.device, view: AttackerView, *, rule: st
 def evaluate_stage(smk: Any, device: torch.device, *, rule: str, params: dict, row: Callable[[dict, dict], dict],
                    load_device: torch.device | str = "cpu", record_device: torch.device | str | None = None,
                    finish: Callable[[list[dict]], list[dict]] | None = None,
-                   summary: Callable[[list[dict]], str] | None = None) -> dict:
+                   summary: Callable[[list[dict]], str] | None = None,
+                   then: Callable[[list[dict], list[str], dict], Any] | None = None) -> dict:
     """Rows of one evaluate job: ``row(tensors, record)`` of every attack output
     (``smk.input.recons``, loaded on ``load_device``), then the study's ``finish`` over them
-    (e.g. one restart kept per slot); one Parquet file whose record holds ``params`` (the
-    evaluation settings the rows depend on)."""
-    rows = []
-    for path in smk.input.recons:
+    (e.g. one restart kept per slot); one Parquet file (the job's first output) whose record
+    holds ``params`` (the evaluation settings the rows depend on).  ``then(rows, paths, record)``:
+    the study's further output made from the rows (before ``finish``), the attack outputs they
+    came from (``rows[k]`` is ``paths[k]``'s) and that record (e.g. the selective-encryption
+    study's views of the slot)."""
+    rows, paths = [], [str(p) for p in smk.input.recons]
+    for path in paths:
         tensors, rec = io.load_tensors(path, device=load_device)
         rows.append(row(tensors, rec))
-    if finish is not None:
-        rows = finish(rows)
+    kept = finish(rows) if finish is not None else rows
     rec = make_record(rule=rule, wildcards=dict(smk.wildcards), params=params, config=smk.config, inputs=smk.input,
                       outputs=smk.output, device=device if record_device is None else record_device)
-    io.save_table(smk.output[0], rows, rec)
+    io.save_table(smk.output[0], kept, rec)
+    if then is not None:
+        then(rows, paths, rec)
+    rows = kept
     if summary is not None:
         say(summary(rows))
     return {"rows": len(rows)}

@@ -253,16 +253,22 @@ def evaluate_inputs(config: dict, wc) -> dict:
     return inputs
 
 
-def _attack_files(config: dict, pattern: str, model: str, dataset: str, attack: str, slot: str | None = None) -> list[str]:
-    restarts = spec(config).attacks[attack].restarts
-    out = []
-    for st, d, m, s, metric, ratio in attack_cases(config, attack):
-        if (d, m) != (dataset, model) or (slot is not None and s != slot):
-            continue
-        for rep in range(restarts):
-            out.append(P.fmt(pattern, study=st, dataset=d, model=m, slot=s, significance=metric, ratio=ratio,
-                             attack=attack, rep=rep))
-    return out
+def views_settings(config: dict, wc) -> dict:
+    """The evaluate job's ``views`` params: what the slot's views depend on
+    (:func:`gibench.tables.selective_encryption.views.views_settings`)."""
+    from ...tables.selective_encryption.views import views_settings as settings
+
+    return settings(config["studies"][wc.study], wc.dataset, wc.model)
+
+
+def _views_files(config: dict, model: str, dataset: str, attack: str, slot: str | None = None) -> list[str]:
+    """The views files (one per victim slot, rule evaluate) of the slots ``attack`` runs on for
+    (``dataset``, ``model``), or of ``slot`` alone."""
+    out: dict[str, None] = {}
+    for st, d, m, s, _, _ in attack_cases(config, attack):
+        if (d, m) == (dataset, model) and (slot is None or s == slot):
+            out.setdefault(P.fmt(P.VIEWS, study=st, dataset=d, model=m, slot=s))
+    return list(out)
 
 
 def _by_name(figs: list[dict]) -> dict[str, dict]:
@@ -279,11 +285,13 @@ def figure_inputs(config: dict, study: str, figure: str) -> dict:
     if fig is None:
         raise ValueError(f"unknown figure {figure!r} for study {study!r}")
     inputs: dict = {"metrics": P.fmt(P.ALL_METRICS, study=study)}
+    # the kept restarts' traces and reconstructions come from the slots' views files (written by
+    # their evaluate jobs), not from every restart's artifact: one file per slot instead of
+    # metrics x ratios x restarts (issue 23)
     if fig["kind"] == "traces":
-        # the slot's reconstruction artifacts: each carries its restart's loss trace
-        inputs["traces"] = _attack_files(config, P.ATTACK, fig["model"], fig["dataset"], fig["attack"], fig["slot"])
+        inputs["views"] = _views_files(config, fig["model"], fig["dataset"], fig["attack"], fig["slot"])
     elif fig["kind"] == "grid":
-        inputs["recons"] = _attack_files(config, P.ATTACK, fig["model"], fig["dataset"], fig["attack"])
+        inputs["views"] = _views_files(config, fig["model"], fig["dataset"], fig["attack"])
         inputs["victims"] = P.fmt(P.VICTIMS, dataset=fig["dataset"])
     return inputs
 

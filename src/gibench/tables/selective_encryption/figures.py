@@ -8,11 +8,14 @@
 * ``traces_<model>_<dataset>_<attack>_<slot>`` (Figs. 3, 15-33): the attacker's
   reconstruction loss against the iteration, one panel per significance metric, one line
   per ratio (log y axis; symlog if a loss is <= 0), for the restart the tables keep (its
-  trace read out of its reconstruction artifact, :func:`gibench.io.load_trace`).
+  trace, :func:`gibench.io.load_trace` of its reconstruction artifact, as the slot's views file
+  keeps it: :mod:`.views`).
 * ``grid_<model>_<dataset>_<attack>`` (Fig. 6): reconstructions; the first row is the
   ground truth, then (if ratio 0 was run) the unencrypted attack, then one row per
   significance metric x selected ratio; one column per victim; under each reconstruction
-  the kept restart's value of the protection metric (:func:`grid_value_metric`).
+  the kept restart's value of the protection metric (:func:`grid_value_metric`).  The pipeline
+  draws the reconstructions from the slots' views files (:func:`.views.views_recon_provider`,
+  written by the evaluate jobs), not from every restart's artifact.
 
 Readable at a glance (issue 24): titles are wrapped to the figure's width
 (:func:`~gibench.tables.figures.wrap_title`), image grids keep their aspect ratio
@@ -41,6 +44,7 @@ from .common import (
     DEFAULT_PANELS, STUDY, attack_label, case_order, curve_means, evaluation, load_metric_rows, ratio_grid,
     selected_rows, significance_metrics, study_config)
 from .text import text_model_short
+from .views import SlotViews, numeric_trace, recon_image
 
 DEFAULT_GRID_RATIOS = (0.1, 0.2, 0.3, 0.5)
 
@@ -170,13 +174,9 @@ def chosen_rows(rows: Any, config: Mapping[str, Any], *, model: str, dataset: st
 
 
 def load_trace(path: str | Path) -> dict[str, np.ndarray]:
-    """The numeric columns of the trace a restart's reconstruction artifact carries."""
-    import pyarrow as pa
-
-    t = io.load_trace(path)
-    # numeric columns only (a trace may carry a per-step status string, e.g. DLG's)
-    return {c: np.asarray(t.column(c).to_numpy(zero_copy_only=False), dtype=float) for c in t.column_names
-            if pa.types.is_integer(t.schema.field(c).type) or pa.types.is_floating(t.schema.field(c).type)}
+    """The numeric columns of the trace a restart's reconstruction artifact carries (a per-step
+    status string, e.g. DLG's, left out: :func:`.views.numeric_trace`, also what a views file keeps)."""
+    return numeric_trace(io.load_trace(path))
 
 
 def plot_traces(traces: Mapping[tuple[str, float], Mapping[str, Any]], *, model: str, dataset: str, attack: str,
@@ -271,15 +271,14 @@ def plot_grid(truth: Mapping[str, Any], recons: Mapping[tuple[str, float, str], 
 # ------------------------------------------------------------------ providers (files -> arrays)
 
 def file_recon_provider(root: str | Path = "results", study: str = STUDY) -> Callable[[Mapping[str, Any]], np.ndarray]:
-    """row -> the reconstruction of that restart, de-normalised to [0, 1] HWC (first image)."""
+    """row -> the reconstruction of that restart, de-normalised to [0, 1] HWC (first image), read
+    from its attack artifact (the library path; the pipeline's grid reads the slots' views files:
+    :func:`.views.views_recon_provider`, the same arrays)."""
     def provide(row: Mapping[str, Any]) -> np.ndarray:
-        from ...datasets import DATASETS
-
         p = (Path(root) / "attacks" / str(row.get("study") or study) / row["dataset"] / row["model"] / row["slot"]
              / row["metric"] / f"r{float(row['ratio']):.3f}" / row["attack"] / f"rep{int(row['restart'])}.safetensors")
         tensors, _ = io.load_tensors(p)
-        x = DATASETS.get(row["dataset"]).denormalize(tensors["x"].float()).clamp(0, 1)
-        return x[0].permute(1, 2, 0).numpy()
+        return recon_image(row["dataset"], tensors["x"])
     return provide
 
 
@@ -314,18 +313,24 @@ def build_curves_figure(*, metrics_path: Any, config: Mapping[str, Any], model: 
 
 def build_traces_figure(*, metrics_path: Any, config: Mapping[str, Any], model: str, dataset: str, attack: str,
                         slot: str, out_dir: str | Path, trace_paths: Any = None, root: str | Path = "results",
-                        formats: Sequence[str] = FORMATS) -> list[Path]:
-    """``trace_paths``: None (the pipeline's layout under ``root``), an iterable of the
-    restarts' reconstruction files, which carry the traces (matched by their path), or a
-    callable row -> path."""
+                        views: Iterable[str | Path] | None = None, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """The kept restarts' traces from ``views`` (the slot's views file, :mod:`.views`: what the
+    pipeline's figure job reads) or else from the reconstruction artifacts, which carry them:
+    ``trace_paths`` None (the pipeline's layout under ``root``), an iterable of the restarts'
+    reconstruction files (matched by their path), or a callable row -> path."""
     cfg = study_config(config)
     rows = _rows(metrics_path)
-    locate = _trace_locator(trace_paths, root)
+    chosen = chosen_rows(rows, cfg, model=model, dataset=dataset, attack=attack, slot=slot)
     traces = {}
-    for (m, r, _s), row in chosen_rows(rows, cfg, model=model, dataset=dataset, attack=attack, slot=slot).items():
-        p = locate(row)
-        if p is not None and Path(p).exists():
-            traces[(m, r)] = load_trace(p)
+    if views is not None:
+        sv = SlotViews(views)
+        traces = {(m, r): sv.trace(row) for (m, r, _s), row in chosen.items()}
+    else:
+        locate = _trace_locator(trace_paths, root)
+        for (m, r, _s), row in chosen.items():
+            p = locate(row)
+            if p is not None and Path(p).exists():
+                traces[(m, r)] = load_trace(p)
     return plot_traces(traces, model=model, dataset=dataset, attack=attack, slot=slot, out_dir=out_dir,
                        metrics=significance_metrics(cfg, rows), formats=formats,
                        note=f"restart kept by {evaluation(cfg)['best_of_restarts']}")
@@ -336,7 +341,8 @@ def build_grid_figure(*, metrics_path: Any, config: Mapping[str, Any], model: st
                       truth_provider: Callable[[str, str], Any], ratios: Sequence[float] | None = None,
                       slots: Sequence[str] | None = None, formats: Sequence[str] = FORMATS) -> list[Path]:
     """``recon_provider(row)`` -> HWC array for the kept restart's row (its own metric
-    name, ``any`` at ratios 0/1); ``truth_provider(dataset, slot)`` -> HWC array."""
+    name, ``any`` at ratios 0/1: :func:`.views.views_recon_provider` or :func:`file_recon_provider`);
+    ``truth_provider(dataset, slot)`` -> HWC array."""
     cfg = study_config(config)
     rows = _rows(metrics_path)
     chosen = chosen_rows(rows, cfg, model=model, dataset=dataset, attack=attack)
