@@ -52,7 +52,11 @@ except gconfig.ConfigError as e:
 # A lock left by a run killed with SIGKILL (out of memory, lost node, kill -9) is removed when no
 # process that held it runs any more (gibench.pipeline.runlock; Snakemake 9 cannot tell a stale
 # lock from a live one); with rerun-incomplete (profiles/default) the same command resumes.
-from gibench.pipeline import runlock, scheduler_fix
+from gibench.pipeline import runlock, scheduler_fix, dag_speed
+
+# two answers Snakemake recomputes for every job it builds (function parameters, the script check),
+# remembered (gibench.pipeline.dag_speed: ~8 % of a paper-scale dry run)
+dag_speed.apply()
 
 if workflow.is_main_process:
     # one scheduler wake-up timer at a time instead of one more per finished job

@@ -91,3 +91,14 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_validation_does_not_accept_empty():
     with pytest.raises(ConfigError, match="empty"):
         validate({})
+
+
+def test_schema_loader_gives_what_the_pure_python_loader_gives(root):
+    # gibench.schema parses the bundled schema files with libyaml's loader (speed); PyYAML's own
+    # pure-Python SafeLoader is the reference: every bundled schema file loads to the same object
+    from gibench import schema
+
+    files = sorted((root / "config" / "schema").rglob("*.yaml"))
+    assert len(files) >= 5
+    for f in files:
+        assert schema._load_yaml(f) == yaml.safe_load(f.read_text()), f

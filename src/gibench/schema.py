@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import functools
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import jsonschema
 import yaml
@@ -41,6 +41,16 @@ def fill_defaults(validator_cls):
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
+# libyaml's loader where PyYAML was built with it (the wheels are): the bundled schema files are parsed at
+# every DAG build and the pure-Python loader spends ~0.3 s on them; both loaders give the same objects
+# (tests/test_config.py compares them on every bundled schema file)
+_SCHEMA_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=_SCHEMA_LOADER)
+
+
 def load_schema(path: str | Path = DEFAULT_SCHEMA, studies: Mapping[str, str | Path] | None = None) -> dict:
     """The root schema with every ``studies/<study>.schema.yaml`` beside it merged in as
     ``studies.<study>`` (a study file's own ``$defs`` join the root's), and the ``$defs`` of
@@ -51,9 +61,9 @@ def load_schema(path: str | Path = DEFAULT_SCHEMA, studies: Mapping[str, str | P
     (:meth:`gibench.studies.StudyRegistry.schema_files`), so a study registered by a plugin is a
     known key of ``studies:`` and any other name stays an unknown key."""
     path = Path(path)
-    schema = yaml.safe_load(path.read_text())
+    schema = _load_yaml(path)
     for f in sorted(path.parent.glob("*.defs.yaml")):
-        for k, v in ((yaml.safe_load(f.read_text()) or {}).get("$defs") or {}).items():
+        for k, v in ((_load_yaml(f) or {}).get("$defs") or {}).items():
             if k in schema.setdefault("$defs", {}):
                 raise ConfigError(f"{f}: $defs.{k} is already defined by another schema file")
             schema["$defs"][k] = v
@@ -67,7 +77,7 @@ def load_schema(path: str | Path = DEFAULT_SCHEMA, studies: Mapping[str, str | P
         files[study] = f
     props = schema["properties"]["studies"].setdefault("properties", {})
     for study, f in files.items():
-        sub = yaml.safe_load(f.read_text()) or {}
+        sub = _load_yaml(f) or {}
         for k, v in (sub.pop("$defs", None) or {}).items():
             if k in schema.setdefault("$defs", {}):
                 raise ConfigError(f"{f}: $defs.{k} is already defined by another schema file")

@@ -1,0 +1,116 @@
+"""Two answers Snakemake recomputes for every job of the DAG, remembered (issue 23).
+
+Both are the same answer for every job of a rule, and Snakemake (9.x up to at least 9.27) offers
+no setting to compute them once; in the paper-scale selective-encryption dry run (py-spy) they
+were ~5 % and ~3 % of the CPU time.  Written by hand for that reason; applied from the Snakefile.
+Where a Snakemake version no longer has what is patched here, that patch is skipped and the run
+is unaffected.
+
+1. **Function parameters** (``snakemake/common/__init__.py``): before calling an input function, a
+   params function or a resource of a job, Snakemake asks ``get_function_params(func)``, i.e.
+   ``inspect.signature(func).parameters`` -- afresh for every job and every resource (each resource
+   is a bound ``Resource.evaluate``), for a few dozen distinct functions.  Now remembered per
+   function: plain functions keyed by themselves, bound methods by their underlying function (a
+   bound method's parameters are its function's less the first, whatever the instance); anything
+   else (``functools.partial`` objects, callable instances) goes to Snakemake's own function
+   unchanged, as do functions whose parameters were set with ``overwrite_function_params`` (that
+   answer is checked first, as Snakemake does).
+2. **The script check** (``snakemake/dag.py``, ``ScriptProcessor.process_job``): for every job of a
+   ``script:`` rule Snakemake locates the script through its source cache and reads it, only to
+   raise if it is not accessible.  Now done once per (script, rule folder) where the script's path
+   is a constant (no ``{...}`` to format with the job's wildcards or params); a formatted path is
+   still checked job by job.  A missing script still fails as before, at its first job.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+_PATCHED = "_gibench_dag_speed"
+#: the Snakemake modules that call get_function_params through their own global name
+_PARAM_MODULES = ("snakemake.common", "snakemake.rules")
+
+
+def cached_params(original: Callable[[Callable], Any], overwrite_attr: str) -> Callable[[Callable], Any]:
+    """A ``get_function_params`` that answers as ``original`` does, remembering the answer for plain
+    functions and bound methods."""
+    cache: dict[tuple[Any, bool], Any] = {}
+
+    def get_function_params(func: Callable) -> Any:
+        if hasattr(func, overwrite_attr):
+            return getattr(func, overwrite_attr)
+        if inspect.ismethod(func):
+            key = (func.__func__, True)
+        elif inspect.isfunction(func):
+            key = (func, False)
+        else:
+            return original(func)
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = original(func)
+        return hit
+
+    setattr(get_function_params, _PATCHED, True)
+    return get_function_params
+
+
+def checked_once(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """A ``ScriptProcessor.process_job`` that checks each constant script path once (per processor:
+    ``script_type`` is ``script``, or ``notebook`` for its subclass, which calls it via super())."""
+
+    def process_job(self: Any, job: Any) -> None:
+        kind = getattr(self, "script_type", "script")
+        entry = getattr(job.rule, kind, None) if getattr(job, f"is_{kind}", False) else None
+        if entry is None or "{" in str(entry):
+            return original(self, job)
+        key = (kind, str(entry), str(job.rule.basedir))
+        done = self.__dict__.setdefault("_gibench_checked", set())
+        if key in done:
+            return None
+        original(self, job)            # raises as Snakemake does when the script is not accessible
+        done.add(key)
+        return None
+
+    setattr(process_job, _PATCHED, True)
+    return process_job
+
+
+def _patch_params() -> bool:
+    import importlib
+
+    try:
+        mods = [importlib.import_module(m) for m in _PARAM_MODULES]
+    except ImportError:
+        return False
+    current = getattr(mods[0], "get_function_params", None)
+    attr = getattr(mods[0], "FUNC_OVERWRITE_PARAMS_ATTR", None)
+    if current is None or attr is None:
+        return False
+    if getattr(current, _PATCHED, False):
+        return all(getattr(m, "get_function_params", None) is current for m in mods)
+    if any(getattr(m, "get_function_params", None) is not current for m in mods):
+        return False        # a version whose modules hold different functions: leave it alone
+    patched = cached_params(current, attr)
+    for m in mods:
+        m.get_function_params = patched
+    return True
+
+
+def _patch_script_check() -> bool:
+    try:
+        import snakemake.api  # noqa: F401  (first: snakemake.dag alone is a circular import)
+        from snakemake.dag import ScriptProcessor
+    except ImportError:
+        return False
+    current = ScriptProcessor.__dict__.get("process_job")
+    if current is None or getattr(ScriptProcessor, "script_type", None) != "script":
+        return False
+    if getattr(current, _PATCHED, False):
+        return True
+    ScriptProcessor.process_job = checked_once(current)
+    return True
+
+
+def apply() -> dict[str, bool]:
+    """Patch Snakemake (idempotent).  Which patches are (now) in place."""
+    return {"function_params": _patch_params(), "script_check": _patch_script_check()}
