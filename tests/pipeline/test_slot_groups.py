@@ -319,3 +319,28 @@ def test_se_attacks_on_fewer_than_ten_slots_run_as_one_partial_decade_job():
     cfg["studies"]["selective_encryption"]["group_slots"] = False
     assert SE.attack_decades(cfg, groups[5]) == ([], SG.NO_DECADE)
     assert SE.attack_part(cfg, groups[5]).constraints["decade"] == SG.NO_DECADE
+
+
+def test_the_profile_sizes_every_twin_from_its_per_slot_rule():
+    """profiles/default/config.yaml: each decade twin (rules/*.smk) asks for what its per-slot rule
+    X asks for (GPU, memory), for 10 x X's runtime (X_decade_part: 9 x, its largest n), capped at
+    48 h (clusters' usual limit); a twin left out would get the cluster's default resources (no GPU)."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    res = yaml.safe_load((root / "profiles/default/config.yaml").read_text())["set-resources"]
+    text = "\n".join(p.read_text() for p in sorted((root / "rules").glob("*.smk")))
+    twins = set(re.findall(r"^rule (\w+(?:_decade|_decade_part)):", text, re.M))
+    # named in loops (f"{_name}_decade"): the multi-restart twins, with one restart count
+    assert 'f"{_name}_decade"' in text and 'f"{_name}_decade_part"' in text
+    twins |= {"attack_restarts_decade", "attack_restarts_decade_part"}
+    assert {"attack_decade_part", "sd_attack_decade_part", "cs_gradient_decade_part"} <= twins
+    for twin in sorted(twins):
+        x = SG.per_slot_rule(twin)
+        assert twin in res and x in res, twin
+        n = 9 if twin.endswith(SG.PART_SUFFIX) else 10
+        assert {k: v for k, v in res[twin].items() if k != "runtime"} == {
+            k: v for k, v in res[x].items() if k != "runtime"}, twin
+        assert res[twin]["runtime"] == min(n * res[x]["runtime"], 48 * 60), twin
