@@ -11,10 +11,13 @@ _MULTI = [k for k in _RESTARTS if k > 1]
 
 
 # group_slots (issue 23): the decade twins' constraints (rule attack_decade below: grouped
-# attacks, study, full decades); each per-slot rule gets their exact complement
+# attacks, study, full decades) and the partial-decade twins' (attack_decade_part: e.g. LAMP's
+# 5 slots s000-s004, SG.Part); each per-slot rule gets their exact complement
 # (SG.per_slot_constraint), so Snakemake builds no per-slot job for a decade twin's file.
 _TWINS = {k: SE.attack_twin(config, v) for k, v in _RESTARTS.items()}
 _ONE_TWIN = _TWINS.get(1) or SE.attack_twin(config, [])
+_PARTS = {k: SE.attack_part(config, v) for k, v in _RESTARTS.items()}
+_ONE_PART = _PARTS.get(1) or SE.attack_part(config, [])
 
 
 rule attack:
@@ -32,7 +35,9 @@ rule attack:
     benchmark:
         "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/rep{rep}.benchmark.tsv"
     wildcard_constraints:
-        **SG.per_slot_constraint([P.ATTACK], _ONE_TWIN, workflow.wildcard_constraints),
+        **SG.per_slot_constraint(
+            [P.ATTACK], _ONE_TWIN, workflow.wildcard_constraints, part=_ONE_PART
+        ),
         attack=T.attack_choice(_RESTARTS.get(1, [])),
     params:
         # hyperparameters enter the job's params so changing one re-runs only its jobs
@@ -62,7 +67,7 @@ for _k in _MULTI:
             "logs/attack/{study}/{dataset}/{model}/{slot}/{significance}/{ratio}/{attack}/restarts.benchmark.tsv"
         wildcard_constraints:
             **SG.per_slot_constraint(
-                [P.ATTACK], _TWINS[_k], workflow.wildcard_constraints
+                [P.ATTACK], _TWINS[_k], workflow.wildcard_constraints, part=_PARTS[_k]
             ),
             attack=T.attack_choice(_RESTARTS[_k]),
         params:
@@ -73,8 +78,9 @@ for _k in _MULTI:
 
 # group_slots (issue 23): one job per decade of victim slots (s010-s019) runs rule attack's /
 # attack_restarts' job for each of its ten slots (gibench.pipeline.slot_groups): the same
-# artifacts, ~10x fewer jobs.  Attacks run on fewer slots (LAMP: 5) and decades whose ten slots
-# do not all exist go slot by slot.
+# artifacts, ~10x fewer jobs.  The first n slots of a partial decade -- attacks run on fewer
+# slots (LAMP: s000-s004) -- run as one job of the *_decade_part twins (SG.Part: which attacks,
+# decade and n); other slots outside a full decade go slot by slot.
 
 
 rule attack_decade:
@@ -106,6 +112,39 @@ rule attack_decade:
 
 
 ruleorder: attack_decade > attack
+
+
+rule attack_decade_part:
+    input:
+        unpack(
+            SG.slot_inputs(
+                lambda wc: T.attack_inputs(config, wc),
+                slots=_ONE_PART.slots,
+                weights=study_weights,
+                gradient=P.GRADIENT,
+                knowledge=P.KNOWLEDGE,
+                mask=P.MASK,
+            )
+        ),
+    output:
+        **SG.slot_outputs(recon=P.ATTACK, slots=_ONE_PART.slots),
+    log:
+        "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.json",
+        out="logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.log",
+    benchmark:
+        "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/rep{rep}.benchmark.tsv"
+    wildcard_constraints:
+        **_ONE_PART.constraints,
+    params:
+        **SG.slot_params(
+            attack=lambda wc: T.attack_params(config, wc.study, wc.attack, wc.model),
+            slots=_ONE_PART.slots,
+        ),
+    script:
+        "../workflow/scripts/attack.py"
+
+
+ruleorder: attack_decade_part > attack
 
 
 for _k in _MULTI:
@@ -145,6 +184,44 @@ for _k in _MULTI:
             "../workflow/scripts/attack.py"
 
     workflow.ruleorder(f"{_name}_decade", _name)
+
+    rule:
+        name:
+            f"{_name}_decade_part"
+        input:
+            unpack(
+                SG.slot_inputs(
+                    lambda wc: T.attack_inputs(config, wc),
+                    slots=_PARTS[_k].slots,
+                    weights=study_weights,
+                    gradient=P.GRADIENT,
+                    knowledge=P.KNOWLEDGE,
+                    mask=P.MASK,
+                )
+            ),
+        output:
+            **SG.slot_outputs(
+                recon=[P.ATTACK.replace("{rep}", str(i)) for i in range(_k)],
+                slots=_PARTS[_k].slots,
+            ),
+        log:
+            "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/restarts.json",
+            out="logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/restarts.log",
+        benchmark:
+            "logs/attack/{study}/{dataset}/{model}/{decade}x/{significance}/{ratio}/{attack}/restarts.benchmark.tsv"
+        wildcard_constraints:
+            **_PARTS[_k].constraints,
+        params:
+            **SG.slot_params(
+                attack=lambda wc: T.attack_params(
+                    config, wc.study, wc.attack, wc.model
+                ),
+                slots=_PARTS[_k].slots,
+            ),
+        script:
+            "../workflow/scripts/attack.py"
+
+    workflow.ruleorder(f"{_name}_decade_part", _name)
 
 
 # Evaluation: the reconstruction metrics (evaluation.image_metrics / the text metrics) of every

@@ -80,8 +80,11 @@ rule cs_server_model:
 
 # group_slots (issue 23): one job per decade of victim slots (s010-s019) runs rule cs_gradient's
 # / cs_attack's job for each of its ten slots (gibench.pipeline.slot_groups): the same artifacts,
-# ~10x fewer jobs.  Decades whose ten slots do not all exist (in every dataset) go slot by slot.
+# ~10x fewer jobs.  The first n slots of the decade after the full ones (s060-s063 of 64 victims),
+# n what every dataset has there, run as one job of the *_decade_part twins (SG.Part); other slots
+# outside a full decade go slot by slot.
 _CS_DECADES = CS.decades(config)
+_CS_PART = CS.part(config)
 # the per-slot rules match exactly the files their twins do not (SG.per_slot_constraint):
 # Snakemake builds no per-slot job for a decade twin's file.
 
@@ -103,6 +106,7 @@ rule cs_gradient:
             [CSP.CS_GRAD, CSP.CS_KNOW, CSP.CS_SECRETS],
             dict(decade=_CS_DECADES),
             workflow.wildcard_constraints,
+            part=_CS_PART,
         ),
         defense="[a-z0-9_+.-]+",
     params:
@@ -126,6 +130,7 @@ rule cs_attack:
             [CSP.CS_ATTACK],
             dict(decade=_CS_DECADES),
             workflow.wildcard_constraints,
+            part=_CS_PART,
         ),
         defense="[a-z0-9_+.-]+",
     params:
@@ -155,6 +160,37 @@ rule cs_gradient_decade:
         "../workflow/scripts/cs_gradient.py"
 
 
+rule cs_gradient_decade_part:
+    input:
+        unpack(
+            SG.slot_inputs(
+                lambda wc: CS.gradient_inputs(config, wc), slots=_CS_PART.slots
+            )
+        ),
+    output:
+        **SG.slot_outputs(
+            slots=_CS_PART.slots,
+            gradient=CSP.CS_GRAD,
+            knowledge=CSP.CS_KNOW,
+            secrets=CSP.CS_SECRETS,
+        ),
+    log:
+        "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.json",
+        out="logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.log",
+    benchmark:
+        "logs/cs_gradient/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x.benchmark.tsv"
+    wildcard_constraints:
+        **_CS_PART.constraints,
+        defense="[a-z0-9_+.-]+",
+    params:
+        **SG.slot_params(
+            slots=_CS_PART.slots,
+            defense=lambda wc: CS.gradient_rule_params(config, wc),
+        ),
+    script:
+        "../workflow/scripts/cs_gradient.py"
+
+
 rule cs_attack_decade:
     input:
         unpack(SG.slot_inputs(lambda wc: CS.attack_inputs(config, wc))),
@@ -174,8 +210,35 @@ rule cs_attack_decade:
         "../workflow/scripts/cs_attack.py"
 
 
+rule cs_attack_decade_part:
+    input:
+        unpack(
+            SG.slot_inputs(
+                lambda wc: CS.attack_inputs(config, wc), slots=_CS_PART.slots
+            )
+        ),
+    output:
+        **SG.slot_outputs(slots=_CS_PART.slots, recon=CSP.CS_ATTACK),
+    log:
+        "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.json",
+        out="logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.log",
+    benchmark:
+        "logs/cs_attack/{dataset}/{model}/{server}/{cohort}/{defense}/{decade}x/{attack}/rep{rep}.benchmark.tsv"
+    wildcard_constraints:
+        **_CS_PART.constraints,
+        defense="[a-z0-9_+.-]+",
+    params:
+        **SG.slot_params(
+            slots=_CS_PART.slots, attack=lambda wc: CS.attack_rule_params(config, wc)
+        ),
+    script:
+        "../workflow/scripts/cs_attack.py"
+
+
 ruleorder: cs_gradient_decade > cs_gradient
+ruleorder: cs_gradient_decade_part > cs_gradient
 ruleorder: cs_attack_decade > cs_attack
+ruleorder: cs_attack_decade_part > cs_attack
 
 
 rule cs_evaluate:

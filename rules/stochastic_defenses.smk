@@ -24,8 +24,10 @@ rule sd_model:
 
 # group_slots (issue 23): one job per decade of victim slots (s010-s019) runs rule sd_gradient's
 # / sd_attack's job for each of its ten slots (gibench.pipeline.slot_groups): the same artifacts,
-# ~10x fewer jobs.  Decades whose ten slots do not all exist go slot by slot.
+# ~10x fewer jobs.  The first n slots of the last, partial decade (s120-s127 of 128 victims) run as
+# one job of the *_decade_part twins (SG.Part); a lone slot left over goes slot by slot.
 _SD_DECADES = SD.decades(config)
+_SD_PART = SD.part(config)
 # the per-slot rules match exactly the files their twins do not (SG.per_slot_constraint):
 # Snakemake builds no per-slot job for a decade twin's file.
 
@@ -48,6 +50,7 @@ rule sd_gradient:
             [SDP.UPDATE, SDP.SECRETS, SDP.KNOWLEDGE],
             dict(decade=_SD_DECADES),
             workflow.wildcard_constraints,
+            part=_SD_PART,
         ),
         defense=SDP.DEFENSE_PATTERN,
     params:
@@ -73,6 +76,7 @@ rule sd_attack:
             [SDP.RECON],
             dict(decade=_SD_DECADES),
             workflow.wildcard_constraints,
+            part=_SD_PART,
         ),
         defense=SDP.DEFENSE_PATTERN,
     params:
@@ -107,6 +111,40 @@ rule sd_gradient_decade:
         "../workflow/scripts/sd_gradient.py"
 
 
+rule sd_gradient_decade_part:
+    input:
+        unpack(
+            SG.slot_inputs(
+                lambda wc: SD.model_inputs(config, wc),
+                victims=P.VICTIMS,
+                slots=_SD_PART.slots,
+            )
+        ),
+    output:
+        **SG.slot_outputs(
+            slots=_SD_PART.slots,
+            shared=SDP.UPDATE,
+            secrets=SDP.SECRETS,
+            knowledge=SDP.KNOWLEDGE,
+        ),
+    log:
+        "logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.json",
+        out="logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.log",
+    benchmark:
+        "logs/sd_gradient/{dataset}/{model}/{defense}/{decade}x.benchmark.tsv"
+    wildcard_constraints:
+        **_SD_PART.constraints,
+        defense=SDP.DEFENSE_PATTERN,
+    params:
+        **SG.slot_params(
+            slots=_SD_PART.slots,
+            defenses=lambda wc: SD.defense_params(config, wc.defense),
+            gradient=lambda wc: SD.gradient_params(config),
+        ),
+    script:
+        "../workflow/scripts/sd_gradient.py"
+
+
 rule sd_attack_decade:
     input:
         unpack(SG.slot_inputs(lambda wc: SD.attack_inputs(config, wc))),
@@ -126,8 +164,35 @@ rule sd_attack_decade:
         "../workflow/scripts/sd_attack.py"
 
 
+rule sd_attack_decade_part:
+    input:
+        unpack(
+            SG.slot_inputs(
+                lambda wc: SD.attack_inputs(config, wc), slots=_SD_PART.slots
+            )
+        ),
+    output:
+        **SG.slot_outputs(slots=_SD_PART.slots, recon=SDP.RECON),
+    log:
+        "logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.json",
+        out="logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.log",
+    benchmark:
+        "logs/sd_attack/{dataset}/{model}/{defense}/{decade}x/{attack}/rep{rep}.benchmark.tsv"
+    wildcard_constraints:
+        **_SD_PART.constraints,
+        defense=SDP.DEFENSE_PATTERN,
+    params:
+        **SG.slot_params(
+            slots=_SD_PART.slots, attack=lambda wc: SD.attack_params(config, wc)
+        ),
+    script:
+        "../workflow/scripts/sd_attack.py"
+
+
 ruleorder: sd_gradient_decade > sd_gradient
+ruleorder: sd_gradient_decade_part > sd_gradient
 ruleorder: sd_attack_decade > sd_attack
+ruleorder: sd_attack_decade_part > sd_attack
 
 
 rule sd_evaluate:

@@ -1,13 +1,15 @@
 """Decade jobs (issue 23, gibench.pipeline.slot_groups): one job runs the ten victim slots of a
-decade (s010..s019) with the unchanged per-slot job function.
+decade (s010..s019), or the first n of a partial decade (s120..s127), with the unchanged per-slot
+job function.
 
-Independent facts checked: which decades are full for a slot count (arithmetic: 128 slots =
-12 full decades + 8 slots); the per-slot view a decade job hands the job function is exactly
-the ``snakemake`` object rule X's job of that slot has (its paths written out by hand from X's
-patterns); the first failing slot stops the job; the job counts of a dry run (victims x cases,
-worked out by hand); and, end to end, every artifact a decade job writes is byte-identical to
-the one rule X's job writes for the same slot (same config, the per-slot rules forced with
-``--allowed-rules``)."""
+Independent facts checked: which decades are full, and which partial decade is grouped, for a
+slot count (arithmetic: 128 slots = 12 full decades + 8 slots); the per-slot view a decade or
+partial-decade job hands the job function is exactly the ``snakemake`` object rule X's job of
+that slot has (its paths written out by hand from X's patterns), and a job runs exactly the slots
+of its outputs; the first failing slot stops the job; the job counts of a dry run (victims x
+cases, worked out by hand); and, end to end, every artifact a decade or partial-decade job writes
+is byte-identical to the one rule X's job writes for the same slot (same config, the per-slot
+rules forced with ``--allowed-rules``)."""
 from __future__ import annotations
 
 import copy
@@ -53,6 +55,17 @@ def test_full_decades_are_those_whose_ten_slots_exist():
         assert not any(re.fullmatch(off, s) for s in ("", "s00", "s0", "x", "(?!)x"))
 
 
+def test_the_last_partial_decade_is_grouped_from_two_slots_in_studies_with_a_full_decade():
+    assert SG.last_part(128) == ("s12", 8) and SG.last_part(12) == ("s01", 2) and SG.last_part(999) == ("s99", 9)
+    # one slot left over is X's own job; a full last decade is the full twin's
+    assert SG.last_part(11) == SG.last_part(130) == (SG.NO_DECADE, 0)
+    # an attack on 5 of the study's 10 slots (LAMP); a study of fewer than ten (the demo's 2, 4, 8)
+    assert SG.last_part(5, least=10) == ("s00", 5)
+    assert SG.last_part(8) == SG.last_part(5, least=8) == (SG.NO_DECADE, 0)
+    assert SG.last_part(128, enabled=False) == SG.last_part(None) == (SG.NO_DECADE, 0)
+    assert SG.Part.none(study="x") == SG.Part({"study": "x", "decade": SG.NO_DECADE}, 1)
+
+
 def test_sd_and_cs_decades_follow_victims_and_the_group_slots_key():
     from gibench.config import validate
     from gibench.studies.concealed_samples import targets as CS
@@ -65,15 +78,20 @@ def test_sd_and_cs_decades_follow_victims_and_the_group_slots_key():
     sd["studies"]["stochastic_defenses"]["victims"] = 25
     sd["datasets"]["mnist"]["victims"] = 25
     assert SD.decades(validate(copy.deepcopy(sd))) == "s00|s01"
+    assert SD.part(validate(copy.deepcopy(sd))) == SG.Part({"decade": "s02"}, 5)
     sd["studies"]["stochastic_defenses"]["group_slots"] = False
-    assert SD.decades(validate(sd)) == SG.NO_DECADE
+    assert SD.decades(validate(copy.deepcopy(sd))) == SG.NO_DECADE
+    assert SD.part(validate(sd)) == SG.Part.none()
     # concealed samples: the decades full in *every* dataset (victims_per_dataset lowers one)
     cs = cs_cfg(cases={"mnist": "lenet_mnist", "cifar10": "convnet"}, victims=30, victims_per_dataset={"cifar10": 12})
     cs["datasets"] = {"mnist": {"victims": 40}, "cifar10": {"victims": 40}}
     assert CS.decades(validate(copy.deepcopy(cs))) == "s00"
+    assert CS.part(validate(copy.deepcopy(cs))) == SG.Part({"decade": "s01"}, 2)   # cifar10's s010, s011
     cs["studies"]["concealed_samples"]["group_slots"] = False
-    assert CS.decades(validate(cs)) == SG.NO_DECADE
+    assert CS.decades(validate(copy.deepcopy(cs))) == SG.NO_DECADE
+    assert CS.part(validate(cs)) == SG.Part.none()
     assert SD.decades({"studies": {}}) == CS.decades({"studies": {}}) == SG.NO_DECADE
+    assert SD.part({"studies": {}}) == CS.part({"studies": {}}) == SG.Part.none()
 
 
 # ------------------------------------------------------------------ the per-slot view
@@ -84,14 +102,15 @@ INFO = "results/attacks/x/{dataset}/{slot}/{attack}/rep{rep}.info.json"
 GRAD = "results/gradients/x/{dataset}/{slot}.safetensors"
 
 
-def _decade_job(rule="x_attack_decade"):
-    """A decade job's ``snakemake`` object as Snakemake builds it from the rule helpers."""
+def _decade_job(rule="x_attack_decade", slots=10):
+    """A decade job's ``snakemake`` object as Snakemake builds it from the rule helpers (``slots``
+    < 10: a partial-decade job, rule ``x_attack_decade_part``)."""
     wc = Wildcards({"dataset": "mnist", "decade": "s01", "attack": "ig", "rep": "0"})
     inputs = SG.slot_inputs(lambda w: {"weights": f"w/{w.dataset}.safetensors"}, gradient=GRAD,
-                            knowledge=lambda w: f"k/{w.slot}.json")(wc)
-    outputs = {k: SG.fill(v, wc) for k, v in SG.slot_outputs(recon=RECON, info=INFO).items()}
+                            knowledge=lambda w: f"k/{w.slot}.json", slots=slots)(wc)
+    outputs = {k: SG.fill(v, wc) for k, v in SG.slot_outputs(recon=RECON, info=INFO, slots=slots).items()}
     logs = {"_0": "logs/x_attack/mnist/s01x/ig/rep0.json", "out": "logs/x_attack/mnist/s01x/ig/rep0.log"}
-    params = {k: fn(wc) for k, fn in SG.slot_params(attack=lambda w: {"iters": 3, "for": w.slot}).items()}
+    params = {k: fn(wc) for k, fn in SG.slot_params(attack=lambda w: {"iters": 3, "for": w.slot}, slots=slots).items()}
     return SimpleNamespace(input=Files(inputs), output=Files(outputs), log=Files(logs), params=Params(params),
                            wildcards=wc, config={"seed": 1}, threads=1, rule=rule, resources=SimpleNamespace())
 
@@ -123,6 +142,32 @@ def test_slot_view_is_rule_x_job_of_that_slot():
         SG.slot_logs(Files({"_0": "logs/x/s01.json"}), "s01", "s013")
 
 
+def test_a_partial_decade_job_is_rule_x_jobs_of_its_first_n_slots():
+    from gibench.provenance import named_files, named_params
+
+    smk = _decade_job(rule="x_attack_decade_part", slots=4)
+    assert len(smk.output) == 8 and len(smk.input) == 12 and SG.job_digits(smk) == ("0", "1", "2", "3")
+    v = SG.slot_view(smk, "s013")
+    assert v.rule == "x_attack" and dict(v.wildcards) == {"dataset": "mnist", "slot": "s013", "attack": "ig", "rep": "0"}
+    assert named_files(v.output) == {"recon": "results/attacks/x/mnist/s013/ig/rep0.safetensors",
+                                     "info": "results/attacks/x/mnist/s013/ig/rep0.info.json"}
+    assert named_files(v.input)["gradient"] == "results/gradients/x/mnist/s013.safetensors"
+    assert list(v.log) == ["logs/x_attack/mnist/s013/ig/rep0.json", "logs/x_attack/mnist/s013/ig/rep0.log"]
+    assert named_params(v.params) == {"attack": {"iters": 3, "for": "s013"}}
+    with pytest.raises(ValueError, match="not one of"):
+        SG.slot_view(smk, "s014")
+    # the rule name says X, and which kind of twin: it must agree with the outputs' digits
+    assert SG.per_slot_rule("attack_restarts_decade_part") == SG.per_slot_rule("attack_restarts_decade") == "attack_restarts"
+    with pytest.raises(ValueError, match="_decade_part"):
+        SG.per_slot_rule("_decade")
+    with pytest.raises(ValueError, match="all ten"):
+        SG.job_digits(_decade_job(rule="x_attack_decade", slots=4))
+    with pytest.raises(ValueError, match="0..n-1"):
+        SG.job_digits(_decade_job(rule="x_attack_decade_part", slots=10))
+    with pytest.raises(ValueError, match="1 to 10"):
+        SG.slot_outputs(recon=RECON, slots=11)
+
+
 def test_first_failing_slot_stops_the_decade_and_the_runner_logs_each_slot(tmp_path, monkeypatch):
     from gibench.pipeline.runner import run_job
 
@@ -152,6 +197,19 @@ def test_first_failing_slot_stops_the_decade_and_the_runner_logs_each_slot(tmp_p
     assert "slot s012" not in (tmp_path / "logs/x_attack/mnist/s011/ig/rep0.log").read_text()
 
 
+def test_a_partial_decade_job_runs_exactly_its_slots(tmp_path, monkeypatch):
+    from gibench.pipeline.runner import run_job
+
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    run_job(_decade_job(rule="x_attack_decade_part", slots=3),
+            lambda smk, device: seen.append((smk.rule, smk.wildcards.slot, smk.output.recon)))
+    assert seen == [("x_attack", f"s01{d}", f"results/attacks/x/mnist/s01{d}/ig/rep0.safetensors") for d in "012"]
+    dec = json.loads((tmp_path / "logs/x_attack/mnist/s01x/ig/rep0.json").read_text())
+    assert dec["rule"] == "x_attack_decade_part" and dec["status"] == "ok" and dec["slots"] == ["s010", "s011", "s012"]
+    assert json.loads((tmp_path / "logs/x_attack/mnist/s012/ig/rep0.json").read_text())["rule"] == "x_attack"
+
+
 # ------------------------------------------------------------------ through the real Snakefile
 
 def _sd_config(tmp_path, victims, **study):
@@ -170,16 +228,22 @@ def _job_stats(stdout: str) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_dry_run_has_one_job_per_full_decade_and_per_left_over_slot(tmp_path):
-    # 12 victims: decade s00 in one job, s010 and s011 slot by slot; the micro config's tables
-    # need 4 defense combinations (4 gradient cases) and 6 (defense, attack) attack cases
+    # 12 victims: decade s00 in one job, s010 and s011 in one partial-decade job; the micro
+    # config's tables need 4 defense combinations (4 gradient cases) and 6 (defense, attack) attack cases
     stats = _job_stats(run_snakemake(tmp_path, _sd_config(tmp_path, 12), "-n").stdout)
-    assert stats["sd_gradient_decade"] == 4 and stats["sd_gradient"] == 4 * 2
-    assert stats["sd_attack_decade"] == 6 and stats["sd_attack"] == 6 * 2
+    assert stats["sd_gradient_decade"] == stats["sd_gradient_decade_part"] == 4 and "sd_gradient" not in stats
+    assert stats["sd_attack_decade"] == stats["sd_attack_decade_part"] == 6 and "sd_attack" not in stats
+    # 11 victims: s010 alone, slot by slot
+    one = tmp_path / "one"
+    one.mkdir()
+    stats = _job_stats(run_snakemake(one, _sd_config(one, 11), "-n").stdout)
+    assert stats["sd_gradient_decade"] == stats["sd_gradient"] == 4 and "sd_gradient_decade_part" not in stats
+    assert stats["sd_attack_decade"] == stats["sd_attack"] == 6 and "sd_attack_decade_part" not in stats
     off = tmp_path / "off"
     off.mkdir()
     stats = _job_stats(run_snakemake(off, _sd_config(off, 12, group_slots=False), "-n").stdout)
     assert stats["sd_gradient"] == 4 * 12 and stats["sd_attack"] == 6 * 12
-    assert "sd_gradient_decade" not in stats and "sd_attack_decade" not in stats
+    assert not any(r.endswith(("_decade", "_decade_part")) for r in stats), stats
 
 
 @pytest.mark.slow
@@ -209,9 +273,35 @@ def test_decade_job_writes_the_bytes_of_the_per_slot_jobs(tmp_path):
     assert rec["rule"] == "sd_attack" and rec["status"] == "ok"
 
 
-def test_se_attacks_on_fewer_than_ten_slots_stay_one_job_per_slot():
+@pytest.mark.slow
+def test_partial_decade_job_writes_the_bytes_of_the_per_slot_jobs(tmp_path):
+    """As above for the partial decade s010..s014 of 15 victims (rules sd_gradient_decade_part,
+    sd_attack_decade_part): every slot's gradient and attack artifacts are the per-slot jobs' bytes."""
+    cfg = _sd_config(tmp_path, 15)
+    targets = [f"results/attacks/stochastic_defenses/mnist/sd_cnn/dp_strong/s01{d}/wiig/rep0.safetensors"
+               for d in range(5)]
+    proc = run_snakemake(tmp_path, cfg, *targets)
+    out = proc.stdout + proc.stderr
+    assert _job_stats(out) == {"sd_model": 1, "data": 1, "sd_gradient_decade_part": 1, "sd_attack_decade_part": 1}, out[-3000:]
+    made = ("results/gradients/stochastic_defenses", "results/attacks/stochastic_defenses")
+    for d in made:
+        shutil.copytree(tmp_path / d, tmp_path / "grouped" / d)
+        shutil.rmtree(tmp_path / d)
+    proc = run_snakemake(tmp_path, cfg, *targets, "--allowed-rules", "sd_gradient", "sd_attack",
+                         env=dict(snakemake_env(), **{SG.ALL_SLOTS_ENV: "all"}))
+    out = proc.stdout + proc.stderr
+    assert _job_stats(out) == {"sd_gradient": 5, "sd_attack": 5}, out[-3000:]
+    files = sorted(p.relative_to(tmp_path / "grouped") for p in (tmp_path / "grouped").rglob("*") if p.is_file())
+    assert len(files) == 5 * 3 + 5 * 1 and {f.parts[-1][:4] for f in files if "gradients" in str(f)} == {
+        f"s01{d}" for d in range(5)}
+    for f in files:
+        assert filecmp.cmp(tmp_path / "grouped" / f, tmp_path / f, shallow=False), f
+
+
+def test_se_attacks_on_fewer_than_ten_slots_run_as_one_partial_decade_job():
     # the paper-scale config: 10 victim slots per case; LAMP (and its selector variant) attacks
-    # the first 5 (paper A: 5 sequences per dataset), DAGER, DLG and IG all 10
+    # the first 5 (paper A: 5 sequences per dataset): one attack_restarts_decade_part job per
+    # case; DAGER, DLG and IG all 10: one decade job
     from pathlib import Path
 
     import yaml
@@ -223,5 +313,34 @@ def test_se_attacks_on_fewer_than_ten_slots_stay_one_job_per_slot():
     groups = SE.restart_groups(cfg)
     assert SE.attack_decades(cfg, groups[1]) == (["dager", "dager_zero_fill"], "s00")
     assert SE.attack_decades(cfg, groups[5]) == (["dlg", "ig"], "s00")
+    assert SE.attack_part(cfg, groups[5]) == SG.Part(
+        {"study": "selective_encryption", "attack": "lamp|lamp_selectors", "decade": "s00"}, 5)
+    assert SE.attack_part(cfg, groups[1]).constraints["decade"] == SG.NO_DECADE
     cfg["studies"]["selective_encryption"]["group_slots"] = False
     assert SE.attack_decades(cfg, groups[5]) == ([], SG.NO_DECADE)
+    assert SE.attack_part(cfg, groups[5]).constraints["decade"] == SG.NO_DECADE
+
+
+def test_the_profile_sizes_every_twin_from_its_per_slot_rule():
+    """profiles/default/config.yaml: each decade twin (rules/*.smk) asks for what its per-slot rule
+    X asks for (GPU, memory), for 10 x X's runtime (X_decade_part: 9 x, its largest n), capped at
+    48 h (clusters' usual limit); a twin left out would get the cluster's default resources (no GPU)."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    res = yaml.safe_load((root / "profiles/default/config.yaml").read_text())["set-resources"]
+    text = "\n".join(p.read_text() for p in sorted((root / "rules").glob("*.smk")))
+    twins = set(re.findall(r"^rule (\w+(?:_decade|_decade_part)):", text, re.M))
+    # named in loops (f"{_name}_decade"): the multi-restart twins, with one restart count
+    assert 'f"{_name}_decade"' in text and 'f"{_name}_decade_part"' in text
+    twins |= {"attack_restarts_decade", "attack_restarts_decade_part"}
+    assert {"attack_decade_part", "sd_attack_decade_part", "cs_gradient_decade_part"} <= twins
+    for twin in sorted(twins):
+        x = SG.per_slot_rule(twin)
+        assert twin in res and x in res, twin
+        n = 9 if twin.endswith(SG.PART_SUFFIX) else 10
+        assert {k: v for k, v in res[twin].items() if k != "runtime"} == {
+            k: v for k, v in res[x].items() if k != "runtime"}, twin
+        assert res[twin]["runtime"] == min(n * res[x]["runtime"], 48 * 60), twin

@@ -20,8 +20,9 @@ rules (cs_gradient_decade, cs_attack_decade) and their evaluation.  Independent 
   evaluation only (so nothing of the unchanged attack), with Snakemake's reason "params changed";
   a defense setting re-runs the gradient decade and everything below it;
 - a selective-encryption dry run (single-restart and multi-restart attacks) has one
-  attack_decade / attack_restarts_decade job per full decade and one per-slot job per left-over
-  slot (counts worked out by hand), the client-side rules (gradient, masks_any) too;
+  attack_decade / attack_restarts_decade job per full decade, one attack_decade_part job for the
+  two slots of a partial decade and one per-slot job for a lone left-over slot (counts worked out
+  by hand), the client-side rules (gradient, masks_any) one decade job and per-slot jobs for the rest;
 - selective encryption's client-side decade jobs (gradient_decade, significance_decade,
   masks_decade, masks_any_decade; ten victims, cifar100/LeNet, metric grad at ratios 0 and 0.3)
   write the bytes the per-slot rules write for s000 and s009 (the cost table: all but its
@@ -118,23 +119,26 @@ def test_cs_defense_setting_reruns_from_the_gradient_decade_down(cs_run, tmp_pat
 
 
 def test_se_dry_run_has_one_attack_job_per_full_decade_and_per_left_over_slot(tmp_path):
-    # 12 victims, one case, ratio 0 only: decade s00 in one job per attack, s010 and s011 slot
-    # by slot; `ig` has one restart (rule attack), `ig2` two (rule attack_restarts)
+    # 12 victims, one case, ratio 0 only: decade s00 in one job per attack; `ig` has one restart
+    # (rule attack) and runs on all 12: s010 and s011 in one attack_decade_part job; `ig2` two
+    # (rule attack_restarts) and runs on 11: s010 alone, slot by slot
     cfg = copy.deepcopy(MICRO)
     cfg["datasets"]["cifar100"]["victims"] = 12
     cfg["studies"]["selective_encryption"].update({
         "victims": 12, "overhead": {"enabled": False},
         "significance": {"metrics": ["grad"], "ratios": [0.0], "cost_metrics": ["grad"]},
         "attacks": {"ig": {"restarts": 1, "params": {"iterations": 1}},
-                    "ig2": {"type": "ig", "restarts": 2, "params": {"iterations": 1}}}})
+                    "ig2": {"type": "ig", "restarts": 2, "victims": 11, "params": {"iterations": 1}}}})
     path = write_config(tmp_path, cfg)
     base = "results/attacks/selective_encryption/cifar100/lenet/s0{:02d}/any/r0.000"
-    targets = [base.format(i) + f for i in range(12) for f in ("/ig/rep0.safetensors", "/ig2/rep1.safetensors")]
+    targets = ([base.format(i) + "/ig/rep0.safetensors" for i in range(12)]
+               + [base.format(i) + "/ig2/rep1.safetensors" for i in range(11)])
     stats = _stats(run_snakemake(tmp_path, path, "-n", *targets).stdout)
     # the client-side rules too (gradient, the shared ratio-0 mask): decade s00 in one job, 2 slots alone
+    # (ig on 12 slots: s010-s011 a part job; ig2 on 11: s010 alone)
     assert stats == {"data": 1, "model": 1, "gradient_decade": 1, "gradient": 2, "masks_any_decade": 1,
-                     "masks_any": 2, "attack_decade": 1, "attack": 2, "attack_restarts_decade": 1,
-                     "attack_restarts": 2}, stats
+                     "masks_any": 2, "attack_decade": 1, "attack_decade_part": 1, "attack_restarts_decade": 1,
+                     "attack_restarts": 1}, stats
 
 
 # ---- selective encryption: the client-side decade twins (SE.stage_twin) -----------------------

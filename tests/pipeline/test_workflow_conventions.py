@@ -26,7 +26,10 @@ COMPUTE_RULES = {"attack", "evaluate", "significance", "gradient", "fl_train", "
                  "cs_fl",
                  # group_slots: one job per ten victim slots (gibench.pipeline.slot_groups)
                  "attack_decade", "sd_gradient_decade", "sd_attack_decade", "cs_gradient_decade", "cs_attack_decade",
-                 "gradient_decade", "significance_decade"}
+                 "gradient_decade", "significance_decade",
+                 # and the first n slots of a partial decade
+                 "attack_decade_part", "sd_gradient_decade_part", "sd_attack_decade_part", "cs_gradient_decade_part",
+                 "cs_attack_decade_part"}
 
 
 def parse_lint(text: str) -> list[tuple[str, str]]:

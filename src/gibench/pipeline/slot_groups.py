@@ -7,7 +7,7 @@ A slot is ``s000``..``s999`` (:mod:`gibench.wildcards`); a decade is the ten slo
 first two digits (``s01`` = ``s010``..``s019``).  A per-slot rule ``X`` gets a twin ``X_decade``
 (rules/*.smk) whose ``{decade}`` wildcard is constrained to the decades whose ten slots all exist
 in the config (:func:`decade_pattern`; a last partial decade, e.g. ``s120``..``s127`` of 128
-victims, is made by ``X`` slot by slot); X gets the exact complement of the twin's constraints
+victims, is made by a second twin, see *Partial decades* below); X gets the exact complement of the twin's constraints
 (:func:`per_slot_constraint`), so each file has one producer rule and the DAG build makes no job it
 throws away; ``ruleorder: X_decade > X`` stays as a safety net (consulted only if both ever
 matched one file; tests/pipeline/test_slot_groups_complement.py checks they never do).  The twin's inputs,
@@ -34,6 +34,20 @@ those of X's job (tests/pipeline/test_slot_groups.py compares them).  Each slot 
 text log; the first failure stops the job (Snakemake then removes the decade's outputs; writes
 are atomic, so no file is half-written).
 
+*Partial decades*: the first n slots (2 <= n < 10) of a decade -- the last one of a study's slots
+(``s120``..``s127`` of 128 victims) or of an attack run on fewer slots (LAMP: ``s000``..``s004`` of
+ten) -- run as one job of a second twin ``X_decade_part`` (:data:`PART_SUFFIX`), the same mechanism
+with outputs, inputs and params of digits ``0``..``n-1`` only (``slots=n`` of :func:`slot_outputs`,
+:func:`slot_inputs`, :func:`slot_params`); one such twin per rule X, its constraints and n given by
+a :class:`Part` (:func:`last_part`), and X's constraint excludes its files too (``part=`` of
+:func:`per_slot_constraint`).  Only studies with at least one full decade group partial decades
+(:func:`last_part`'s ``least``): the demo and config/reproduce.yaml, sized for a few local cores,
+keep one job per slot.  At run time a job's slots are the digits of its outputs (:func:`job_digits`),
+so :func:`run_decade` and :func:`slot_view` serve both twins; the part twin's log files use
+``{decade}x`` too: a part job never has the wildcards of a full twin's job (both would make that
+decade's digit-0 files: tests/pipeline/test_slot_groups_complement.py checks that each file has one
+producer rule).
+
 Import-light: the DAG build imports this module (no torch).
 """
 from __future__ import annotations
@@ -41,7 +55,7 @@ from __future__ import annotations
 import os
 import re
 from types import SimpleNamespace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 from .replay import Files, Params, Wildcards
 
@@ -49,6 +63,10 @@ from .replay import Files, Params, Wildcards
 DECADE = "decade"
 #: the suffix of a decade rule's name: ``X_decade`` runs rule X's job function slot by slot
 SUFFIX = "_decade"
+#: the suffix of the twin for a partial decade (its first n slots): ``X_decade_part``
+PART_SUFFIX = "_decade_part"
+#: the fewest slots a partial-decade job runs (one slot is X's own job)
+MIN_PART = 2
 #: a constraint that admits no decade (no study block, grouping off, fewer than ten slots)
 NO_DECADE = "(?!)x"
 DIGITS = tuple(str(d) for d in range(10))
@@ -58,9 +76,16 @@ _SEP = "__"
 _WILDCARD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:,[^{}]*)?\}")
 
 
-def slots_of(decade: str) -> list[str]:
-    """The ten slots of a decade (``s01`` -> ``s010``..``s019``)."""
-    return [decade + d for d in DIGITS]
+def slots_of(decade: str, digits: Any = DIGITS) -> list[str]:
+    """The slots of a decade (``s01`` -> ``s010``..``s019``; ``digits``: only those)."""
+    return [decade + d for d in digits]
+
+
+def _digits(slots: int) -> tuple[str, ...]:
+    """The slot digits of a twin that runs the first ``slots`` slots of a decade."""
+    if not 1 <= int(slots) <= 10:
+        raise ValueError(f"slots={slots!r}: a decade job runs 1 to 10 slots")
+    return DIGITS[: int(slots)]
 
 
 def full_decades(n_slots: int) -> list[str]:
@@ -75,7 +100,32 @@ def decade_pattern(n_slots: int | None, enabled: bool = True) -> str:
     return "|".join(decades) if decades else NO_DECADE
 
 
-def per_slot_constraint(outputs: Any, twin: Mapping[str, str], base: Mapping[str, str]) -> dict[str, str]:
+class Part(NamedTuple):
+    """The twin ``X_decade_part`` of a per-slot rule X: its wildcard constraints (``decade`` and
+    any others, like a full twin's) and how many slots it runs, the first ``slots`` of its decade."""
+    constraints: dict
+    slots: int
+
+    @classmethod
+    def none(cls, **constraints: str) -> "Part":
+        """A part twin that matches nothing (its rule is still defined: one output per name)."""
+        return cls({**constraints, DECADE: NO_DECADE}, 1)
+
+
+def last_part(n_slots: int | None, enabled: bool = True, least: int | None = None) -> tuple[str, int]:
+    """``(decade, n)``: the last decade of ``n_slots`` slots when only its first ``n`` exist and
+    ``n >= MIN_PART`` (128 -> ``("s12", 8)``; 5 -> ``("s00", 5)``), else ``(NO_DECADE, 0)``.
+    ``least``: the study's own slot count (default ``n_slots``); below ten -- no full decade: the
+    demo, config/reproduce.yaml, sized for a few local cores -- nothing is grouped."""
+    least = n_slots if least is None else least
+    if not (enabled and n_slots and least and int(least) >= 10):
+        return NO_DECADE, 0
+    q, n = divmod(int(n_slots), 10)
+    return (f"s{q:02d}", n) if n >= MIN_PART else (NO_DECADE, 0)
+
+
+def per_slot_constraint(outputs: Any, twin: Mapping[str, str], base: Mapping[str, str],
+                        part: Part | None = None) -> dict[str, str]:
     """The wildcard constraint that makes per-slot rule X match exactly those files of its
     ``outputs`` (X's output patterns: one, a list, or a dict of them) that its twin ``X_decade``
     (its constraints ``twin``: ``decade`` and any others, e.g. ``study``, ``attack``) does not
@@ -98,13 +148,36 @@ def per_slot_constraint(outputs: Any, twin: Mapping[str, str], base: Mapping[str
     decade's too; ``ruleorder`` then picks the twin where both match): with ``--allowed-rules X``
     that re-makes a decade's files slot by slot (the byte-identity tests do; Snakemake tells the
     Snakefile nothing of ``--allowed-rules`` when it reads it, and a config key would change the
-    config digest the artifacts record)."""
+    config digest the artifacts record).
+
+    ``part``: X's partial-decade twin ``X_decade_part`` too: its files (slot digits
+    ``0``..``slots-1`` of its decades) are excluded by a second lookahead, made the same way."""
     patterns = list(outputs.values()) if isinstance(outputs, Mapping) else (
         [outputs] if isinstance(outputs, str) else list(outputs))
     patterns = [q for p in patterns for q in ([p] if isinstance(p, str) else p)]
+    looks = [_lookahead(patterns, twin, 10)]
+    if part is not None:
+        looks.append(_lookahead(patterns, part.constraints, part.slots))
+    firsts = sorted({first for first, _ in looks})
+    if len(firsts) != 1:
+        raise ValueError(f"outputs {patterns}: the twins' lookaheads start at different wildcards {firsts}")
+    first = firsts[0]
+    own = base.get(first)
+    if not own:
+        raise ValueError(f"no constraint of wildcard {first!r} in the workflow's ({sorted(base)})")
+    if os.environ.get(ALL_SLOTS_ENV) == "all":
+        return {first: own}
+    return {first: "".join(look for _, look in looks) + own}
+
+
+def _lookahead(patterns: list[str], twin: Mapping[str, str], slots: int) -> tuple[str, str]:
+    """(first wildcard of the patterns, the negative lookahead that excludes the files of one twin
+    running the first ``slots`` slots of its decades; ``""`` for a twin that matches nothing):
+    the work of :func:`per_slot_constraint`."""
     if DECADE not in twin:
         raise ValueError(f"twin constraints {sorted(twin)} name no {DECADE!r}")
-    known = {("slot" if k == DECADE else k): (f"(?:{v})[0-9]" if k == DECADE else v) for k, v in twin.items()}
+    digit = f"[0-{_digits(slots)[-1]}]"
+    known = {("slot" if k == DECADE else k): (f"(?:{v}){digit}" if k == DECADE else v) for k, v in twin.items()}
     heads, tails = set(), []
     for pattern in patterns:
         matches = list(_WILDCARD.finditer(pattern))
@@ -125,22 +198,19 @@ def per_slot_constraint(outputs: Any, twin: Mapping[str, str], base: Mapping[str
     if len(heads) != 1:
         raise ValueError(f"outputs {patterns} differ before the twin's last wildcard: no one constraint says them")
     (first, head), = heads
-    own = base.get(first)
-    if not own:
-        raise ValueError(f"no constraint of wildcard {first!r} in the workflow's ({sorted(base)})")
-    if any(_matches_nothing(v) for v in known.values()) or os.environ.get(ALL_SLOTS_ENV) == "all":
-        return {first: own}
+    if any(_matches_nothing(v) for v in known.values()):
+        return first, ""
     if None in tails:   # the last of the twin's wildcards ends a pattern
         tail = "$" if len(set(tails)) == 1 else None
     else:
         tail = re.escape(os.path.commonprefix(tails)) or None
     if tail is None:
         raise ValueError(f"outputs {patterns} share no text after the twin's last wildcard: its end is unsaid")
-    return {first: f"(?!{head}{tail}){own}"}
+    return first, f"(?!{head}{tail})"
 
 
 def _matches_nothing(constraint: str) -> bool:
-    return constraint in (NO_DECADE, "(?!)", f"(?:{NO_DECADE})[0-9]")
+    return constraint in (NO_DECADE, "(?!)") or constraint.startswith(f"(?:{NO_DECADE})[0-")
 
 
 def slot_wildcards(wc: Any, slot: str) -> Wildcards:
@@ -158,14 +228,17 @@ def fill(pattern: str, wc: Any) -> str:
     return _WILDCARD.sub(lambda m: str(wc[m.group(1)]), pattern)
 
 
-def slot_inputs(*functions: Callable[[Any], dict], **named: str | Callable[[Any], Any]) -> Callable[[Any], dict]:
+def slot_inputs(*functions: Callable[[Any], dict], slots: int = 10,
+                **named: str | Callable[[Any], Any]) -> Callable[[Any], dict]:
     """The input function of a decade rule (use with ``unpack``): rule X's inputs of each slot --
     the dicts of X's ``unpack(...)`` functions, then X's named inputs (a pattern or a function of
-    the wildcards) -- named ``<name>__<digit>``."""
+    the wildcards) -- named ``<name>__<digit>``; ``slots``: the first that many slots only (a
+    partial-decade twin)."""
+    digits = _digits(slots)
 
     def inputs(wc: Any) -> dict:
         out: dict = {}
-        for d in DIGITS:
+        for d in digits:
             swc = _slot_of(wc, d)
             one: dict = {}
             for fn in functions:
@@ -184,12 +257,13 @@ def _in_decade(name: str, p: str, d: str) -> str:
     return p.replace("{slot}", "{" + DECADE + "}" + d)
 
 
-def slot_outputs(**patterns: str | list[str]) -> dict[str, str | list[str]]:
+def slot_outputs(*, slots: int = 10, **patterns: str | list[str]) -> dict[str, str | list[str]]:
     """A decade rule's outputs: rule X's named output patterns (a pattern or a list of them) with
     ``{slot}`` replaced by ``{decade}<digit>``, named ``<name>__<digit>`` (use as
-    ``output: **slot_outputs(...)``)."""
+    ``output: **slot_outputs(...)``); ``slots``: digits ``0``..``slots-1`` only (a partial-decade
+    twin)."""
     out: dict[str, str | list[str]] = {}
-    for d in DIGITS:
+    for d in _digits(slots):
         for name, p in patterns.items():
             out[f"{name}{_SEP}{d}"] = (_in_decade(name, p, d) if isinstance(p, str)
                                        else [_in_decade(name, x, d) for x in p])
@@ -216,11 +290,12 @@ def slot_logs(logs: Any, decade: str, slot: str) -> Files:
     return Files(out)
 
 
-def slot_params(**functions: Callable[[Any], Any]) -> dict[str, Callable[[Any], Any]]:
+def slot_params(*, slots: int = 10, **functions: Callable[[Any], Any]) -> dict[str, Callable[[Any], Any]]:
     """A decade rule's params: each of rule X's params (a function of the wildcards) for each
-    slot, named ``<name>__<digit>`` (use as ``params: **slot_params(...)``)."""
+    slot, named ``<name>__<digit>`` (use as ``params: **slot_params(...)``); ``slots``: the first
+    that many slots only (a partial-decade twin)."""
     out = {}
-    for d in DIGITS:
+    for d in _digits(slots):
         for name, fn in functions.items():
             out[f"{name}{_SEP}{d}"] = (lambda wc, fn=fn, d=d: fn(_slot_of(wc, d)))
     return out
@@ -240,21 +315,44 @@ def _pick(files: Any, d: str) -> dict:
     return {n[: -len(tail)]: v for n, v in _names(files) if n.endswith(tail)}
 
 
+def per_slot_rule(rule: str) -> str:
+    """Rule X of a decade twin's name: ``X_decade`` (ten slots) or ``X_decade_part`` (the first n)."""
+    for suffix in (PART_SUFFIX, SUFFIX):
+        if rule.endswith(suffix) and len(rule) > len(suffix):
+            return rule[: -len(suffix)]
+    raise ValueError(f"rule {rule!r} of a decade job must be named <per-slot rule>{SUFFIX} "
+                     f"or <per-slot rule>{PART_SUFFIX}")
+
+
+def job_digits(smk: Any) -> tuple[str, ...]:
+    """The slot digits a decade job runs: those of its outputs (``<name>__<digit>``): all ten for
+    ``X_decade``, ``0``..``n-1`` (n < 10) for ``X_decade_part``."""
+    rule = str(getattr(smk, "rule", "") or "")
+    per_slot_rule(rule)
+    digits = tuple(sorted({n.rsplit(_SEP, 1)[1] for n, _ in _names(smk.output) if _SEP in n}))
+    part = rule.endswith(PART_SUFFIX)
+    if digits != DIGITS[: len(digits)] or not digits or (len(digits) < 10) != part:
+        raise ValueError(f"the {rule} job's outputs are of slot digits {list(digits)}: "
+                         + ("a partial-decade twin makes digits 0..n-1, n < 10" if part
+                            else "a decade twin makes all ten"))
+    return digits
+
+
 def slot_view(smk: Any, slot: str) -> Any:
-    """The ``snakemake`` object rule X's job of ``slot`` would get (X = the decade rule's name
-    without ``_decade``)."""
+    """The ``snakemake`` object rule X's job of ``slot`` would get (X: :func:`per_slot_rule`)."""
     decade = getattr(smk.wildcards, DECADE)
     if not slot.startswith(decade) or len(slot) != len(decade) + 1:
         raise ValueError(f"slot {slot!r} is not in decade {decade!r}")
     d = slot[-1]
     rule = str(getattr(smk, "rule", "") or "")
-    if not rule.endswith(SUFFIX):
-        raise ValueError(f"rule {rule!r} of a decade job must be named <per-slot rule>{SUFFIX}")
+    x = per_slot_rule(rule)
+    if d not in job_digits(smk):
+        raise ValueError(f"slot {slot!r} is not one of this {rule} job's slots")
     params = _pick(getattr(smk, "params", None), d)
     return SimpleNamespace(input=Files(_pick(smk.input, d)), output=Files(_pick(smk.output, d)),
                            params=Params(params), wildcards=slot_wildcards(smk.wildcards, slot),
                            log=slot_logs(getattr(smk, "log", None), decade, slot), config=smk.config,
-                           threads=getattr(smk, "threads", 1), rule=rule[: -len(SUFFIX)],
+                           threads=getattr(smk, "threads", 1), rule=x,
                            resources=getattr(smk, "resources", SimpleNamespace()))
 
 
@@ -270,7 +368,7 @@ def run_decade(smk: Any, fn: Callable, run_one: Callable[[Any, Callable], None],
     first failure.  Returns the decade's own run-record facts."""
     decade = getattr(smk.wildcards, DECADE)
     done = []
-    for slot in slots_of(decade):
+    for slot in slots_of(decade, job_digits(smk)):
         say(f"{smk.rule}: slot {slot}")
         run_one(slot_view(smk, slot), fn)
         done.append(slot)

@@ -205,6 +205,22 @@ def decades(config: Mapping[str, Any]) -> str:
     return decade_pattern(min(counts) if counts else None, s.recorded("group_slots") is not False)
 
 
+def part(config: Mapping[str, Any]):
+    """The partial-decade twins' :class:`gibench.pipeline.slot_groups.Part` (rules
+    ``cs_gradient_decade_part``, ``cs_attack_decade_part``): the first n slots of the decade after
+    the full ones, n what every dataset has there (64 victims: ``s060``..``s063``; a dataset with
+    more makes the rest of that decade slot by slot)."""
+    from ...pipeline.slot_groups import Part, last_part
+
+    block = (config.get("studies") or {}).get("concealed_samples")
+    if not block:
+        return Part.none()
+    s = spec(config)
+    counts = [s.n_victims(d) for d in s.cases]
+    decade, n = last_part(min(counts) if counts else None, s.recorded("group_slots") is not False)
+    return Part({"decade": decade}, n) if n else Part.none()
+
+
 # ====================================================================== rule params
 
 def attack_rule_params(config: Mapping[str, Any], wc) -> dict:

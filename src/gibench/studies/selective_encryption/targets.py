@@ -69,7 +69,8 @@ def attack_decades(config: dict, attacks: list[str]) -> tuple[list[str], str]:
     """(attacks, ``decade`` constraint) of a decade twin of an attack rule (``group_slots``: one
     job per ten victim slots, :mod:`gibench.pipeline.slot_groups`): the ``attacks`` run on at
     least one full decade, and the decades full for all of them (:meth:`.spec.Spec.attack_victims`);
-    an attack on fewer slots (LAMP: 5) stays slot by slot."""
+    an attack on fewer slots (LAMP: 5) is left to the partial-decade twin (:func:`attack_part`) or
+    goes slot by slot."""
     from ...pipeline.slot_groups import decade_pattern, full_decades
 
     s = spec(config)
@@ -77,6 +78,32 @@ def attack_decades(config: dict, attacks: list[str]) -> tuple[list[str], str]:
         return [], decade_pattern(None)
     grouped = [a for a in attacks if full_decades(s.attack_victims(a))]
     return grouped, decade_pattern(min((s.attack_victims(a) for a in grouped), default=None))
+
+
+def attack_part(config: dict, attacks: list[str]):
+    """The partial-decade twin of the attack rule for ``attacks`` (rules/attack.smk:
+    ``attack_decade_part``, ``attack_restarts_decade_part``; :class:`gibench.pipeline.slot_groups.Part`):
+    the attacks whose slots end in a partial decade of at least ``MIN_PART`` slots (LAMP: 5 of the
+    study's 10 -> ``s000``..``s004``), at the lowest such decade, and the first n slots of it, n the
+    fewest any of them has there -- so every slot it runs exists for every case of every attack it
+    serves (the study's cases all have its ``victims`` slots, :meth:`.spec.Spec.attack_victims`).
+    Those decades are never the full twin's (:func:`attack_decades`: only decades full for every
+    attack it serves).  Only a study with a full decade (``victims`` >= 10) groups partial decades."""
+    from ...pipeline.slot_groups import Part, last_part
+
+    s = spec(config)
+    tails = {}
+    if s is not None and s.block.get("group_slots") is not False:
+        for a in attacks:
+            decade, n = last_part(s.attack_victims(a), least=s.victims)
+            if n:
+                tails[a] = (decade, n)
+    if not tails:
+        return Part.none(study=STUDY, attack=attack_choice([]))
+    decade = min(d for d, _ in tails.values())
+    served = [a for a in attacks if a in tails and tails[a][0] == decade]
+    return Part({"study": STUDY, "attack": attack_choice(served), "decade": decade},
+                min(tails[a][1] for a in served))
 
 
 def attack_twin(config: dict, attacks: list[str]) -> dict[str, str]:

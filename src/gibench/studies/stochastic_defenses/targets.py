@@ -47,6 +47,17 @@ def decades(config: dict) -> str:
     return decade_pattern(s.victims, s.written("group_slots") is not False)
 
 
+def part(config: dict):
+    """The partial-decade twins' :class:`gibench.pipeline.slot_groups.Part` (rules
+    ``sd_gradient_decade_part``, ``sd_attack_decade_part``): the last decade of the study's slots when
+    it holds at least ``MIN_PART`` of them (128 victims: ``s120``..``s127``)."""
+    from ...pipeline.slot_groups import Part, last_part
+
+    s = spec(config)
+    decade, n = last_part(s.victims, s.written("group_slots") is not False) if s is not None else ("", 0)
+    return Part({"decade": decade}, n) if n else Part.none()
+
+
 # ---------------------------------------------------------------- rule inputs
 
 def model_inputs(config: dict, wc: Any) -> dict:
