@@ -119,7 +119,10 @@ def test_slot_view_is_rule_x_job_of_that_slot():
     from gibench.provenance import named_files, named_params
 
     smk = _decade_job()
-    assert len(smk.output) == 20 and len(smk.input) == 30
+    # the weights, the same file for every slot, are declared once (under X's name): 1 + 2 x 10
+    assert len(smk.output) == 20 and len(smk.input) == 21
+    names = [n for n, _ in SG._names(smk.input)]
+    assert "weights" in names and not [n for n in names if n.startswith("weights__")]
     v = SG.slot_view(smk, "s013")
     assert v.rule == "x_attack"
     assert dict(v.wildcards) == {"dataset": "mnist", "slot": "s013", "attack": "ig", "rep": "0"}
@@ -142,11 +145,40 @@ def test_slot_view_is_rule_x_job_of_that_slot():
         SG.slot_logs(Files({"_0": "logs/x/s01.json"}), "s01", "s013")
 
 
+def test_shared_inputs_are_declared_once_and_only_same_values_are_shared():
+    from snakemake.iocontainers import Namedlist
+
+    from gibench.provenance import named_files
+
+    wc = Wildcards({"dataset": "mnist", "decade": "s01", "attack": "ig", "rep": "0"})
+    # X's inputs: gradient (per slot), prior (shared), weights (shared), knowledge (per slot); the
+    # shared ones stand where the first slot has them
+    fn = SG.slot_inputs(lambda w: {"gradient": f"g/{w.slot}", "prior": "lm/prior"}, weights="w/{dataset}",
+                        knowledge=lambda w: f"k/{w.slot}")
+    inputs = fn(wc)
+    assert list(inputs)[:4] == ["gradient__0", "prior", "weights", "knowledge__0"]
+    assert sorted(set(inputs.values())) == sorted({"lm/prior", "w/mnist"} | {f"{p}/s01{d}" for p in "gk" for d in "0123456789"})
+    outputs = {k: SG.fill(v, wc) for k, v in SG.slot_outputs(recon=RECON).items()}
+    # Snakemake's own container (declaration order kept), as a job's snakemake.input is
+    smk = SimpleNamespace(input=Namedlist(fromdict=inputs), output=Files(outputs), log=Files({"_0": "logs/x/s01x/a.json"}),
+                          params=Params({}), wildcards=wc, config={}, threads=1, rule="x_decade",
+                          resources=SimpleNamespace())
+    for slot in ("s010", "s017"):
+        v = SG.slot_view(smk, slot)
+        assert named_files(v.input) == {"gradient": f"g/{slot}", "prior": "lm/prior", "weights": "w/mnist",
+                                        "knowledge": f"k/{slot}"}
+    # a value that differs in one slot is not shared; names that differ between slots: nothing is
+    odd = SG.slot_inputs(weights=lambda w: "w/a" if w.slot != "s015" else "w/b")(wc)
+    assert "weights" not in odd and odd["weights__5"] == "w/b" and len(odd) == 10
+    uneven = SG.slot_inputs(lambda w: {"extra": "e"} if w.slot == "s013" else {}, weights="w/{dataset}")(wc)
+    assert "weights" not in uneven and len(uneven) == 11
+
+
 def test_a_partial_decade_job_is_rule_x_jobs_of_its_first_n_slots():
     from gibench.provenance import named_files, named_params
 
     smk = _decade_job(rule="x_attack_decade_part", slots=4)
-    assert len(smk.output) == 8 and len(smk.input) == 12 and SG.job_digits(smk) == ("0", "1", "2", "3")
+    assert len(smk.output) == 8 and len(smk.input) == 9 and SG.job_digits(smk) == ("0", "1", "2", "3")
     v = SG.slot_view(smk, "s013")
     assert v.rule == "x_attack" and dict(v.wildcards) == {"dataset": "mnist", "slot": "s013", "attack": "ig", "rep": "0"}
     assert named_files(v.output) == {"recon": "results/attacks/x/mnist/s013/ig/rep0.safetensors",

@@ -11,7 +11,8 @@ victims, is made by a second twin, see *Partial decades* below); X gets the exac
 (:func:`per_slot_constraint`), so each file has one producer rule and the DAG build makes no job it
 throws away; ``ruleorder: X_decade > X`` stays as a safety net (consulted only if both ever
 matched one file; tests/pipeline/test_slot_groups_complement.py checks they never do).  The twin's inputs,
-outputs and params are X's, slot by slot, named ``<name>__<digit>``
+outputs and params are X's, slot by slot, named ``<name>__<digit>`` (an input that is the same
+file for every slot, e.g. the weights, once under X's own name)
 (:func:`slot_inputs`, :func:`slot_outputs`, :func:`slot_params`); its own log files are X's
 with ``{decade}x`` where X has ``{slot}``, and each slot's job writes X's log files
 (:func:`slot_logs`: not declared to Snakemake, like any file a job writes beside its log).  X's params
@@ -73,6 +74,7 @@ DIGITS = tuple(str(d) for d in range(10))
 #: ``GIBENCH_PER_SLOT_RULES=all``: per-slot rules match the decade twins' files too (:func:`per_slot_constraint`)
 ALL_SLOTS_ENV = "GIBENCH_PER_SLOT_RULES"
 _SEP = "__"
+_SUFFIXED = re.compile(r"__[0-9]$")
 _WILDCARD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:,[^{}]*)?\}")
 
 
@@ -233,11 +235,18 @@ def slot_inputs(*functions: Callable[[Any], dict], slots: int = 10,
     """The input function of a decade rule (use with ``unpack``): rule X's inputs of each slot --
     the dicts of X's ``unpack(...)`` functions, then X's named inputs (a pattern or a function of
     the wildcards) -- named ``<name>__<digit>``; ``slots``: the first that many slots only (a
-    partial-decade twin)."""
+    partial-decade twin).
+
+    An input that is the same for every slot (the model weights, a language-model prior) is
+    declared once, under X's own name, where the first slot has it: Snakemake's DAG build costs
+    per declared file, and a ten-slot job listed the weights ten times.  The set of input files,
+    which Snakemake compares to decide re-runs, is the same either way.  :func:`slot_view` gives
+    each slot all of X's inputs (:func:`_pick_inputs`).  When the slots' inputs differ in their
+    names or order, nothing is shared."""
     digits = _digits(slots)
 
     def inputs(wc: Any) -> dict:
-        out: dict = {}
+        per: list[tuple[str, dict]] = []
         for d in digits:
             swc = _slot_of(wc, d)
             one: dict = {}
@@ -245,7 +254,14 @@ def slot_inputs(*functions: Callable[[Any], dict], slots: int = 10,
                 one.update(fn(swc))
             for name, v in named.items():
                 one[name] = v(swc) if callable(v) else fill(v, swc)
-            out.update({f"{k}{_SEP}{d}": v for k, v in one.items()})
+            per.append((d, one))
+        first = per[0][1]
+        same_names = all(list(one) == list(first) for _, one in per)
+        shared = {n for n in first if same_names and all(one[n] == first[n] for _, one in per)}
+        out: dict = {}
+        for i, (d, one) in enumerate(per):
+            out.update({(k if k in shared else f"{k}{_SEP}{d}"): v for k, v in one.items()
+                        if i == 0 or k not in shared})
         return out
 
     return inputs
@@ -315,6 +331,23 @@ def _pick(files: Any, d: str) -> dict:
     return {n[: -len(tail)]: v for n, v in _names(files) if n.endswith(tail)}
 
 
+def _pick_inputs(files: Any, d: str, first: str) -> dict:
+    """Slot ``d``'s inputs (:func:`slot_inputs`): X's names, in the order of the first slot's entries
+    (``first``; the shared ones, without ``__<digit>``, stand among them), each with slot ``d``'s
+    value or the shared value."""
+    entries = _names(files)
+    values = dict(entries)
+    head = _SEP + first
+    out = {}
+    for n, _ in entries:
+        if n.endswith(head):
+            name = n[: -len(head)]
+            out[name] = values[f"{name}{_SEP}{d}"]
+        elif not _SUFFIXED.search(n):
+            out[n] = values[n]
+    return out
+
+
 def per_slot_rule(rule: str) -> str:
     """Rule X of a decade twin's name: ``X_decade`` (ten slots) or ``X_decade_part`` (the first n)."""
     for suffix in (PART_SUFFIX, SUFFIX):
@@ -349,7 +382,7 @@ def slot_view(smk: Any, slot: str) -> Any:
     if d not in job_digits(smk):
         raise ValueError(f"slot {slot!r} is not one of this {rule} job's slots")
     params = _pick(getattr(smk, "params", None), d)
-    return SimpleNamespace(input=Files(_pick(smk.input, d)), output=Files(_pick(smk.output, d)),
+    return SimpleNamespace(input=Files(_pick_inputs(smk.input, d, job_digits(smk)[0])), output=Files(_pick(smk.output, d)),
                            params=Params(params), wildcards=slot_wildcards(smk.wildcards, slot),
                            log=slot_logs(getattr(smk, "log", None), decade, slot), config=smk.config,
                            threads=getattr(smk, "threads", 1), rule=x,
