@@ -83,8 +83,8 @@ def test_apply_installs_it_where_snakemake_calls_it():
     import snakemake.common as common
     import snakemake.rules as rules
 
-    assert SC.apply() == {"function_params": True, "script_check": True}
-    assert SC.apply() == {"function_params": True, "script_check": True}       # idempotent
+    assert SC.apply() == {"function_params": True, "script_check": True, "is_producer": True}
+    assert SC.apply() == {"function_params": True, "script_check": True, "is_producer": True}  # idempotent
     assert common.get_function_params is rules.get_function_params
     assert getattr(common.get_function_params, SC._PATCHED, False)
     # Snakemake's own helper (which reads the module global) answers through it
@@ -148,3 +148,39 @@ def test_a_missing_script_still_fails_the_dry_run(tmp_path):
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "make" in proc.stdout + proc.stderr
+
+
+def test_is_producer_answers_as_snakemakes_own():
+    # 3. the reference is Snakemake's Rule.is_producer itself, on the same rule-like object: every
+    # file of a grid against outputs with and without constraints, several restarts and slots, a log
+    import snakemake.api  # noqa: F401  (first: snakemake.rules alone is a circular import)
+    from snakemake.io import IOFile
+    from snakemake.rules import Rule
+
+    original = Rule.__dict__["is_producer"]
+    original = getattr(original, "_gibench_original", original)      # Snakemake's, even once patched
+    assert not getattr(original, SC._PATCHED, False)
+
+    class _R:
+        def __init__(self, patterns, logs=()):
+            self.output, self.log = [IOFile(p) for p in patterns], [IOFile(p) for p in logs]
+
+        def products(self):
+            return iter(self.output + self.log)
+
+    rules = [
+        _R([f"results/a/{{study}}/{{decade,s0[01]}}{d}/{{attack,ig|dlg}}/rep{k}.safetensors"
+            for d in "0123456789" for k in range(5)], logs=["logs/a/{study}/{decade}x/{attack}.log"]),
+        _R(["results/a/{study}/{slot}/{attack}/rep{rep}.safetensors"]),
+        _R(["results/m/{study}/{slot}.parquet", "results/m/{study}/{slot}.views.safetensors"]),
+        _R(["results/fixed.txt"]),
+    ]
+    files = [f"results/a/se/s0{d}{e}/{a}/rep{k}.safetensors" for d in "012" for e in "07" for a in ("ig", "lamp")
+             for k in (0, 4, 7)]
+    files += ["logs/a/se/s01x/ig.log", "results/m/se/s003.parquet", "results/m/se/s003.views.safetensors",
+              "results/m/se/s003.json", "results/fixed.txt", "results/fixed.txt.bak", "results/a/se/s017/ig/rep0.json"]
+    patched = SC.suffix_first(original)
+    answers = {(i, f): original(r, f) for i, r in enumerate(rules) for f in files}
+    assert any(answers.values()) and not all(answers.values())
+    for (i, f), want in answers.items():
+        assert patched(rules[i], f) is want, (i, f)

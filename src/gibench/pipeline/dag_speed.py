@@ -1,8 +1,8 @@
-"""Two answers Snakemake recomputes for every job of the DAG, remembered (issue 23).
+"""Answers Snakemake recomputes for every job and file of the DAG, remembered (issue 23).
 
-Both are the same answer for every job of a rule, and Snakemake (9.x up to at least 9.27) offers
-no setting to compute them once; in the paper-scale selective-encryption dry run (py-spy) they
-were ~5 % and ~3 % of the CPU time.  Written by hand for that reason; applied from the Snakefile.
+Each is the same answer every time it is asked, and Snakemake (9.x up to at least 9.27) offers
+no setting to compute it once; in the paper-scale selective-encryption dry run (py-spy) they
+were ~5 %, ~3 % and ~5 % of the CPU time.  Written by hand for that reason; applied from the Snakefile.
 Where a Snakemake version no longer has what is patched here, that patch is skipped and the run
 is unaffected.
 
@@ -20,6 +20,13 @@ is unaffected.
    raise if it is not accessible.  Now done once per (script, rule folder) where the script's path
    is a constant (no ``{...}`` to format with the job's wildcards or params); a formatted path is
    still checked job by job.  A missing script still fails as before, at its first job.
+3. **Which rule makes a file** (``snakemake/rules.py``, ``Rule.is_producer``): for every input file
+   of every job Snakemake tries the regular expression of each output (and log) pattern of each
+   candidate rule in turn -- up to 50 for a decade job of a 5-restart attack.  A pattern's regular
+   expression ends with the text after its last wildcard (anchored at the end), so a file that
+   does not end with that text cannot match it: now tested first, with the text computed once
+   per pattern (Snakemake recomputes it with a regular expression on each call).  The answer is
+   the same; Snakemake's own errors for a bad pattern still come from its code.
 """
 from __future__ import annotations
 
@@ -75,6 +82,47 @@ def checked_once(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], N
     return process_job
 
 
+def suffix_first(original: Callable[[Any, str], bool]) -> Callable[[Any, str], bool]:
+    """A ``Rule.is_producer`` that skips a pattern whose constant end the file does not have, then
+    asks Snakemake's own method for the rest (same answer: see the module's point 3)."""
+
+    def is_producer(self: Any, requested_output: str) -> bool:
+        ends = self.__dict__.get("_gibench_ends")
+        if ends is None:
+            ends = self.__dict__["_gibench_ends"] = {}
+        try:
+            for o in self.products():
+                # keyed by identity (hashing a pattern is a Python-level call); the entry holds the
+                # pattern, so its id is not reused while the entry exists
+                hit = ends.get(id(o))
+                if hit is None or hit[0] is not o:
+                    hit = ends[id(o)] = (o, str(o.constant_suffix()))
+                if requested_output.endswith(hit[1]) and o.match(requested_output):
+                    return True
+            return False
+        except Exception:
+            return original(self, requested_output)   # Snakemake's own errors (a bad wildcard regex)
+
+    setattr(is_producer, _PATCHED, True)
+    is_producer._gibench_original = original       # Snakemake's own (the tests compare with it)
+    return is_producer
+
+
+def _patch_is_producer() -> bool:
+    try:
+        import snakemake.api  # noqa: F401  (first: snakemake.rules alone is a circular import)
+        from snakemake.rules import Rule
+    except ImportError:
+        return False
+    current = Rule.__dict__.get("is_producer")
+    if current is None or not hasattr(Rule, "products"):
+        return False
+    if getattr(current, _PATCHED, False):
+        return True
+    Rule.is_producer = suffix_first(current)
+    return True
+
+
 def _patch_params() -> bool:
     import importlib
 
@@ -113,4 +161,5 @@ def _patch_script_check() -> bool:
 
 def apply() -> dict[str, bool]:
     """Patch Snakemake (idempotent).  Which patches are (now) in place."""
-    return {"function_params": _patch_params(), "script_check": _patch_script_check()}
+    return {"function_params": _patch_params(), "script_check": _patch_script_check(),
+            "is_producer": _patch_is_producer()}
