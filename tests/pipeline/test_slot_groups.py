@@ -278,6 +278,27 @@ def test_dry_run_has_one_job_per_full_decade_and_per_left_over_slot(tmp_path):
     assert not any(r.endswith(("_decade", "_decade_part")) for r in stats), stats
 
 
+def _grouped_then_per_slot(tmp_path, cfg, targets: list[str], n: int) -> list:
+    """Make ``targets`` (n slots' stochastic-defenses attacks) with the rules Snakemake picks, move the
+    gradient and attack artifacts aside, re-make them with the per-slot rules forced (--allowed-rules
+    and GIBENCH_PER_SLOT_RULES=all: they match a decade's files only then); assert every file is the
+    same bytes.  Returns the first run's output and the files compared."""
+    proc = run_snakemake(tmp_path, cfg, *targets)
+    first = proc.stdout + proc.stderr
+    for d in ("results/gradients/stochastic_defenses", "results/attacks/stochastic_defenses"):
+        shutil.copytree(tmp_path / d, tmp_path / "grouped" / d)
+        shutil.rmtree(tmp_path / d)
+    proc = run_snakemake(tmp_path, cfg, *targets, "--allowed-rules", "sd_gradient", "sd_attack",
+                         env=dict(snakemake_env(), **{SG.ALL_SLOTS_ENV: "all"}))
+    out = proc.stdout + proc.stderr
+    assert _job_stats(out) == {"sd_gradient": n, "sd_attack": n}, out[-3000:]
+    files = sorted(p.relative_to(tmp_path / "grouped") for p in (tmp_path / "grouped").rglob("*") if p.is_file())
+    assert len(files) == n * 3 + n * 1            # update, secrets, knowledge; recon (with its trace)
+    for f in files:
+        assert filecmp.cmp(tmp_path / "grouped" / f, tmp_path / f, shallow=False), f
+    return [first, files]
+
+
 @pytest.mark.slow
 def test_decade_job_writes_the_bytes_of_the_per_slot_jobs(tmp_path):
     """The same config run twice: the decade rules, then the per-slot rules forced with
@@ -285,22 +306,8 @@ def test_decade_job_writes_the_bytes_of_the_per_slot_jobs(tmp_path):
     cfg = _sd_config(tmp_path, 10)
     targets = [f"results/attacks/stochastic_defenses/mnist/sd_cnn/dp_strong/s00{d}/wiig/rep0.safetensors"
                for d in range(10)]
-    proc = run_snakemake(tmp_path, cfg, *targets)
-    out = proc.stdout + proc.stderr
-    assert "sd_attack_decade" in out and "sd_gradient_decade" in out
-    made = ("results/gradients/stochastic_defenses", "results/attacks/stochastic_defenses")
-    for d in made:
-        shutil.copytree(tmp_path / d, tmp_path / "grouped" / d)
-        shutil.rmtree(tmp_path / d)
-    # the per-slot rules match a full decade's files only with GIBENCH_PER_SLOT_RULES=all
-    proc = run_snakemake(tmp_path, cfg, *targets, "--allowed-rules", "sd_gradient", "sd_attack",
-                         env=dict(snakemake_env(), **{SG.ALL_SLOTS_ENV: "all"}))
-    out = proc.stdout + proc.stderr
-    assert _job_stats(out) == {"sd_gradient": 10, "sd_attack": 10}, out[-3000:]
-    files = sorted(p.relative_to(tmp_path / "grouped") for p in (tmp_path / "grouped").rglob("*") if p.is_file())
-    assert len(files) == 10 * 3 + 10 * 1            # update, secrets, knowledge; recon (with its trace)
-    for f in files:
-        assert filecmp.cmp(tmp_path / "grouped" / f, tmp_path / f, shallow=False), f
+    first, _ = _grouped_then_per_slot(tmp_path, cfg, targets, 10)
+    assert "sd_attack_decade" in first and "sd_gradient_decade" in first
     rec = json.loads((tmp_path / "logs/sd_attack/mnist/sd_cnn/dp_strong/s007/wiig/rep0.json").read_text())
     assert rec["rule"] == "sd_attack" and rec["status"] == "ok"
 
@@ -312,22 +319,10 @@ def test_partial_decade_job_writes_the_bytes_of_the_per_slot_jobs(tmp_path):
     cfg = _sd_config(tmp_path, 15)
     targets = [f"results/attacks/stochastic_defenses/mnist/sd_cnn/dp_strong/s01{d}/wiig/rep0.safetensors"
                for d in range(5)]
-    proc = run_snakemake(tmp_path, cfg, *targets)
-    out = proc.stdout + proc.stderr
-    assert _job_stats(out) == {"sd_model": 1, "data": 1, "sd_gradient_decade_part": 1, "sd_attack_decade_part": 1}, out[-3000:]
-    made = ("results/gradients/stochastic_defenses", "results/attacks/stochastic_defenses")
-    for d in made:
-        shutil.copytree(tmp_path / d, tmp_path / "grouped" / d)
-        shutil.rmtree(tmp_path / d)
-    proc = run_snakemake(tmp_path, cfg, *targets, "--allowed-rules", "sd_gradient", "sd_attack",
-                         env=dict(snakemake_env(), **{SG.ALL_SLOTS_ENV: "all"}))
-    out = proc.stdout + proc.stderr
-    assert _job_stats(out) == {"sd_gradient": 5, "sd_attack": 5}, out[-3000:]
-    files = sorted(p.relative_to(tmp_path / "grouped") for p in (tmp_path / "grouped").rglob("*") if p.is_file())
-    assert len(files) == 5 * 3 + 5 * 1 and {f.parts[-1][:4] for f in files if "gradients" in str(f)} == {
-        f"s01{d}" for d in range(5)}
-    for f in files:
-        assert filecmp.cmp(tmp_path / "grouped" / f, tmp_path / f, shallow=False), f
+    first, files = _grouped_then_per_slot(tmp_path, cfg, targets, 5)
+    assert _job_stats(first) == {"sd_model": 1, "data": 1, "sd_gradient_decade_part": 1,
+                                 "sd_attack_decade_part": 1}, first[-3000:]
+    assert {f.parts[-1][:4] for f in files if "gradients" in str(f)} == {f"s01{d}" for d in range(5)}
 
 
 def test_se_attacks_on_fewer_than_ten_slots_run_as_one_partial_decade_job():

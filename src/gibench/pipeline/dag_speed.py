@@ -108,19 +108,27 @@ def suffix_first(original: Callable[[Any, str], bool]) -> Callable[[Any, str], b
     return is_producer
 
 
-def _patch_is_producer() -> bool:
+def _patch_method(module: str, cls_name: str, name: str, wrap: Callable[[Any], Any],
+                  fits: Callable[[Any], bool] = lambda cls: True) -> bool:
+    """Replace ``cls_name.name`` of Snakemake's ``module`` by ``wrap(current)`` (idempotent); skipped
+    where the class, its own method or what ``fits`` checks is missing (another Snakemake)."""
+    import importlib
+
     try:
-        import snakemake.api  # noqa: F401  (first: snakemake.rules alone is a circular import)
-        from snakemake.rules import Rule
-    except ImportError:
+        importlib.import_module("snakemake.api")   # first: snakemake.dag / .rules alone are circular imports
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError):
         return False
-    current = Rule.__dict__.get("is_producer")
-    if current is None or not hasattr(Rule, "products"):
+    current = cls.__dict__.get(name)
+    if current is None or not fits(cls):
         return False
-    if getattr(current, _PATCHED, False):
-        return True
-    Rule.is_producer = suffix_first(current)
+    if not getattr(current, _PATCHED, False):
+        setattr(cls, name, wrap(current))
     return True
+
+
+def _patch_is_producer() -> bool:
+    return _patch_method("snakemake.rules", "Rule", "is_producer", suffix_first, lambda cls: hasattr(cls, "products"))
 
 
 def _patch_params() -> bool:
@@ -145,18 +153,8 @@ def _patch_params() -> bool:
 
 
 def _patch_script_check() -> bool:
-    try:
-        import snakemake.api  # noqa: F401  (first: snakemake.dag alone is a circular import)
-        from snakemake.dag import ScriptProcessor
-    except ImportError:
-        return False
-    current = ScriptProcessor.__dict__.get("process_job")
-    if current is None or getattr(ScriptProcessor, "script_type", None) != "script":
-        return False
-    if getattr(current, _PATCHED, False):
-        return True
-    ScriptProcessor.process_job = checked_once(current)
-    return True
+    return _patch_method("snakemake.dag", "ScriptProcessor", "process_job", checked_once,
+                         lambda cls: getattr(cls, "script_type", None) == "script")
 
 
 def apply() -> dict[str, bool]:
