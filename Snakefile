@@ -54,8 +54,9 @@ except gconfig.ConfigError as e:
 # lock from a live one); with rerun-incomplete (profiles/default) the same command resumes.
 from gibench.pipeline import runlock, scheduler_fix, dag_speed
 
-# two answers Snakemake recomputes for every job it builds (function parameters, the script check),
-# remembered (gibench.pipeline.dag_speed: ~8 % of a paper-scale dry run)
+# three answers Snakemake recomputes for every job or file of the DAG (function parameters, the
+# script check, which output pattern can make a file), remembered (gibench.pipeline.dag_speed:
+# ~13 % of a paper-scale dry run)
 dag_speed.apply()
 
 if workflow.is_main_process:

@@ -379,10 +379,11 @@ def slot_view(smk: Any, slot: str) -> Any:
     d = slot[-1]
     rule = str(getattr(smk, "rule", "") or "")
     x = per_slot_rule(rule)
-    if d not in job_digits(smk):
+    digits = job_digits(smk)
+    if d not in digits:
         raise ValueError(f"slot {slot!r} is not one of this {rule} job's slots")
     params = _pick(getattr(smk, "params", None), d)
-    return SimpleNamespace(input=Files(_pick_inputs(smk.input, d, job_digits(smk)[0])), output=Files(_pick(smk.output, d)),
+    return SimpleNamespace(input=Files(_pick_inputs(smk.input, d, digits[0])), output=Files(_pick(smk.output, d)),
                            params=Params(params), wildcards=slot_wildcards(smk.wildcards, slot),
                            log=slot_logs(getattr(smk, "log", None), decade, slot), config=smk.config,
                            threads=getattr(smk, "threads", 1), rule=x,

@@ -171,10 +171,9 @@ def evaluate_stage(smk: Any, device: torch.device, *, rule: str, params: dict, r
     io.save_table(smk.output[0], kept, rec)
     if then is not None:
         then(rows, paths, rec)
-    rows = kept
     if summary is not None:
-        say(summary(rows))
-    return {"rows": len(rows)}
+        say(summary(kept))
+    return {"rows": len(kept)}
 
 
 # ====================================================================== gather
