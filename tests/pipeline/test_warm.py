@@ -231,6 +231,26 @@ def test_server_refuses_after_cuda_was_touched(monkeypatch):
     assert warm_server.cuda_touched()
 
 
+def test_preload_starts_no_thread():
+    """The libraries the server preloads beside torch and the job modules start no OS thread
+    when imported (a forked child would lack a thread that held a lock at the fork)."""
+    code = ("import os, sys, importlib\n"
+            "from gibench.pipeline import warm_server as ws\n"
+            "n = lambda: len(os.listdir('/proc/self/task'))\n"
+            "for m in ['torch', 'snakemake.iocontainers', 'snakemake.io', 'snakemake.logging',\n"
+            "          'gibench.pipeline.runner', 'gibench.device', *ws.job_modules()]:\n"
+            "    importlib.import_module(m)\n"
+            "before = n()\n"
+            "ws.preload()\n"
+            "assert all(m in sys.modules for m in ws.LAZY_LIBRARIES)\n"
+            "print(before, n())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=snakemake_env(),
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = map(int, out.stdout.split())
+    assert after == before
+
+
 def test_job_modules_cover_the_thin_scripts():
     """Every module a thin script names is preloaded by the server."""
     import re

@@ -1,12 +1,13 @@
 """Warm mode, the server side: ``python -m gibench.pipeline.warm_server <socket> <digest>``.
 
 Started detached by :func:`gibench.pipeline.warm.connect` (see that module for the why and the
-protocol).  It imports torch, Snakemake's pickled-object classes and every gibench job module
-(import only: no torch op, no CUDA, no thread pool is ever started here, since forking after
-OpenMP/CUDA use is unsafe), then serves: per connection it reads the request (fds 0/1/2 and the
-pickled job), forks a child, tells the client the child's pid and, when the child ends, its exit
-status.  A client whose connection closes first gets its child's process group SIGKILLed.  No
-connection for ``GIBENCH_WARM_IDLE`` seconds and no child running: it removes its socket and exits.
+protocol).  It imports torch, Snakemake's pickled-object classes, every gibench job module and
+the libraries most jobs import lazily (:data:`LAZY_LIBRARIES`) -- import only: no torch op, no
+CUDA, no thread pool is ever started here, since forking after OpenMP/CUDA use is unsafe -- then
+serves: per connection it reads the request (fds 0/1/2 and the pickled job), forks a child, tells
+the client the child's pid and, when the child ends, its exit status.  A client whose connection
+closes first gets its child's process group SIGKILLed.  No connection for ``GIBENCH_WARM_IDLE``
+seconds and no child running: it removes its socket and exits.
 """
 from __future__ import annotations
 
@@ -42,9 +43,22 @@ def job_modules() -> list[str]:
     return [".".join(("gibench",) + p.relative_to(pkg).with_suffix("").parts) for p in files]
 
 
+#: libraries the job modules import lazily (inside functions, so that the DAG build and the thin
+#: clients stay light) that most forked jobs would otherwise import again, each child on its own:
+#: ``torch._dynamo`` (with sympy; imported by the first optimiser or ``torch.func`` transform of a
+#: process: about 0.9 CPU-s, paid by every attack, significance and training job), pandas and
+#: pyarrow's Parquet/dataset modules (the metric and cost tables), safetensors' torch API, PIL.
+#: Measured on the demo's jobs replayed in forks of a preloaded process (first run minus a second
+#: run in the same child): a significance job 2.0 -> 0.4 CPU-s, an SD/CS attack job 1.0 -> 0.2 or
+#: less, an evaluate job 0.36 -> 0.09.  Each starts no thread when imported (``test_preload_starts_no_thread``); transformers'
+#: ``modeling_utils`` does (one native thread), so the text models stay imported per job.
+LAZY_LIBRARIES = ("torch._dynamo", "torch.func", "torch.profiler", "pandas", "pyarrow.parquet", "pyarrow.dataset",
+                  "safetensors.torch", "PIL.Image")
+
+
 def preload() -> None:
     for name in ["torch", "snakemake.iocontainers", "snakemake.io", "snakemake.logging",
-                 "gibench.pipeline.runner", "gibench.device", *job_modules()]:
+                 "gibench.pipeline.runner", "gibench.device", *job_modules(), *LAZY_LIBRARIES]:
         try:
             importlib.import_module(name)
         except Exception as e:   # the child imports it again and fails there, on the job's stderr
