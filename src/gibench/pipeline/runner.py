@@ -10,7 +10,6 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
-from .. import io
 from ..provenance import job_context, run_record, write_sidecars
 from . import warm
 from .replay import resolve
@@ -189,6 +188,8 @@ def _write_run_record(smk: Any, start: float, status: str, device: Any, extra: d
         # (status, device, rule, seconds -- the significance job's metric time --, start, ...)
         # is kept as job_<key>
         rec.update({(f"job_{k}" if k in rec else k): v for k, v in extra.items()})
+        from .. import io     # here, not at the top: a warm-mode thin client never needs it (pyarrow)
+
         try:
             io.write_json(logs[0], rec)
         except OSError:
