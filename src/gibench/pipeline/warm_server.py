@@ -50,15 +50,22 @@ def job_modules() -> list[str]:
 #: pyarrow's Parquet/dataset modules (the metric and cost tables), safetensors' torch API, PIL.
 #: Measured on the demo's jobs replayed in forks of a preloaded process (first run minus a second
 #: run in the same child): a significance job 2.0 -> 0.4 CPU-s, an SD/CS attack job 1.0 -> 0.2 or
-#: less, an evaluate job 0.36 -> 0.09.  Each starts no thread when imported (``test_preload_starts_no_thread``); transformers'
-#: ``modeling_utils`` does (one native thread), so the text models stay imported per job.
+#: less, an evaluate job 0.36 -> 0.09.  Each starts no thread when imported
+#: (``test_preload_starts_no_thread``); transformers' ``modeling_utils`` does (one native thread),
+#: so the text models stay imported per job.
 LAZY_LIBRARIES = ("torch._dynamo", "torch.func", "torch.profiler", "pandas", "pyarrow.parquet", "pyarrow.dataset",
                   "safetensors.torch", "PIL.Image")
 
 
+def base_modules() -> list[str]:
+    """What the server imports before :data:`LAZY_LIBRARIES`: torch, the classes of the pickled
+    ``snakemake`` object, the runner and every job module."""
+    return ["torch", "snakemake.iocontainers", "snakemake.io", "snakemake.logging", "gibench.pipeline.runner",
+            "gibench.device", *job_modules()]
+
+
 def preload() -> None:
-    for name in ["torch", "snakemake.iocontainers", "snakemake.io", "snakemake.logging",
-                 "gibench.pipeline.runner", "gibench.device", *job_modules(), *LAZY_LIBRARIES]:
+    for name in [*base_modules(), *LAZY_LIBRARIES]:
         try:
             importlib.import_module(name)
         except Exception as e:   # the child imports it again and fails there, on the job's stderr
